@@ -1,0 +1,40 @@
+# The two commands of README.md: `make demo` and `make test`. Each installs what is missing first.
+SHELL := /bin/bash
+VENV ?= $(HOME)/.cache/nic/venv
+export NIC_VENV := $(VENV)
+SWIFT ?= swift
+TESTKIT = .build/debug/nic-testkit
+
+.PHONY: demo test deps build interop clean
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	$(SWIFT) build -c release --product nic
+
+demo: build
+	.build/release/nic run pipelines/demo.yaml
+	@echo
+	@echo "Rerun (nothing executes):"
+	.build/release/nic run pipelines/demo.yaml --quiet
+	@echo
+	@echo "stats (per-group statistics, from the cache):"
+	@cat "$$(.build/release/nic output pipelines/demo.yaml stats)/summary.csv"
+
+test:
+	@scripts/deps.sh --python
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+	@$(MAKE) --no-print-directory interop
+
+# zarr arrays written by nic are read by zarr-python, and the other way round.
+interop:
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	$(TESTKIT) zarr-fixtures "$$dir/nic" && \
+	$(VENV)/bin/python scripts/zarr_interop.py check "$$dir/nic" && \
+	$(VENV)/bin/python scripts/zarr_interop.py write "$$dir/python" && \
+	$(TESTKIT) zarr-check "$$dir/python"
+
+clean:
+	rm -rf .build .nic

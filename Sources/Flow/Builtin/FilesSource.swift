@@ -1,0 +1,42 @@
+import Foundation
+
+/// Lists the files of a folder that match a pattern (e.g. every `*.svs` slide). Downstream nodes read
+/// the files where they are; the cache key covers their content, so editing a file reruns what reads it.
+public struct FilesSource: NodeType {
+    public static let name = "files"
+    public static let version = 1
+    public static let summary = "Lists files in a folder (glob pattern) as a FileSet: path, name, stem, size, sha256."
+    public static let outputs = [PortSpec("files", .fileSet, doc: "files.csv with one row per file")]
+    public static let params = [
+        ParamSpec("dir", .directory, doc: "the folder to list"),
+        ParamSpec("pattern", .string, default: .string("*"), doc: "glob on file names, e.g. '*.svs'; '{a,b}' not supported, use several patterns"),
+        ParamSpec("recursive", .bool, default: .bool(false), doc: "also list files in sub-folders"),
+        ParamSpec("allow_empty", .bool, default: .bool(false), doc: "succeed when nothing matches"),
+    ]
+
+    public init() {}
+
+    public func run(_ context: NodeContext) throws {
+        let dir = try context.path("dir")
+        let pattern = context.string("pattern")
+        let recursive = context.bool("recursive")
+        let all = try FileHasher.listFiles(under: dir)
+        let matching = all.filter { relative in
+            (recursive || !relative.contains("/")) && fnmatch(pattern, (relative as NSString).lastPathComponent, 0) == 0
+        }
+        if matching.isEmpty && !context.bool("allow_empty") {
+            throw NodeError("no files matching '\(pattern)' in \(dir.path)\(recursive ? " (recursively)" : "")")
+        }
+        var rows: [[String]] = []
+        for (i, relative) in matching.enumerated() {
+            try context.checkCancellation()
+            let url = dir.appendingPathComponent(relative)
+            let size = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.int64Value ?? 0
+            let name = url.lastPathComponent
+            rows.append([url.path, name, (name as NSString).deletingPathExtension, String(size), try Hashing.sha256Hex(fileAt: url)])
+            context.progress(i + 1, of: matching.count, unit: "files")
+        }
+        try CSVTable(columns: ["path", "name", "stem", "size", "sha256"], rows: rows)
+            .write(to: try context.output("files").appendingPathComponent("files.csv"))
+    }
+}

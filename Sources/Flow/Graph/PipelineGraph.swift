@@ -1,0 +1,200 @@
+import Foundation
+import Yams
+
+/// A node after checking: its type is known, every param is typed (defaults filled in), every input is
+/// wired to an output of the right type.
+public struct GraphNode {
+    public let name: String
+    public let spec: NodeSpec
+    public let type: any NodeType.Type
+    /// Typed values handed to the node. File-like params hold absolute paths; references hold the parsed YAML.
+    public let params: [String: ParamValue]
+    /// Params naming something on disk (files, folders, references), by param name.
+    public let paths: [String: URL]
+    /// Input port → (upstream node, upstream output port).
+    public let inputs: [String: (node: String, port: String)]
+}
+
+/// A checked pipeline: nodes in a topological order (each after all of its inputs).
+public struct PipelineGraph {
+    public let spec: PipelineSpec
+    public let nodes: [GraphNode]
+    private let index: [String: Int]
+
+    public func node(named name: String) -> GraphNode? { index[name].map { nodes[$0] } }
+
+    /// Checks `spec` against the registry; throws every problem found, each with its location.
+    public static func build(_ spec: PipelineSpec, registry: NodeRegistry) throws -> PipelineGraph {
+        var errors: [SpecError] = []
+        var coercion = ParamCoercion(file: spec.file, baseDirectory: spec.baseDirectory)
+        var typed: [String: any NodeType.Type] = [:]
+        for node in spec.nodes {
+            guard let type = registry[node.type] else {
+                errors.append(SpecError("node '\(node.name)': unknown node type '\(node.type)'\(Suggest.hint(for: node.type, among: registry.names)); run `nic nodes` for the list", at: node.typeLocation))
+                continue
+            }
+            if node.isPipelineInput && !type.inputs.isEmpty {
+                errors.append(SpecError("input '\(node.name)': kind '\(node.type)' is not a source (it has input ports); declare it under 'nodes' instead", at: node.typeLocation))
+            }
+            typed[node.name] = type
+        }
+        let specByName = Dictionary(spec.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+
+        var built: [String: GraphNode] = [:]
+        for node in spec.nodes {
+            guard let type = typed[node.name] else { continue }
+            // Params.
+            var params: [String: ParamValue] = [:]
+            var paths: [String: URL] = [:]
+            let declared = Dictionary(type.params.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            var given = Set<String>()
+            for entry in node.params {
+                guard let param = declared[entry.name] else {
+                    let names = type.params.map(\.name)
+                    errors.append(SpecError("node '\(node.name)': unknown param '\(entry.name)' for type '\(type.name)'\(Suggest.hint(for: entry.name, among: names)); it takes \(Suggest.list(names))", at: entry.nameLocation))
+                    continue
+                }
+                given.insert(entry.name)
+                let what = "node '\(node.name)' param '\(entry.name)'"
+                guard let value = coercion.coerce(entry.value, to: param.type, what: what) else { continue }
+                switch param.type {
+                case .file, .directory:
+                    let url = URL(fileURLWithPath: value.stringValue!)
+                    paths[param.name] = url
+                    params[param.name] = value
+                case .reference:
+                    let url = URL(fileURLWithPath: value.stringValue!)
+                    paths[param.name] = url
+                    do { params[param.name] = try loadReference(url, from: entry.valueLocation) }
+                    catch let error as SpecError { errors.append(error) }
+                    catch { errors.append(SpecError("\(what): \(error)", at: entry.valueLocation)) }
+                default:
+                    params[param.name] = value
+                }
+            }
+            for param in type.params where !given.contains(param.name) {
+                if let defaultValue = param.defaultValue {
+                    params[param.name] = defaultValue
+                } else {
+                    errors.append(SpecError("node '\(node.name)': missing required param '\(param.name)' (\(param.type): \(param.doc))", at: node.isPipelineInput ? node.location : node.paramsLocation))
+                }
+            }
+
+            // Inputs.
+            var inputs: [String: (node: String, port: String)] = [:]
+            let inputPorts = Dictionary(type.inputs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for binding in node.inputs {
+                guard let port = inputPorts[binding.port] else {
+                    let names = type.inputs.map(\.name)
+                    errors.append(SpecError("node '\(node.name)': unknown input port '\(binding.port)' for type '\(type.name)'\(Suggest.hint(for: binding.port, among: names)); it takes \(Suggest.list(names))", at: binding.portLocation))
+                    continue
+                }
+                guard let upstreamSpec = specByName[binding.sourceNode] else {
+                    let names = spec.nodes.map(\.name).filter { $0 != node.name }
+                    errors.append(SpecError("node '\(node.name)' input '\(binding.port)' refers to '\(binding.sourceNode)', which is not a node or input of this pipeline\(Suggest.hint(for: binding.sourceNode, among: names))", at: binding.sourceLocation))
+                    continue
+                }
+                guard let upstreamType = typed[upstreamSpec.name] else { continue }
+                let outputs = upstreamType.outputs
+                let output: PortSpec
+                if let portName = binding.sourcePort {
+                    guard let found = outputs.first(where: { $0.name == portName }) else {
+                        errors.append(SpecError("node '\(node.name)' input '\(binding.port)': node '\(upstreamSpec.name)' (\(upstreamType.name)) has no output '\(portName)'\(Suggest.hint(for: portName, among: outputs.map(\.name))); its outputs are \(Suggest.list(outputs.map(\.name)))", at: binding.sourceLocation))
+                        continue
+                    }
+                    output = found
+                } else if outputs.count == 1 {
+                    output = outputs[0]
+                } else if let sameType = outputs.filter({ $0.type == port.type }).first, outputs.filter({ $0.type == port.type }).count == 1 {
+                    output = sameType
+                } else {
+                    errors.append(SpecError("node '\(node.name)' input '\(binding.port)': node '\(upstreamSpec.name)' has several outputs; write '\(upstreamSpec.name).PORT' with PORT one of \(Suggest.list(outputs.map(\.name)))", at: binding.sourceLocation))
+                    continue
+                }
+                if output.type != port.type {
+                    errors.append(SpecError("node '\(node.name)' input '\(binding.port)' expects \(port.type), but '\(upstreamSpec.name)' gives \(output.type)\(binding.sourcePort == nil ? "" : " from output '\(output.name)'")", at: binding.sourceLocation))
+                    continue
+                }
+                inputs[binding.port] = (upstreamSpec.name, output.name)
+            }
+            let bound = Set(node.inputs.map(\.port))
+            for port in type.inputs where !port.optional && !bound.contains(port.name) {
+                errors.append(SpecError("node '\(node.name)': input port '\(port.name)' (\(port.type)) is not connected; add it under 'in'", at: node.location))
+            }
+            built[node.name] = GraphNode(name: node.name, spec: node, type: type, params: params, paths: paths, inputs: inputs)
+        }
+        errors.append(contentsOf: coercion.errors)
+
+        // Cycles, then a stable topological order (spec order among ready nodes).
+        let order = topologicalOrder(spec.nodes.map(\.name), edges: { name in
+            (specByName[name]?.inputs ?? []).map(\.sourceNode).filter { specByName[$0] != nil }
+        })
+        if let cycle = order.cycle {
+            let first = specByName[cycle[0]]!
+            let binding = first.inputs.first { $0.sourceNode == cycle[1 % cycle.count] }
+            errors.append(SpecError("cycle: \((cycle + [cycle[0]]).joined(separator: " -> ")); a node cannot depend on its own output", at: binding?.sourceLocation ?? first.location))
+        }
+        if !errors.isEmpty {
+            throw SpecErrors(errors.sorted { ($0.location?.line ?? 0, $0.location?.column ?? 0) < ($1.location?.line ?? 0, $1.location?.column ?? 0) })
+        }
+        let nodes = order.order.compactMap { built[$0] }
+        return PipelineGraph(spec: spec, nodes: nodes, index: Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) }))
+    }
+
+    /// Kahn's order; on a cycle, one cycle's path in dependency direction (a -> b means a reads b).
+    static func topologicalOrder(_ names: [String], edges: (String) -> [String]) -> (order: [String], cycle: [String]?) {
+        var state: [String: Int] = [:]  // 1 visiting, 2 done
+        var order: [String] = []
+        var stack: [String] = []
+        var cycle: [String]?
+        func visit(_ name: String) {
+            if cycle != nil { return }
+            if state[name] == 2 { return }
+            if state[name] == 1 {
+                let start = stack.lastIndex(of: name)!
+                // stack holds readers before what they read; reverse to list "reads" direction from `name`.
+                cycle = Array(stack[start...])
+                return
+            }
+            state[name] = 1
+            stack.append(name)
+            for upstream in edges(name) { visit(upstream) }
+            stack.removeLast()
+            state[name] = 2
+            order.append(name)
+        }
+        for name in names { visit(name) }
+        return (order, cycle)
+    }
+
+    /// Everything downstream of `name`, not including it.
+    public func descendants(of name: String) -> Set<String> {
+        var result = Set<String>()
+        var frontier = [name]
+        while let current = frontier.popLast() {
+            for node in nodes where node.inputs.values.contains(where: { $0.node == current }) && !result.contains(node.name) {
+                result.insert(node.name)
+                frontier.append(node.name)
+            }
+        }
+        return result
+    }
+}
+
+/// Reads a referenced YAML definition; errors point into that file and say where it was referenced.
+func loadReference(_ url: URL, from reference: SourceLocation) throws -> ParamValue {
+    let display = url.path
+    guard let data = FileManager.default.contents(atPath: url.path), let text = String(data: data, encoding: .utf8) else {
+        throw SpecError("cannot read referenced file \(display)", at: reference)
+    }
+    do {
+        guard let node = try Yams.compose(yaml: text) else {
+            throw SpecError("referenced file \(display) is empty (referenced from \(reference))", at: SourceLocation(file: display, line: 1, column: 1))
+        }
+        return ParamCoercion.plainValue(node)
+    } catch let error as YamlError {
+        var located = SpecParser.yamlSyntaxError(error, text: text, file: display)
+        located.message += " (referenced from \(reference))"
+        throw located
+    }
+}

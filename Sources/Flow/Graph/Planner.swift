@@ -1,0 +1,152 @@
+import Foundation
+
+/// What the planner decided for one node.
+public struct NodePlan {
+    public enum Status: Equatable {
+        case cached
+        case willRun
+    }
+    public let name: String
+    public let typeName: String
+    public let version: Int
+    public let key: String
+    public let status: Status
+    /// Why it will run ("no cached output", "params changed: lr", "input 'encoder' changed", ...).
+    public let reasons: [String]
+    public let params: [String: ParamValue]
+    public let keyParams: [String: ParamValue]
+    /// Input port → the key of the upstream output it reads ("<key>/<port>").
+    public let inputKeys: [String: String]
+    /// The cache entry when cached.
+    public let entry: URL?
+}
+
+public struct Plan {
+    public let graph: PipelineGraph
+    public let nodes: [NodePlan]
+    public func node(named name: String) -> NodePlan? { nodes.first { $0.name == name } }
+    public var toRun: [NodePlan] { nodes.filter { $0.status == .willRun } }
+}
+
+/// The last keys a pipeline's nodes had, so the planner can say *what* changed since.
+struct PipelineRecord: Codable {
+    struct Node: Codable {
+        var key: String
+        var type: String
+        var version: Int
+        var params: [String: ParamValue]
+        var keyParams: [String: ParamValue]
+        var inputs: [String: String]
+    }
+    var nodes: [String: Node] = [:]
+}
+
+public enum Planner {
+    /// Computes every node's cache key (a Merkle hash over type, version, params by content and input
+    /// keys) and whether its output is already in `cache`.
+    public static func plan(_ graph: PipelineGraph, cache: Cache, force: Set<String> = []) throws -> Plan {
+        let record = loadRecord(cache: cache, pipeline: graph.spec.name)
+        var keys: [String: String] = [:]
+        var plans: [NodePlan] = []
+        defer { cache.fileHasher.save() }
+        for node in graph.nodes {
+            var keyParams = node.params
+            for param in node.type.params {
+                guard let url = node.paths[param.name] else { continue }
+                switch param.type {
+                case .file: keyParams[param.name] = .string("sha256:" + (try cache.fileHasher.hash(fileAt: url)))
+                case .directory: keyParams[param.name] = .string("sha256:" + (try cache.fileHasher.hash(directoryAt: url)))
+                default: break  // references already hold their parsed content
+                }
+            }
+            var inputKeys: [String: String] = [:]
+            for (port, source) in node.inputs { inputKeys[port] = keys[source.node]! + "/" + source.port }
+            let document: ParamValue = .map([
+                "type": .string(node.type.name),
+                "version": .int(node.type.version),
+                "params": .map(keyParams),
+                "inputs": .map(inputKeys.mapValues { .string($0) }),
+            ])
+            let key = Hashing.sha256Hex(document.canonicalJSON)
+            keys[node.name] = key
+
+            var status = NodePlan.Status.willRun
+            var reasons: [String] = []
+            var entry: URL?
+            switch cache.lookup(key) {
+            case .valid(let url, _):
+                if force.contains(node.name) { reasons = ["forced"] } else { status = .cached; entry = url }
+            case .damaged(let why):
+                reasons = ["cached output damaged: \(why)"]
+            case .missing:
+                if cache.wasQuarantined(key) { reasons = ["cached output was corrupt and set aside"] }
+                else { reasons = changeReasons(node: node, keyParams: keyParams, inputKeys: inputKeys, key: key, previous: record.nodes[node.name]) }
+            }
+            plans.append(NodePlan(name: node.name, typeName: node.type.name, version: node.type.version, key: key,
+                                  status: status, reasons: reasons, params: node.params, keyParams: keyParams,
+                                  inputKeys: inputKeys, entry: entry))
+        }
+        return Plan(graph: graph, nodes: plans)
+    }
+
+    static func changeReasons(node: GraphNode, keyParams: [String: ParamValue], inputKeys: [String: String],
+                              key: String, previous: PipelineRecord.Node?) -> [String] {
+        guard let previous, previous.key != key else { return ["no cached output"] }
+        if previous.type != node.type.name { return ["type changed: \(previous.type) → \(node.type.name)"] }
+        var reasons: [String] = []
+        if previous.version != node.type.version {
+            reasons.append("implementation version changed: \(previous.version) → \(node.type.version)")
+        }
+        var changedParams: [String] = []
+        var changedFiles: [String] = []
+        for name in Set(keyParams.keys).union(previous.keyParams.keys).sorted() where keyParams[name] != previous.keyParams[name] {
+            if node.paths[name] != nil, previous.params[name] == node.params[name] {
+                changedFiles.append("\(name) (\(node.params[name]?.display ?? node.paths[name]!.path))")
+            } else if node.paths[name] != nil, case .reference = node.type.params.first(where: { $0.name == name })?.type {
+                changedFiles.append("\(name) (\(node.paths[name]!.path))")
+            } else {
+                changedParams.append(name)
+            }
+        }
+        if !changedParams.isEmpty { reasons.append("params changed: " + changedParams.joined(separator: ", ")) }
+        if !changedFiles.isEmpty { reasons.append("file changed: " + changedFiles.joined(separator: ", ")) }
+        for port in Set(inputKeys.keys).union(previous.inputs.keys).sorted() where inputKeys[port] != previous.inputs[port] {
+            reasons.append("input '\(port)' changed")
+        }
+        return reasons.isEmpty ? ["no cached output"] : reasons
+    }
+
+    static func recordURL(cache: Cache, pipeline: String) -> URL {
+        let safe = pipeline.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }
+        return cache.state.appendingPathComponent("pipelines").appendingPathComponent(String(safe) + ".json")
+    }
+
+    static func loadRecord(cache: Cache, pipeline: String) -> PipelineRecord {
+        guard let data = try? Data(contentsOf: recordURL(cache: cache, pipeline: pipeline)),
+              let record = try? JSONDecoder().decode(PipelineRecord.self, from: data) else { return PipelineRecord() }
+        return record
+    }
+}
+
+/// Remembers, per pipeline, the key each node last had when it succeeded or was found cached.
+final class RecordKeeper: @unchecked Sendable {
+    private let url: URL
+    private var record: PipelineRecord
+    private let lock = NSLock()
+
+    init(cache: Cache, pipeline: String) {
+        url = Planner.recordURL(cache: cache, pipeline: pipeline)
+        record = Planner.loadRecord(cache: cache, pipeline: pipeline)
+    }
+
+    func remember(_ plan: NodePlan) {
+        lock.lock()
+        defer { lock.unlock() }
+        record.nodes[plan.name] = PipelineRecord.Node(key: plan.key, type: plan.typeName, version: plan.version,
+                                                      params: plan.params, keyParams: plan.keyParams, inputs: plan.inputKeys)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        if let data = try? encoder.encode(record) { try? data.write(to: url, options: .atomic) }
+    }
+}

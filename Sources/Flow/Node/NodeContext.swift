@@ -1,0 +1,113 @@
+import Foundation
+import Logging
+
+/// Thrown inside a node when the run is being stopped (SIGINT/SIGTERM); the engine discards the
+/// node's partial output.
+public struct RunCancelled: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "interrupted" }
+}
+
+/// A node's failure with a message for users; any other Error works too.
+public struct NodeError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+public struct NodeProgress: Sendable {
+    public var completed: Int
+    public var total: Int?
+    public var unit: String
+    public var message: String?
+}
+
+final class CancellationFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
+}
+
+/// Everything a node's `run` may use: its params, its inputs' folders, folders for its outputs, and
+/// ways to report progress and notice cancellation.
+public final class NodeContext: @unchecked Sendable {
+    public let nodeName: String
+    public let params: [String: ParamValue]
+    public let paths: [String: URL]
+    public let logger: Logger
+    /// Threads this node may use for its own data parallelism.
+    public let threads: Int
+    let inputFolders: [String: URL]
+    let outputRoot: URL
+    let cancellation: CancellationFlag
+    let onProgress: (NodeProgress) -> Void
+
+    init(nodeName: String, params: [String: ParamValue], paths: [String: URL], inputFolders: [String: URL],
+         outputRoot: URL, threads: Int, logger: Logger, cancellation: CancellationFlag,
+         onProgress: @escaping (NodeProgress) -> Void) {
+        self.nodeName = nodeName
+        self.params = params
+        self.paths = paths
+        self.inputFolders = inputFolders
+        self.outputRoot = outputRoot
+        self.threads = threads
+        self.logger = logger
+        self.cancellation = cancellation
+        self.onProgress = onProgress
+    }
+
+    // MARK: Inputs and outputs
+
+    /// The folder of the upstream output connected to `port`.
+    public func input(_ port: String) throws -> URL {
+        guard let url = inputFolders[port] else { throw NodeError("input '\(port)' is not connected") }
+        return url
+    }
+
+    public func hasInput(_ port: String) -> Bool { inputFolders[port] != nil }
+
+    /// The folder to write output `port` into (created on first use).
+    public func output(_ port: String) throws -> URL {
+        let url = outputRoot.appendingPathComponent(port)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    // MARK: Params
+
+    public func value(_ name: String) -> ParamValue { params[name] ?? .null }
+    public func int(_ name: String) -> Int { value(name).intValue ?? 0 }
+    public func double(_ name: String) -> Double { value(name).doubleValue ?? 0 }
+    public func bool(_ name: String) -> Bool { value(name).boolValue ?? false }
+    public func string(_ name: String) -> String { value(name).stringValue ?? "" }
+    public func optionalString(_ name: String) -> String? { value(name).stringValue }
+    public func strings(_ name: String) -> [String] { value(name).listValue?.compactMap(\.stringValue) ?? [] }
+    /// The absolute path of a file, folder or reference param.
+    public func path(_ name: String) throws -> URL {
+        guard let url = paths[name] else { throw NodeError("param '\(name)' is not a path") }
+        return url
+    }
+
+    // MARK: Progress and cancellation
+
+    public var isCancelled: Bool { cancellation.isSet }
+
+    public func checkCancellation() throws {
+        if cancellation.isSet { throw RunCancelled() }
+    }
+
+    public func progress(_ completed: Int, of total: Int? = nil, unit: String = "items", message: String? = nil) {
+        onProgress(NodeProgress(completed: completed, total: total, unit: unit, message: message))
+    }
+
+    /// Sleeps, waking early (and throwing) if the run is cancelled.
+    public func sleep(seconds: Double) throws {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            try checkCancellation()
+            Thread.sleep(forTimeInterval: min(0.02, max(0, end.timeIntervalSinceNow)))
+        }
+        try checkCancellation()
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+
+/// The type of data flowing along an edge. The engine only compares names; node modules define the
+/// vocabulary (`Table`, `FileSet`, and later `PatchSet`, `Model`, `GridSet`, ...).
+public struct PortType: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+    public let name: String
+    public init(_ name: String) { self.name = name }
+    public init(stringLiteral value: String) { self.name = value }
+    public var description: String { name }
+
+    public static let table: PortType = "Table"
+    public static let fileSet: PortType = "FileSet"
+    public static let metrics: PortType = "Metrics"
+    public static let tensor: PortType = "Tensor"
+}
+
+public struct PortSpec: Sendable {
+    public let name: String
+    public let type: PortType
+    public let doc: String
+    public let optional: Bool
+
+    public init(_ name: String, _ type: PortType, optional: Bool = false, doc: String) {
+        self.name = name
+        self.type = type
+        self.doc = doc
+        self.optional = optional
+    }
+}
+
+/// What a parameter may hold. `file`, `directory` and `reference` name things on disk; they enter the
+/// cache key by content, never by path or modification time.
+public indirect enum ParamType: Sendable, CustomStringConvertible {
+    case int
+    case float
+    case bool
+    case string
+    case choice([String])
+    case list(ParamType)
+    /// An external file (a slide, a CSV); keyed by its SHA-256.
+    case file
+    /// An external folder; keyed by the SHA-256 of every file below it.
+    case directory
+    /// A reusable YAML definition (an architecture, a recipe, usually under `nodes/`); the node gets the
+    /// parsed content and the key covers that content, so comments and key order in it do not matter.
+    case reference
+    /// Any YAML value, taken as it is.
+    case any
+
+    public var description: String {
+        switch self {
+        case .int: return "int"
+        case .float: return "float"
+        case .bool: return "bool"
+        case .string: return "string"
+        case .choice(let options): return "one of " + options.joined(separator: "|")
+        case .list(let element): return "list of \(element)"
+        case .file: return "file path"
+        case .directory: return "directory path"
+        case .reference: return "YAML file path"
+        case .any: return "any value"
+        }
+    }
+}
+
+public struct ParamSpec: Sendable {
+    public let name: String
+    public let type: ParamType
+    /// nil: the parameter is required. `.null`: optional with no value.
+    public let defaultValue: ParamValue?
+    public let doc: String
+
+    public init(_ name: String, _ type: ParamType, default defaultValue: ParamValue? = nil, doc: String) {
+        self.name = name
+        self.type = type
+        self.defaultValue = defaultValue
+        self.doc = doc
+    }
+
+    public var isRequired: Bool { defaultValue == nil }
+}
+
+/// A kind of node a pipeline can use. Implementations are stateless: everything a run needs comes
+/// through the context, so the engine can cache, retry and run them in parallel.
+public protocol NodeType: Sendable {
+    /// The `type:` written in YAML.
+    static var name: String { get }
+    /// Bump whenever the output for the same params and inputs would change; it is part of the cache key.
+    static var version: Int { get }
+    static var summary: String { get }
+    static var inputs: [PortSpec] { get }
+    static var outputs: [PortSpec] { get }
+    static var params: [ParamSpec] { get }
+
+    init()
+    /// Reads inputs and params from `context` and writes every output port's folder.
+    func run(_ context: NodeContext) throws
+}
+
+extension NodeType {
+    public static var inputs: [PortSpec] { [] }
+}
+
+/// The node types a pipeline may use, by name.
+public struct NodeRegistry: Sendable {
+    public private(set) var types: [String: any NodeType.Type] = [:]
+
+    public init(_ types: [any NodeType.Type] = []) {
+        for type in types { register(type) }
+    }
+
+    public mutating func register(_ type: any NodeType.Type) {
+        precondition(types[type.name] == nil, "node type '\(type.name)' registered twice")
+        types[type.name] = type
+    }
+
+    public func merging(_ other: [any NodeType.Type]) -> NodeRegistry {
+        var copy = self
+        for type in other { copy.register(type) }
+        return copy
+    }
+
+    public subscript(name: String) -> (any NodeType.Type)? { types[name] }
+    public var names: [String] { types.keys.sorted() }
+
+    /// The node types that ship with the engine.
+    public static let builtin = NodeRegistry([TableSource.self, FilesSource.self, JoinTables.self, DescribeTable.self, TableToTensor.self])
+}

@@ -1,0 +1,203 @@
+import Foundation
+import Logging
+
+/// Hears what happens during a run (the CLI prints it; tests record it). Called from worker threads.
+public protocol RunObserver: AnyObject, Sendable {
+    func nodeCached(_ name: String, entry: URL)
+    func nodeStarted(_ name: String)
+    func nodeProgress(_ name: String, _ progress: NodeProgress)
+    func nodeFinished(_ name: String, entry: URL, seconds: Double)
+    func nodeFailed(_ name: String, message: String, seconds: Double)
+    func nodeSkipped(_ name: String, reason: String)
+}
+
+public struct RunSummary {
+    public enum Outcome: Equatable {
+        case cached
+        case executed
+        case failed(String)
+        /// Not run: an upstream node failed, or the run was interrupted first.
+        case skipped(String)
+    }
+    public var outcomes: [String: Outcome] = [:]
+    public var entries: [String: URL] = [:]
+    public var seconds: [String: Double] = [:]
+    public var interrupted = false
+    public var wallSeconds = 0.0
+
+    public var executed: [String] { outcomes.filter { $0.value == .executed }.map(\.key).sorted() }
+    public var cached: [String] { outcomes.filter { $0.value == .cached }.map(\.key).sorted() }
+    public var failures: [(node: String, message: String)] {
+        outcomes.compactMap { if case .failed(let m) = $0.value { return ($0.key, m) }; return nil }.sorted { $0.node < $1.node }
+    }
+    public var skipped: [(node: String, reason: String)] {
+        outcomes.compactMap { if case .skipped(let r) = $0.value { return ($0.key, r) }; return nil }.sorted { $0.node < $1.node }
+    }
+    public var succeeded: Bool { failures.isEmpty && skipped.isEmpty && !interrupted }
+}
+
+/// Runs a plan: every node whose inputs are ready starts on a Dispatch worker, at most `jobs` at a
+/// time. A failure stops the failed node's descendants only; independent branches finish. `cancel()`
+/// (from a signal handler) lets running nodes stop at their next cancellation check and starts nothing new.
+public final class Executor: @unchecked Sendable {
+    public let plan: Plan
+    public let cache: Cache
+    public let jobs: Int
+    public weak var observer: RunObserver?
+    public var logger = Logger(label: "nic.run")
+
+    private let cancellation = CancellationFlag()
+    private let lock = NSLock()
+    private let queue = DispatchQueue(label: "nic.executor", attributes: .concurrent)
+    private var summary = RunSummary()
+    private var running = 0
+    private var pending: [String] = []
+    private var done: [String: URL] = [:]
+    private let records: RecordKeeper
+
+    public init(plan: Plan, cache: Cache, jobs: Int, observer: RunObserver? = nil) {
+        self.plan = plan
+        self.cache = cache
+        self.jobs = max(1, jobs)
+        self.observer = observer
+        self.records = RecordKeeper(cache: cache, pipeline: plan.graph.spec.name)
+    }
+
+    public func cancel() { cancellation.set() }
+    public var isCancelled: Bool { cancellation.isSet }
+
+    public func run() -> RunSummary {
+        let start = Date()
+        cache.removeAbandonedTemporaries()
+        let group = DispatchGroup()
+        lock.lock()
+        for node in plan.nodes {
+            if node.status == .cached, let entry = node.entry {
+                done[node.name] = entry
+                summary.outcomes[node.name] = .cached
+                summary.entries[node.name] = entry
+                cache.touch(node.key)
+                records.remember(node)
+                observer?.nodeCached(node.name, entry: entry)
+            } else {
+                pending.append(node.name)
+            }
+        }
+        scheduleLocked(group)
+        lock.unlock()
+        group.wait()
+
+        lock.lock()
+        defer { lock.unlock() }
+        for name in pending {
+            summary.outcomes[name] = .skipped("interrupted before it started")
+            observer?.nodeSkipped(name, reason: "interrupted before it started")
+        }
+        pending.removeAll()
+        summary.interrupted = cancellation.isSet
+        summary.wallSeconds = Date().timeIntervalSince(start)
+        return summary
+    }
+
+    /// Starts every ready node while slots are free. Caller holds `lock`.
+    private func scheduleLocked(_ group: DispatchGroup) {
+        var index = 0
+        while index < pending.count {
+            let name = pending[index]
+            let node = plan.graph.node(named: name)!
+            // An input that failed or was skipped poisons this node.
+            if let bad = node.inputs.values.first(where: { isBlocked(summary.outcomes[$0.node]) }) {
+                pending.remove(at: index)
+                let reason = "upstream node '\(bad.node)' did not complete"
+                summary.outcomes[name] = .skipped(reason)
+                observer?.nodeSkipped(name, reason: reason)
+                index = 0  // newly skipped nodes may block others earlier in the list
+                continue
+            }
+            let ready = node.inputs.values.allSatisfy { done[$0.node] != nil }
+            if ready && running < jobs && !cancellation.isSet {
+                pending.remove(at: index)
+                running += 1
+                group.enter()
+                queue.async {
+                    let result = self.execute(name)
+                    self.lock.lock()
+                    self.running -= 1
+                    switch result {
+                    case .success(let (entry, seconds)):
+                        self.done[name] = entry
+                        self.summary.outcomes[name] = .executed
+                        self.summary.entries[name] = entry
+                        self.summary.seconds[name] = seconds
+                    case .failure(let failure):
+                        self.summary.outcomes[name] = failure.cancelled ? .skipped("interrupted") : .failed(failure.message)
+                        self.summary.seconds[name] = failure.seconds
+                    }
+                    self.scheduleLocked(group)
+                    self.lock.unlock()
+                    group.leave()
+                }
+            } else {
+                index += 1
+            }
+        }
+    }
+
+    private func isBlocked(_ outcome: RunSummary.Outcome?) -> Bool {
+        switch outcome {
+        case .failed?, .skipped?: return true
+        default: return false
+        }
+    }
+
+    struct Failure: Error {
+        var message: String
+        var seconds: Double
+        var cancelled: Bool
+    }
+
+    private func execute(_ name: String) -> Result<(URL, Double), Failure> {
+        let nodePlan = plan.node(named: name)!
+        let node = plan.graph.node(named: name)!
+        let start = Date()
+        observer?.nodeStarted(name)
+        var temporary: URL?
+        do {
+            let folder = try cache.makeTemporary(for: nodePlan.key)
+            temporary = folder
+            lock.lock()
+            let inputFolders = node.inputs.mapValues { done[$0.node]!.appendingPathComponent($0.port) }
+            lock.unlock()
+            var nodeLogger = logger
+            nodeLogger[metadataKey: "node"] = "\(name)"
+            let context = NodeContext(nodeName: name, params: node.params, paths: node.paths, inputFolders: inputFolders,
+                                      outputRoot: folder, threads: max(1, ProcessInfo.processInfo.activeProcessorCount / jobs),
+                                      logger: nodeLogger, cancellation: cancellation,
+                                      onProgress: { [weak self] progress in self?.observer?.nodeProgress(name, progress) })
+            try node.type.init().run(context)
+            try context.checkCancellation()
+            for port in node.type.outputs {
+                var isDir: ObjCBool = false
+                if !FileManager.default.fileExists(atPath: folder.appendingPathComponent(port.name).path, isDirectory: &isDir) || !isDir.boolValue {
+                    throw NodeError("node type '\(node.type.name)' finished without writing its output '\(port.name)' (an engine bug in that node type)")
+                }
+            }
+            let seconds = Date().timeIntervalSince(start)
+            let manifest = EntryManifest(key: nodePlan.key, pipeline: plan.graph.spec.name, node: name, type: node.type.name,
+                                         version: node.type.version, params: node.params, keyParams: nodePlan.keyParams,
+                                         inputs: nodePlan.inputKeys, created: Date(), seconds: seconds, files: [])
+            let entry = try cache.commit(temporary: folder, manifest: manifest)
+            records.remember(nodePlan)
+            observer?.nodeFinished(name, entry: entry, seconds: seconds)
+            return .success((entry, seconds))
+        } catch {
+            if let temporary { try? FileManager.default.removeItem(at: temporary) }
+            let seconds = Date().timeIntervalSince(start)
+            let cancelled = error is RunCancelled
+            let message = cancelled ? "interrupted" : "\(error)"
+            if cancelled { observer?.nodeSkipped(name, reason: "interrupted") }
+            else { observer?.nodeFailed(name, message: message, seconds: seconds) }
+            return .failure(Failure(message: message, seconds: seconds, cancelled: cancelled))
+        }
+    }
+}

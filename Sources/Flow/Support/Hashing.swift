@@ -1,0 +1,119 @@
+import Crypto
+import Foundation
+
+enum Hashing {
+    static func sha256Hex(_ string: String) -> String {
+        hex(SHA256.hash(data: Data(string.utf8)))
+    }
+
+    static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+        digest.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Streams the file in 4 MiB blocks so gigapixel slides never sit in memory.
+    static func sha256Hex(fileAt url: URL) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: url.path) else {
+            throw FlowError("cannot open \(url.path) for hashing")
+        }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while true {
+            let block = try handle.read(upToCount: 4 << 20) ?? Data()
+            if block.isEmpty { break }
+            hasher.update(data: block)
+        }
+        return hex(hasher.finalize())
+    }
+}
+
+/// An error from the engine itself (I/O, cache), as opposed to one in a spec.
+public struct FlowError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Content hashes of external files, remembered by (path, size, mtime, inode) so that unchanged large
+/// files are not read again; any change to those four re-reads the file (never trusts mtime alone).
+public final class FileHasher: @unchecked Sendable {
+    struct Entry: Codable {
+        var size: Int64
+        var mtimeNanoseconds: Int64
+        var inode: UInt64
+        var sha256: String
+    }
+
+    private let stateFile: URL?
+    private var entries: [String: Entry] = [:]
+    private var dirty = false
+    private let lock = NSLock()
+    /// How many files were actually read (tests use it to prove the state file works).
+    public private(set) var filesRead = 0
+
+    public init(stateFile: URL?) {
+        self.stateFile = stateFile
+        if let stateFile, let data = try? Data(contentsOf: stateFile),
+           let decoded = try? JSONDecoder().decode([String: Entry].self, from: data) {
+            entries = decoded
+        }
+    }
+
+    public func hash(fileAt url: URL) throws -> String {
+        var st = stat()
+        guard stat(url.path, &st) == 0 else { throw FlowError("cannot stat \(url.path): \(String(cString: strerror(errno)))") }
+        let size = Int64(st.st_size)
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        let inode = UInt64(st.st_ino)
+        lock.lock()
+        if let known = entries[url.path], known.size == size, known.mtimeNanoseconds == mtime, known.inode == inode {
+            lock.unlock()
+            return known.sha256
+        }
+        lock.unlock()
+        let digest = try Hashing.sha256Hex(fileAt: url)
+        lock.lock()
+        entries[url.path] = Entry(size: size, mtimeNanoseconds: mtime, inode: inode, sha256: digest)
+        dirty = true
+        filesRead += 1
+        lock.unlock()
+        return digest
+    }
+
+    /// A folder's hash covers the relative path and content of every non-hidden file below it.
+    public func hash(directoryAt url: URL) throws -> String {
+        let files = try Self.listFiles(under: url)
+        var lines = ""
+        for relative in files {
+            lines += relative + "\u{0}" + (try hash(fileAt: url.appendingPathComponent(relative))) + "\n"
+        }
+        return Hashing.sha256Hex(lines)
+    }
+
+    /// Sorted relative paths of regular files below `url`, skipping hidden files and folders.
+    public static func listFiles(under url: URL) throws -> [String] {
+        guard let enumerator = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.isRegularFileKey], options: [.skipsHiddenFiles]) else {
+            throw FlowError("cannot list folder \(url.path)")
+        }
+        let basePath = url.standardizedFileURL.resolvingSymlinksInPath().path
+        var result: [String] = []
+        for case let file as URL in enumerator {
+            guard (try? file.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
+            let path = file.standardizedFileURL.resolvingSymlinksInPath().path
+            result.append(path.hasPrefix(basePath + "/") ? String(path.dropFirst(basePath.count + 1)) : file.lastPathComponent)
+        }
+        return result.sorted()
+    }
+
+    /// Writes the state file if anything was learned (atomically: a crash keeps the old file).
+    public func save() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard dirty, let stateFile else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(entries) else { return }
+        try? FileManager.default.createDirectory(at: stateFile.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try? data.write(to: stateFile, options: .atomic)
+        dirty = false
+    }
+}

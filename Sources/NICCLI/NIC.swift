@@ -1,0 +1,95 @@
+import ArgumentParser
+import Flow
+import Foundation
+
+/// The node types the `nic` executable knows; test tools add their own before calling `main`.
+public enum NICEnvironment {
+    nonisolated(unsafe) public static var registry: NodeRegistry = .builtin
+}
+
+public struct NIC: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "nic",
+        abstract: "Neural Image Compression pipelines: YAML in, cached and reproducible results out.",
+        subcommands: [RunCommand.self, PlanCommand.self, ValidateCommand.self, NodesCommand.self, OutputCommand.self, CacheCommand.self]
+    )
+
+    public init() {}
+}
+
+struct CacheOption: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Cache folder (default: $NIC_CACHE, else .nic/cache in the current folder).", valueName: "dir"))
+    var cache: String?
+
+    func open() throws -> Cache {
+        let path = cache ?? ProcessInfo.processInfo.environment["NIC_CACHE"] ?? ".nic/cache"
+        return try Cache(root: URL(fileURLWithPath: path))
+    }
+}
+
+/// Exit statuses: 1 a node failed or verification found damage, 2 the spec is wrong, 130 interrupted.
+enum ExitStatus {
+    static let failed: Int32 = 1
+    static let badSpec: Int32 = 2
+    static let interrupted: Int32 = 130
+}
+
+func standardError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Reads and checks a pipeline, printing every spec error on stderr.
+func loadGraph(_ file: String) throws -> PipelineGraph {
+    do {
+        let spec = try SpecParser.parse(file: URL(fileURLWithPath: file), displayPath: file)
+        return try PipelineGraph.build(spec, registry: NICEnvironment.registry)
+    } catch let errors as SpecErrors {
+        standardError(errors.description)
+        standardError("\(file): \(errors.errors.count) error\(errors.errors.count == 1 ? "" : "s")")
+        throw ExitCode(ExitStatus.badSpec)
+    }
+}
+
+func printPlan(_ plan: Plan) {
+    let nameWidth = max(4, plan.nodes.map(\.name.count).max() ?? 4)
+    let typeWidth = max(4, plan.nodes.map(\.typeName.count).max() ?? 4)
+    for node in plan.nodes {
+        let status = node.status == .cached ? "cached  " : "will run"
+        let reason = node.status == .cached ? String(node.key.prefix(12)) : node.reasons.joined(separator: "; ")
+        print("\(node.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0))  \(node.typeName.padding(toLength: typeWidth, withPad: " ", startingAt: 0))  \(status)  \(reason)")
+    }
+    let toRun = plan.toRun.count
+    print("\(plan.nodes.count) nodes: \(plan.nodes.count - toRun) cached, \(toRun) to run")
+}
+
+struct ValidateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "validate", abstract: "Check a pipeline file without running anything.")
+
+    @Argument(help: "The pipeline YAML file.") var file: String
+
+    func run() throws {
+        let graph = try loadGraph(file)
+        print("\(file): ok (pipeline '\(graph.spec.name)', \(graph.nodes.count) nodes)")
+    }
+}
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plan", abstract: "Show which nodes are cached and which will run, and why.")
+
+    @Argument(help: "The pipeline YAML file.") var file: String
+    @OptionGroup var cacheOption: CacheOption
+    @Option(name: .long, parsing: .upToNextOption, help: "Nodes to rerun even if cached.") var force: [String] = []
+
+    func run() throws {
+        let graph = try loadGraph(file)
+        let plan = try Planner.plan(graph, cache: try cacheOption.open(), force: try checkedForce(force, graph: graph))
+        printPlan(plan)
+    }
+}
+
+func checkedForce(_ names: [String], graph: PipelineGraph) throws -> Set<String> {
+    for name in names where graph.node(named: name) == nil {
+        throw ValidationError("--force: no node '\(name)' in pipeline '\(graph.spec.name)'")
+    }
+    return Set(names)
+}

@@ -1,0 +1,3 @@
+import NICCLI
+
+NIC.main()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what nic needs on Debian: system libraries (apt-get, when root) and, with --python, a venv
+# outside the repository with the Python packages the interoperability checks use.
+set -euo pipefail
+
+SYSTEM_PACKAGES=(libzstd-dev pkg-config)
+PYTHON_PACKAGES=(numpy "zarr>=3" crc32c)
+VENV="${NIC_VENV:-$HOME/.cache/nic/venv}"
+
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" = 0 ]; then
+        echo "deps: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "deps: missing system packages: ${missing[*]}" >&2
+        echo "deps: install them with: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+if [ "${1:-}" = "--python" ]; then
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "deps: creating Python venv at $VENV"
+        python3 -m venv "$VENV"
+    fi
+    if ! "$VENV/bin/python" -c "import zarr, numpy, crc32c" 2>/dev/null; then
+        echo "deps: installing ${PYTHON_PACKAGES[*]} into $VENV"
+        "$VENV/bin/pip" install -q "${PYTHON_PACKAGES[@]}"
+    fi
+fi
