@@ -4,7 +4,7 @@
 set -euo pipefail
 
 SYSTEM_PACKAGES=(libzstd-dev pkg-config)
-PYTHON_PACKAGES=(numpy "zarr>=3" crc32c)
+PYTHON_PACKAGES=(numpy "zarr>=3")
 VENV="${NIC_VENV:-$HOME/.cache/nic/venv}"
 
 missing=()
@@ -29,7 +29,7 @@ if [ "${1:-}" = "--python" ]; then
         echo "deps: creating Python venv at $VENV"
         python3 -m venv "$VENV"
     fi
-    if ! "$VENV/bin/python" -c "import zarr, numpy, crc32c" 2>/dev/null; then
+    if ! "$VENV/bin/python" -c "import zarr, numpy, google_crc32c" 2>/dev/null; then
         echo "deps: installing ${PYTHON_PACKAGES[*]} into $VENV"
         "$VENV/bin/pip" install -q "${PYTHON_PACKAGES[@]}"
     fi

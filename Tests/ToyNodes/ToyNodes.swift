@@ -51,12 +51,14 @@ public struct Emit: NodeType {
         ParamSpec("scale", .float, default: .float(1), doc: "unused number, for key tests"),
         ParamSpec("tags", .list(.string), default: .list([]), doc: "unused list, for key tests"),
         ParamSpec("options", .any, default: .null, doc: "unused mapping, for key tests"),
+        ParamSpec("recipe", .reference, default: .null, doc: "a YAML definition whose 'suffix' is appended"),
     ]
     public init() {}
     public func run(_ context: NodeContext) throws {
         ExecutionLog.shared.begin(context.nodeName)
         defer { ExecutionLog.shared.end() }
-        try writeText(String(repeating: context.string("value"), count: context.int("repeat")), context)
+        let suffix = context.value("recipe").mapValue?["suffix"]?.display ?? ""
+        try writeText(String(repeating: context.string("value"), count: context.int("repeat")) + suffix, context)
     }
 }
 

@@ -34,8 +34,9 @@ struct PipelineRecord: Codable {
         var key: String
         var type: String
         var version: Int
-        var params: [String: ParamValue]
-        var keyParams: [String: ParamValue]
+        /// Canonical JSON per param: JSON numbers lose the int/float distinction, strings do not.
+        var params: [String: String]
+        var keyParams: [String: String]
         var inputs: [String: String]
     }
     var nodes: [String: Node] = [:]
@@ -99,8 +100,8 @@ public enum Planner {
         }
         var changedParams: [String] = []
         var changedFiles: [String] = []
-        for name in Set(keyParams.keys).union(previous.keyParams.keys).sorted() where keyParams[name] != previous.keyParams[name] {
-            if node.paths[name] != nil, previous.params[name] == node.params[name] {
+        for name in Set(keyParams.keys).union(previous.keyParams.keys).sorted() where keyParams[name]?.canonicalJSON != previous.keyParams[name] {
+            if node.paths[name] != nil, previous.params[name] == node.params[name]?.canonicalJSON {
                 changedFiles.append("\(name) (\(node.params[name]?.display ?? node.paths[name]!.path))")
             } else if node.paths[name] != nil, case .reference = node.type.params.first(where: { $0.name == name })?.type {
                 changedFiles.append("\(name) (\(node.paths[name]!.path))")
@@ -143,7 +144,8 @@ final class RecordKeeper: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         record.nodes[plan.name] = PipelineRecord.Node(key: plan.key, type: plan.typeName, version: plan.version,
-                                                      params: plan.params, keyParams: plan.keyParams, inputs: plan.inputKeys)
+                                                      params: plan.params.mapValues(\.canonicalJSON),
+                                                      keyParams: plan.keyParams.mapValues(\.canonicalJSON), inputs: plan.inputKeys)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
