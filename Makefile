@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 VENV ?= $(HOME)/.cache/nic/venv
 export NIC_VENV := $(VENV)
+export NIC_TEST_DATA ?= $(HOME)/.cache/nic/data
 SWIFT ?= swift
 TESTKIT = .build/debug/nic-testkit
 
@@ -24,6 +25,7 @@ demo: build
 
 test:
 	@scripts/deps.sh --python
+	@scripts/fetch-test-data.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	@$(MAKE) --no-print-directory interop

@@ -23,6 +23,24 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]
         ),
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "Sources/COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSlide",
+            path: "Sources/COpenSlide",
+            pkgConfig: "openslide",
+            providers: [.apt(["libopenslide-dev"])]
+        ),
+        .systemLibrary(
+            name: "CTIFF",
+            path: "Sources/CTIFF",
+            pkgConfig: "libtiff-4",
+            providers: [.apt(["libtiff-dev"])]
+        ),
         // zarr v3 arrays (bytes -> zstd -> crc32c): the on-disk tensor format of every node output.
         .target(
             name: "TensorStore",
@@ -38,12 +56,30 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Tensors on BLAS, layers with forward/backward, losses, optimisers, YAML architectures, safetensors.
+        .target(
+            name: "Neural",
+            dependencies: ["COpenBLAS", "TensorStore", .product(name: "Yams", package: "Yams")]
+        ),
+        // OpenSlide reading at a target µm/px, tissue masks, colour transforms, pyramidal TIFF writing.
+        .target(
+            name: "Slides",
+            dependencies: ["COpenSlide", "CTIFF", "TensorStore"]
+        ),
+        // The pathology node types (tile sampler, augmenter, encoder, compressor, patient model, evaluators).
+        .target(
+            name: "NICNodes",
+            dependencies: ["Flow", "Neural", "Slides", "TensorStore"]
+        ),
         // The command line, as a library so that test tools can run it with extra node types.
         .target(
             name: "NICCLI",
             dependencies: [
                 "Flow",
                 "TensorStore",
+                "Neural",
+                "Slides",
+                "NICNodes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -53,7 +89,7 @@ let package = Package(
         // Test-only node types (sleepers, failers, counters, slow tensor writers).
         .target(
             name: "ToyNodes",
-            dependencies: ["Flow", "TensorStore"],
+            dependencies: ["Flow", "NICNodes", "TensorStore"],
             path: "Tests/ToyNodes"
         ),
         // `nic` plus the toy nodes: lets CLI tests kill and interrupt real processes.
@@ -65,6 +101,9 @@ let package = Package(
         .testTarget(name: "TensorStoreTests", dependencies: ["TensorStore"]),
         .testTarget(name: "FlowTests", dependencies: ["Flow", "ToyNodes", "TensorStore"]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
+        .testTarget(name: "NeuralTests", dependencies: ["Neural", "TensorStore"]),
+        .testTarget(name: "SlidesTests", dependencies: ["Slides", "TensorStore"]),
+        .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "TensorStore"]),
     ],
     swiftLanguageModes: [.v5]
 )

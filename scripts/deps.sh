@@ -3,7 +3,7 @@
 # outside the repository with the Python packages the interoperability checks use.
 set -euo pipefail
 
-SYSTEM_PACKAGES=(libzstd-dev pkg-config)
+SYSTEM_PACKAGES=(libzstd-dev pkg-config libopenblas-dev libopenslide-dev libtiff-dev openslide-tools)
 PYTHON_PACKAGES=(numpy "zarr>=3")
 VENV="${NIC_VENV:-$HOME/.cache/nic/venv}"
 

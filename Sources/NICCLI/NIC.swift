@@ -1,10 +1,11 @@
 import ArgumentParser
 import Flow
+import NICNodes
 import Foundation
 
 /// The node types the `nic` executable knows; test tools add their own before calling `main`.
 public enum NICEnvironment {
-    nonisolated(unsafe) public static var registry: NodeRegistry = .builtin
+    nonisolated(unsafe) public static var registry: NodeRegistry = PathologyNodes.registry
 }
 
 public struct NIC: ParsableCommand {

@@ -1,11 +1,12 @@
 import Flow
+import NICNodes
 import Foundation
 import TensorStore
 
 /// Node types for tests only: they make execution, timing, failure and crashes observable.
 public enum ToyNodes {
     public static let all: [any NodeType.Type] = [Emit.self, Concat.self, Sleep.self, Rendezvous.self, Fail.self, SlowTensor.self]
-    public static var registry: NodeRegistry { NodeRegistry.builtin.merging(all) }
+    public static var registry: NodeRegistry { PathologyNodes.registry.merging(all) }
 }
 
 public extension PortType { static let text: PortType = "Text" }

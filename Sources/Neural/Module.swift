@@ -1,0 +1,1 @@
+/// Neural-network core on BLAS. See the files of this module.

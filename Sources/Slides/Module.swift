@@ -1,0 +1,1 @@
+/// Whole-slide images: reading, tissue, colour, synthetic slides. See the files of this module.
