@@ -33,7 +33,7 @@ public struct FilesSource: NodeType {
             let url = dir.appendingPathComponent(relative)
             let size = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.int64Value ?? 0
             let name = url.lastPathComponent
-            rows.append([url.path, name, (name as NSString).deletingPathExtension, String(size), try Hashing.sha256Hex(fileAt: url)])
+            rows.append([url.path, name, (name as NSString).deletingPathExtension, String(size), try context.contentHash(of: url)])
             context.progress(i + 1, of: matching.count, unit: "files")
         }
         try CSVTable(columns: ["path", "name", "stem", "size", "sha256"], rows: rows)

@@ -140,12 +140,24 @@ final class RecordKeeper: @unchecked Sendable {
         record = Planner.loadRecord(cache: cache, pipeline: pipeline)
     }
 
-    func remember(_ plan: NodePlan) {
+    /// `flush: false` batches cached nodes into one write; executed nodes are written at once so that a
+    /// killed run still remembers what it finished.
+    func remember(_ plan: NodePlan, flush: Bool = true) {
         lock.lock()
         defer { lock.unlock() }
         record.nodes[plan.name] = PipelineRecord.Node(key: plan.key, type: plan.typeName, version: plan.version,
                                                       params: plan.params.mapValues(\.canonicalJSON),
                                                       keyParams: plan.keyParams.mapValues(\.canonicalJSON), inputs: plan.inputKeys)
+        if flush { writeLocked() }
+    }
+
+    func flush() {
+        lock.lock()
+        defer { lock.unlock() }
+        writeLocked()
+    }
+
+    private func writeLocked() {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

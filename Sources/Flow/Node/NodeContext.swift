@@ -42,10 +42,12 @@ public final class NodeContext: @unchecked Sendable {
     let outputRoot: URL
     let cancellation: CancellationFlag
     let onProgress: (NodeProgress) -> Void
+    let fileHasher: FileHasher
 
     init(nodeName: String, params: [String: ParamValue], paths: [String: URL], inputFolders: [String: URL],
-         outputRoot: URL, threads: Int, logger: Logger, cancellation: CancellationFlag,
+         outputRoot: URL, threads: Int, logger: Logger, cancellation: CancellationFlag, fileHasher: FileHasher,
          onProgress: @escaping (NodeProgress) -> Void) {
+        self.fileHasher = fileHasher
         self.nodeName = nodeName
         self.params = params
         self.paths = paths
@@ -87,6 +89,11 @@ public final class NodeContext: @unchecked Sendable {
     public func path(_ name: String) throws -> URL {
         guard let url = paths[name] else { throw NodeError("param '\(name)' is not a path") }
         return url
+    }
+
+    /// SHA-256 of an external file, from the cache's (path, size, mtime, inode) memory when unchanged.
+    public func contentHash(of url: URL) throws -> String {
+        try fileHasher.hash(fileAt: url)
     }
 
     // MARK: Progress and cancellation

@@ -77,16 +77,18 @@ public final class Executor: @unchecked Sendable {
                 summary.outcomes[node.name] = .cached
                 summary.entries[node.name] = entry
                 cache.touch(node.key)
-                records.remember(node)
+                records.remember(node, flush: false)
                 observer?.nodeCached(node.name, entry: entry)
             } else {
                 pending.append(node.name)
             }
         }
+        records.flush()
         scheduleLocked(group)
         lock.unlock()
         group.wait()
 
+        cache.fileHasher.save()
         lock.lock()
         defer { lock.unlock() }
         for name in pending {
@@ -172,7 +174,7 @@ public final class Executor: @unchecked Sendable {
             nodeLogger[metadataKey: "node"] = "\(name)"
             let context = NodeContext(nodeName: name, params: node.params, paths: node.paths, inputFolders: inputFolders,
                                       outputRoot: folder, threads: max(1, ProcessInfo.processInfo.activeProcessorCount / jobs),
-                                      logger: nodeLogger, cancellation: cancellation,
+                                      logger: nodeLogger, cancellation: cancellation, fileHasher: cache.fileHasher,
                                       onProgress: { [weak self] progress in self?.observer?.nodeProgress(name, progress) })
             try node.type.init().run(context)
             try context.checkCancellation()
