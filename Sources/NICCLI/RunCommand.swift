@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Flow
 import Foundation
+import Logging
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a pipeline; only nodes whose inputs or params changed are computed.")
@@ -12,9 +13,14 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "Only show the plan.") var dryRun = false
     @Option(name: .long, parsing: .upToNextOption, help: "Nodes to rerun even if cached.") var force: [String] = []
     @Flag(name: .shortAndLong, help: "Print only failures and the summary.") var quiet = false
+    @Flag(name: .shortAndLong, help: "Also print cache paths and debug logs.") var verbose = false
+    @Option(name: .long, help: ArgumentHelp("Folder for run records (default: $NIC_RUNS, else runs/ in the current folder).", valueName: "dir"))
+    var runs: String?
+    @Option(name: .long, help: "Seconds between progress lines when output is not a terminal.") var progressInterval: Double = 10
 
     func validate() throws {
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
     }
 
     func run() throws {
@@ -25,15 +31,27 @@ struct RunCommand: ParsableCommand {
             printPlan(plan)
             return
         }
-        let printer = RunPrinter(quiet: quiet, names: plan.nodes.map(\.name))
+        let verbosity: ProgressDisplay.Verbosity = quiet ? .quiet : (verbose ? .verbose : .normal)
+        let display = ProgressDisplay(verbosity: verbosity, names: plan.nodes.map(\.name),
+                                      live: ProgressDisplay.stdoutIsLiveTerminal, interval: progressInterval)
+        RunLogging.install(display: display, level: verbose ? .debug : (quiet ? .warning : .info))
         if !quiet {
-            print("pipeline '\(graph.spec.name)': \(plan.nodes.count) nodes, \(plan.nodes.count - plan.toRun.count) cached, \(plan.toRun.count) to run (jobs \(jobs), cache \(cache.root.path))")
+            display.emit("pipeline '\(graph.spec.name)': \(plan.nodes.count) nodes, \(plan.nodes.count - plan.toRun.count) cached, \(plan.toRun.count) to run (jobs \(jobs), cache \(cache.root.path))")
         }
-        let executor = Executor(plan: plan, cache: cache, jobs: jobs, observer: printer)
+        if verbose {
+            for node in plan.toRun { display.emit("  plan     \(node.name): \(node.reasons.joined(separator: "; ")) [key \(node.key.prefix(12))]") }
+        }
+        let runsRoot = URL(fileURLWithPath: runs ?? ProcessInfo.processInfo.environment["NIC_RUNS"] ?? "runs")
+        let recorder = try RunRecorder(runsRoot: runsRoot, plan: plan, cache: cache, jobs: jobs)
+        let executor = Executor(plan: plan, cache: cache, jobs: jobs, observer: ObserverGroup([display, recorder]))
+        executor.logger = Logger(label: "nic.run")
         let signals = SignalTrap { executor.cancel() }
         let summary = executor.run()
         signals.release()
-        printer.printSummary(summary)
+        recorder.finish(summary)
+        display.printSummary(summary)
+        if !quiet { display.emit("run record: \(recorder.folder.path)") }
+        RunLogging.detach()
         if summary.interrupted { throw ExitCode(ExitStatus.interrupted) }
         if !summary.succeeded { throw ExitCode(ExitStatus.failed) }
     }
@@ -76,54 +94,36 @@ final class SignalTrap {
     }
 }
 
-/// Line-oriented progress for now: one line per event, with periodic progress lines.
-final class RunPrinter: RunObserver, @unchecked Sendable {
-    private let quiet: Bool
-    private let width: Int
-    private let lock = NSLock()
-    private var lastProgress: [String: Date] = [:]
+/// swift-log goes through the live display while a run is on screen, straight to stderr otherwise.
+enum RunLogging {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var display: ProgressDisplay?
+    nonisolated(unsafe) private static var level: Logger.Level = .info
+    nonisolated(unsafe) private static var bootstrapped = false
 
-    init(quiet: Bool, names: [String]) {
-        self.quiet = quiet
-        self.width = max(4, names.map(\.count).max() ?? 4)
-    }
-
-    private func line(_ status: String, _ name: String, _ detail: String = "") {
+    static func install(display: ProgressDisplay, level: Logger.Level) {
         lock.lock()
         defer { lock.unlock() }
-        let text = "  \(status.padding(toLength: 8, withPad: " ", startingAt: 0)) \(name.padding(toLength: width, withPad: " ", startingAt: 0))  \(detail)"
-        print(text.trimmingCharacters(in: .whitespaces).isEmpty ? "" : "  " + text.dropFirst(2).description)
-        fflush(stdout)
-    }
-
-    func nodeCached(_ name: String, entry: URL) { if !quiet { line("cached", name, entry.path) } }
-    func nodeStarted(_ name: String) { if !quiet { line("start", name) } }
-    func nodeProgress(_ name: String, _ progress: NodeProgress) {
-        guard !quiet else { return }
-        lock.lock()
-        let now = Date()
-        let due = lastProgress[name].map { now.timeIntervalSince($0) >= 5 } ?? true
-        if due { lastProgress[name] = now }
-        lock.unlock()
-        guard due else { return }
-        let total = progress.total.map { " / \($0)" } ?? ""
-        line("...", name, "\(progress.completed)\(total) \(progress.unit)\(progress.message.map { " – \($0)" } ?? "")")
-    }
-    func nodeFinished(_ name: String, entry: URL, seconds: Double) {
-        if !quiet { line("done", name, String(format: "%.2fs  %@", seconds, entry.path)) }
-    }
-    func nodeFailed(_ name: String, message: String, seconds: Double) { line("FAILED", name, message) }
-    func nodeSkipped(_ name: String, reason: String) { if !quiet { line("skipped", name, reason) } }
-
-    func printSummary(_ summary: RunSummary) {
-        let failures = summary.failures
-        if !failures.isEmpty {
-            standardError("\(failures.count) node\(failures.count == 1 ? "" : "s") failed:")
-            for failure in failures { standardError("  \(failure.node): \(failure.message)") }
+        Self.display = display
+        Self.level = level
+        if !bootstrapped {
+            bootstrapped = true
+            LoggingSystem.bootstrap { label in
+                lock.lock()
+                let current = RunLogging.level
+                lock.unlock()
+                return DisplayLogHandler(label: label, display: {
+                    lock.lock()
+                    defer { lock.unlock() }
+                    return RunLogging.display
+                }, logLevel: current)
+            }
         }
-        let skipped = summary.skipped
-        print(String(format: "%@: %d executed, %d cached, %d failed, %d skipped in %.2fs",
-                     summary.interrupted ? "interrupted" : (summary.succeeded ? "done" : "failed"),
-                     summary.executed.count, summary.cached.count, failures.count, skipped.count, summary.wallSeconds))
+    }
+
+    static func detach() {
+        lock.lock()
+        display = nil
+        lock.unlock()
     }
 }

@@ -151,6 +151,34 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("    repeat: int, default 1 – how many times"), result.stdout)
     }
 
+    func testRunRecordsAndRunsListing() throws {
+        try kit.write("p.yaml", simple)
+        XCTAssertEqual(try kit.run(["run", "p.yaml"]).status, 0)
+        try kit.write("f.yaml", "pipeline: broken\nnodes:\n  a: {type: fail, params: {message: boom}}\n")
+        XCTAssertEqual(try kit.run(["run", "f.yaml"]).status, 1)
+        let folders = try FileManager.default.contentsOfDirectory(atPath: kit.root.appendingPathComponent("runs").path).sorted()
+        XCTAssertEqual(folders.count, 2, "\(folders)")
+        let simpleRun = kit.root.appendingPathComponent("runs").appendingPathComponent(folders.first { $0.hasSuffix("-simple") }!)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: simpleRun.appendingPathComponent("run.json"))) as! [String: Any]
+        XCTAssertEqual(json["status"] as? String, "done")
+        let nodes = json["nodes"] as! [String: [String: Any]]
+        XCTAssertEqual(Set(nodes.keys), ["a", "b", "c"])
+        XCTAssertEqual(nodes["b"]?["status"] as? String, "done")
+        XCTAssertEqual(nodes["b"]?["inputs"] as? [String: String], ["a": "a.out"])
+        XCTAssertNotNil(nodes["b"]?["seconds"] as? Double)
+        XCTAssertEqual(try String(contentsOf: simpleRun.appendingPathComponent("pipeline.yaml"), encoding: .utf8), simple)
+        // outputs/<node> links to the cache entry.
+        let linked = try String(contentsOf: simpleRun.appendingPathComponent("outputs/a/out/text.txt"), encoding: .utf8)
+        XCTAssertEqual(linked, "xx")
+        let events = try String(contentsOf: simpleRun.appendingPathComponent("events.jsonl"), encoding: .utf8)
+        XCTAssertEqual(events.split(separator: "\n").filter { $0.contains("\"event\":\"done\"") }.count, 3)
+
+        let listing = try kit.run(["runs"])
+        let lines = listing.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains { $0.contains("-broken") && $0.contains("failed") }, listing.stdout)
+        XCTAssertTrue(lines.contains { $0.contains("-simple") && $0.contains("done") }, listing.stdout)
+    }
+
     func testCacheLsAndGc() throws {
         try kit.write("p.yaml", simple)
         XCTAssertEqual(try kit.run(["run", "p.yaml"]).status, 0)

@@ -20,6 +20,20 @@ public struct NodeProgress: Sendable {
     public var total: Int?
     public var unit: String
     public var message: String?
+    /// Training state: e.g. "epoch 3/8".
+    public var stage: String?
+    /// Named numbers to show and record, e.g. ["loss": 0.41, "val_loss": 0.52].
+    public var metrics: [String: Double]
+
+    public init(completed: Int, total: Int? = nil, unit: String = "items", message: String? = nil,
+                stage: String? = nil, metrics: [String: Double] = [:]) {
+        self.completed = completed
+        self.total = total
+        self.unit = unit
+        self.message = message
+        self.stage = stage
+        self.metrics = metrics
+    }
 }
 
 final class CancellationFlag: @unchecked Sendable {
@@ -104,8 +118,9 @@ public final class NodeContext: @unchecked Sendable {
         if cancellation.isSet { throw RunCancelled() }
     }
 
-    public func progress(_ completed: Int, of total: Int? = nil, unit: String = "items", message: String? = nil) {
-        onProgress(NodeProgress(completed: completed, total: total, unit: unit, message: message))
+    public func progress(_ completed: Int, of total: Int? = nil, unit: String = "items", message: String? = nil,
+                         stage: String? = nil, metrics: [String: Double] = [:]) {
+        onProgress(NodeProgress(completed: completed, total: total, unit: unit, message: message, stage: stage, metrics: metrics))
     }
 
     /// Sleeps, waking early (and throwing) if the run is cancelled.

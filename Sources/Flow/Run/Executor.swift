@@ -43,7 +43,7 @@ public final class Executor: @unchecked Sendable {
     public let plan: Plan
     public let cache: Cache
     public let jobs: Int
-    public weak var observer: RunObserver?
+    public var observer: RunObserver?
     public var logger = Logger(label: "nic.run")
 
     private let cancellation = CancellationFlag()

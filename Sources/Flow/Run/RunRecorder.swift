@@ -1,0 +1,230 @@
+import Foundation
+
+/// Forwards run events to several observers (the terminal display, the run record, ...).
+public final class ObserverGroup: RunObserver, @unchecked Sendable {
+    private let observers: [RunObserver]
+    public init(_ observers: [RunObserver]) { self.observers = observers }
+    public func nodeCached(_ name: String, entry: URL) { observers.forEach { $0.nodeCached(name, entry: entry) } }
+    public func nodeStarted(_ name: String) { observers.forEach { $0.nodeStarted(name) } }
+    public func nodeProgress(_ name: String, _ progress: NodeProgress) { observers.forEach { $0.nodeProgress(name, progress) } }
+    public func nodeFinished(_ name: String, entry: URL, seconds: Double) { observers.forEach { $0.nodeFinished(name, entry: entry, seconds: seconds) } }
+    public func nodeFailed(_ name: String, message: String, seconds: Double) { observers.forEach { $0.nodeFailed(name, message: message, seconds: seconds) } }
+    public func nodeSkipped(_ name: String, reason: String) { observers.forEach { $0.nodeSkipped(name, reason: reason) } }
+}
+
+/// What `runs/<time>-<pipeline>/run.json` holds; also read back by `nic runs` and `nic report`.
+public struct RunRecord: Codable, Sendable {
+    public struct Node: Codable, Sendable {
+        public var type: String
+        public var key: String
+        /// "cached" or "will run" at plan time, with the planner's reasons.
+        public var plan: String
+        public var reasons: [String]
+        /// pending, running, cached, done, failed, skipped
+        public var status: String
+        public var started: Date?
+        public var finished: Date?
+        public var seconds: Double?
+        public var entry: String?
+        public var error: String?
+        /// Input port → "node.port".
+        public var inputs: [String: String]
+        public var params: [String: ParamValue]
+        /// The last progress seen: completed/total, stage and metrics.
+        public var progress: String?
+        public var metrics: [String: Double]?
+    }
+    public var format = 1
+    public var pipeline: String
+    public var specFile: String
+    public var cache: String
+    /// running, done, failed, interrupted
+    public var status: String
+    public var started: Date
+    public var finished: Date?
+    public var seconds: Double?
+    public var jobs: Int
+    /// Node names in topological order.
+    public var order: [String]
+    public var nodes: [String: Node]
+
+    public var counts: (executed: Int, cached: Int, failed: Int, skipped: Int) {
+        let statuses = nodes.values.map(\.status)
+        return (statuses.filter { $0 == "done" }.count, statuses.filter { $0 == "cached" }.count,
+                statuses.filter { $0 == "failed" }.count, statuses.filter { $0 == "skipped" }.count)
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.dateEncodingStrategy = .iso8601
+        return e
+    }()
+
+    public static func load(_ folder: URL) throws -> RunRecord {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(RunRecord.self, from: Data(contentsOf: folder.appendingPathComponent("run.json")))
+    }
+
+    /// Run folders under `root`, newest first.
+    public static func list(in root: URL) -> [(folder: URL, record: RunRecord)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        return names.sorted(by: >).compactMap { name in
+            let folder = root.appendingPathComponent(name)
+            return (try? load(folder)).map { (folder, $0) }
+        }
+    }
+}
+
+/// Writes `runs/<UTC time>-<pipeline>/`: the spec as written, the resolved spec, `run.json` (per-node
+/// status, timings, cache hit or miss, reasons, errors; rewritten atomically as the run goes),
+/// `events.jsonl` (progress with metrics, for curves) and `outputs/<node>` links to cache entries.
+public final class RunRecorder: RunObserver, @unchecked Sendable {
+    public let folder: URL
+    private var record: RunRecord
+    private let lock = NSLock()
+    private let events: FileHandle?
+    private var lastEvent: [String: (Date, String?)] = [:]
+
+    public init(runsRoot: URL, plan: Plan, cache: Cache, jobs: Int, now: Date = Date()) throws {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        let safeName = String(plan.graph.spec.name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+        var folder = runsRoot.appendingPathComponent("\(formatter.string(from: now))-\(safeName)")
+        var n = 2
+        while FileManager.default.fileExists(atPath: folder.path) {
+            folder = runsRoot.appendingPathComponent("\(formatter.string(from: now))-\(safeName)-\(n)")
+            n += 1
+        }
+        self.folder = folder
+        do {
+            try FileManager.default.createDirectory(at: folder.appendingPathComponent("outputs"), withIntermediateDirectories: true)
+        } catch {
+            throw FlowError("cannot create run record folder \(folder.path): \(error.localizedDescription)")
+        }
+        try Data(plan.graph.spec.source.utf8).write(to: folder.appendingPathComponent("pipeline.yaml"))
+
+        var nodes: [String: RunRecord.Node] = [:]
+        for node in plan.nodes {
+            let graphNode = plan.graph.node(named: node.name)!
+            nodes[node.name] = RunRecord.Node(
+                type: node.typeName, key: node.key, plan: node.status == .cached ? "cached" : "will run", reasons: node.reasons,
+                status: "pending", started: nil, finished: nil, seconds: nil, entry: nil, error: nil,
+                inputs: graphNode.inputs.mapValues { "\($0.node).\($0.port)" }, params: node.params, progress: nil, metrics: nil)
+        }
+        record = RunRecord(pipeline: plan.graph.spec.name, specFile: plan.graph.spec.file, cache: cache.root.path,
+                           status: "running", started: now, finished: nil, seconds: nil, jobs: jobs,
+                           order: plan.nodes.map(\.name), nodes: nodes)
+        // The resolved spec: every node with its type, version, typed params (defaults filled in) and key.
+        let resolved: ParamValue = .map([
+            "pipeline": .string(plan.graph.spec.name),
+            "file": .string(plan.graph.spec.file),
+            "base": .string(plan.graph.spec.baseDirectory.path),
+            "nodes": .list(plan.nodes.map { node in
+                let graphNode = plan.graph.node(named: node.name)!
+                return .map([
+                    "name": .string(node.name), "type": .string(node.typeName), "version": .int(node.version),
+                    "key": .string(node.key), "params": .map(node.params),
+                    "inputs": .map(graphNode.inputs.mapValues { .string("\($0.node).\($0.port)") }),
+                ])
+            }),
+        ])
+        try RunRecord.encoder.encode(resolved).write(to: folder.appendingPathComponent("resolved.json"))
+        let eventsURL = folder.appendingPathComponent("events.jsonl")
+        FileManager.default.createFile(atPath: eventsURL.path, contents: nil)
+        events = FileHandle(forWritingAtPath: eventsURL.path)
+        writeLocked()
+    }
+
+    private func writeLocked() {
+        if let data = try? RunRecord.encoder.encode(record) {
+            try? data.write(to: folder.appendingPathComponent("run.json"), options: .atomic)
+        }
+    }
+
+    private func event(_ name: String, _ kind: String, _ extra: [String: ParamValue] = [:]) {
+        var fields = extra
+        fields["time"] = .float((Date().timeIntervalSince1970 * 1000).rounded() / 1000)
+        fields["node"] = .string(name)
+        fields["event"] = .string(kind)
+        events?.write(Data((ParamValue.map(fields).canonicalJSON + "\n").utf8))
+    }
+
+    private func update(_ name: String, _ change: (inout RunRecord.Node) -> Void) {
+        lock.lock()
+        defer { lock.unlock() }
+        if var node = record.nodes[name] {
+            change(&node)
+            record.nodes[name] = node
+        }
+        writeLocked()
+    }
+
+    private func link(_ name: String, to entry: URL) {
+        let link = folder.appendingPathComponent("outputs").appendingPathComponent(name)
+        try? FileManager.default.removeItem(at: link)
+        try? FileManager.default.createSymbolicLink(at: link, withDestinationURL: entry)
+    }
+
+    public func nodeCached(_ name: String, entry: URL) {
+        link(name, to: entry)
+        update(name) { $0.status = "cached"; $0.entry = entry.path }
+    }
+
+    public func nodeStarted(_ name: String) {
+        lock.lock(); event(name, "start"); lock.unlock()
+        update(name) { $0.status = "running"; $0.started = Date() }
+    }
+
+    public func nodeProgress(_ name: String, _ progress: NodeProgress) {
+        lock.lock()
+        // Every change of stage (epoch) is kept for curves; plain counts at most once a second.
+        let now = Date()
+        let last = lastEvent[name]
+        let due = last == nil || last!.1 != progress.stage || now.timeIntervalSince(last!.0) >= 1 || progress.completed == progress.total
+        if due {
+            lastEvent[name] = (now, progress.stage)
+            var extra: [String: ParamValue] = ["completed": .int(progress.completed), "unit": .string(progress.unit)]
+            if let total = progress.total { extra["total"] = .int(total) }
+            if let stage = progress.stage { extra["stage"] = .string(stage) }
+            if let message = progress.message { extra["message"] = .string(message) }
+            if !progress.metrics.isEmpty { extra["metrics"] = .map(progress.metrics.mapValues { .float($0) }) }
+            event(name, "progress", extra)
+        }
+        lock.unlock()
+        guard due else { return }
+        update(name) { node in
+            node.progress = "\(progress.completed)\(progress.total.map { "/\($0)" } ?? "") \(progress.unit)\(progress.stage.map { ", \($0)" } ?? "")"
+            if !progress.metrics.isEmpty { node.metrics = progress.metrics }
+        }
+    }
+
+    public func nodeFinished(_ name: String, entry: URL, seconds: Double) {
+        link(name, to: entry)
+        lock.lock(); event(name, "done", ["seconds": .float(seconds)]); lock.unlock()
+        update(name) { $0.status = "done"; $0.finished = Date(); $0.seconds = seconds; $0.entry = entry.path }
+    }
+
+    public func nodeFailed(_ name: String, message: String, seconds: Double) {
+        lock.lock(); event(name, "failed", ["message": .string(message)]); lock.unlock()
+        update(name) { $0.status = "failed"; $0.finished = Date(); $0.seconds = seconds; $0.error = message }
+    }
+
+    public func nodeSkipped(_ name: String, reason: String) {
+        update(name) { $0.status = "skipped"; $0.error = reason }
+    }
+
+    /// Seals the record with the run's outcome.
+    public func finish(_ summary: RunSummary) {
+        lock.lock()
+        defer { lock.unlock() }
+        record.status = summary.interrupted ? "interrupted" : (summary.succeeded ? "done" : "failed")
+        record.finished = Date()
+        record.seconds = summary.wallSeconds
+        writeLocked()
+        try? events?.close()
+    }
+}
