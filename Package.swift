@@ -66,10 +66,12 @@ let package = Package(
             name: "Slides",
             dependencies: ["COpenSlide", "CTIFF", "TensorStore"]
         ),
+        // Patient-level statistics: rank correlation, ROC/AUC, concordance, Kaplan–Meier, log-rank, Cox, bootstrap.
+        .target(name: "Stats"),
         // The pathology node types (tile sampler, augmenter, encoder, compressor, patient model, evaluators).
         .target(
             name: "NICNodes",
-            dependencies: ["Flow", "Neural", "Slides", "TensorStore"]
+            dependencies: ["Flow", "Neural", "Slides", "Stats", "TensorStore"]
         ),
         // The command line, as a library so that test tools can run it with extra node types.
         .target(
@@ -101,6 +103,7 @@ let package = Package(
         .testTarget(name: "TensorStoreTests", dependencies: ["TensorStore"]),
         .testTarget(name: "FlowTests", dependencies: ["Flow", "ToyNodes", "TensorStore"]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
+        .testTarget(name: "StatsTests", dependencies: ["Stats"]),
         .testTarget(name: "NeuralTests", dependencies: ["Neural", "TensorStore"]),
         .testTarget(name: "SlidesTests", dependencies: ["Slides", "TensorStore"]),
         .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "TensorStore"]),
