@@ -1,0 +1,169 @@
+import Flow
+import Foundation
+
+public extension PortType {
+    /// Out-of-fold patient-level predictions: `task.json` + `predictions.csv` (see `Predictions`).
+    static let predictions: PortType = "Predictions"
+}
+
+/// Patient-level predictions and the truth they are judged against.
+///
+/// On disk (a `Predictions` port folder), readable with pandas:
+/// - `task.json`: `{"task": "regression"|"binary"|"multiclass"|"survival", "target": [...columns], "classes": [...]}`
+/// - `predictions.csv`: `patient`, `fold`, the target columns (`time`,`event` for survival; one label
+///   column otherwise), then `prediction` (regression: the value; binary: P(classes[1]); survival: a
+///   risk score, higher = shorter survival) or, for multiclass, one `p_<class>` column per class.
+public struct Predictions: Equatable {
+    public enum Task: String, CaseIterable, Codable { case regression, binary, multiclass, survival }
+
+    public var task: Task
+    public var targetColumns: [String]
+    public var classes: [String]
+    public var patients: [String]
+    public var folds: [Int]
+    /// Regression value or class label (as written) per patient; for survival, unused.
+    public var labels: [String]
+    public var time: [Double]
+    public var event: [Bool]
+    /// One score per patient (regression, binary, survival) or one row of class probabilities (multiclass).
+    public var scores: [[Double]]
+
+    public var count: Int { patients.count }
+
+    struct TaskFile: Codable {
+        var task: Task
+        var target: [String]
+        var classes: [String]
+    }
+
+    public func write(to folder: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(TaskFile(task: task, target: targetColumns, classes: classes)).write(to: folder.appendingPathComponent("task.json"))
+        var columns = ["patient", "fold"] + targetColumns
+        columns += task == .multiclass ? classes.map { "p_\($0)" } : ["prediction"]
+        var rows: [[String]] = []
+        for i in 0..<count {
+            var row = [patients[i], String(folds[i])]
+            row += task == .survival ? [Self.format(time[i]), event[i] ? "1" : "0"] : [labels[i]]
+            row += scores[i].map(Self.format)
+            rows.append(row)
+        }
+        try CSVTable(columns: columns, rows: rows).write(to: folder.appendingPathComponent("predictions.csv"))
+    }
+
+    static func format(_ x: Double) -> String {
+        x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : "\(x)"
+    }
+
+    public static func read(from folder: URL) throws -> Predictions {
+        let taskURL = folder.appendingPathComponent("task.json")
+        let meta: TaskFile
+        do { meta = try JSONDecoder().decode(TaskFile.self, from: Data(contentsOf: taskURL)) }
+        catch { throw NodeError("\(taskURL.path): not a valid task description (\(error))") }
+        let file = folder.appendingPathComponent("predictions.csv")
+        let table = try CSVTable.read(file)
+        let scoreColumns = meta.task == .multiclass ? meta.classes.map { "p_\($0)" } : ["prediction"]
+        return try parse(table, file: file.path, task: meta.task, patientColumn: "patient", foldColumn: "fold",
+                         targetColumns: meta.target, scoreColumns: scoreColumns, classes: meta.classes)
+    }
+
+    /// Builds predictions from any table, checking every value; errors name the file, line and column.
+    public static func parse(_ table: CSVTable, file: String, task: Task, patientColumn: String, foldColumn: String?,
+                             targetColumns: [String], scoreColumns: [String], classes: [String]) throws -> Predictions {
+        func index(_ name: String) throws -> Int {
+            guard let i = table.columnIndex(name) else {
+                throw NodeError("\(file):1: missing column '\(name)'; found \(table.columns.joined(separator: ", "))")
+            }
+            return i
+        }
+        let expectedTargets = task == .survival ? 2 : 1
+        guard targetColumns.count == expectedTargets else {
+            throw NodeError("a \(task.rawValue) task takes \(expectedTargets == 2 ? "two target columns (time, event)" : "one target column"), got \(targetColumns.count)")
+        }
+        let p = try index(patientColumn)
+        let f = try foldColumn.flatMap { table.columnIndex($0) == nil ? nil : try index($0) }
+        let targets = try targetColumns.map(index)
+        let scoreIndices = try scoreColumns.map(index)
+        var result = Predictions(task: task, targetColumns: targetColumns, classes: classes, patients: [], folds: [],
+                                 labels: [], time: [], event: [], scores: [])
+        var seen = Set<String>()
+        for (r, row) in table.rows.enumerated() {
+            let line = r + 2
+            func number(_ column: Int) throws -> Double {
+                guard let v = Double(row[column].trimmingCharacters(in: .whitespaces)), v.isFinite else {
+                    throw NodeError("\(file):\(line): column '\(table.columns[column])' must be a number, found '\(row[column])'")
+                }
+                return v
+            }
+            let patient = row[p]
+            guard !patient.isEmpty else { throw NodeError("\(file):\(line): empty '\(patientColumn)'") }
+            guard seen.insert(patient).inserted else { throw NodeError("\(file):\(line): patient '\(patient)' appears twice; predictions are one row per patient") }
+            result.patients.append(patient)
+            result.folds.append(try f.map { Int(try number($0)) } ?? 0)
+            switch task {
+            case .survival:
+                let t = try number(targets[0])
+                guard t >= 0 else { throw NodeError("\(file):\(line): column '\(targetColumns[0])' must be a time ≥ 0, found \(t)") }
+                let e = row[targets[1]].trimmingCharacters(in: .whitespaces).lowercased()
+                guard ["0", "1", "true", "false"].contains(e) else {
+                    throw NodeError("\(file):\(line): column '\(targetColumns[1])' must be 1 (event observed) or 0 (censored), found '\(row[targets[1]])'")
+                }
+                result.time.append(t)
+                result.event.append(e == "1" || e == "true")
+                result.labels.append("")
+            case .regression:
+                _ = try number(targets[0])
+                result.labels.append(row[targets[0]])
+            case .binary, .multiclass:
+                guard classes.contains(row[targets[0]]) else {
+                    throw NodeError("\(file):\(line): label '\(row[targets[0]])' is not one of the classes \(classes.joined(separator: ", "))")
+                }
+                result.labels.append(row[targets[0]])
+            }
+            result.scores.append(try scoreIndices.map(number))
+        }
+        return result
+    }
+}
+
+/// Reads predictions made elsewhere (a CSV) so nic's evaluators and report can judge them.
+public struct PredictionsSource: NodeType {
+    public static let name = "predictions"
+    public static let version = 1
+    public static let summary = "Reads patient-level predictions from a CSV (one row per patient) as Predictions."
+    public static let outputs = [PortSpec("predictions", .predictions, doc: "task.json + predictions.csv")]
+    public static let params = [
+        ParamSpec("path", .file, doc: "the CSV"),
+        ParamSpec("task", .choice(Predictions.Task.allCases.map(\.rawValue)), doc: "what is predicted"),
+        ParamSpec("target", .list(.string), doc: "truth column(s): one label column, or [time, event] for survival"),
+        ParamSpec("prediction", .list(.string), default: .list([.string("prediction")]),
+                  doc: "score column(s): one (regression value, binary P(positive), survival risk) or one per class"),
+        ParamSpec("classes", .list(.string), default: .list([]), doc: "class labels in order (binary: [negative, positive]); default: sorted labels"),
+        ParamSpec("patient", .string, default: .string("patient"), doc: "patient id column"),
+        ParamSpec("fold", .string, default: .string("fold"), doc: "cross-validation fold column (optional in the file)"),
+    ]
+
+    public init() {}
+
+    public func run(_ context: NodeContext) throws {
+        let url = try context.path("path")
+        let table = try CSVTable.read(url)
+        let task = Predictions.Task(rawValue: context.string("task"))!
+        let target = context.strings("target")
+        var classes = context.strings("classes")
+        if classes.isEmpty && (task == .binary || task == .multiclass), let i = table.columnIndex(target.first ?? "") {
+            classes = Array(Set(table.rows.map { $0[i] })).sorted { (Double($0) ?? .infinity, $0) < (Double($1) ?? .infinity, $1) }
+        }
+        if task == .binary && classes.count != 2 {
+            throw NodeError("\(url.path): a binary task needs exactly 2 classes, found \(classes.count) (\(classes.joined(separator: ", ")))")
+        }
+        let predictions = try Predictions.parse(table, file: url.path, task: task, patientColumn: context.string("patient"),
+                                                foldColumn: context.string("fold"), targetColumns: target,
+                                                scoreColumns: context.strings("prediction"), classes: classes)
+        if task == .multiclass && predictions.scores.first?.count != classes.count {
+            throw NodeError("param 'prediction': a multiclass task needs one score column per class (\(classes.count))")
+        }
+        try predictions.write(to: try context.output("predictions"))
+    }
+}
