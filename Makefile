@@ -6,7 +6,7 @@ export NIC_TEST_DATA ?= $(HOME)/.cache/nic/data
 SWIFT ?= swift
 TESTKIT = .build/debug/nic-testkit
 
-.PHONY: demo test deps build interop clean
+.PHONY: demo test deps build interop report-check clean
 
 deps:
 	@scripts/deps.sh
@@ -20,8 +20,8 @@ demo: build
 	@echo "Rerun (nothing executes):"
 	.build/release/nic run pipelines/demo.yaml --quiet
 	@echo
-	@echo "stats (per-group statistics, from the cache):"
-	@cat "$$(.build/release/nic output pipelines/demo.yaml stats)/summary.csv"
+	@echo "survival predictions judged (C-index with 95% bootstrap CI, log-rank p):"
+	@cat "$$(.build/release/nic output pipelines/demo.yaml survival)/metrics.csv"
 
 test:
 	@scripts/deps.sh --python
@@ -29,6 +29,7 @@ test:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	@$(MAKE) --no-print-directory interop
+	@$(MAKE) --no-print-directory report-check
 
 # zarr arrays written by nic are read by zarr-python, and the other way round.
 interop:
@@ -37,6 +38,11 @@ interop:
 	$(VENV)/bin/python scripts/zarr_interop.py check "$$dir/nic" && \
 	$(VENV)/bin/python scripts/zarr_interop.py write "$$dir/python" && \
 	$(TESTKIT) zarr-check "$$dir/python"
+
+# The demo pipeline's HTML report opened in headless Chromium; the screenshot stays in its run folder.
+report-check:
+	.build/debug/nic run pipelines/demo.yaml --quiet
+	$(VENV)/bin/python scripts/report_browser_check.py "$$(ls -d runs/*-demo | tail -1)/report.html" --expect dag nodes metrics plots
 
 clean:
 	rm -rf .build .nic

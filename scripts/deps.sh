@@ -4,11 +4,15 @@
 set -euo pipefail
 
 SYSTEM_PACKAGES=(libzstd-dev pkg-config libopenblas-dev libopenslide-dev libtiff-dev openslide-tools)
-PYTHON_PACKAGES=(numpy "zarr>=3")
+# Only for tests: the report is checked in a real browser.
+TEST_PACKAGES=(chromium chromium-driver)
+PYTHON_PACKAGES=(numpy "zarr>=3" selenium)
 VENV="${NIC_VENV:-$HOME/.cache/nic/venv}"
 
+wanted=("${SYSTEM_PACKAGES[@]}")
+[ "${1:-}" = "--python" ] && wanted+=("${TEST_PACKAGES[@]}")
 missing=()
-for pkg in "${SYSTEM_PACKAGES[@]}"; do
+for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
@@ -29,7 +33,7 @@ if [ "${1:-}" = "--python" ]; then
         echo "deps: creating Python venv at $VENV"
         python3 -m venv "$VENV"
     fi
-    if ! "$VENV/bin/python" -c "import zarr, numpy, google_crc32c" 2>/dev/null; then
+    if ! "$VENV/bin/python" -c "import zarr, numpy, google_crc32c, selenium" 2>/dev/null; then
         echo "deps: installing ${PYTHON_PACKAGES[*]} into $VENV"
         "$VENV/bin/pip" install -q "${PYTHON_PACKAGES[@]}"
     fi

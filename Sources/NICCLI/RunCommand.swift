@@ -51,6 +51,12 @@ struct RunCommand: ParsableCommand {
         recorder.finish(summary)
         display.printSummary(summary)
         if !quiet { display.emit("run record: \(recorder.folder.path)") }
+        do {
+            let report = try HTMLReport(runFolder: recorder.folder).write()
+            display.emit("report: \(report.path)")
+        } catch {
+            display.emit("report not written: \(error)", toStandardError: true)
+        }
         RunLogging.detach()
         if summary.interrupted { throw ExitCode(ExitStatus.interrupted) }
         if !summary.succeeded { throw ExitCode(ExitStatus.failed) }
