@@ -133,3 +133,20 @@ final class PropertyTests: XCTestCase {
         XCTAssertEqual(curve.count, 4)  // +inf, 0.9, 0.8 (tied pair), 0.1
     }
 }
+
+final class FoldTests: XCTestCase {
+    func testPatientsStayTogetherAndStrataAreBalanced() {
+        let patients = (0..<40).map { "p\($0)" }
+        let slides = patients.flatMap { [$0, $0] }  // two slides per patient
+        let strata = Dictionary(uniqueKeysWithValues: patients.enumerated().map { ($1, $0 % 4 == 0 ? "event" : "censored") })
+        let folds = Folds.assign(patients: slides, k: 5, seed: 9, strata: strata)
+        XCTAssertEqual(folds.count, 40)
+        for fold in 0..<5 {
+            let members = patients.filter { folds[$0] == fold }
+            XCTAssertEqual(members.count, 8)
+            XCTAssertEqual(members.filter { strata[$0] == "event" }.count, 2)
+        }
+        XCTAssertEqual(folds, Folds.assign(patients: slides.reversed(), k: 5, seed: 9, strata: strata), "order of input must not matter")
+        XCTAssertNotEqual(folds, Folds.assign(patients: slides, k: 5, seed: 10, strata: strata))
+    }
+}
