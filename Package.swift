@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
         .testTarget(name: "StatsTests", dependencies: ["Stats"]),
         .testTarget(name: "NeuralTests", dependencies: ["Neural", "TensorStore"]),
-        .testTarget(name: "SlidesTests", dependencies: ["Slides", "TensorStore"]),
+        .testTarget(name: "SlidesTests", dependencies: ["Slides", "TensorStore"], exclude: ["Fixtures"]),
         .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "TensorStore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -151,7 +151,13 @@ final class ProgressDisplay: RunObserver, @unchecked Sendable {
     }
 
     static func formatRate(_ rate: Double, _ unit: String) -> String {
-        rate >= 1 ? String(format: "%.0f %@/s", rate, unit) : String(format: "%.1f s/%@", 1 / rate, String(unit.dropLast(unit.hasSuffix("s") ? 1 : 0)))
+        rate >= 1 ? String(format: "%.0f %@/s", rate, unit) : String(format: "%.1f s/%@", 1 / rate, singular(unit))
+    }
+
+    /// "patches" → "patch", "steps" → "step", "slides" → "slide".
+    static func singular(_ unit: String) -> String {
+        for suffix in ["ches", "shes", "sses", "xes"] where unit.hasSuffix(suffix) { return String(unit.dropLast(2)) }
+        return unit.hasSuffix("s") ? String(unit.dropLast()) : unit
     }
 
     static func formatNumber(_ x: Double) -> String {

@@ -20,6 +20,8 @@ public struct EntryManifest: Codable, Sendable {
     public var created: Date
     public var seconds: Double
     public var files: [File]
+    /// Per-item entries this output was assembled from (kept alive by it in `gc`).
+    public var items: [String]?
 }
 
 /// The content-addressed store of node outputs: `objects/ab/<key>/` holding one folder per output port
@@ -246,7 +248,14 @@ public final class Cache: @unchecked Sendable {
     /// With both, an entry goes only if it is unreferenced *and* old.
     public func collectGarbage(keep: Set<String>?, olderThan: Date?, dryRun: Bool) -> [EntryInfo] {
         var removed: [EntryInfo] = []
-        for entry in entries() {
+        let all = entries()
+        var keep = keep
+        if var kept = keep {
+            // Items used by a kept entry stay too.
+            for entry in all where kept.contains(entry.key) { kept.formUnion(entry.manifest?.items ?? []) }
+            keep = kept
+        }
+        for entry in all {
             let unreferenced = keep.map { !$0.contains(entry.key) }
             let old = olderThan.map { entry.lastUsed < $0 }
             let remove: Bool

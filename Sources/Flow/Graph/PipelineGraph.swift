@@ -75,6 +75,26 @@ public struct PipelineGraph {
             for param in type.params where !given.contains(param.name) {
                 if let defaultValue = param.defaultValue {
                     params[param.name] = defaultValue
+                    // A default path (e.g. `nodes/heads`) resolves like a written one and enters the key by content.
+                    if let relative = defaultValue.stringValue {
+                        switch param.type {
+                        case .file, .directory, .reference:
+                            let url = coercion.resolve(relative)
+                            var isDir: ObjCBool = false
+                            // A missing default is no error here: the node may not need it (it says so if it does).
+                            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
+                                params[param.name] = .null
+                                continue
+                            }
+                            paths[param.name] = url
+                            params[param.name] = .string(url.path)
+                            if case .reference = param.type {
+                                do { params[param.name] = try loadReference(url, from: node.location) }
+                                catch let error as SpecError { errors.append(error) }
+                            }
+                        default: break
+                        }
+                    }
                 } else {
                     errors.append(SpecError("node '\(node.name)': missing required param '\(param.name)' (\(param.type): \(param.doc))", at: node.isPipelineInput ? node.location : node.paramsLocation))
                 }

@@ -36,6 +36,16 @@ public struct NodeProgress: Sendable {
     }
 }
 
+/// What a node's per-item cache keys are made of.
+struct ItemScope {
+    let cache: Cache
+    let pipeline: String
+    let typeName: String
+    let version: Int
+    let keyParams: [String: ParamValue]
+    let inputKeys: [String: String]
+}
+
 final class CancellationFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
@@ -57,11 +67,16 @@ public final class NodeContext: @unchecked Sendable {
     let cancellation: CancellationFlag
     let onProgress: (NodeProgress) -> Void
     let fileHasher: FileHasher
+    /// For per-item cache entries (see `cachedItem`).
+    let itemScope: ItemScope?
+    private let itemLock = NSLock()
+    private(set) var itemKeys: [String] = []
 
     init(nodeName: String, params: [String: ParamValue], paths: [String: URL], inputFolders: [String: URL],
          outputRoot: URL, threads: Int, logger: Logger, cancellation: CancellationFlag, fileHasher: FileHasher,
-         onProgress: @escaping (NodeProgress) -> Void) {
+         itemScope: ItemScope? = nil, onProgress: @escaping (NodeProgress) -> Void) {
         self.fileHasher = fileHasher
+        self.itemScope = itemScope
         self.nodeName = nodeName
         self.params = params
         self.paths = paths
@@ -108,6 +123,54 @@ public final class NodeContext: @unchecked Sendable {
     /// SHA-256 of an external file, from the cache's (path, size, mtime, inode) memory when unchanged.
     public func contentHash(of url: URL) throws -> String {
         try fileHasher.hash(fileAt: url)
+    }
+
+    // MARK: Per-item caching
+
+    /// Caches one item of a node's work (one slide of a cohort) as its own entry, so that a rerun after
+    /// the collection changed (a slide added) recomputes only new items. The item's key covers this
+    /// node's type, version and params, its inputs except `excludingInputs` (the collection the items
+    /// come from), and `identity` (say, the slide's content hash). Returns the item's folder in the
+    /// cache; `produce` fills a fresh folder when the item is not cached. Safe from several threads.
+    public func cachedItem(_ identity: String, excludingInputs: Set<String> = [], produce: (URL) throws -> Void) throws -> (folder: URL, reused: Bool) {
+        guard let scope = itemScope else { throw NodeError("per-item caching is not available here") }
+        let inputs = scope.inputKeys.filter { !excludingInputs.contains($0.key) }
+        let document: ParamValue = .map([
+            "type": .string(scope.typeName), "version": .int(scope.version), "params": .map(scope.keyParams),
+            "inputs": .map(inputs.mapValues { .string($0) }), "item": .string(identity),
+        ])
+        let key = Hashing.sha256Hex(document.canonicalJSON)
+        itemLock.lock(); itemKeys.append(key); itemLock.unlock()
+        if case .valid(let url, _) = scope.cache.lookup(key) {
+            scope.cache.touch(key)
+            return (url, true)
+        }
+        let start = Date()
+        let folder = try scope.cache.makeTemporary(for: key)
+        do {
+            try produce(folder)
+            try checkCancellation()
+        } catch {
+            try? FileManager.default.removeItem(at: folder)
+            throw error
+        }
+        let manifest = EntryManifest(key: key, pipeline: scope.pipeline, node: "\(nodeName)[\(identity.prefix(40))]", type: scope.typeName,
+                                     version: scope.version, params: params, keyParams: scope.keyParams, inputs: inputs,
+                                     created: Date(), seconds: Date().timeIntervalSince(start), files: [])
+        return (try scope.cache.commit(temporary: folder, manifest: manifest), false)
+    }
+
+    /// Hard-links (or, across file systems, copies) every file of `source` into `destination`, so an
+    /// output can include cached items without duplicating their bytes.
+    public func link(contentsOf source: URL, into destination: URL) throws {
+        let fm = FileManager.default
+        for relative in try FileHasher.listFiles(under: source) where relative != "manifest.json" {
+            let target = destination.appendingPathComponent(relative)
+            try fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            if Foundation.link(source.appendingPathComponent(relative).path, target.path) != 0 {
+                try fm.copyItem(at: source.appendingPathComponent(relative), to: target)
+            }
+        }
     }
 
     // MARK: Progress and cancellation

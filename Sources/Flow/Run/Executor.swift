@@ -175,6 +175,8 @@ public final class Executor: @unchecked Sendable {
             let context = NodeContext(nodeName: name, params: node.params, paths: node.paths, inputFolders: inputFolders,
                                       outputRoot: folder, threads: max(1, ProcessInfo.processInfo.activeProcessorCount / jobs),
                                       logger: nodeLogger, cancellation: cancellation, fileHasher: cache.fileHasher,
+                                      itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, typeName: node.type.name,
+                                                           version: node.type.version, keyParams: nodePlan.keyParams, inputKeys: nodePlan.inputKeys),
                                       onProgress: { [weak self] progress in self?.observer?.nodeProgress(name, progress) })
             try node.type.init().run(context)
             try context.checkCancellation()
@@ -185,9 +187,10 @@ public final class Executor: @unchecked Sendable {
                 }
             }
             let seconds = Date().timeIntervalSince(start)
-            let manifest = EntryManifest(key: nodePlan.key, pipeline: plan.graph.spec.name, node: name, type: node.type.name,
+            var manifest = EntryManifest(key: nodePlan.key, pipeline: plan.graph.spec.name, node: name, type: node.type.name,
                                          version: node.type.version, params: node.params, keyParams: nodePlan.keyParams,
                                          inputs: nodePlan.inputKeys, created: Date(), seconds: seconds, files: [])
+            manifest.items = context.itemKeys.isEmpty ? nil : Array(Set(context.itemKeys)).sorted()
             let entry = try cache.commit(temporary: folder, manifest: manifest)
             records.remember(nodePlan)
             observer?.nodeFinished(name, entry: entry, seconds: seconds)

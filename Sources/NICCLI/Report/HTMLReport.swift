@@ -46,7 +46,7 @@ struct HTMLReport {
         var html = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>nic report – \(esc(record.pipeline))</title><style>\(Self.css)</style></head><body>"
         let started = ISO8601DateFormatter().string(from: record.started)
         html += "<header id=\"summary\"><h1>\(esc(record.pipeline))</h1><div class=\"meta\">run \(esc(folder.lastPathComponent)) · started \(started) · status <b>\(esc(record.status))</b> · \(c.executed) executed, \(c.cached) cached, \(c.failed) failed, \(c.skipped) skipped\(record.seconds.map { " · " + String(format: "%.1f s", $0) } ?? "")</div></header><main>"
-        html += section("dag", "Pipeline", dagSVG())
+        html += section("dag", "Pipeline", dagSVG().map { "<div style=\"overflow-x:auto\">\($0)</div>" })
         html += section("nodes", "Nodes", nodesTable())
         html += section("curves", "Training curves", curves())
         html += section("metrics", "Metrics", metricsTables())
@@ -138,7 +138,7 @@ struct HTMLReport {
                 guard let table = try? CSVTable.read(file), let xIndex = table.columnIndex("epoch") else { continue }
                 withFiles.insert(name)
                 var series: [SVGChart.Series] = []
-                for (k, column) in table.columns.enumerated() where k != xIndex {
+                for (k, column) in table.columns.enumerated() where k != xIndex && column != "learning_rate" {
                     let points = table.rows.compactMap { row in Double(row[xIndex]).flatMap { x in Double(row[k]).map { (x, $0) } } }
                     if !points.isEmpty { series.append(.init(name: column, points: points, style: .line, color: SVGChart.palette[series.count % 8])) }
                 }
@@ -268,7 +268,9 @@ struct HTMLReport {
         for name in record.order {
             for (port, url) in ports(of: name) {
                 let dir = url.appendingPathComponent("preview")
-                let files = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasSuffix(".png") }.sorted()
+                // A slide's thumbnail before its false-colour grid: sort on the name without the suffix.
+                let files = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasSuffix(".png") }
+                    .sorted { ($0.replacingOccurrences(of: "-pca.png", with: ".png~"), $0) < ($1.replacingOccurrences(of: "-pca.png", with: ".png~"), $1) }
                 guard !files.isEmpty else { continue }
                 var captions: [String: String] = [:]
                 if let data = try? Data(contentsOf: dir.appendingPathComponent("captions.json")),

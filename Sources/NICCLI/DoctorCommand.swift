@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import Neural
+
+/// `nic doctor`: what the numerical stack is running on, measured rather than assumed.
+struct DoctorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doctor",
+        abstract: "Show the BLAS library, the kernel in use, threads and measured speed.",
+        subcommands: [DoctorInfo.self, DoctorBench.self, DoctorParity.self],
+        defaultSubcommand: DoctorInfo.self
+    )
+}
+
+struct DoctorInfo: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Libraries, BLAS kernel and threads, measured sgemm GFLOP/s (the default).")
+
+    @Option(name: .long, help: "BLAS threads (default: OpenBLAS's choice).") var threads: Int?
+    @Flag(name: .long, help: "Skip the sgemm measurement.") var noMeasure = false
+
+    func run() throws {
+        if let threads { BLAS.threads = threads }
+        let cpu = BLAS.cpuInfo()
+        let wide = ["avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"].filter { cpu.flags.contains($0) }
+        print("cpu:        \(cpu.model) (\(cpu.vendor)), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(wide.joined(separator: " "))")
+        print("blas:       \(BLAS.config)")
+        print("kernel:     \(BLAS.coreName)")
+        let env = ProcessInfo.processInfo.environment
+        if let replaced = BLAS.replacedCoreName {
+            print("override:   applied: OpenBLAS picked \(replaced); nic re-executed itself with OPENBLAS_CORETYPE=\(env["OPENBLAS_CORETYPE"] ?? "?")")
+        } else if let forced = env["OPENBLAS_CORETYPE"] {
+            print("override:   OPENBLAS_CORETYPE=\(forced) set by the environment")
+        } else {
+            let wouldPick = BLAS.preferredCoreType(coreName: BLAS.coreName, cpuFlags: cpu.flags, vendor: cpu.vendor)
+            print("override:   not needed (\(wouldPick.map { "would force \($0)" } ?? "kernel matches the CPU"))")
+        }
+        print("threads:    \(BLAS.threads) BLAS, \(Compute.workers) element-wise workers")
+        print("zstd:       \(ZstdInfo.version)")
+        if !noMeasure {
+            for n in [1024, 2048] {
+                print(String(format: "sgemm %d³: %.1f GFLOP/s", n, BLAS.measureGFLOPS(n: n, seconds: 0.5)))
+            }
+        }
+    }
+}
+
+struct DoctorBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time the NIC encoder (inference batch 256, training batch 64) and the patient CNN training step (16×400×400×128)."
+    )
+
+    @Option(name: .long, help: "The nodes/ folder holding the architectures.") var nodes = "nodes"
+    @Option(name: .long, help: "BLAS and element-wise threads.") var threads: Int?
+    @Flag(name: .long, help: "Skip the patient CNN (needs about 8 GiB and tens of seconds).") var noPatient = false
+
+    func run() throws {
+        if let threads { BLAS.threads = threads }
+        let peak = max(BLAS.measureGFLOPS(n: 1024, seconds: 0.5), BLAS.measureGFLOPS(n: 2048, seconds: 0.5))
+        print("kernel \(BLAS.coreName), \(BLAS.threads) threads, sgemm peak \(String(format: "%.1f", peak)) GFLOP/s")
+        let results = try NeuralBench.run(nodes: nodes, patient: !noPatient) { print($0) }
+        print(String(format: "encoder inference: %.0f %% of the sgemm peak", 100 * results[0].gflops / peak))
+        // One machine-readable line for bench/neural/run.sh.
+        let fields = results.map { String(format: "\"%@\": %.6f", $0.name as NSString, $0.seconds) } + [String(format: "\"sgemm_peak_gflops\": %.3f", peak)]
+        print("JSON {" + fields.joined(separator: ", ") + "}")
+    }
+}
+
+struct DoctorParity: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parity",
+        abstract: "Write weights, input, outputs and one training step's gradients for scripts/parity_neural.py."
+    )
+
+    @Option(name: .long, help: "Architecture YAML.") var architecture: String
+    @Option(name: .long, help: "Head YAML appended to the architecture (tensors 'head.*').") var head: String?
+    @Option(name: .long, help: "Input item shape, e.g. 64,64,3 (default: the architecture's).") var input: String?
+    @Option(name: .long) var seed: UInt64 = 1
+    @Option(name: .long) var batch: Int = 4
+    @Option(name: .long, help: "Output folder.") var out: String
+
+    func run() throws {
+        let shape = try input.map { text -> [Int] in
+            let parts = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !parts.isEmpty else { throw ValidationError("--input: expected a shape like 64,64,3") }
+            return parts
+        }
+        try NeuralParity.run(architecture: architecture, head: head, seed: seed, batch: batch, inputShape: shape, out: URL(fileURLWithPath: out))
+    }
+}
+
+/// Process start-up for `nic` and tools built on NICCLI.
+public enum NICProcess {
+    /// Call first in `main`: when OpenBLAS loaded a generic kernel on a CPU with AVX2/AVX-512, re-executes
+    /// the program once with OPENBLAS_CORETYPE set (OpenBLAS reads it only while loading).
+    public static func reexecWithFastBLASIfNeeded() {
+        BLAS.reexecWithFastKernelIfNeeded()
+    }
+}

@@ -1,0 +1,127 @@
+import ArgumentParser
+import Foundation
+import Slides
+
+/// `nic synth`: a synthetic cohort with known ground truth (see `SyntheticCohort` for the model).
+struct SynthCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "synth",
+        abstract: "Write a synthetic H&E cohort (pyramidal TIFF slides, labels.csv, patches.csv) with known ground truth.",
+        discussion: """
+        Slides are 0.5 µm/px tiled pyramidal TIFFs that OpenSlide opens. labels.csv has a continuous score, a \
+        binary class and survival (time, event); patches.csv has three patch-level tasks (tissue, mitosis, \
+        nuclei). The oracle (best achievable Spearman / AUC / C-index from the true latents) is printed and \
+        written to oracle.json; README.md in the output documents the generative model.
+        """)
+
+    @Option(name: .shortAndLong, help: "Output folder (created).") var out: String = "data/synth"
+    @Flag(help: "Replace the output folder if it already holds files.") var force = false
+    @Option(help: "Number of patients (some get two slides).") var patients: Int = 12
+    @Option(help: "Slide width and height in pixels at 0.5 µm/px.") var size: Int = 3072
+    @Option(help: "Random seed: same seed, same cohort.") var seed: UInt64 = 1
+    @Option(help: "Tile compression: jpeg or deflate (lossless).") var compression: String = "jpeg"
+    @Option(help: "JPEG quality (1-100).") var quality: Int = 90
+    @Option(help: "Annotated patches per task and slide in patches.csv.") var annotations: Int = 60
+    @Option(name: .customLong("second-slide-probability"), help: "Probability that a patient has a second slide.") var secondSlide: Double = 0.35
+    @Flag(name: .customLong("read-benchmark"), help: "Then time reading every tissue tile (128 px at 0.5 µm/px, grid mode) of each slide with 1 and with --threads Dispatch workers; the tile list goes to bench-tiles.csv for other readers.")
+    var readBenchmark = false
+    @Option(help: "Dispatch workers for --read-benchmark.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        guard patients > 0 else { throw ValidationError("--patients must be at least 1") }
+        guard size >= 512 else { throw ValidationError("--size must be at least 512 (pixels)") }
+        guard ["jpeg", "deflate"].contains(compression) else { throw ValidationError("--compression must be jpeg or deflate, got '\(compression)'") }
+        guard (1...100).contains(quality) else { throw ValidationError("--quality must be 1-100") }
+        guard annotations >= 2 else { throw ValidationError("--annotations must be at least 2") }
+        guard (0...1).contains(secondSlide) else { throw ValidationError("--second-slide-probability must be in 0...1") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        var options = SyntheticCohort.Options()
+        options.patients = patients
+        options.size = size
+        options.seed = seed
+        options.compression = compression == "jpeg" ? .jpeg(quality: quality) : .deflate
+        options.annotationsPerTask = annotations
+        options.secondSlideProbability = secondSlide
+        let cohort = SyntheticCohort(options)
+        let folder = URL(fileURLWithPath: out)
+        if let existing = try? FileManager.default.contentsOfDirectory(atPath: folder.path), !existing.isEmpty {
+            // Slides of an earlier, larger cohort would otherwise linger next to the new labels.csv.
+            guard force else {
+                standardError("error: \(folder.path) already holds files; choose another --out or pass --force to replace it")
+                throw ExitCode(ExitStatus.failed)
+            }
+            try FileManager.default.removeItem(at: folder)
+        }
+        let start = Date()
+        do {
+            try cohort.write(to: folder) { done, total in
+                standardError("synth: slide \(done)/\(total)")
+            }
+        } catch let error as SlideError {
+            standardError("error: \(error)")
+            throw ExitCode(ExitStatus.failed)
+        }
+        let oracle = cohort.oracle
+        print("wrote \(cohort.slideSpecs.count) slides of \(patients) patients to \(folder.path) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+        print("oracle (from the true latents): spearman(score) \(String(format: "%.3f", oracle.spearmanScore))  auc(high_grade) \(String(format: "%.3f", oracle.aucHighGrade))  c-index(time,event) \(String(format: "%.3f", oracle.cIndexSurvival))")
+        if readBenchmark {
+            do {
+                try benchmark(cohort, folder: folder)
+            } catch let error as SlideError {
+                standardError("error: \(error)")
+                throw ExitCode(ExitStatus.failed)
+            }
+        }
+    }
+
+    /// Grid-mode reading speed: the tissue cells' tiles, read with `Slide.readRegion` at 0.5 µm/px.
+    func benchmark(_ cohort: SyntheticCohort, folder: URL) throws {
+        var csv = "slide,x,y,size\n"
+        for entry in cohort.slideSpecs {
+            let url = folder.appendingPathComponent("slides/\(entry.stem).tif")
+            let slide = try Slide(url: url)
+            let grid = TileGrid(slide: slide, mpp: 0.5, size: 128, mask: try TissueDetector().detect(slide))
+            let origins = grid.tissueCells(minTissue: 0.6).map { grid.origin(column: $0.column, row: $0.row) }
+            for o in origins { csv += "\(url.path),\(o.x),\(o.y),128\n" }
+            let cells = grid.tissueCells(minTissue: 0.6)
+            for blocked in [false, true] {
+                for workers in Array(Set([1, threads])).sorted() {
+                    // A fresh handle per run: OpenSlide's tile cache must not carry over between runs.
+                    let fresh = try Slide(url: url)
+                    let sums = Checksums(count: origins.count)
+                    let start = Date()
+                    if blocked {
+                        try GridReader(slide: fresh, grid: grid, mpp: 0.5, size: 128).read(cells, workers: workers) { i, tile in
+                            sums.set(i, Int(tile.pixels[(64 * 128 + 64) * 3]))
+                        }
+                    } else {
+                        // Contiguous shares: threads interleaving cell by cell would decode the same TIFF tiles twice.
+                        DispatchQueue.concurrentPerform(iterations: workers) { w in
+                            for i in (w * origins.count / workers)..<((w + 1) * origins.count / workers) {
+                                let tile = try? fresh.readRegion(x: origins[i].x, y: origins[i].y, width: 128, height: 128, mpp: 0.5)
+                                sums.set(i, tile.map { Int($0.pixels[(64 * 128 + 64) * 3]) } ?? -1)
+                            }
+                        }
+                    }
+                    let seconds = Date().timeIntervalSince(start)
+                    guard sums.all.allSatisfy({ $0 >= 0 }) else { throw SlideError(.unreadable, path: url.path, "a tile failed to read") }
+                    print("read-benchmark \(entry.stem) \(slide.width)x\(slide.height): \(origins.count) tissue tiles, \(blocked ? "GridReader (2x2-cell blocks)" : "one read per tile"), \(workers) worker\(workers == 1 ? "" : "s"): \(String(format: "%.2f", seconds)) s, \(String(format: "%.0f", Double(origins.count) / seconds)) tiles/s (checksum \(sums.all.reduce(0, +)))")
+                }
+            }
+        }
+        try csv.write(to: folder.appendingPathComponent("bench-tiles.csv"), atomically: true, encoding: .utf8)
+        print("tile list: \(folder.appendingPathComponent("bench-tiles.csv").path)")
+    }
+}
+
+/// Per-tile checksums written from several threads (each index by one thread), so the reads cannot be optimised away.
+final class Checksums: @unchecked Sendable {
+    private var values: [Int]
+    private let lock = NSLock()
+    init(count: Int) { values = Array(repeating: 0, count: count) }
+    func set(_ i: Int, _ v: Int) { lock.lock(); values[i] = v; lock.unlock() }
+    var all: [Int] { lock.lock(); defer { lock.unlock() }; return values }
+}

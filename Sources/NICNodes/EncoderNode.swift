@@ -1,0 +1,298 @@
+import Flow
+import Foundation
+import Neural
+import Slides
+
+/// Trains a patch encoder on patch-level tasks (supervised multi-task learning, the MTL-NIC method),
+/// or packages a weight-free encoder (mean-RGB, the floor), as a `Model`.
+///
+/// Multi-task training: one shared trunk (`architecture`), one head per task (`tasks`: task → head
+/// name in `heads_dir`, or `{head, weight}`); the loss is the weighted sum of the per-task losses,
+/// where a patch without a label for a task simply does not count for that task. Patches are freshly
+/// augmented every epoch when the PatchSet comes through an `augmenter`. A part of the slides
+/// (`validation`) is held out; the learning rate drops on a validation plateau and the best epoch's
+/// weights are kept.
+public struct EncoderNode: NodeType {
+    public static let name = "encoder"
+    public static let version = 1
+    public static let summary = "Trains a patch encoder by supervised multi-task learning (or packages mean-RGB) as a Model."
+    public static let inputs = [PortSpec("patches", .patchSet, doc: "training patches with task labels (e.g. tile_sampler → augmenter)")]
+    public static let outputs = [PortSpec("model", .model, doc: "model.json, encoder.yaml/.safetensors, heads, curves.csv")]
+    public static let params = [
+        ParamSpec("architecture", .reference, doc: "encoder architecture, e.g. nodes/encoders/nic-encoder.yaml"),
+        ParamSpec("training", .choice(["supervised", "none"]), default: .string("supervised"),
+                  doc: "supervised: multi-task training on the PatchSet's tasks; none: weight-free encoders (mean-RGB)"),
+        ParamSpec("tasks", .any, default: .null,
+                  doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads"),
+        ParamSpec("heads_dir", .directory, default: .string("nodes/heads"), doc: "folder of head definitions"),
+        ParamSpec("epochs", .int, default: .int(8), doc: "training epochs"),
+        ParamSpec("batch_size", .int, default: .int(64), doc: "patches per step"),
+        ParamSpec("learning_rate", .float, default: .float(1e-3), doc: "Adam learning rate"),
+        ParamSpec("weight_decay", .float, default: .float(0), doc: "L2 weight decay"),
+        ParamSpec("validation", .float, default: .float(0.2), doc: "fraction of slides held out for validation"),
+        ParamSpec("patience", .int, default: .int(2), doc: "epochs without validation improvement before the learning rate ÷10"),
+        ParamSpec("min_learning_rate", .float, default: .float(1e-5), doc: "floor of the plateau schedule"),
+        ParamSpec("downsample", .int, default: .int(2), doc: "box-average factor from patch to network input (128 px → 64)"),
+        ParamSpec("seed", .int, default: .int(0), doc: "initialisation, shuffling and augmentation seed"),
+    ]
+
+    public init() {}
+
+    struct Task {
+        var info: EncoderModel.TaskInfo
+        var network: Network
+        var loss: LossSpec
+        var targets: [Float]  // per patch; NaN = missing (class index for classification)
+    }
+
+    public func run(_ context: NodeContext) throws {
+        let patchSet = try PatchSet(folder: try context.input("patches"))
+        let architectureURL = try context.path("architecture")
+        let architecture = try Architecture.load(file: architectureURL.path)
+        let downsample = context.int("downsample")
+        guard downsample >= 1, patchSet.info.size % downsample == 0 else {
+            throw NodeError("param 'downsample': \(downsample) does not divide the patch size \(patchSet.info.size)")
+        }
+        let side = patchSet.info.size / downsample
+        let seed = UInt64(truncatingIfNeeded: context.int("seed"))
+        let encoder = try architecture.build(seed: seed, inputShapes: [[side, side, 3]], prefix: "encoder")
+        let codeShape = encoder.outputShape
+        let codeSize = codeShape.reduce(1, *)
+        let out = try context.output("model")
+        try FileManager.default.copyItem(at: architectureURL, to: out.appendingPathComponent("encoder.yaml"))
+
+        let training = context.string("training")
+        var info = EncoderModel.Info(training: training, patchSize: patchSet.info.size, downsample: downsample,
+                                     input: [side, side, 3], codeSize: codeSize, tasks: [], bestEpoch: nil,
+                                     epochs: 0, trainPatches: 0, validationPatches: 0)
+        if training == "none" {
+            guard encoder.parameters.isEmpty else {
+                throw NodeError("training 'none' is for weight-free encoders such as mean-RGB; \(architectureURL.lastPathComponent) has \(encoder.parameterCount) weights")
+            }
+            try write(info, to: out)
+            return
+        }
+        var tasks = try makeTasks(context, patchSet: patchSet, codeSize: codeSize, seed: seed)
+        guard !tasks.isEmpty else { throw NodeError("no tasks to train: the PatchSet has none and param 'tasks' names none") }
+
+        // Hold out whole slides, so validation measures generalisation to unseen slides.
+        let slides = Array(Set(patchSet.records.map(\.slide))).sorted()
+        var rng = Neural.SeededGenerator(seed: seed ^ 0x5EED)
+        let order = rng.permutation(slides.count).map { slides[$0] }
+        let held = slides.count >= 2 ? max(1, Int((Double(slides.count) * context.double("validation")).rounded())) : 0
+        let validationSlides = Set(order.prefix(min(held, slides.count - 1)))
+        let trainIndices = patchSet.records.indices.filter { !validationSlides.contains(patchSet.records[$0].slide) }
+        let validationIndices = patchSet.records.indices.filter { validationSlides.contains(patchSet.records[$0].slide) }
+        info.trainPatches = trainIndices.count
+        info.validationPatches = validationIndices.count
+
+        // Regression targets are standardised on the training patches.
+        for t in tasks.indices where tasks[t].info.kind == "regression" {
+            let values = trainIndices.map { tasks[t].targets[$0] }.filter { !$0.isNaN }.map(Double.init)
+            let mean = values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
+            let variance = values.isEmpty ? 1 : values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(max(1, values.count - 1))
+            let std = max(variance.squareRoot(), 1e-6)
+            tasks[t].info.mean = mean
+            tasks[t].info.std = std
+            tasks[t].targets = tasks[t].targets.map { $0.isNaN ? .nan : Float((Double($0) - mean) / std) }
+        }
+
+        let images = try (0..<patchSet.count).map { i -> RGBImage in
+            if i % 1024 == 0 { try context.checkCancellation() }
+            return try patchSet.patch(i)
+        }
+        let augmenter = try patchSet.augmenter()
+        let parameters = encoder.parameters + tasks.flatMap(\.network.parameters)
+        let optimizer = Adam(learningRate: Float(context.double("learning_rate")), weightDecay: Float(context.double("weight_decay")))
+        var plateau = ReduceOnPlateau(factor: 0.1, patience: context.int("patience"), minLearningRate: Float(context.double("min_learning_rate")))
+        let epochs = context.int("epochs"), batchSize = max(1, context.int("batch_size"))
+        let stepsPerEpoch = (trainIndices.count + batchSize - 1) / batchSize
+        var best: (loss: Double, epoch: Int, encoder: [(String, Safetensors.Value)], heads: [(String, Safetensors.Value)])?
+        var curveRows: [[String]] = []
+        let curveColumns = ["epoch", "learning_rate", "train_loss", "val_loss"] + tasks.flatMap { ["\($0.info.name)_train_loss", "\($0.info.name)_val_loss", "\($0.info.name)_val_\($0.info.kind == "regression" ? "r" : "accuracy")"] }
+
+        for epoch in 1...max(1, epochs) {
+            var shuffler = Neural.SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            let shuffled = shuffler.permutation(trainIndices.count).map { trainIndices[$0] }
+            var totals = [Double](repeating: 0, count: tasks.count)
+            var total = 0.0
+            for step in 0..<stepsPerEpoch {
+                try context.checkCancellation()
+                let batch = Array(shuffled[(step * batchSize)..<min(shuffled.count, (step + 1) * batchSize)])
+                // Batch norm needs two items; a lone last patch waits for the next epoch's shuffle.
+                if batch.count < 2 { continue }
+                let patches = batch.map { i in augmenter?.apply(to: images[i], epoch: epoch, index: i) ?? images[i] }
+                let x = EncoderModel.preprocess(patches, downsample: downsample)
+                for p in parameters { p.zeroGrad() }
+                let code = try encoder.forward(x, training: true).reshaped([batch.count, codeSize])
+                var dCode = Tensor(zeros: [batch.count, codeSize])
+                var stepLoss = 0.0
+                for t in tasks.indices {
+                    let output = try tasks[t].network.forward(code, training: true)
+                    let result = try Self.loss(tasks[t], output: output, indices: batch)
+                    let weight = Float(tasks[t].info.weight)
+                    let grads = try tasks[t].network.backward(Tensor(shape: result.gradient.shape, data: result.gradient.data.map { $0 * weight }))
+                    for k in 0..<dCode.count { dCode.data[k] += grads[0].data[k] }
+                    totals[t] += result.value
+                    stepLoss += tasks[t].info.weight * result.value
+                }
+                try encoder.backward(dCode.reshaped([batch.count] + codeShape))
+                optimizer.step(parameters)
+                total += stepLoss
+                context.progress((epoch - 1) * stepsPerEpoch + step + 1, of: max(1, epochs) * stepsPerEpoch, unit: "steps",
+                                 stage: "epoch \(epoch)/\(epochs)", metrics: ["loss": total / Double(step + 1)])
+            }
+            let trainLoss = total / Double(max(1, stepsPerEpoch))
+            let validation = try evaluate(encoder: encoder, tasks: tasks, images: images, indices: validationIndices.isEmpty ? trainIndices : validationIndices,
+                                          downsample: downsample, codeSize: codeSize, context: context)
+            context.progress(epoch * stepsPerEpoch, of: max(1, epochs) * stepsPerEpoch, unit: "steps",
+                             stage: "epoch \(epoch)/\(epochs)", metrics: ["loss": trainLoss, "val_loss": validation.loss])
+            var row = [String(epoch), "\(optimizer.learningRate)", "\(trainLoss)", "\(validation.loss)"]
+            for t in tasks.indices {
+                row += ["\(totals[t] / Double(max(1, stepsPerEpoch)))", "\(validation.perTask[t].loss)", "\(validation.perTask[t].score)"]
+            }
+            curveRows.append(row)
+            if best == nil || validation.loss < best!.loss {
+                best = (validation.loss, epoch, encoder.stateDict(), tasks.flatMap { $0.network.stateDict() })
+            }
+            _ = plateau.update(validation.loss, optimizer: optimizer)
+        }
+        info.epochs = epochs
+        info.bestEpoch = best?.epoch
+        info.tasks = tasks.map(\.info)
+        if let best {
+            try Safetensors.write(best.encoder, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("encoder.safetensors"))
+            try Safetensors.write(best.heads, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("heads.safetensors"))
+        }
+        let headsFolder = out.appendingPathComponent("heads")
+        try FileManager.default.createDirectory(at: headsFolder, withIntermediateDirectories: true)
+        for task in tasks {
+            try FileManager.default.copyItem(at: URL(fileURLWithPath: task.info.head),
+                                             to: headsFolder.appendingPathComponent("\(task.info.name).yaml"))
+        }
+        try CSVTable(columns: curveColumns, rows: curveRows).write(to: out.appendingPathComponent("curves.csv"))
+        try write(info, to: out)
+    }
+
+    func write(_ info: EncoderModel.Info, to out: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(info).write(to: out.appendingPathComponent("model.json"))
+    }
+
+    /// The tasks to train, with their heads built for the right number of outputs.
+    func makeTasks(_ context: NodeContext, patchSet: PatchSet, codeSize: Int, seed: UInt64) throws -> [Task] {
+        guard let headsDir = context.paths["heads_dir"] else {
+            throw NodeError("param 'heads_dir': no folder of head definitions (the default nodes/heads does not exist here); give the param")
+        }
+        var requested: [(String, String?, Double)] = []
+        switch context.value("tasks") {
+        case .null:
+            requested = patchSet.info.tasks.map { ($0.name, nil, 1) }
+        case .map(let map):
+            for name in map.keys.sorted() {
+                switch map[name]! {
+                case .string(let head): requested.append((name, head, 1))
+                case .map(let options):
+                    requested.append((name, options["head"]?.stringValue, options["weight"]?.doubleValue ?? 1))
+                default: throw NodeError("param 'tasks': task '\(name)' must map to a head name or {head: NAME, weight: W}")
+                }
+            }
+        case .list(let names):
+            requested = names.compactMap(\.stringValue).map { ($0, nil, 1) }
+        default:
+            throw NodeError("param 'tasks' must map task names to heads, e.g. {tissue: classification, nuclei: regression}")
+        }
+        var tasks: [Task] = []
+        for (index, (name, headName, weight)) in requested.enumerated() {
+            guard let patchTask = patchSet.info.tasks.first(where: { $0.name == name }) else {
+                throw NodeError("param 'tasks': the PatchSet has no task '\(name)'; it has \(patchSet.info.tasks.map(\.name).joined(separator: ", "))")
+            }
+            let classes = patchTask.classes ?? []
+            let kind: String
+            switch patchTask.kind {
+            case .regression: kind = "regression"
+            case .classification: kind = classes.count == 2 && headName == "binary" ? "binary" : "classification"
+            }
+            let head = headName ?? (kind == "regression" ? "regression" : "classification")
+            let file = Heads.file(head, directory: headsDir)
+            guard FileManager.default.fileExists(atPath: file.path) else {
+                throw NodeError("param 'tasks': head '\(head)' for task '\(name)' not found (\(file.path))")
+            }
+            let outputs = kind == "classification" ? classes.count : 1
+            let architecture = try Heads.architecture(file: file, outputs: outputs)
+            let loss = try LossSpec(architecture)
+            switch (kind, loss) {
+            case ("regression", .meanSquaredError), ("binary", .binaryCrossEntropy), ("classification", .softmaxCrossEntropy): break
+            default: throw NodeError("param 'tasks': head '\(head)' (\(loss)) does not fit \(kind) task '\(name)'")
+            }
+            let network = try architecture.build(seed: seed &+ UInt64(index + 1) &* 7919, inputShapes: [[codeSize]], prefix: "heads.\(name)")
+            tasks.append(Task(info: .init(name: name, kind: kind, classes: patchTask.classes, head: file.path, weight: weight, mean: nil, std: nil),
+                              network: network, loss: loss, targets: try patchSet.labels(name)))
+        }
+        return tasks
+    }
+
+    static func loss(_ task: Task, output: Tensor, indices: [Int]) throws -> LossResult {
+        let targets = indices.map { task.targets[$0] }
+        switch task.loss {
+        case .meanSquaredError:
+            return try Loss.meanSquaredError(output, targets)
+        case .binaryCrossEntropy(let positiveWeight):
+            return try Loss.binaryCrossEntropy(logits: output, targets: targets, positiveWeight: positiveWeight)
+        case .softmaxCrossEntropy(let weights):
+            return try Loss.softmaxCrossEntropy(logits: output, labels: targets.map { $0.isNaN ? -1 : Int($0) }, classWeights: weights)
+        case .cox:
+            throw NodeError("a Cox head does not fit a patch task")
+        }
+    }
+
+    struct Evaluation {
+        var loss: Double
+        var perTask: [(loss: Double, score: Double)]
+    }
+
+    /// Validation loss (sum of weighted task losses) and per task: loss, and accuracy or Pearson r.
+    func evaluate(encoder: Network, tasks: [Task], images: [RGBImage], indices: [Int], downsample: Int, codeSize: Int,
+                  context: NodeContext) throws -> Evaluation {
+        var outputs = tasks.map { _ in [Float]() }
+        for start in stride(from: 0, to: indices.count, by: 256) {
+            try context.checkCancellation()
+            let batch = Array(indices[start..<min(indices.count, start + 256)])
+            let code = try encoder.forward(EncoderModel.preprocess(batch.map { images[$0] }, downsample: downsample), training: false)
+                .reshaped([batch.count, codeSize])
+            for t in tasks.indices { outputs[t] += try tasks[t].network.forward(code, training: false).data }
+        }
+        var perTask: [(Double, Double)] = []
+        var total = 0.0
+        for t in tasks.indices {
+            let width = outputs[t].count / max(1, indices.count)
+            let output = Tensor(shape: [indices.count, width], data: outputs[t])
+            let loss = try Self.loss(tasks[t], output: output, indices: indices).value
+            total += tasks[t].info.weight * loss
+            var score = Double.nan
+            let targets = indices.map { tasks[t].targets[$0] }
+            let labelled = targets.indices.filter { !targets[$0].isNaN }
+            if !labelled.isEmpty {
+                switch tasks[t].info.kind {
+                case "classification":
+                    let correct = labelled.filter { i in
+                        let row = outputs[t][(i * width)..<((i + 1) * width)]
+                        return row.indices.max { row[$0] < row[$1] }! - i * width == Int(targets[i])
+                    }.count
+                    score = Double(correct) / Double(labelled.count)
+                case "binary":
+                    score = Double(labelled.filter { (outputs[t][$0] > 0) == (targets[$0] > 0.5) }.count) / Double(labelled.count)
+                default:
+                    let p = labelled.map { Double(outputs[t][$0]) }, y = labelled.map { Double(targets[$0]) }
+                    let mp = p.reduce(0, +) / Double(p.count), my = y.reduce(0, +) / Double(y.count)
+                    let sxy = zip(p, y).reduce(0) { $0 + ($1.0 - mp) * ($1.1 - my) }
+                    let sxx = p.reduce(0) { $0 + ($1 - mp) * ($1 - mp) }, syy = y.reduce(0) { $0 + ($1 - my) * ($1 - my) }
+                    score = sxx > 0 && syy > 0 ? sxy / (sxx * syy).squareRoot() : .nan
+                }
+            }
+            perTask.append((loss, score))
+        }
+        return Evaluation(loss: total, perTask: perTask.map { (loss: $0.0, score: $0.1) })
+    }
+}

@@ -1,0 +1,76 @@
+import Flow
+import Foundation
+import TensorStore
+
+public extension PortType {
+    /// Compressed slides: per slide a rows × columns × C float16 grid (see `GridSet`).
+    static let gridSet: PortType = "GridSet"
+}
+
+/// The output of the compressor, one entry per slide:
+///
+/// ```
+/// gridset.json              {"code_size", "size", "mpp", "orientations", "slides": [{"stem", "rows", "columns", "tissue_cells"}]}
+/// slides.csv                the cohort's slides and labels (as the SlideSet had them)
+/// grids/<stem>/o<k>/        zarr float16 [rows, columns, C]: codes of the patches seen under dihedral
+///                           orientation k (0 = as scanned), at the patch's original grid position;
+///                           zeros where there is no tissue. To get the grid of the transformed slide,
+///                           transform the first two axes the same way (`GridSet.load(orientation:)`).
+/// grids/<stem>/mask/        zarr uint8 [rows, columns]: 1 where tissue was encoded
+/// preview/<stem>.png, preview/<stem>-pca.png   thumbnail and false colour (3 principal components)
+/// ```
+/// Python: `zarr.open_array(f + "/grids/S/o0")[:]` is the H × W × C grid of slide S.
+public struct GridSet {
+    public struct SlideInfo: Codable, Equatable {
+        public var stem: String
+        public var rows: Int
+        public var columns: Int
+        public var tissueCells: Int
+        enum CodingKeys: String, CodingKey { case stem, rows, columns, tissueCells = "tissue_cells" }
+    }
+
+    public struct Info: Codable, Equatable {
+        public var codeSize: Int
+        public var size: Int
+        public var mpp: Double
+        public var orientations: Int
+        public var slides: [SlideInfo]
+        enum CodingKeys: String, CodingKey { case size, mpp, orientations, slides, codeSize = "code_size" }
+    }
+
+    public let folder: URL
+    public let info: Info
+    public let slideSet: SlideSet
+
+    public init(folder: URL) throws {
+        self.folder = folder
+        let url = folder.appendingPathComponent("gridset.json")
+        do { info = try JSONDecoder().decode(Info.self, from: Data(contentsOf: url)) }
+        catch { throw NodeError("\(url.path): not a GridSet description (\(error))") }
+        slideSet = try SlideSet.read(from: folder)
+    }
+
+    /// A slide's grid under orientation k as [rows', columns', C] (rows/columns swap for quarter turns),
+    /// and its tissue mask in the same layout.
+    public func load(_ stem: String, orientation k: Int = 0) throws -> (grid: [Float], mask: [Bool], rows: Int, columns: Int) {
+        guard let slide = info.slides.first(where: { $0.stem == stem }) else { throw NodeError("GridSet has no slide '\(stem)'") }
+        guard k >= 0 && k < info.orientations else { throw NodeError("GridSet has \(info.orientations) orientation(s), asked for \(k)") }
+        let base = folder.appendingPathComponent("grids").appendingPathComponent(stem)
+        let codes = try ZarrArrayReader(at: base.appendingPathComponent("o\(k)")).read(as: Float16.self)
+        let mask = try ZarrArrayReader(at: base.appendingPathComponent("mask")).read(as: UInt8.self)
+        let c = info.codeSize, h = slide.rows, w = slide.columns
+        if k == 0 { return (codes.map(Float.init), mask.map { $0 != 0 }, h, w) }
+        let size = Dihedral.map(x: 0, y: 0, width: w, height: h, orientation: k)
+        var grid = [Float](repeating: 0, count: codes.count)
+        var outMask = [Bool](repeating: false, count: mask.count)
+        for y in 0..<h {
+            for x in 0..<w {
+                let t = Dihedral.map(x: x, y: y, width: w, height: h, orientation: k)
+                let s = y * w + x, d = t.y * size.width + t.x
+                outMask[d] = mask[s] != 0
+                for ch in 0..<c { grid[d * c + ch] = Float(codes[s * c + ch]) }
+            }
+        }
+        return (grid, outMask, size.height, size.width)
+    }
+}

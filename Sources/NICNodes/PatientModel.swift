@@ -1,0 +1,246 @@
+import Flow
+import Foundation
+import Neural
+import Stats
+
+/// The NIC patient model: a small CNN on crops of compressed slides with a swappable head
+/// (regression, binary, multiclass or Cox survival), trained with patient-level cross-validation.
+/// Every patient gets an out-of-fold prediction: the average over its slides, `test_crops` crops per
+/// slide and every stored orientation (test-time augmentation).
+///
+/// Crops of the architecture's input size are centred with probability proportional to the distance
+/// from background (NIC appendix), in a random orientation, one per training slide per epoch. Cox
+/// batches without an observed event are skipped (the partial likelihood is undefined on them).
+public struct PatientModel: NodeType {
+    public static let name = "patient_model"
+    public static let version = 1
+    public static let summary = "Trains the NIC CNN on compressed slides with a regression/binary/multiclass/Cox head; out-of-fold Predictions per patient."
+    public static let inputs = [PortSpec("grids", .gridSet, doc: "compressed slides with their labels")]
+    public static let outputs = [PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), curves.csv")]
+    public static let params = [
+        ParamSpec("architecture", .reference, doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size)"),
+        ParamSpec("head", .reference, doc: "output head, e.g. nodes/heads/cox.yaml; its loss sets the task"),
+        ParamSpec("target", .list(.string), doc: "label column(s) of labels.csv: one, or [time, event] for Cox"),
+        ParamSpec("classes", .list(.string), default: .list([]), doc: "class labels in order (binary: [negative, positive]); default: sorted values"),
+        ParamSpec("folds", .int, default: .int(4), doc: "patient-level cross-validation folds"),
+        ParamSpec("epochs", .int, default: .int(20), doc: "epochs per fold (one crop per training slide per epoch)"),
+        ParamSpec("batch_size", .int, default: .int(16), doc: "crops per step"),
+        ParamSpec("learning_rate", .float, default: .float(1e-3), doc: "Adam learning rate (÷10 on a training-loss plateau)"),
+        ParamSpec("patience", .int, default: .int(4), doc: "epochs without improvement before the learning rate drops"),
+        ParamSpec("test_crops", .int, default: .int(10), doc: "crops per slide and orientation averaged at prediction time"),
+        ParamSpec("seed", .int, default: .int(0), doc: "folds, initialisation, crops"),
+    ]
+
+    public init() {}
+
+    struct SlideGrids {
+        var stem: String
+        var patient: String
+        /// Per orientation: grid [rows, columns, C], distance weights, rows, columns.
+        var views: [(grid: [Float], weights: [Float], rows: Int, columns: Int)]
+    }
+
+    public func run(_ context: NodeContext) throws {
+        let gridSet = try GridSet(folder: try context.input("grids"))
+        let trunkArchitecture = try Architecture.load(file: try context.path("architecture").path)
+        let headURL = try context.path("head")
+        let headLoss = try LossSpec(try Heads.architecture(file: headURL, outputs: 1))
+        let target = context.strings("target")
+        let task: Predictions.Task
+        switch headLoss {
+        case .meanSquaredError: task = .regression
+        case .binaryCrossEntropy: task = .binary
+        case .softmaxCrossEntropy: task = .multiclass
+        case .cox: task = .survival
+        }
+        guard target.count == (task == .survival ? 2 : 1) else {
+            throw NodeError("param 'target': a \(task.rawValue) head (\(headURL.lastPathComponent)) takes \(task == .survival ? "[time, event]" : "one label column"), got \(target)")
+        }
+        for column in ["patient"] + target where !gridSet.slideSet.labelColumns.contains(column) {
+            throw NodeError("param 'target': the cohort's labels.csv has no column '\(column)'; it has \(gridSet.slideSet.labelColumns.joined(separator: ", "))")
+        }
+
+        // Patient labels (every slide of a patient must agree).
+        var patientLabels: [String: [String]] = [:]
+        for slide in gridSet.slideSet.slides {
+            guard let patient = slide.labels["patient"], !patient.isEmpty else { continue }
+            let values = target.map { slide.labels[$0] ?? "" }
+            if values.contains(where: \.isEmpty) { continue }  // unlabelled slides do not take part
+            if let known = patientLabels[patient], known != values {
+                throw NodeError("patient '\(patient)' has slides with different labels (\(known) vs \(values))")
+            }
+            patientLabels[patient] = values
+        }
+        let patients = patientLabels.keys.sorted()
+        guard patients.count >= max(2, context.int("folds")) else {
+            throw NodeError("\(patients.count) labelled patient(s); \(context.int("folds"))-fold cross-validation needs at least as many")
+        }
+        var classes = context.strings("classes")
+        if classes.isEmpty && (task == .binary || task == .multiclass) {
+            classes = Array(Set(patients.map { patientLabels[$0]![0] })).sorted { (Double($0) ?? .infinity, $0) < (Double($1) ?? .infinity, $1) }
+        }
+        if task == .binary && classes.count != 2 { throw NodeError("a binary head needs 2 classes, the labels have \(classes.count): \(classes)") }
+
+        // Targets per patient.
+        var value: [String: Float] = [:], time: [String: Double] = [:], event: [String: Bool] = [:], classIndex: [String: Int] = [:]
+        for p in patients {
+            let labels = patientLabels[p]!
+            switch task {
+            case .regression:
+                guard let v = Float(labels[0]) else { throw NodeError("patient '\(p)': '\(labels[0])' in column '\(target[0])' is not a number") }
+                value[p] = v
+            case .binary, .multiclass:
+                guard let k = classes.firstIndex(of: labels[0]) else { throw NodeError("patient '\(p)': label '\(labels[0])' is not one of \(classes)") }
+                classIndex[p] = k
+            case .survival:
+                guard let t = Double(labels[0]), let e = Int(labels[1]), e == 0 || e == 1 else {
+                    throw NodeError("patient '\(p)': time '\(labels[0])' and event '\(labels[1])' must be a number and 0/1")
+                }
+                time[p] = t
+                event[p] = e == 1
+            }
+        }
+        let regressionMean = task == .regression ? patients.map { Double(value[$0]!) }.reduce(0, +) / Double(patients.count) : 0
+        let regressionStd = task == .regression
+            ? max(1e-6, (patients.map { pow(Double(value[$0]!) - regressionMean, 2) }.reduce(0, +) / Double(max(1, patients.count - 1))).squareRoot()) : 1
+
+        // Grids in memory with their crop weights.
+        let crop = trunkArchitecture.inputs.first?.shape?.first ?? 0
+        guard crop > 0 else { throw NodeError("the architecture must declare its input [size, size, channels]") }
+        var slides: [SlideGrids] = []
+        for entry in gridSet.slideSet.slides {
+            guard let patient = entry.labels["patient"], patientLabels[patient] != nil else { continue }
+            var views: [(grid: [Float], weights: [Float], rows: Int, columns: Int)] = []
+            for k in 0..<gridSet.info.orientations {
+                let loaded = try gridSet.load(entry.stem, orientation: k)
+                let distance = GridCrops.distanceToBackground(mask: loaded.mask, height: loaded.rows, width: loaded.columns)
+                views.append((loaded.grid, distance, loaded.rows, loaded.columns))
+            }
+            slides.append(SlideGrids(stem: entry.stem, patient: patient, views: views))
+        }
+        let channels = gridSet.info.codeSize
+        let strata: [String: String] = Dictionary(uniqueKeysWithValues: patients.map { p in
+            (p, task == .survival ? (event[p]! ? "event" : "censored") : (task == .regression ? "" : classes[classIndex[p]!]))
+        })
+        let seed = UInt64(truncatingIfNeeded: context.int("seed"))
+        let folds = Folds.assign(patients: patients, k: context.int("folds"), seed: seed, strata: strata)
+        let foldCount = context.int("folds"), epochs = max(1, context.int("epochs")), batchSize = max(1, context.int("batch_size"))
+        let outputs = task == .multiclass ? classes.count : 1
+        var scores: [String: [Double]] = [:]
+        var curves = [[String]](repeating: [], count: epochs)
+
+        for fold in 0..<foldCount {
+            let trainSlides = slides.indices.filter { folds[slides[$0].patient] != fold }
+            let testPatients = patients.filter { folds[$0] == fold }
+            let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
+            let trunk = try trunkArchitecture.build(seed: foldSeed, inputShapes: [[crop, crop, channels]], prefix: "model")
+            let features = trunk.outputShape.reduce(1, *)
+            let head = try Heads.architecture(file: headURL, outputs: outputs).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
+            let parameters = trunk.parameters + head.parameters
+            let optimizer = Adam(learningRate: Float(context.double("learning_rate")))
+            var plateau = ReduceOnPlateau(factor: 0.1, patience: context.int("patience"), minLearningRate: 1e-5)
+            var rng = Stats.SeededGenerator(seed: foldSeed &+ 2)
+            for epoch in 1...epochs {
+                try context.checkCancellation()
+                var order = trainSlides
+                order.shuffle(using: &rng)
+                var epochLoss = 0.0, steps = 0
+                for start in stride(from: 0, to: order.count, by: batchSize) {
+                    let batch = Array(order[start..<min(order.count, start + batchSize)])
+                    // Batch norm needs two items; a lone last item waits for the next epoch's shuffle.
+                    if batch.count < 2 { continue }
+                    let batchPatients = batch.map { slides[$0].patient }
+                    if task == .survival && !batchPatients.contains(where: { event[$0]! }) { continue }
+                    let x = try crops(batch.map { slides[$0] }, crop: crop, channels: channels, rng: &rng, orientation: nil)
+                    for p in parameters { p.zeroGrad() }
+                    let features = try trunk.forward(x, training: true)
+                    let output = try head.forward(features.reshaped([batch.count, features.count / batch.count]), training: true)
+                    let result: LossResult
+                    switch headLoss {
+                    case .meanSquaredError:
+                        result = try Loss.meanSquaredError(output, batchPatients.map { Float((Double(value[$0]!) - regressionMean) / regressionStd) })
+                    case .binaryCrossEntropy(let w):
+                        result = try Loss.binaryCrossEntropy(logits: output, targets: batchPatients.map { Float(classIndex[$0]!) }, positiveWeight: w)
+                    case .softmaxCrossEntropy(let w):
+                        result = try Loss.softmaxCrossEntropy(logits: output, labels: batchPatients.map { classIndex[$0]! }, classWeights: w)
+                    case .cox(let ties):
+                        result = try Loss.cox(risk: output, time: batchPatients.map { time[$0]! }, event: batchPatients.map { event[$0]! }, ties: ties)
+                    }
+                    let dFeatures = try head.backward(result.gradient)[0]
+                    try trunk.backward(dFeatures.reshaped(features.shape))
+                    optimizer.step(parameters)
+                    epochLoss += result.value
+                    steps += 1
+                }
+                let loss = steps > 0 ? epochLoss / Double(steps) : .nan
+                if loss.isFinite { _ = plateau.update(loss, optimizer: optimizer) }
+                curves[epoch - 1].append("\(loss)")
+                context.progress(fold * epochs + epoch, of: foldCount * epochs, unit: "epochs",
+                                 stage: "fold \(fold + 1)/\(foldCount) epoch \(epoch)/\(epochs)", metrics: ["loss": loss])
+            }
+            // Out-of-fold predictions: average over slides × orientations × crops.
+            var testRng = Stats.SeededGenerator(seed: foldSeed &+ 3)
+            for patient in testPatients {
+                var sum = [Double](repeating: 0, count: outputs), n = 0.0
+                for slide in slides where slide.patient == patient {
+                    for k in slide.views.indices {
+                        let batch = [SlideGrids](repeating: slide, count: max(1, context.int("test_crops")))
+                        let x = try crops(batch, crop: crop, channels: channels, rng: &testRng, orientation: k)
+                        let features = try trunk.forward(x, training: false)
+                        let output = try head.forward(features.reshaped([batch.count, features.count / batch.count]), training: false)
+                        for i in 0..<batch.count {
+                            let row = (0..<outputs).map { Double(output.data[i * outputs + $0]) }
+                            let converted: [Double]
+                            switch task {
+                            case .binary: converted = [1 / (1 + exp(-row[0]))]
+                            case .multiclass:
+                                let m = row.max()!, e = row.map { exp($0 - m) }, s = e.reduce(0, +)
+                                converted = e.map { $0 / s }
+                            case .regression: converted = [row[0] * regressionStd + regressionMean]
+                            case .survival: converted = row
+                            }
+                            for j in 0..<outputs { sum[j] += converted[j] }
+                            n += 1
+                        }
+                    }
+                }
+                scores[patient] = sum.map { $0 / max(1, n) }
+            }
+        }
+
+        var predictions = Predictions(task: task, targetColumns: target, classes: classes, patients: [], folds: [], labels: [], time: [], event: [], scores: [])
+        for p in patients {
+            guard let score = scores[p] else { continue }
+            predictions.patients.append(p)
+            predictions.folds.append(folds[p]! + 1)
+            predictions.labels.append(task == .survival ? "" : patientLabels[p]![0])
+            predictions.time.append(time[p] ?? 0)
+            predictions.event.append(event[p] ?? false)
+            predictions.scores.append(score)
+        }
+        let out = try context.output("predictions")
+        try predictions.write(to: out)
+        try CSVTable(columns: ["epoch"] + (1...foldCount).map { "fold\($0)_loss" },
+                     rows: curves.enumerated().map { [String($0.offset + 1)] + $0.element })
+            .write(to: out.appendingPathComponent("curves.csv"))
+    }
+
+    /// A batch of crops [n, crop, crop, C]: centres ∝ distance to background; orientation random
+    /// unless given.
+    func crops(_ batch: [SlideGrids], crop: Int, channels: Int, rng: inout Stats.SeededGenerator, orientation: Int?) throws -> Tensor {
+        var data = [Float](repeating: 0, count: batch.count * crop * crop * channels)
+        for (i, slide) in batch.enumerated() {
+            let k = orientation ?? Int(rng.next() % UInt64(slide.views.count))
+            let view = slide.views[k]
+            let centre = GridCrops.sampleCentres(weights: view.weights, width: view.columns, count: 1, using: &rng)?.first
+                ?? (view.rows / 2, view.columns / 2)
+            view.grid.withUnsafeBufferPointer { grid in
+                data.withUnsafeMutableBufferPointer { out in
+                    let slice = UnsafeMutableBufferPointer(rebasing: out[(i * crop * crop * channels)..<((i + 1) * crop * crop * channels)])
+                    GridCrops.crop(grid, height: view.rows, width: view.columns, channels: channels, centre: centre, size: crop, into: slice)
+                }
+            }
+        }
+        return Tensor(shape: [batch.count, crop, crop, channels], data: data)
+    }
+}

@@ -1,0 +1,151 @@
+import Flow
+import Foundation
+import Slides
+
+extension PortType {
+    /// A cohort's slides: `slides.csv` (see `SlideSet`).
+    public static let slideSet: PortType = "SlideSet"
+}
+
+/// One slide of a cohort with its properties and (optional) labels.
+public struct SlideEntry: Sendable, Equatable {
+    public var path: String
+    public var stem: String
+    public var vendor: String
+    public var width: Int
+    public var height: Int
+    public var mpp: Double
+    public var mppSource: String
+    public var levels: Int
+    /// OpenSlide's quickhash-1 (content-derived, cheap even for gigabyte files).
+    public var quickhash: String
+    /// labels.csv columns for this slide (patient, and any label columns); empty strings = missing.
+    public var labels: [String: String]
+
+    /// Opens the slide with the resolution the slide set settled on (metadata or the user's override).
+    public func open() throws -> Slide {
+        try Slide(url: URL(fileURLWithPath: path), mpp: mppSource == ResolutionSource.override.rawValue ? mpp : nil)
+    }
+}
+
+/// The content of a `SlideSet` port: `slides.csv` with columns
+/// `path, stem, vendor, width, height, mpp, mpp_source, levels, quickhash` then the label columns of
+/// labels.csv (`patient`, ...) when one was given. pandas: `pd.read_csv(folder + "/slides.csv")`.
+public struct SlideSet: Sendable {
+    public static let fixedColumns = ["path", "stem", "vendor", "width", "height", "mpp", "mpp_source", "levels", "quickhash"]
+    public var slides: [SlideEntry]
+    public var labelColumns: [String]
+
+    public init(slides: [SlideEntry], labelColumns: [String]) {
+        self.slides = slides
+        self.labelColumns = labelColumns
+    }
+
+    public subscript(stem: String) -> SlideEntry? { slides.first { $0.stem == stem } }
+
+    public func write(to folder: URL) throws {
+        var rows: [[String]] = []
+        for s in slides {
+            rows.append([s.path, s.stem, s.vendor, String(s.width), String(s.height), String(s.mpp), s.mppSource, String(s.levels), s.quickhash]
+                        + labelColumns.map { s.labels[$0] ?? "" })
+        }
+        try CSVTable(columns: SlideSet.fixedColumns + labelColumns, rows: rows).write(to: folder.appendingPathComponent("slides.csv"))
+    }
+
+    public static func read(from folder: URL) throws -> SlideSet {
+        let url = folder.appendingPathComponent("slides.csv")
+        let table = try CSVTable.read(url)
+        let missing = fixedColumns.filter { table.columnIndex($0) == nil }
+        guard missing.isEmpty else { throw NodeError("\(url.path):1: not a SlideSet, missing columns \(missing.joined(separator: ", "))") }
+        let labelColumns = table.columns.filter { !fixedColumns.contains($0) }
+        var slides: [SlideEntry] = []
+        for (n, row) in table.rows.enumerated() {
+            func v(_ c: String) -> String { row[table.columnIndex(c)!] }
+            guard let w = Int(v("width")), let h = Int(v("height")), let mpp = Double(v("mpp")), let levels = Int(v("levels")) else {
+                throw NodeError("\(url.path):\(n + 2): bad number in width/height/mpp/levels")
+            }
+            var labels: [String: String] = [:]
+            for c in labelColumns { labels[c] = v(c) }
+            slides.append(SlideEntry(path: v("path"), stem: v("stem"), vendor: v("vendor"), width: w, height: h, mpp: mpp,
+                                     mppSource: v("mpp_source"), levels: levels, quickhash: v("quickhash"), labels: labels))
+        }
+        return SlideSet(slides: slides, labelColumns: labelColumns)
+    }
+
+    /// Lists and opens the slides of a folder and joins labels.csv (`slide` = file stem, `patient`, then
+    /// label columns). Every slide must open; every labels.csv row must name a slide that exists; a slide
+    /// without a labels row is kept with empty labels (usable for unsupervised steps).
+    public static func scan(directory: URL, pattern: String, labels: URL?, mpp: Double?) throws -> SlideSet {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { fnmatch(pattern, $0, 0) == 0 && !$0.hasPrefix(".") }.sorted()
+        } catch {
+            throw NodeError("\(directory.path): cannot list the slide folder: \(error.localizedDescription)")
+        }
+        guard !names.isEmpty else { throw NodeError("\(directory.path): no slides matching '\(pattern)'") }
+        var entries: [SlideEntry] = []
+        var stems = Set<String>()
+        for name in names {
+            let url = directory.appendingPathComponent(name)
+            let slide: Slide
+            do {
+                slide = try Slide(url: url, mpp: mpp)
+            } catch let error as SlideError {
+                throw NodeError(error.description)
+            }
+            let stem = (name as NSString).deletingPathExtension
+            guard stems.insert(stem).inserted else {
+                throw NodeError("\(url.path): another slide in \(directory.path) has the same stem '\(stem)'; labels.csv could not tell them apart")
+            }
+            entries.append(SlideEntry(path: url.path, stem: stem, vendor: slide.vendor, width: slide.width, height: slide.height, mpp: slide.mpp,
+                                      mppSource: slide.resolutionSource.rawValue, levels: slide.levels.count,
+                                      quickhash: slide.properties["openslide.quickhash-1"] ?? "", labels: [:]))
+        }
+        guard let labels else { return SlideSet(slides: entries, labelColumns: []) }
+        let table = try CSVTable.read(labels)
+        for required in ["slide", "patient"] where table.columnIndex(required) == nil {
+            throw NodeError("\(labels.path):1: missing column '\(required)'; found \(table.columns.joined(separator: ", "))")
+        }
+        let slideColumn = table.columnIndex("slide")!
+        let labelColumns = table.columns.filter { $0 != "slide" }
+        var seen: [String: Int] = [:]
+        for (n, row) in table.rows.enumerated() {
+            let line = n + 2
+            let stem = row[slideColumn].trimmingCharacters(in: .whitespaces)
+            guard let index = entries.firstIndex(where: { $0.stem == stem }) else {
+                throw NodeError("\(labels.path):\(line):1: unknown slide '\(stem)': no file with that stem matching '\(pattern)' in \(directory.path)")
+            }
+            if let first = seen[stem] { throw NodeError("\(labels.path):\(line):1: slide '\(stem)' listed twice (first on line \(first))") }
+            seen[stem] = line
+            for c in labelColumns { entries[index].labels[c] = row[table.columnIndex(c)!] }
+            if entries[index].labels["patient", default: ""].isEmpty {
+                throw NodeError("\(labels.path):\(line):\(table.columnIndex("patient")! + 1): empty patient for slide '\(stem)'")
+            }
+        }
+        return SlideSet(slides: entries, labelColumns: labelColumns)
+    }
+}
+
+/// `slides`: a cohort folder as a SlideSet (the source of every pathology pipeline).
+public struct SlidesSource: NodeType {
+    public static let name = "slides"
+    public static let version = 1
+    public static let summary = "Opens every slide of a folder (any OpenSlide format) and joins labels.csv: a SlideSet."
+    public static let outputs = [PortSpec("slides", .slideSet, doc: "slides.csv: path, stem, vendor, size, mpp, levels, quickhash, labels")]
+    public static let params = [
+        ParamSpec("dir", .directory, doc: "the folder of slides"),
+        ParamSpec("pattern", .string, default: .string("*"), doc: "glob on file names, e.g. '*.svs'"),
+        ParamSpec("labels", .file, default: .null, doc: "labels.csv: slide (file stem), patient, label columns (time, event for survival)"),
+        ParamSpec("mpp", .float, default: .null, doc: "µm/px of level 0 for slides without that metadata (overrides the file's value)"),
+    ]
+
+    public init() {}
+
+    public func run(_ context: NodeContext) throws {
+        let labels = context.value("labels").isNull ? nil : try context.path("labels")
+        let set = try SlideSet.scan(directory: try context.path("dir"), pattern: context.string("pattern"), labels: labels,
+                                    mpp: context.value("mpp").doubleValue)
+        try set.write(to: try context.output("slides"))
+        context.progress(set.slides.count, of: set.slides.count, unit: "slides")
+    }
+}

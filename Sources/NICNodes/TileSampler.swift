@@ -1,0 +1,268 @@
+import Flow
+import Foundation
+import Slides
+
+/// `tile_sampler`: patches from slides at a target µm/px, into a PatchSet.
+///
+/// - training: around the annotation points of patches.csv (`slide, x, y, task, label`), per task
+///   `per_task` patches; classification tasks get equal counts per class (scarce classes are drawn with
+///   replacement — augmentation makes the repeats differ), regression tasks a uniform draw. Seeded.
+/// - grid: every cell of the stride = size grid whose tissue fraction exceeds `min_tissue` (tissue mask
+///   by `TissueDetector` at `tissue_mpp`), row-major per slide: the compressor's input.
+public struct TileSampler: NodeType {
+    public static let name = "tile_sampler"
+    public static let version = 1
+    public static let summary = "Reads patches at a target µm/px around annotations (training) or on the tissue grid (grid) into a PatchSet."
+    public static let inputs = [
+        PortSpec("slides", .slideSet, doc: "the cohort"),
+        PortSpec("annotations", .table, optional: true, doc: "patches.csv (slide, x, y, task, label) as a Table; training mode only"),
+    ]
+    public static let outputs = [PortSpec("patches", .patchSet, doc: "patches (zarr uint8 N×size×size×3), patches.csv, labels/<task>")]
+    public static let params = [
+        ParamSpec("mode", .choice(["training", "grid"]), default: .string("grid"), doc: "training: around annotations; grid: every tissue cell"),
+        ParamSpec("mpp", .float, default: .float(0.5), doc: "µm per pixel of the patches"),
+        ParamSpec("size", .int, default: .int(128), doc: "patch width and height in pixels"),
+        ParamSpec("per_task", .int, default: .int(1000), doc: "training: patches per task (split equally over classes)"),
+        ParamSpec("tasks", .list(.string), default: .list([]), doc: "training: tasks to use (default: all in the annotations)"),
+        ParamSpec("regression", .list(.string), default: .list([]), doc: "training: tasks whose labels are numbers to regress (default: numeric labels with more than 10 distinct values)"),
+        ParamSpec("seed", .int, default: .int(1), doc: "seed of the training draw and of grid subsampling"),
+        ParamSpec("min_tissue", .float, default: .float(0.6), doc: "grid: minimum tissue fraction of a cell"),
+        ParamSpec("tissue_mpp", .float, default: .float(4), doc: "grid: µm/px of the tissue mask"),
+        ParamSpec("max_per_slide", .int, default: .int(0), doc: "grid: keep at most this many cells per slide, evenly drawn (0: all)"),
+        ParamSpec("tolerance", .float, default: .float(0.02), doc: "a level within this relative µm/px of the target is read without resampling"),
+    ]
+
+    public init() {}
+
+    public func run(_ context: NodeContext) throws {
+        let slides = try SlideSet.read(from: try context.input("slides"))
+        let mpp = context.double("mpp"), size = context.int("size")
+        guard mpp > 0, size > 0 else { throw NodeError("mpp and size must be positive, got mpp \(mpp), size \(size)") }
+        let seed = UInt64(bitPattern: Int64(context.int("seed")))
+        let records: [PatchRecord], tasks: [PatchTask]
+        var grids: [String: TileGrid] = [:]
+        let cache = SlideCache(slides)
+        if context.string("mode") == "training" {
+            guard context.hasInput("annotations") else { throw NodeError("training mode needs the 'annotations' input (patches.csv as a table)") }
+            let table = try CSVTable.fromPort(try context.input("annotations"))
+            (records, tasks) = try TileSampler.planTraining(
+                table, source: "annotations (patches.csv)", slides: cache, perTask: context.int("per_task"), only: context.strings("tasks"),
+                regression: Set(context.strings("regression")), seed: seed, size: size, mpp: mpp)
+        } else {
+            var detector = TissueDetector()
+            detector.mpp = context.double("tissue_mpp")
+            var grid: [[String]] = []
+            (records, grid, grids) = try TileSampler.planGrid(slides: cache, detector: detector, size: size, mpp: mpp, minTissue: context.double("min_tissue"),
+                                                       maxPerSlide: context.int("max_per_slide"), seed: seed) { done in
+                try context.checkCancellation()
+                context.progress(done, of: slides.slides.count, unit: "slides", message: "tissue masks")
+            }
+            tasks = []
+            try CSVTable(columns: ["slide", "columns", "rows", "tissue_fraction", "patches"], rows: grid)
+                .write(to: try context.output("patches").appendingPathComponent("grid.csv"))
+        }
+        guard !records.isEmpty else {
+            throw NodeError("no patches: no grid cell of any of the \(slides.slides.count) slides has more than \(context.double("min_tissue")) tissue; lower 'min_tissue' or check that the slides hold stained tissue")
+        }
+        let writer = try PatchSetWriter(folder: try context.output("patches"), size: size, count: records.count)
+        try TileSampler.read(records, slides: cache, grids: grids, writer: writer, mpp: mpp, tolerance: context.double("tolerance"), threads: context.threads) { done in
+            try context.checkCancellation()
+            context.progress(done, of: records.count, unit: "patches")
+        }
+        try writer.finish(records: records, tasks: tasks, mode: context.string("mode"), mpp: mpp)
+    }
+
+    // MARK: Training
+
+    /// Checks every annotation (known slide, integer coordinates, patch inside the slide) and draws the
+    /// balanced sample. Errors name the table line.
+    public static func planTraining(_ table: CSVTable, source: String, slides: SlideCache, perTask: Int, only: [String], regression: Set<String>,
+                                    seed: UInt64, size: Int, mpp: Double) throws -> ([PatchRecord], [PatchTask]) {
+        guard perTask > 0 else { throw NodeError("per_task must be positive, got \(perTask)") }
+        for c in ["slide", "x", "y", "task", "label"] where table.columnIndex(c) == nil {
+            throw NodeError("\(source):1: missing column '\(c)'; expected slide, x, y, task, label; found \(table.columns.joined(separator: ", "))")
+        }
+        let ci = table.columnIndex
+        let (sc, xc, yc, tc, lc) = (ci("slide")!, ci("x")!, ci("y")!, ci("task")!, ci("label")!)
+        var byTask: [String: [(line: Int, record: PatchRecord, label: String)]] = [:]
+        for (n, row) in table.rows.enumerated() {
+            let line = n + 2
+            let stem = row[sc], task = row[tc], label = row[lc]
+            if !only.isEmpty && !only.contains(task) { continue }
+            guard slides.set[stem] != nil else {
+                throw NodeError("\(source):\(line):\(sc + 1): unknown slide '\(stem)' (not in the slide set of \(slides.set.slides.count) slides)")
+            }
+            guard let x = Int(row[xc]) ?? Double(row[xc]).map({ Int($0.rounded()) }), let y = Int(row[yc]) ?? Double(row[yc]).map({ Int($0.rounded()) }) else {
+                throw NodeError("\(source):\(line): x, y must be numbers (level-0 pixels), got '\(row[xc])', '\(row[yc])'")
+            }
+            guard !task.isEmpty else { throw NodeError("\(source):\(line):\(tc + 1): empty task name") }
+            guard !label.isEmpty else { throw NodeError("\(source):\(line):\(lc + 1): empty label") }
+            do {
+                try slides.slide(stem).checkPatch(centreX: x, centreY: y, size: size, mpp: mpp)
+            } catch let error as SlideError where error.kind == .outOfBounds {
+                throw NodeError("\(source):\(line): patch outside the slide: \(error.reason)")
+            }
+            byTask[task, default: []].append((line, PatchRecord(slide: stem, x: x, y: y, labels: [task: label]), label))
+        }
+        for name in only where byTask[name] == nil { throw NodeError("\(source): no annotations for task '\(name)'") }
+        guard !byTask.isEmpty else { throw NodeError("\(source): no annotations") }
+        var records: [PatchRecord] = []
+        var tasks: [PatchTask] = []
+        for (t, name) in byTask.keys.sorted().enumerated() {
+            let items = byTask[name]!
+            var rng = SeededRandom(seed: seed, t)
+            let labels = items.map(\.label)
+            let numeric = labels.allSatisfy { Double($0) != nil }
+            let distinct = Set(labels)
+            let isRegression = regression.contains(name) || (numeric && distinct.count > 10)
+            if isRegression {
+                guard numeric else {
+                    let bad = items.first { Double($0.label) == nil }!
+                    throw NodeError("\(source):\(bad.line): task '\(name)' is regression but label '\(bad.label)' is not a number")
+                }
+                tasks.append(PatchTask(name: name, kind: .regression))
+                records += draw(items.map(\.record), count: perTask, rng: &rng)
+            } else {
+                // Numeric class names sort numerically (0, 1, 2, 10), others alphabetically.
+                let classes = distinct.sorted { a, b in
+                    if let x = Double(a), let y = Double(b) { return x < y }
+                    return a < b
+                }
+                tasks.append(PatchTask(name: name, kind: .classification, classes: classes))
+                for (k, cls) in classes.enumerated() {
+                    let quota = perTask / classes.count + (k < perTask % classes.count ? 1 : 0)
+                    records += draw(items.filter { $0.label == cls }.map(\.record), count: quota, rng: &rng)
+                }
+            }
+        }
+        var rng = SeededRandom(seed: seed, -1)
+        records.shuffle(using: &rng)
+        return (records, tasks)
+    }
+
+    /// `count` items: without replacement while possible, then with replacement.
+    static func draw(_ items: [PatchRecord], count: Int, rng: inout SeededRandom) -> [PatchRecord] {
+        var out: [PatchRecord] = []
+        while out.count < count && !items.isEmpty {
+            if count - out.count >= items.count {
+                out += items.shuffled(using: &rng)
+            } else {
+                out += items.shuffled(using: &rng).prefix(count - out.count)
+            }
+        }
+        return out
+    }
+
+    // MARK: Grid
+
+    public static func planGrid(slides: SlideCache, detector: TissueDetector, size: Int, mpp: Double, minTissue: Double, maxPerSlide: Int,
+                                seed: UInt64, progress: (Int) throws -> Void = { _ in }) throws -> ([PatchRecord], [[String]], [String: TileGrid]) {
+        var records: [PatchRecord] = []
+        var grid: [[String]] = []
+        var grids: [String: TileGrid] = [:]
+        for (n, entry) in slides.set.slides.enumerated() {
+            let slide = try slides.slide(entry.stem)
+            let mask = try detector.detect(slide)
+            let tileGrid = TileGrid(slide: slide, mpp: mpp, size: size, mask: mask)
+            grids[entry.stem] = tileGrid
+            var cells = tileGrid.tissueCells(minTissue: minTissue)
+            if maxPerSlide > 0 && cells.count > maxPerSlide {
+                var rng = SeededRandom(seed: seed, n)
+                cells = Array(cells.indices.shuffled(using: &rng).prefix(maxPerSlide).sorted().map { cells[$0] })
+            }
+            for (c, r) in cells {
+                let centre = tileGrid.centre(column: c, row: r)
+                records.append(PatchRecord(slide: entry.stem, x: centre.x, y: centre.y, column: c, row: r))
+            }
+            grid.append([entry.stem, String(tileGrid.columns), String(tileGrid.rows), String(format: "%.4f", mask.tissueFraction), String(cells.count)])
+            try progress(n + 1)
+        }
+        return (records, grid, grids)
+    }
+
+    // MARK: Reading
+
+    /// Reads every record's patch (centred on x, y) and writes them chunk by chunk, `threads` readers at a
+    /// time. Records with a grid cell of a slide in `grids` are read in blocks of cells (`GridReader`).
+    public static func read(_ records: [PatchRecord], slides: SlideCache, grids: [String: TileGrid] = [:], writer: PatchSetWriter, mpp: Double,
+                            tolerance: Double, threads: Int, progress: (Int) throws -> Void = { _ in }) throws {
+        let size = writer.size
+        for k in 0..<writer.chunkCount {
+            let range = (k * PatchSet.chunkPatches)..<min(records.count, (k + 1) * PatchSet.chunkPatches)
+            let results = ResultSlots<RGBImage>(count: range.count)
+            var single: [Int] = []
+            var byGrid: [String: [Int]] = [:]
+            for i in 0..<range.count {
+                let r = records[range.lowerBound + i]
+                if r.column != nil, r.row != nil, grids[r.slide] != nil { byGrid[r.slide, default: []].append(i) } else { single.append(i) }
+            }
+            for (stem, indices) in byGrid.sorted(by: { $0.key < $1.key }) {
+                let cells = indices.map { (column: records[range.lowerBound + $0].column!, row: records[range.lowerBound + $0].row!) }
+                let reader = GridReader(slide: try slides.slide(stem), grid: grids[stem]!, mpp: mpp, size: size, tolerance: tolerance)
+                try reader.read(cells, workers: threads) { j, tile in results.put(indices[j], tile) }
+            }
+            let workers = max(1, min(threads, single.count))
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                for i in stride(from: w, to: single.count, by: workers) {
+                    results.set(single[i]) {
+                        let r = records[range.lowerBound + single[i]]
+                        let slide = try slides.slide(r.slide)
+                        let half = Double(size) * mpp / 2
+                        let x = Int((Double(r.x) - half / slide.mppX).rounded()), y = Int((Double(r.y) - half / slide.mppY).rounded())
+                        return try slide.readRegion(x: x, y: y, width: size, height: size, mpp: mpp, tolerance: tolerance)
+                    }
+                }
+            }
+            try writer.writeChunk(k, patches: try results.values())
+            try progress(range.upperBound)
+        }
+    }
+}
+
+/// Open slides of a SlideSet, shared by reader threads (a `Slide` is thread-safe), opened on first use.
+public final class SlideCache: @unchecked Sendable {
+    public let set: SlideSet
+    private let lock = NSLock()
+    private var open: [String: Slide] = [:]
+
+    public init(_ set: SlideSet) { self.set = set }
+
+    public func slide(_ stem: String) throws -> Slide {
+        lock.lock()
+        defer { lock.unlock() }
+        if let s = open[stem] { return s }
+        guard let entry = set[stem] else { throw NodeError("slide '\(stem)' is not in the slide set") }
+        do {
+            let s = try entry.open()
+            open[stem] = s
+            return s
+        } catch let error as SlideError {
+            throw NodeError(error.description)
+        }
+    }
+}
+
+/// Per-index results filled from concurrent workers; the first error wins.
+final class ResultSlots<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [T?]
+    private var error: Error?
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func put(_ i: Int, _ value: T) { lock.lock(); slots[i] = value; lock.unlock() }
+
+    func set(_ i: Int, _ make: () throws -> T) {
+        do {
+            let v = try make()
+            lock.lock(); slots[i] = v; lock.unlock()
+        } catch {
+            lock.lock(); if self.error == nil { self.error = error }; lock.unlock()
+        }
+    }
+
+    func values() throws -> [T] {
+        if let error { throw error }
+        return slots.map { $0! }
+    }
+}

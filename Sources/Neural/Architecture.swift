@@ -1,0 +1,444 @@
+import Foundation
+import Yams
+
+/// A network described in YAML (files under `nodes/`). Changing an architecture is a YAML edit:
+///
+/// ```yaml
+/// name: nic-encoder
+/// input: [64, 64, 3]          # item shape, NHWC without the batch
+/// layers:
+///   - conv: {filters: 128, kernel: 3, stride: 2, padding: valid}
+///   - leaky_relu: 0.2
+///   - batchnorm: {}
+///   - flatten
+///   - dense: 128
+/// ```
+/// Several inputs use `inputs:` (a mapping name → shape) and `blocks:` (a list of `{name, from, layers}`;
+/// `from` lists inputs or earlier blocks, concatenated along the last axis). `input` may be omitted
+/// when the shape is given at build time (heads on top of an encoder). Other top-level keys (`loss`,
+/// `description`, ...) are kept in `extra` for the code that uses the network.
+public struct Architecture {
+    public struct LayerSpec {
+        public let kind: String
+        public let value: Yams.Node?
+        public let location: String
+    }
+
+    public struct BlockSpec {
+        public let name: String
+        public let from: [String]
+        public let layers: [LayerSpec]
+        public let location: String
+    }
+
+    public let name: String
+    public let file: String
+    public let inputs: [(name: String, shape: [Int]?)]
+    public let blocks: [BlockSpec]
+    public let extra: [String: Yams.Node]
+
+    public static let layerKinds = [
+        "conv", "depthwise_conv", "separable_conv", "dense", "batchnorm", "leaky_relu", "relu", "sigmoid", "tanh",
+        "dropout", "spatial_dropout", "upsample", "max_pool", "avg_pool", "global_avg_pool", "global_max_pool",
+        "flatten", "reshape", "sample_gaussian",
+    ]
+
+    public static func load(file path: String) throws -> Architecture {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw NeuralError.architecture(location: path, message: "cannot read architecture file: \(error.localizedDescription)")
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    public static func parse(yaml: String, file: String) throws -> Architecture {
+        let root: Yams.Node?
+        do { root = try Yams.compose(yaml: yaml) } catch {
+            throw NeuralError.architecture(location: file, message: "not valid YAML: \(error)")
+        }
+        guard let root else { throw NeuralError.architecture(location: file, message: "empty architecture file") }
+        return try Architecture(node: root, file: file)
+    }
+
+    static func loc(_ file: String, _ node: Yams.Node?) -> String {
+        guard let mark = node?.mark else { return file }
+        return "\(file):\(mark.line):\(mark.column)"
+    }
+
+    public init(node root: Yams.Node, file: String) throws {
+        func fail(_ message: String, _ node: Yams.Node?) -> NeuralError {
+            .architecture(location: Architecture.loc(file, node), message: message)
+        }
+        guard let mapping = root.mapping else { throw fail("expected a mapping with 'layers' or 'blocks'", root) }
+        self.file = file
+        var extra: [String: Yams.Node] = [:]
+        var nameValue: String?
+        var inputs: [(String, [Int]?)] = []
+        var layersNode: Yams.Node?, blocksNode: Yams.Node?
+        for (k, v) in mapping {
+            guard let key = k.string else { throw fail("keys must be strings", k) }
+            switch key {
+            case "name": nameValue = v.string
+            case "input": inputs = [("input", try Architecture.shape(v, file))]
+            case "inputs":
+                guard let m = v.mapping else { throw fail("'inputs' must map names to shapes, e.g. {image: [64, 64, 3]}", v) }
+                for (ik, iv) in m {
+                    guard let n = ik.string else { throw fail("input names must be strings", ik) }
+                    inputs.append((n, try Architecture.shape(iv, file)))
+                }
+            case "layers": layersNode = v
+            case "blocks": blocksNode = v
+            default: extra[key] = v
+            }
+        }
+        self.name = nameValue ?? URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
+        var blocks: [BlockSpec] = []
+        switch (layersNode, blocksNode) {
+        case (.some, .some): throw fail("give either 'layers' (one sequence) or 'blocks', not both", blocksNode)
+        case (nil, nil): throw fail("missing 'layers' (or 'blocks')", root)
+        case let (.some(l), nil):
+            if inputs.isEmpty { inputs = [("input", nil)] }
+            guard inputs.count == 1 else { throw fail("'layers' takes one input; use 'blocks' with several inputs", l) }
+            blocks = [BlockSpec(name: "layers", from: [inputs[0].0], layers: try Architecture.layers(l, file), location: Architecture.loc(file, l))]
+        case let (nil, .some(b)):
+            guard let seq = b.sequence else { throw fail("'blocks' must be a list of {name, from, layers}", b) }
+            for item in seq {
+                guard let m = item.mapping else { throw fail("a block is a mapping {name, from, layers}", item) }
+                guard let n = m["name"]?.string else { throw fail("block needs a 'name'", item) }
+                var from: [String] = []
+                if let f = m["from"] {
+                    if let s = f.string { from = [s] } else if let list = f.sequence { from = list.compactMap(\.string) }
+                } else {
+                    from = [blocks.last?.name ?? inputs.first?.0 ?? "input"]
+                }
+                guard let l = m["layers"] else { throw fail("block '\(n)' needs 'layers'", item) }
+                for key in m.keys.compactMap(\.string) where !["name", "from", "layers"].contains(key) {
+                    throw fail("unknown key '\(key)' in block '\(n)' (expected name, from, layers)", m.keys.first { $0.string == key })
+                }
+                let known = Set(inputs.map(\.0)).union(blocks.map(\.name))
+                for s in from where !known.contains(s) {
+                    throw fail("block '\(n)' reads '\(s)', which is neither an input nor an earlier block (known: \(known.sorted().joined(separator: ", ")))", m["from"])
+                }
+                if known.contains(n) { throw fail("block name '\(n)' is already used", m["name"]) }
+                blocks.append(BlockSpec(name: n, from: from, layers: try Architecture.layers(l, file), location: Architecture.loc(file, item)))
+            }
+            if inputs.isEmpty { throw fail("'blocks' needs 'inputs'", b) }
+        }
+        self.inputs = inputs
+        self.blocks = blocks
+        self.extra = extra
+    }
+
+    static func shape(_ node: Yams.Node, _ file: String) throws -> [Int] {
+        if let i = node.int, i > 0 { return [i] }
+        guard let seq = node.sequence, !seq.isEmpty else {
+            throw NeuralError.architecture(location: loc(file, node), message: "a shape is a list of positive integers, e.g. [64, 64, 3]")
+        }
+        return try seq.map {
+            guard let i = $0.int, i > 0 else { throw NeuralError.architecture(location: loc(file, $0), message: "shape entries must be positive integers") }
+            return i
+        }
+    }
+
+    static func layers(_ node: Yams.Node, _ file: String) throws -> [LayerSpec] {
+        guard let seq = node.sequence else {
+            throw NeuralError.architecture(location: loc(file, node), message: "'layers' must be a list, e.g. [{conv: {filters: 32, kernel: 3}}, relu]")
+        }
+        return try seq.map { item in
+            let kind: String, value: Yams.Node?, at: Yams.Node
+            if let s = item.string, item.scalar != nil {
+                kind = s; value = nil; at = item
+            } else if let m = item.mapping, m.count == 1, let k = m.keys.first!.string {
+                kind = k; value = m.values.first!; at = m.keys.first!
+            } else {
+                throw NeuralError.architecture(location: loc(file, item), message: "a layer is `kind` or `{kind: params}` with one key")
+            }
+            guard layerKinds.contains(kind) else {
+                let suggestion = layerKinds.min { editDistance($0, kind) < editDistance($1, kind) }!
+                throw NeuralError.architecture(location: loc(file, at), message: "unknown layer '\(kind)' (did you mean '\(suggestion)'?); known: \(layerKinds.joined(separator: ", "))")
+            }
+            return LayerSpec(kind: kind, value: value, location: loc(file, at))
+        }
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(1, a.count) where !a.isEmpty {
+            var prev = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let cur = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
+                prev = cur
+            }
+        }
+        return row[b.count]
+    }
+
+    /// Builds the network with seeded initialisation (same seed → same weights). `inputShapes` overrides
+    /// or supplies the shapes of the inputs, in order. `prefix` renames the tensors: a `layers:` network
+    /// gets `prefix.0.weight`, ..., a block network `prefix.block.0.weight` (a head next to its trunk).
+    public func build(seed: UInt64, inputShapes: [[Int]]? = nil, prefix: String? = nil) throws -> Network {
+        var rename: [String: String] = [:]
+        for b in blocks {
+            rename[b.name] = prefix.map { blocks.count == 1 && b.name == "layers" ? $0 : "\($0).\(b.name)" } ?? b.name
+        }
+        var shapes: [String: [Int]] = [:]
+        var resolvedInputs: [(name: String, shape: [Int])] = []
+        for (i, input) in inputs.enumerated() {
+            guard let s = inputShapes?[safe: i] ?? input.shape else {
+                throw NeuralError.architecture(location: file, message: "input '\(input.name)' has no shape: give 'input: [H, W, C]' or pass it at build time")
+            }
+            shapes[input.name] = s
+            resolvedInputs.append((input.name, s))
+        }
+        var rng = SeededGenerator(seed: seed)
+        var built: [Network.Block] = []
+        var layerIndex: UInt64 = 0
+        for block in blocks {
+            let blockName = rename[block.name]!
+            let sources = block.from.map { rename[$0] ?? $0 }
+            let inShapes = sources.map { shapes[$0]! }
+            var shape = try Concat(name: block.name).outputShape(inShapes)
+            var layers: [Layer] = []
+            var shapeBefore: [[Int]] = []
+            for (i, spec) in block.layers.enumerated() {
+                let next = block.layers[safe: i + 1]
+                let previousShape = shape
+                var p = try LayerParams(spec)
+                layerIndex += 1
+                var layerRng = rng.derived(layerIndex)
+                let layer: Layer
+                do {
+                    let flattened = i > 0 && block.layers[i - 1].kind == "flatten" ? shapeBefore[i - 1] : nil
+                    layer = try makeLayer(spec, &p, name: "\(blockName).\(i)", input: shape, flattened: flattened,
+                                          previousKind: i > 0 ? block.layers[i - 1].kind : nil, next: next, rng: &layerRng)
+                    try p.finish()
+                    shape = try layer.outputShape(shape)
+                } catch let e as NeuralError {
+                    if case .architecture = e { throw e }
+                    throw NeuralError.architecture(location: spec.location, message: e.description)
+                }
+                layers.append(layer)
+                shapeBefore.append(previousShape)
+            }
+            _ = rng.next()
+            shapes[blockName] = shape
+            built.append(Network.Block(name: blockName, sources: sources, layers: layers, inputShapes: inShapes, outputShape: shape))
+        }
+        return Network(name: name, inputs: resolvedInputs, blocks: built)
+    }
+
+    private func makeLayer(_ spec: LayerSpec, _ p: inout LayerParams, name: String, input: [Int], flattened: [Int]?,
+                           previousKind: String?, next: LayerSpec?, rng: inout SeededGenerator) throws -> Layer {
+        let channels = input.last ?? 0
+        func needImage() throws {
+            guard input.count == 3 else { throw NeuralError.shapeMismatch(layer: name, expected: "[H, W, C] (\(spec.kind) needs an image)", got: input) }
+        }
+        switch spec.kind {
+        case "conv":
+            try needImage()
+            let k = try p.pair("kernel", default: nil)
+            return try Conv2D(name: name, inChannels: channels, filters: try p.int("filters", primary: true), kernel: k,
+                              stride: try p.int("stride", default: 1), padding: try p.padding(), groups: try p.int("groups", default: 1),
+                              bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0), rng: &rng)
+        case "depthwise_conv":
+            try needImage()
+            let m = try p.int("multiplier", default: 1)
+            return try Conv2D(name: name, inChannels: channels, filters: channels * m, kernel: try p.pair("kernel", default: nil, primary: true),
+                              stride: try p.int("stride", default: 1), padding: try p.padding(), groups: channels,
+                              bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0), rng: &rng)
+        case "separable_conv":
+            try needImage()
+            return try SeparableConv2D(name: name, inChannels: channels, filters: try p.int("filters", primary: true),
+                                       kernel: try p.pair("kernel", default: (3, 3)), stride: try p.int("stride", default: 1),
+                                       padding: try p.padding(), bias: try p.bool("bias", default: true),
+                                       l2: try p.float("l2", default: 0), rng: &rng)
+        case "dense":
+            guard input.count == 1 else { throw NeuralError.shapeMismatch(layer: name, expected: "features [F] (add 'flatten' or a global pool before 'dense')", got: input) }
+            let inputImage = flattened?.count == 3 ? flattened : nil
+            var outputImage: [Int]?
+            if next?.kind == "reshape", let n = next, var np = try? LayerParams(n), let t = try? np.shape("shape", primary: true), t.count == 3 { outputImage = t }
+            return Dense(name: name, inFeatures: channels, units: try p.int("units", primary: true), bias: try p.bool("bias", default: true),
+                         l2: try p.float("l2", default: 0), inputImage: inputImage, outputImage: outputImage, rng: &rng)
+        case "batchnorm":
+            return BatchNorm(name: name, channels: channels, momentum: try p.float("momentum", default: 0.01), eps: try p.float("eps", default: 1e-3))
+        case "leaky_relu":
+            return LeakyReLU(name: name, alpha: try p.float("alpha", default: 0.2, primary: true))
+        case "relu":
+            return LeakyReLU(name: name, alpha: 0)
+        case "sigmoid": return Sigmoid(name: name)
+        case "tanh": return Tanh(name: name)
+        case "dropout", "spatial_dropout":
+            return try Dropout(name: name, rate: try p.float("rate", default: 0.5, primary: true), spatial: spec.kind == "spatial_dropout", rng: rng)
+        case "upsample":
+            return Upsample(name: name, factor: try p.int("factor", default: 2, primary: true))
+        case "max_pool", "avg_pool":
+            let k = try p.int("kernel", default: 2, primary: true)
+            return Pool2D(name: name, kind: spec.kind == "max_pool" ? .max : .average, kernel: k, stride: try p.int("stride", default: k), padding: try p.padding())
+        case "global_avg_pool": return GlobalPool(name: name, kind: .average)
+        case "global_max_pool": return GlobalPool(name: name, kind: .max)
+        case "flatten":
+            return Flatten(name: name)
+        case "reshape":
+            let target = try p.shape("shape", primary: true)
+            // nic images are HWC, PyTorch's CHW: only a dense right before can absorb the reordering on export.
+            if target.count == 3, flattened == nil, !(previousKind == "dense") {
+                throw NeuralError.architecture(location: spec.location, message: "reshape to an image [H, W, C] must directly follow a dense layer (so that weights export in PyTorch layout)")
+            }
+            return Reshape(name: name, target: target)
+        case "sample_gaussian":
+            return SampleGaussian(name: name, rng: rng)
+        default:
+            throw NeuralError.architecture(location: spec.location, message: "unknown layer '\(spec.kind)'")
+        }
+    }
+
+}
+
+extension Array {
+    subscript(safe i: Int) -> Element? { i >= 0 && i < count ? self[i] : nil }
+}
+
+/// The parameters of one layer entry: either a bare value (`leaky_relu: 0.2`, the primary parameter)
+/// or a mapping. Every key must be used, so a typo is an error rather than a silent default.
+struct LayerParams {
+    let spec: Architecture.LayerSpec
+    var mapping: [String: Yams.Node] = [:]
+    var keyNodes: [String: Yams.Node] = [:]
+    var scalar: Yams.Node?
+    var used: Set<String> = []
+
+    init(_ spec: Architecture.LayerSpec) throws {
+        self.spec = spec
+        guard let v = spec.value else { return }
+        if let m = v.mapping {
+            for (k, val) in m {
+                guard let key = k.string else { throw NeuralError.architecture(location: spec.location, message: "parameter names must be strings") }
+                mapping[key] = val
+                keyNodes[key] = k
+            }
+        } else if v.null != nil || v.string == "" {
+            return
+        } else {
+            scalar = v
+        }
+    }
+
+    func fail(_ message: String, _ node: Yams.Node?) -> NeuralError {
+        let at = node?.mark.map { "\(spec.location.split(separator: ":").first ?? ""):\($0.line):\($0.column)" } ?? spec.location
+        return .architecture(location: at, message: "\(spec.kind): \(message)")
+    }
+
+    mutating func node(_ key: String, primary: Bool) -> Yams.Node? {
+        used.insert(key)
+        if let n = mapping[key] { return n }
+        if primary, let s = scalar { return s }
+        return nil
+    }
+
+    mutating func int(_ key: String, default d: Int? = nil, primary: Bool = false) throws -> Int {
+        guard let n = node(key, primary: primary) else {
+            if let d { return d }
+            throw fail("missing '\(key)'", nil)
+        }
+        guard let i = n.int, i >= 0 else { throw fail("'\(key)' must be a non-negative integer", n) }
+        return i
+    }
+
+    mutating func float(_ key: String, default d: Float, primary: Bool = false) throws -> Float {
+        guard let n = node(key, primary: primary) else { return d }
+        guard let f = n.float else { throw fail("'\(key)' must be a number", n) }
+        return Float(f)
+    }
+
+    mutating func bool(_ key: String, default d: Bool) throws -> Bool {
+        guard let n = node(key, primary: false) else { return d }
+        guard let b = n.bool else { throw fail("'\(key)' must be true or false", n) }
+        return b
+    }
+
+    mutating func pair(_ key: String, default d: (Int, Int)?, primary: Bool = false) throws -> (Int, Int) {
+        guard let n = node(key, primary: primary) else {
+            if let d { return d }
+            throw fail("missing '\(key)'", nil)
+        }
+        if let i = n.int, i > 0 { return (i, i) }
+        if let s = n.sequence, s.count == 2, let a = s[0].int, let b = s[1].int, a > 0, b > 0 { return (a, b) }
+        throw fail("'\(key)' must be a positive integer or [h, w]", n)
+    }
+
+    mutating func shape(_ key: String, primary: Bool) throws -> [Int] {
+        guard let n = node(key, primary: primary) else { throw fail("missing '\(key)'", nil) }
+        guard let s = n.sequence, !s.isEmpty else { throw fail("'\(key)' must be a list of positive integers", n) }
+        return try s.map {
+            guard let i = $0.int, i > 0 else { throw fail("'\(key)' entries must be positive integers", $0) }
+            return i
+        }
+    }
+
+    mutating func padding() throws -> Padding {
+        guard let n = node("padding", primary: false) else { return .valid }
+        guard let s = n.string, let p = Padding(rawValue: s) else { throw fail("'padding' must be valid or same", n) }
+        return p
+    }
+
+    /// Rejects keys nobody asked for (typos such as `filter:` for `filters:`).
+    func finish() throws {
+        for key in mapping.keys.sorted() where !used.contains(key) {
+            let known = used.sorted()
+            throw fail("unknown parameter '\(key)'\(known.isEmpty ? "" : " (known: \(known.joined(separator: ", ")))")", keyNodes[key])
+        }
+        if scalar != nil, used.isEmpty { throw fail("takes no value", scalar) }
+    }
+}
+
+/// The training loss a head file names: `loss: mse`, or `loss: {type: cox, ties: efron}`.
+public enum LossSpec: Equatable, Sendable {
+    case meanSquaredError
+    case binaryCrossEntropy(positiveWeight: Float)
+    case softmaxCrossEntropy(classWeights: [Float]?)
+    case cox(ties: CoxTies)
+
+    public init(_ architecture: Architecture) throws {
+        let file = architecture.file
+        guard let node = architecture.extra["loss"] else {
+            throw NeuralError.architecture(location: file, message: "a head needs 'loss:' (mse, binary_cross_entropy, softmax_cross_entropy or cox)")
+        }
+        let type: String?
+        var params: [String: Yams.Node] = [:]
+        if let s = node.string, node.scalar != nil {
+            type = s
+        } else if let m = node.mapping {
+            for (k, v) in m { if let key = k.string { params[key] = v } }
+            type = params.removeValue(forKey: "type")?.string
+        } else {
+            type = nil
+        }
+        let at = Architecture.loc(file, node)
+        func unknown() throws {
+            if let key = params.keys.sorted().first { throw NeuralError.architecture(location: at, message: "loss: unknown parameter '\(key)'") }
+        }
+        switch type {
+        case "mse":
+            try unknown()
+            self = .meanSquaredError
+        case "binary_cross_entropy":
+            let w = params.removeValue(forKey: "positive_weight")?.float ?? 1
+            try unknown()
+            self = .binaryCrossEntropy(positiveWeight: Float(w))
+        case "softmax_cross_entropy":
+            let w = params.removeValue(forKey: "class_weights")?.sequence?.compactMap { $0.float.map(Float.init) }
+            try unknown()
+            self = .softmaxCrossEntropy(classWeights: w)
+        case "cox":
+            let t = params.removeValue(forKey: "ties")?.string ?? "breslow"
+            guard let ties = CoxTies(rawValue: t) else { throw NeuralError.architecture(location: at, message: "loss: ties must be breslow or efron, got '\(t)'") }
+            try unknown()
+            self = .cox(ties: ties)
+        default:
+            throw NeuralError.architecture(location: at, message: "loss: unknown type '\(type ?? "?")' (mse, binary_cross_entropy, softmax_cross_entropy, cox)")
+        }
+    }
+}

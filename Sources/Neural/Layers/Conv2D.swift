@@ -1,0 +1,543 @@
+import Foundation
+
+/// Per-channel work after a convolution in inference, done in the same pass as the bias:
+/// `leakyFirst`: out = leaky(y + b)·s + t (conv → LeakyReLU → BatchNorm);
+/// otherwise:    out = leaky(y·s + t')       (conv → BatchNorm → LeakyReLU), with t' = b·s + t.
+/// α = 1 means no activation, s = 1 and t = 0 no batch norm.
+struct Epilogue {
+    var alpha: Float = 1
+    var scale: [Float]? = nil
+    var shift: [Float]? = nil
+    var leakyFirst = true
+    private var pre: [Float] = []
+
+    mutating func absorb(bias: [Float]?, channels: Int) {
+        let b = bias ?? [Float](repeating: 0, count: channels)
+        let s = scale ?? [Float](repeating: 1, count: channels)
+        let t = shift ?? [Float](repeating: 0, count: channels)
+        scale = s
+        if leakyFirst {
+            pre = b
+            shift = t
+        } else {
+            pre = []
+            shift = (0..<channels).map { b[$0] * s[$0] + t[$0] }
+        }
+    }
+
+    func apply(_ y: inout Tensor) {
+        let C = scale!.count
+        let rows = y.count / C
+        let a = alpha, leakyFirst = self.leakyFirst
+        y.data.withUnsafeMutableBufferPointer { yp in
+            scale!.withUnsafeBufferPointer { sp in
+                shift!.withUnsafeBufferPointer { tp in
+                    pre.withUnsafeBufferPointer { bp in
+                        let out = yp.baseAddress!, s = sp.baseAddress!, t = tp.baseAddress!, b = bp.baseAddress
+                        parallelRanges(rows, minimum: 256) { r in
+                            for row in r {
+                                let p = out + row * C
+                                if leakyFirst, let b {
+                                    for c in 0..<C {
+                                        let v = p[c] + b[c]
+                                        p[c] = Swift.max(v, a * v) * s[c] + t[c]
+                                    }
+                                } else {
+                                    for c in 0..<C {
+                                        let v = p[c] * s[c] + t[c]
+                                        p[c] = Swift.max(v, a * v)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+public enum Padding: String, Sendable {
+    /// No padding: output = floor((in − kernel) / stride) + 1.
+    case valid
+    /// Output = ceil(in / stride), padding split as TensorFlow does (the extra pixel goes bottom/right).
+    case same
+}
+
+/// Output size and leading padding along one axis.
+func convGeometry(input: Int, kernel: Int, stride: Int, padding: Padding) -> (out: Int, padBefore: Int) {
+    switch padding {
+    case .valid:
+        return (input >= kernel ? (input - kernel) / stride + 1 : 0, 0)
+    case .same:
+        let out = (input + stride - 1) / stride
+        let total = max((out - 1) * stride + kernel - input, 0)
+        return (out, total / 2)
+    }
+}
+
+/// 2-D convolution on NHWC, with groups (depthwise when groups == channels). Weights are kept as
+/// [out, kh, kw, in/groups] so that im2col rows ([kh, kw, in] runs) multiply them with one sgemm;
+/// safetensors get PyTorch's [out, in/groups, kh, kw].
+public final class Conv2D: Layer {
+    public let name: String
+    public let inChannels: Int, filters: Int, kernel: (h: Int, w: Int), stride: Int, padding: Padding, groups: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+
+    private var input: Tensor?
+    private var cachedCols: [[Float]]?
+    /// Bytes of im2col buffer kept between forward and backward before recomputing is preferred.
+    static let colsCacheLimit = 1 << 30
+    /// Rows of im2col processed at once in inference: small enough to stay in cache.
+    static let colsChunkFloats = 1 << 21
+
+    public init(name: String, inChannels: Int, filters: Int, kernel: (Int, Int), stride: Int = 1,
+                padding: Padding = .valid, groups: Int = 1, bias useBias: Bool = true, l2: Float = 0,
+                rng: inout SeededGenerator) throws {
+        guard groups >= 1, inChannels % groups == 0, filters % groups == 0 else {
+            throw NeuralError.invalidArgument("layer '\(name)': in channels \(inChannels) and filters \(filters) must both divide by groups \(groups)")
+        }
+        guard kernel.0 >= 1, kernel.1 >= 1, stride >= 1 else {
+            throw NeuralError.invalidArgument("layer '\(name)': kernel and stride must be ≥ 1")
+        }
+        self.name = name
+        self.inChannels = inChannels
+        self.filters = filters
+        self.kernel = (kernel.0, kernel.1)
+        self.stride = stride
+        self.padding = padding
+        self.groups = groups
+        let cg = inChannels / groups
+        let kh = kernel.0, kw = kernel.1
+        // Glorot uniform, as Keras (the original NIC code) initialises convolutions.
+        let fanIn = cg * kh * kw, fanOut = filters / groups * kh * kw
+        let limit = Float((6.0 / Double(fanIn + fanOut)).squareRoot())
+        let w = Tensor(shape: [filters, kh, kw, cg], data: (0..<(filters * kh * kw * cg)).map { _ in (rng.nextUnitFloat() * 2 - 1) * limit })
+        weight = Parameter(
+            key: name + ".weight", value: w, l2: l2, torchShape: [filters, cg, kh, kw],
+            toTorch: { Conv2D.permute($0, [filters, kh, kw, cg], [0, 3, 1, 2]) },
+            fromTorch: { Conv2D.permute($0, [filters, cg, kh, kw], [0, 2, 3, 1]) })
+        bias = useBias ? Parameter(key: name + ".bias", value: Tensor(zeros: [filters])) : nil
+    }
+
+    public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
+
+    var isDepthwise: Bool { groups > 1 && groups == inChannels && filters == inChannels }
+    var isPointwise: Bool { kernel.h == 1 && kernel.w == 1 && stride == 1 && groups == 1 }
+
+    public func outputShape(_ s: [Int]) throws -> [Int] {
+        guard s.count == 3, s[2] == inChannels else {
+            throw NeuralError.shapeMismatch(layer: name, expected: "[H, W, \(inChannels)]", got: s)
+        }
+        let gh = convGeometry(input: s[0], kernel: kernel.h, stride: stride, padding: padding)
+        let gw = convGeometry(input: s[1], kernel: kernel.w, stride: stride, padding: padding)
+        guard gh.out > 0, gw.out > 0 else {
+            throw NeuralError.shapeMismatch(layer: name, expected: "at least \(kernel.h)×\(kernel.w) pixels for a '\(padding)' \(kernel.h)×\(kernel.w) kernel", got: s)
+        }
+        return [gh.out, gw.out, filters]
+    }
+
+    struct Geometry {
+        let n, h, w, c, ho, wo, pt, pl, kh, kw, s: Int
+    }
+
+    func geometry(_ x: Tensor) throws -> Geometry {
+        guard x.rank == 4 else { throw NeuralError.shapeMismatch(layer: name, expected: "[N, H, W, \(inChannels)]", got: x.shape) }
+        let out = try outputShape(Array(x.shape.dropFirst()))
+        let gh = convGeometry(input: x.shape[1], kernel: kernel.h, stride: stride, padding: padding)
+        let gw = convGeometry(input: x.shape[2], kernel: kernel.w, stride: stride, padding: padding)
+        return Geometry(n: x.shape[0], h: x.shape[1], w: x.shape[2], c: inChannels, ho: out[0], wo: out[1],
+                        pt: gh.padBefore, pl: gw.padBefore, kh: kernel.h, kw: kernel.w, s: stride)
+    }
+
+    public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
+        try forward(x, training: training, epilogue: nil)
+    }
+
+    /// Inference with the following LeakyReLU / BatchNorm folded into the pass that adds the bias.
+    func forwardInference(_ x: Tensor, epilogue: Epilogue) throws -> Tensor {
+        try forward(x, training: false, epilogue: epilogue)
+    }
+
+    private func forward(_ x: Tensor, training: Bool, epilogue: Epilogue?) throws -> Tensor {
+        let g = try geometry(x)
+        // Inference leaves the layer untouched, so that chunks of a batch can run on several threads.
+        if training { input = x; cachedCols = nil }
+        var y: Tensor
+        if isDepthwise {
+            y = depthwiseForward(x, g)
+            finish(&y, epilogue)
+        } else if isPointwise {
+            y = Tensor(uninitialized: [g.n, g.h, g.w, filters]) { out, _ in
+                x.data.withUnsafeBufferPointer { xp in
+                    weight.value.data.withUnsafeBufferPointer { wp in
+                        BLAS.sgemm(transB: true, m: g.n * g.h * g.w, n: filters, k: inChannels, a: xp.baseAddress!, lda: inChannels,
+                                   b: wp.baseAddress!, ldb: inChannels, c: out, ldc: filters)
+                    }
+                }
+            }
+            finish(&y, epilogue)
+        } else {
+            y = im2colForward(x, g, keep: training)
+            finish(&y, epilogue)
+        }
+        return y
+    }
+
+    private func finish(_ y: inout Tensor, _ epilogue: Epilogue?) {
+        guard var e = epilogue else { return addBias(&y) }
+        e.absorb(bias: bias?.value.data, channels: filters)
+        e.apply(&y)
+    }
+
+    private func addBias(_ y: inout Tensor) {
+        guard let bias else { return }
+        let f = filters
+        let rows = y.count / f
+        bias.value.data.withUnsafeBufferPointer { bp in
+            let b = bp.baseAddress!
+            y.data.withUnsafeMutableBufferPointer { yp in
+                let out = yp.baseAddress!
+                parallelRanges(rows, minimum: 256) { r in
+                    for row in r {
+                        let p = out + row * f
+                        for j in 0..<f { p[j] += b[j] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Images per im2col chunk: whole batch when the columns are kept for backward.
+    private func chunkImages(_ g: Geometry, keep: Bool) -> Int {
+        let colsPerImage = g.ho * g.wo * g.kh * g.kw * (g.c / groups)
+        if keep, colsPerImage * g.n * groups * 4 <= Conv2D.colsCacheLimit { return g.n }
+        return max(1, min(g.n, Conv2D.colsChunkFloats / max(1, colsPerImage)))
+    }
+
+    private func im2colForward(_ x: Tensor, _ g: Geometry, keep: Bool) -> Tensor {
+        let cg = g.c / groups, fg = filters / groups
+        let K = g.kh * g.kw * cg
+        let chunk = chunkImages(g, keep: keep)
+        let keepCols = keep && chunk == g.n
+        var kept: [[Float]] = []
+        let y = Tensor(uninitialized: [g.n, g.ho, g.wo, filters]) { out, _ in
+            x.data.withUnsafeBufferPointer { xp in
+                weight.value.data.withUnsafeBufferPointer { wp in
+                    var cols = [Float](repeating: 0, count: chunk * g.ho * g.wo * K)
+                    for start in Swift.stride(from: 0, to: g.n, by: chunk) {
+                        let images = min(chunk, g.n - start)
+                        let rows = images * g.ho * g.wo
+                        for group in 0..<groups {
+                            cols.withUnsafeMutableBufferPointer { cp in
+                                Conv2D.im2col(xp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, cols: cp.baseAddress!)
+                                BLAS.sgemm(transB: true, m: rows, n: fg, k: K, a: cp.baseAddress!, lda: K,
+                                           b: wp.baseAddress! + group * fg * K, ldb: K,
+                                           c: out + start * g.ho * g.wo * filters + group * fg, ldc: filters)
+                            }
+                            if keepCols { kept.append(cols) }
+                        }
+                    }
+                }
+            }
+        }
+        if keep { cachedCols = keepCols ? kept : nil }
+        return y
+    }
+
+    /// Rows (n, oh, ow) of [kh, kw, cg] input values for channels c0..<c0+cg, zeros outside the image.
+    static func im2col(_ x: UnsafePointer<Float>, _ g: Geometry, images: Range<Int>, c0: Int, cg: Int, cols: UnsafeMutablePointer<Float>) {
+        let K = g.kh * g.kw * cg
+        let rowsPerImage = g.ho * g.wo
+        let total = images.count * g.ho
+        parallelRanges(total, minimum: 4) { r in
+            for t in r {
+                let local = t / g.ho, oh = t % g.ho
+                let n = images.lowerBound + local
+                for ow in 0..<g.wo {
+                    var dst = cols + (local * rowsPerImage + oh * g.wo + ow) * K
+                    for i in 0..<g.kh {
+                        let ih = oh * g.s - g.pt + i
+                        if ih < 0 || ih >= g.h {
+                            dst.update(repeating: 0, count: g.kw * cg)
+                            dst += g.kw * cg
+                            continue
+                        }
+                        let rowBase = x + ((n * g.h + ih) * g.w) * g.c + c0
+                        for j in 0..<g.kw {
+                            let iw = ow * g.s - g.pl + j
+                            if iw < 0 || iw >= g.w {
+                                dst.update(repeating: 0, count: cg)
+                            } else {
+                                dst.update(from: rowBase + iw * g.c, count: cg)
+                            }
+                            dst += cg
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds columns back into image positions; parallel over images, which never overlap.
+    static func col2im(_ cols: UnsafePointer<Float>, _ g: Geometry, images: Range<Int>, c0: Int, cg: Int, dx: UnsafeMutablePointer<Float>) {
+        let K = g.kh * g.kw * cg
+        let rowsPerImage = g.ho * g.wo
+        parallelFor(images.count) { local in
+            let n = images.lowerBound + local
+            for oh in 0..<g.ho {
+                for ow in 0..<g.wo {
+                    var src = cols + (local * rowsPerImage + oh * g.wo + ow) * K
+                    for i in 0..<g.kh {
+                        let ih = oh * g.s - g.pt + i
+                        if ih < 0 || ih >= g.h { src += g.kw * cg; continue }
+                        let rowBase = dx + ((n * g.h + ih) * g.w) * g.c + c0
+                        for j in 0..<g.kw {
+                            let iw = ow * g.s - g.pl + j
+                            if iw >= 0 && iw < g.w {
+                                let d = rowBase + iw * g.c
+                                for c in 0..<cg { d[c] += src[c] }
+                            }
+                            src += cg
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        try backward(dy, inputGradient: true)
+    }
+
+    /// The first layer of a network needs no input gradient: skipping it saves a GEMM and col2im
+    /// (or, depthwise, a pass over the largest tensor of the patient model).
+    public func backwardParameters(_ dy: Tensor) throws {
+        _ = try backward(dy, inputGradient: false)
+    }
+
+    func backward(_ dy: Tensor, inputGradient: Bool) throws -> Tensor {
+        let x = try requireState(input)
+        let g = try geometry(x)
+        guard dy.shape == [g.n, g.ho, g.wo, filters] else {
+            throw NeuralError.shapeMismatch(layer: name, expected: "output gradient [\(g.n), \(g.ho), \(g.wo), \(filters)]", got: dy.shape)
+        }
+        if let bias { Conv2D.addColumnSums(dy, into: bias) }
+        if isDepthwise { return depthwiseBackward(x, dy, g, inputGradient: inputGradient) }
+        var dx = inputGradient ? Tensor(zeros: x.shape) : Tensor(zeros: [0])
+        let cg = g.c / groups, fg = filters / groups
+        let K = g.kh * g.kw * cg
+        x.data.withUnsafeBufferPointer { xp in
+            dy.data.withUnsafeBufferPointer { dyp in
+                weight.value.data.withUnsafeBufferPointer { wp in
+                    weight.grad.data.withUnsafeMutableBufferPointer { gwp in
+                        dx.data.withUnsafeMutableBufferPointer { dxp in
+                            if isPointwise {
+                                let m = g.n * g.h * g.w
+                                BLAS.sgemm(transA: true, m: filters, n: g.c, k: m, a: dyp.baseAddress!, lda: filters,
+                                           b: xp.baseAddress!, ldb: g.c, beta: 1, c: gwp.baseAddress!, ldc: g.c)
+                                if inputGradient {
+                                    BLAS.sgemm(m: m, n: g.c, k: filters, a: dyp.baseAddress!, lda: filters,
+                                               b: wp.baseAddress!, ldb: g.c, c: dxp.baseAddress!, ldc: g.c)
+                                }
+                                return
+                            }
+                            // Chunks of images keep the column gradient (rows × K) in cache between its
+                            // GEMM and col2im; the forward's columns are reused when they were kept.
+                            let kept = cachedCols
+                            let chunk = chunkImages(g, keep: false)
+                            var cols = kept == nil ? [Float](repeating: 0, count: chunk * g.ho * g.wo * K) : []
+                            var dcols = [Float](repeating: 0, count: inputGradient ? chunk * g.ho * g.wo * K : 0)
+                            for start in Swift.stride(from: 0, to: g.n, by: chunk) {
+                                let images = min(chunk, g.n - start)
+                                let rows = images * g.ho * g.wo
+                                let rowStart = start * g.ho * g.wo
+                                for group in 0..<groups {
+                                    let dyg = dyp.baseAddress! + rowStart * filters + group * fg
+                                    let gw = gwp.baseAddress! + group * fg * K
+                                    let useCols: (UnsafePointer<Float>) -> Void = { c in
+                                        BLAS.sgemm(transA: true, m: fg, n: K, k: rows, a: dyg, lda: self.filters,
+                                                   b: c, ldb: K, beta: 1, c: gw, ldc: K)
+                                    }
+                                    if let kept {
+                                        kept[group].withUnsafeBufferPointer { useCols($0.baseAddress! + rowStart * K) }
+                                    } else {
+                                        cols.withUnsafeMutableBufferPointer { cp in
+                                            Conv2D.im2col(xp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, cols: cp.baseAddress!)
+                                            useCols(cp.baseAddress!)
+                                        }
+                                    }
+                                    if inputGradient { dcols.withUnsafeMutableBufferPointer { dcp in
+                                        BLAS.sgemm(m: rows, n: K, k: fg, a: dyg, lda: filters, b: wp.baseAddress! + group * fg * K, ldb: K,
+                                                   c: dcp.baseAddress!, ldc: K)
+                                        Conv2D.col2im(dcp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, dx: dxp.baseAddress!)
+                                    } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return dx
+    }
+
+    /// bias.grad[j] += Σ_rows dy[row, j], partial sums per worker then combined in order (deterministic).
+    static func addColumnSums(_ dy: Tensor, into p: Parameter) {
+        let f = p.value.count
+        let rows = dy.count / f
+        let ranges = splitRange(rows, minimum: 512)
+        var partial = [Float](repeating: 0, count: ranges.count * f)
+        dy.data.withUnsafeBufferPointer { dp in
+            partial.withUnsafeMutableBufferPointer { pp in
+                let src = dp.baseAddress!, acc = pp.baseAddress!
+                parallelFor(ranges.count) { t in
+                    let a = acc + t * f
+                    for row in ranges[t] {
+                        let s = src + row * f
+                        for j in 0..<f { a[j] += s[j] }
+                    }
+                }
+            }
+        }
+        for t in 0..<ranges.count { for j in 0..<f { p.grad.data[j] += partial[t * f + j] } }
+    }
+
+    // MARK: depthwise (one filter per channel): direct loops vectorised over channels
+
+    /// Weights as [kh·kw, C], so the inner loops run over contiguous channels.
+    private func tapMajorWeights() -> [Float] {
+        let c = inChannels, taps = kernel.h * kernel.w
+        var t = [Float](repeating: 0, count: taps * c)
+        for ch in 0..<c { for k in 0..<taps { t[k * c + ch] = weight.value.data[ch * taps + k] } }
+        return t
+    }
+
+    private func depthwiseForward(_ x: Tensor, _ g: Geometry) -> Tensor {
+        let wt = tapMajorWeights()
+        let C = g.c
+        return Tensor(uninitialized: [g.n, g.ho, g.wo, C]) { out, _ in
+            x.data.withUnsafeBufferPointer { xp in
+                wt.withUnsafeBufferPointer { wp in
+                    let xb = xp.baseAddress!, wb = wp.baseAddress!
+                    parallelRanges(g.n * g.ho, minimum: 2) { r in
+                        for t in r {
+                            let n = t / g.ho, oh = t % g.ho
+                            for ow in 0..<g.wo {
+                                let yrow = out + ((n * g.ho + oh) * g.wo + ow) * C
+                                yrow.update(repeating: 0, count: C)
+                                for i in 0..<g.kh {
+                                    let ih = oh * g.s - g.pt + i
+                                    if ih < 0 || ih >= g.h { continue }
+                                    for j in 0..<g.kw {
+                                        let iw = ow * g.s - g.pl + j
+                                        if iw < 0 || iw >= g.w { continue }
+                                        let xpix = xb + ((n * g.h + ih) * g.w + iw) * C
+                                        let wtap = wb + (i * g.kw + j) * C
+                                        for c in 0..<C { yrow[c] += xpix[c] * wtap[c] }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func depthwiseBackward(_ x: Tensor, _ dy: Tensor, _ g: Geometry, inputGradient: Bool) -> Tensor {
+        let wt = tapMajorWeights()
+        let C = g.c, taps = g.kh * g.kw
+        // dW: partial sums per worker over output rows, combined in a fixed order.
+        let ranges = splitRange(g.n * g.ho, minimum: 2)
+        var partial = [Float](repeating: 0, count: ranges.count * taps * C)
+        // Without an input gradient, a one-value scratch tensor still runs the closure that computes dW.
+        let dx = Tensor(uninitialized: inputGradient ? x.shape : [1]) { dxb, _ in
+            x.data.withUnsafeBufferPointer { xp in
+                dy.data.withUnsafeBufferPointer { dyp in
+                    wt.withUnsafeBufferPointer { wp in
+                        partial.withUnsafeMutableBufferPointer { pp in
+                            let xb = xp.baseAddress!, db = dyp.baseAddress!, wb = wp.baseAddress!, pb = pp.baseAddress!
+                            parallelFor(ranges.count) { part in
+                                let acc = pb + part * taps * C
+                                for t in ranges[part] {
+                                    let n = t / g.ho, oh = t % g.ho
+                                    for ow in 0..<g.wo {
+                                        let drow = db + ((n * g.ho + oh) * g.wo + ow) * C
+                                        for i in 0..<g.kh {
+                                            let ih = oh * g.s - g.pt + i
+                                            if ih < 0 || ih >= g.h { continue }
+                                            for j in 0..<g.kw {
+                                                let iw = ow * g.s - g.pl + j
+                                                if iw < 0 || iw >= g.w { continue }
+                                                let xpix = xb + ((n * g.h + ih) * g.w + iw) * C
+                                                let a = acc + (i * g.kw + j) * C
+                                                for c in 0..<C { a[c] += xpix[c] * drow[c] }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            // dX gathered per input row: each input pixel sums the taps that read it,
+                            // so rows are independent and need no locks.
+                            parallelRanges(inputGradient ? g.n * g.h : 0, minimum: 2) { r in
+                                for t in r {
+                                    let n = t / g.h, ih = t % g.h
+                                    for iw in 0..<g.w {
+                                        let d = dxb + ((n * g.h + ih) * g.w + iw) * C
+                                        d.update(repeating: 0, count: C)
+                                        for i in 0..<g.kh {
+                                            let th = ih + g.pt - i
+                                            if th < 0 || th % g.s != 0 { continue }
+                                            let oh = th / g.s
+                                            if oh >= g.ho { continue }
+                                            for j in 0..<g.kw {
+                                                let tw = iw + g.pl - j
+                                                if tw < 0 || tw % g.s != 0 { continue }
+                                                let ow = tw / g.s
+                                                if ow >= g.wo { continue }
+                                                let drow = db + ((n * g.ho + oh) * g.wo + ow) * C
+                                                let wtap = wb + (i * g.kw + j) * C
+                                                for c in 0..<C { d[c] += drow[c] * wtap[c] }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for part in 0..<ranges.count {
+            for k in 0..<taps {
+                for ch in 0..<C { weight.grad.data[ch * taps + k] += partial[(part * taps + k) * C + ch] }
+            }
+        }
+        return inputGradient ? dx : Tensor(zeros: [0])
+    }
+
+    /// Transposes a row-major tensor of shape `shape` by `order` (out axis i = in axis order[i]).
+    static func permute(_ t: Tensor, _ shape: [Int], _ order: [Int]) -> Tensor {
+        let outShape = order.map { shape[$0] }
+        var inStrides = [Int](repeating: 1, count: shape.count)
+        for i in Swift.stride(from: shape.count - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * shape[i + 1] }
+        let strides = order.map { inStrides[$0] }
+        var out = [Float](repeating: 0, count: t.count)
+        var index = [Int](repeating: 0, count: shape.count)
+        for o in 0..<t.count {
+            var src = 0
+            for a in 0..<index.count { src += index[a] * strides[a] }
+            out[o] = t.data[src]
+            var a = index.count - 1
+            while a >= 0 {
+                index[a] += 1
+                if index[a] < outShape[a] { break }
+                index[a] = 0
+                a -= 1
+            }
+        }
+        return Tensor(shape: outShape, data: out)
+    }
+}

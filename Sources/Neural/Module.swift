@@ -1,1 +1,0 @@
-/// Neural-network core on BLAS. See the files of this module.

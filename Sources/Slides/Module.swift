@@ -1,1 +1,0 @@
-/// Whole-slide images: reading, tissue, colour, synthetic slides. See the files of this module.

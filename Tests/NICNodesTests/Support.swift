@@ -1,0 +1,68 @@
+import Flow
+import Foundation
+import NICNodes
+import Slides
+import XCTest
+
+/// A temporary project with a small synthetic cohort and a cache, for running pathology pipelines in-process.
+final class CohortWorkspace {
+    let root: URL
+    let cache: Cache
+    let cohort: SyntheticCohort
+
+    init(patients: Int = 2, size: Int = 1024, annotations: Int = 8, seed: UInt64 = 11) throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("nic-nodes-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("nodes/augment"), withIntermediateDirectories: true)
+        cache = try Cache(root: root.appendingPathComponent(".nic/cache"))
+        var options = SyntheticCohort.Options()
+        options.patients = patients
+        options.size = size
+        options.seed = seed
+        options.annotationsPerTask = annotations
+        options.secondSlideProbability = 0.5
+        cohort = SyntheticCohort(options)
+        try cohort.write(to: root.appendingPathComponent("cohort"))
+        // The repository's recipes, so the tests exercise what users get.
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for name in ["light.yaml", "heavy.yaml"] {
+            try FileManager.default.copyItem(at: repo.appendingPathComponent("nodes/augment/\(name)"), to: root.appendingPathComponent("nodes/augment/\(name)"))
+        }
+    }
+
+    deinit { try? FileManager.default.removeItem(at: root) }
+
+    @discardableResult
+    func write(_ relative: String, _ text: String) throws -> URL {
+        let url = root.appendingPathComponent(relative)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: url)
+        return url
+    }
+
+    func run(_ yaml: String) throws -> RunSummary {
+        let url = try write("pipeline.yaml", yaml)
+        let spec = try SpecParser.parse(file: url, displayPath: "pipeline.yaml")
+        let graph = try PipelineGraph.build(spec, registry: PathologyNodes.registry)
+        return Executor(plan: try Planner.plan(graph, cache: cache), cache: cache, jobs: 2).run()
+    }
+
+    /// The folder of a node's output port after a successful run.
+    func output(_ summary: RunSummary, _ node: String, _ port: String) throws -> URL {
+        guard let entry = summary.entries[node] else {
+            XCTFail("no output for \(node); failures: \(summary.failures)")
+            throw CancellationError()
+        }
+        return entry.appendingPathComponent(port)
+    }
+}
+
+func testDataSlide(file: StaticString = #filePath, line: UInt = #line) throws -> URL {
+    let dir = ProcessInfo.processInfo.environment["NIC_TEST_DATA"].map { URL(fileURLWithPath: $0) }
+        ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/nic/data")
+    let url = dir.appendingPathComponent("CMU-1-Small-Region.svs")
+    guard FileManager.default.fileExists(atPath: url.path) else {
+        XCTFail("missing test slide \(url.path): run scripts/fetch-test-data.sh (or `make test`)", file: file, line: line)
+        throw CancellationError()
+    }
+    return url
+}
