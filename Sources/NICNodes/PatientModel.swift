@@ -15,10 +15,14 @@ public struct PatientModel: NodeType {
     public static let name = "patient_model"
     public static let version = 1
     public static let summary = "Trains the NIC CNN on compressed slides with a regression/binary/multiclass/Cox head; out-of-fold Predictions per patient."
-    public static let inputs = [PortSpec("grids", .gridSet, doc: "compressed slides with their labels")]
+    public static let inputs = [
+        PortSpec("grids", .gridSet, optional: true, doc: "compressed slides with their labels"),
+        PortSpec("features", .table, optional: true, doc: "instead of grids: a table (patient, numeric covariates, targets) for a linear model, e.g. Cox on clinical covariates"),
+    ]
     public static let outputs = [PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), curves.csv")]
     public static let params = [
-        ParamSpec("architecture", .reference, doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size)"),
+        ParamSpec("architecture", .reference, default: .null, doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'"),
+        ParamSpec("covariates", .list(.string), default: .list([]), doc: "with 'features': covariate columns (default: every numeric column but patient and targets)"),
         ParamSpec("head", .reference, doc: "output head, e.g. nodes/heads/cox.yaml; its loss sets the task"),
         ParamSpec("target", .list(.string), doc: "label column(s) of labels.csv: one, or [time, event] for Cox"),
         ParamSpec("classes", .list(.string), default: .list([]), doc: "class labels in order (binary: [negative, positive]); default: sorted values"),
@@ -41,8 +45,14 @@ public struct PatientModel: NodeType {
     }
 
     public func run(_ context: NodeContext) throws {
+        if context.hasInput("features") {
+            guard !context.hasInput("grids") else { throw NodeError("connect either 'grids' or 'features', not both") }
+            return try LinearPatientModel.run(context)
+        }
+        guard context.hasInput("grids") else { throw NodeError("connect 'grids' (compressed slides) or 'features' (a table of covariates)") }
         let gridSet = try GridSet(folder: try context.input("grids"))
-        let trunkArchitecture = try Architecture.load(file: try context.path("architecture").path)
+        guard let architectureURL = context.paths["architecture"] else { throw NodeError("param 'architecture' is required with 'grids'") }
+        let trunkArchitecture = try Architecture.load(file: architectureURL.path)
         let headURL = try context.path("head")
         let headLoss = try LossSpec(try Heads.architecture(file: headURL, outputs: 1))
         let target = context.strings("target")

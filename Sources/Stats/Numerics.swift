@@ -28,6 +28,9 @@ enum LinearAlgebra {
     }
 }
 
+/// Solves A x = b (Gaussian elimination, partial pivoting); nil if A is singular.
+public func solveLinearSystem(_ a: [[Double]], _ b: [Double]) -> [Double]? { LinearAlgebra.solve(a, b) }
+
 public enum SpecialFunctions {
     /// P(X > x) for X ~ χ²(k): the regularized upper incomplete gamma Q(k/2, x/2).
     public static func chiSquaredSurvival(_ x: Double, degreesOfFreedom k: Double) -> Double {
