@@ -154,7 +154,8 @@ public struct Compressor: NodeType {
             }
             reader.wait()
             done += bandCells.count
-            context.progress(done, of: cells.count, unit: "patches", message: "slide \(slideIndex + 1)/\(slideCount) \(entry.stem)")
+            // Progress counts slides (the node's unit of work); the patches of this one go in the message.
+            context.progress(slideIndex, of: slideCount, unit: "slides", message: "\(entry.stem): \(done)/\(cells.count) patches")
         }
         let info = GridSet.SlideInfo(stem: entry.stem, rows: rows, columns: columns, tissueCells: cells.count)
         try JSONEncoder().encode(info).write(to: folder.appendingPathComponent("slide.json"))

@@ -20,8 +20,10 @@ public struct EncoderNode: NodeType {
     public static let outputs = [PortSpec("model", .model, doc: "model.json, encoder.yaml/.safetensors, heads, curves.csv")]
     public static let params = [
         ParamSpec("architecture", .reference, doc: "encoder architecture, e.g. nodes/encoders/nic-encoder.yaml"),
-        ParamSpec("training", .choice(["supervised", "none"]), default: .string("supervised"),
-                  doc: "supervised: multi-task training on the PatchSet's tasks; none: weight-free encoders (mean-RGB)"),
+        ParamSpec("training", .choice(["supervised", "vae", "none"]), default: .string("supervised"),
+                  doc: "supervised: multi-task training on the PatchSet's tasks; vae: unsupervised variational autoencoder (code = μ); none: weight-free encoders (mean-RGB)"),
+        ParamSpec("decoder", .reference, default: .string("nodes/vae/decoder.yaml"), doc: "vae: the decoder architecture"),
+        ParamSpec("kl_weight", .float, default: .float(5e-5), doc: "vae: weight γ of the KL term"),
         ParamSpec("tasks", .any, default: .null,
                   doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads"),
         ParamSpec("heads_dir", .directory, default: .string("nodes/heads"), doc: "folder of head definitions"),
@@ -64,13 +66,16 @@ public struct EncoderNode: NodeType {
         let training = context.string("training")
         var info = EncoderModel.Info(training: training, patchSize: patchSet.info.size, downsample: downsample,
                                      input: [side, side, 3], codeSize: codeSize, tasks: [], bestEpoch: nil,
-                                     epochs: 0, trainPatches: 0, validationPatches: 0)
+                                     epochs: 0, trainPatches: 0, validationPatches: 0, codeFrom: nil)
         if training == "none" {
             guard encoder.parameters.isEmpty else {
                 throw NodeError("training 'none' is for weight-free encoders such as mean-RGB; \(architectureURL.lastPathComponent) has \(encoder.parameterCount) weights")
             }
             try write(info, to: out)
             return
+        }
+        if training == "vae" {
+            return try VAETraining.run(context, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
         }
         var tasks = try makeTasks(context, patchSet: patchSet, codeSize: codeSize, seed: seed)
         guard !tasks.isEmpty else { throw NodeError("no tasks to train: the PatchSet has none and param 'tasks' names none") }

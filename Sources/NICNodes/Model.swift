@@ -43,9 +43,11 @@ public struct EncoderModel {
         public var epochs: Int
         public var trainPatches: Int
         public var validationPatches: Int
+        /// The code is the first `codeFrom` outputs of the network (a VAE's μ of its [μ, log σ²]); nil: all.
+        public var codeFrom: Int?
 
         enum CodingKeys: String, CodingKey {
-            case training, downsample, input, tasks, epochs
+            case training, downsample, input, tasks, epochs, codeFrom = "code_from"
             case patchSize = "patch_size", codeSize = "code_size", bestEpoch = "best_epoch"
             case trainPatches = "train_patches", validationPatches = "validation_patches"
         }
@@ -95,7 +97,11 @@ public struct EncoderModel {
     /// Codes [n, codeSize] for patches.
     public func encode(_ patches: [RGBImage]) throws -> Tensor {
         let out = try network.forward(Self.preprocess(patches, downsample: info.downsample), training: false)
-        return out.reshaped([patches.count, out.count / max(1, patches.count)])
+        let width = out.count / max(1, patches.count)
+        guard let take = info.codeFrom, take < width else { return out.reshaped([patches.count, width]) }
+        var code = [Float](repeating: 0, count: patches.count * take)
+        for i in 0..<patches.count { for j in 0..<take { code[i * take + j] = out.data[i * width + j] } }
+        return Tensor(shape: [patches.count, take], data: code)
     }
 }
 

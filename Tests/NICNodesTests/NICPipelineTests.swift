@@ -133,3 +133,38 @@ final class NICPipelineTests: XCTestCase {
         XCTAssertNotNil((metrics["metrics"] as? [String: Any])?["cindex"])
     }
 }
+
+final class VAEEncoderTests: XCTestCase {
+    func testVAEEncoderTrainsAndCompresses() throws {
+        let ws = try CohortWorkspace(patients: 2, size: 512, annotations: 4)
+        for name in ["vae/encoder.yaml", "vae/decoder.yaml"] {
+            let target = ws.root.appendingPathComponent("nodes/\(name)")
+            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: NICPipelineTests.repo.appendingPathComponent("nodes/\(name)"), to: target)
+        }
+        let summary = try ws.run("""
+        pipeline: vae
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 12}}
+          vae: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/vae/encoder.yaml, training: vae, epochs: 2, batch_size: 8, validation: 0.25}}
+          grids: {type: compressor, in: {slides: cohort, encoder: vae}, params: {min_tissue: 0.3, previews: 0}}
+        """)
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        let model = try ws.output(summary, "vae", "model")
+        let info = try JSONDecoder().decode(EncoderModel.Info.self, from: Data(contentsOf: model.appendingPathComponent("model.json")))
+        XCTAssertEqual(info.training, "vae")
+        XCTAssertEqual(info.codeSize, 128)
+        XCTAssertEqual(info.codeFrom, 128)
+        let curves = try CSVTable.read(model.appendingPathComponent("curves.csv"))
+        XCTAssertEqual(curves.rows.count, 2)
+        XCTAssertTrue(curves.column("val_loss")!.allSatisfy { Double($0)!.isFinite })
+        let gridSet = try GridSet(folder: try ws.output(summary, "grids", "grids"))
+        XCTAssertEqual(gridSet.info.codeSize, 128)
+        let withTissue = try XCTUnwrap(gridSet.info.slides.first { $0.tissueCells > 0 })
+        let grid = try gridSet.load(withTissue.stem)
+        XCTAssertEqual(grid.grid.count, grid.rows * grid.columns * 128)
+        XCTAssertTrue(grid.grid.contains { $0 != 0 })
+    }
+}

@@ -1,0 +1,103 @@
+import Flow
+import Foundation
+import Neural
+import Slides
+
+/// Unsupervised encoder training as a variational autoencoder (NIC's VAE): the encoder outputs
+/// [μ, log σ²], a reparameterised sample goes through the decoder, and the loss is the pixel MSE of
+/// the reconstruction plus γ·KL(q(z|x) ‖ N(0, I)). The code used for compression is μ.
+enum VAETraining {
+    static func run(_ context: NodeContext, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
+                    out: URL, seed: UInt64) throws {
+        var info = startInfo
+        let statsWidth = encoder.outputShape.reduce(1, *)
+        guard encoder.outputShape.count == 1, statsWidth % 2 == 0 else {
+            throw NodeError("training 'vae': the encoder must end in a dense layer of 2·D outputs (μ then log σ²), it gives \(encoder.outputShape)")
+        }
+        let codeSize = statsWidth / 2
+        guard let decoderURL = context.paths["decoder"] else { throw NodeError("training 'vae' needs param 'decoder' (e.g. nodes/vae/decoder.yaml)") }
+        let decoder = try Architecture.load(file: decoderURL.path).build(seed: seed &+ 17, inputShapes: [[codeSize]], prefix: "decoder")
+        guard decoder.outputShape == info.input else {
+            throw NodeError("training 'vae': the decoder gives \(decoder.outputShape), the encoder takes \(info.input)")
+        }
+        let sampler = SampleGaussian(name: "sample", rng: Neural.SeededGenerator(seed: seed &+ 29))
+        let klWeight = Float(context.double("kl_weight"))
+        let images = try (0..<patchSet.count).map { try patchSet.patch($0) }
+        let augmenter = try patchSet.augmenter()
+        var rng = Neural.SeededGenerator(seed: seed ^ 0x5EED)
+        let order = rng.permutation(images.count)
+        let held = Int(Double(images.count) * context.double("validation"))
+        let validation = Array(order.prefix(held)), train = Array(order.dropFirst(held))
+        let parameters = encoder.parameters + decoder.parameters
+        let optimizer = Adam(learningRate: Float(context.double("learning_rate")), weightDecay: Float(context.double("weight_decay")))
+        var plateau = ReduceOnPlateau(factor: 0.1, patience: context.int("patience"), minLearningRate: Float(context.double("min_learning_rate")))
+        let epochs = max(1, context.int("epochs")), batchSize = max(2, context.int("batch_size")), d = info.downsample
+        let steps = (train.count + batchSize - 1) / batchSize
+        var best: (loss: Double, epoch: Int, weights: [(String, Safetensors.Value)], decoder: [(String, Safetensors.Value)])?
+        var rows: [[String]] = []
+
+        func losses(_ x: Tensor, training: Bool) throws -> (recon: LossResult, kl: LossResult, stats: Tensor) {
+            let stats = try encoder.forward(x, training: training).reshaped([x.batch, statsWidth])
+            let z = try sampler.forward(stats, training: training)
+            let reconstruction = try decoder.forward(z, training: training)
+            let recon = try Loss.meanSquaredError(reconstruction, x.data)
+            let kl = try Loss.gaussianKL(stats, weight: klWeight)
+            return (recon, kl, stats)
+        }
+
+        for epoch in 1...epochs {
+            var shuffler = Neural.SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            let shuffled = shuffler.permutation(train.count).map { train[$0] }
+            var total = 0.0, used = 0
+            for step in 0..<steps {
+                try context.checkCancellation()
+                let batch = Array(shuffled[(step * batchSize)..<min(shuffled.count, (step + 1) * batchSize)])
+                if batch.count < 2 { continue }
+                let x = EncoderModel.preprocess(batch.map { augmenter?.apply(to: images[$0], epoch: epoch, index: $0) ?? images[$0] }, downsample: d)
+                for p in parameters { p.zeroGrad() }
+                let (recon, kl, stats) = try losses(x, training: true)
+                let dz = try decoder.backward(recon.gradient)[0]
+                let dStats = try sampler.backward(dz)
+                let combined = Tensor(shape: stats.shape, data: zip(dStats.data, kl.gradient.data).map { $0 + $1 })
+                try encoder.backward(combined.reshaped([batch.count] + encoder.outputShape))
+                optimizer.step(parameters)
+                total += recon.value + kl.value
+                used += 1
+                context.progress((epoch - 1) * steps + step + 1, of: epochs * steps, unit: "steps", stage: "epoch \(epoch)/\(epochs)",
+                                 metrics: ["loss": total / Double(used)])
+            }
+            var valRecon = 0.0, valKL = 0.0, batches = 0
+            let evaluationSet = validation.isEmpty ? train : validation
+            for start in stride(from: 0, to: evaluationSet.count, by: 256) {
+                let batch = Array(evaluationSet[start..<min(evaluationSet.count, start + 256)])
+                let (recon, kl, _) = try losses(EncoderModel.preprocess(batch.map { images[$0] }, downsample: d), training: false)
+                valRecon += recon.value
+                valKL += kl.value
+                batches += 1
+            }
+            let valLoss = (valRecon + valKL) / Double(max(1, batches))
+            let trainLoss = total / Double(max(1, used))
+            context.progress(epoch * steps, of: epochs * steps, unit: "steps", stage: "epoch \(epoch)/\(epochs)", metrics: ["loss": trainLoss, "val_loss": valLoss])
+            rows.append([String(epoch), "\(optimizer.learningRate)", "\(trainLoss)", "\(valLoss)", "\(valRecon / Double(max(1, batches)))", "\(valKL / Double(max(1, batches)))"])
+            if best == nil || valLoss < best!.loss { best = (valLoss, epoch, encoder.stateDict(), decoder.stateDict()) }
+            _ = plateau.update(valLoss, optimizer: optimizer)
+        }
+        info.training = "vae"
+        info.codeSize = codeSize
+        info.codeFrom = codeSize
+        info.epochs = epochs
+        info.bestEpoch = best?.epoch
+        info.trainPatches = train.count
+        info.validationPatches = validation.count
+        if let best {
+            try Safetensors.write(best.weights, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("encoder.safetensors"))
+            try Safetensors.write(best.decoder, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("decoder.safetensors"))
+        }
+        try FileManager.default.copyItem(at: decoderURL, to: out.appendingPathComponent("decoder.yaml"))
+        try CSVTable(columns: ["epoch", "learning_rate", "train_loss", "val_loss", "val_reconstruction", "val_kl"], rows: rows)
+            .write(to: out.appendingPathComponent("curves.csv"))
+        let encoderJSON = JSONEncoder()
+        encoderJSON.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoderJSON.encode(info).write(to: out.appendingPathComponent("model.json"))
+    }
+}
