@@ -20,8 +20,9 @@ public struct EncoderNode: NodeType {
     public static let outputs = [PortSpec("model", .model, doc: "model.json, encoder.yaml/.safetensors, heads, curves.csv")]
     public static let params = [
         ParamSpec("architecture", .reference, doc: "encoder architecture, e.g. nodes/encoders/nic-encoder.yaml"),
-        ParamSpec("training", .choice(["supervised", "vae", "none"]), default: .string("supervised"),
-                  doc: "supervised: multi-task training on the PatchSet's tasks; vae: unsupervised variational autoencoder (code = μ); none: weight-free encoders (mean-RGB)"),
+        ParamSpec("training", .choice(["supervised", "vae", "contrastive", "none"]), default: .string("supervised"),
+                  doc: "supervised: multi-task training on the PatchSet's tasks; vae: variational autoencoder (code = μ); contrastive: same/different-place pairs; none: weight-free encoders (mean-RGB)"),
+        ParamSpec("contrastive_head", .reference, default: .string("nodes/encoders/contrastive-head.yaml"), doc: "contrastive: the pair head"),
         ParamSpec("decoder", .reference, default: .string("nodes/vae/decoder.yaml"), doc: "vae: the decoder architecture"),
         ParamSpec("kl_weight", .float, default: .float(5e-5), doc: "vae: weight γ of the KL term"),
         ParamSpec("tasks", .any, default: .null,
@@ -76,6 +77,9 @@ public struct EncoderNode: NodeType {
         }
         if training == "vae" {
             return try VAETraining.run(context, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+        }
+        if training == "contrastive" {
+            return try ContrastiveTraining.run(context, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
         }
         var tasks = try makeTasks(context, patchSet: patchSet, codeSize: codeSize, seed: seed)
         guard !tasks.isEmpty else { throw NodeError("no tasks to train: the PatchSet has none and param 'tasks' names none") }

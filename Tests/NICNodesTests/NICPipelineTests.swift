@@ -167,4 +167,32 @@ final class VAEEncoderTests: XCTestCase {
         XCTAssertEqual(grid.grid.count, grid.rows * grid.columns * 128)
         XCTAssertTrue(grid.grid.contains { $0 != 0 })
     }
+
+    func testContrastiveEncoderLearnsNeighbourhoods() throws {
+        let ws = try CohortWorkspace(patients: 2, size: 768, annotations: 4)
+        let target = ws.root.appendingPathComponent("nodes/encoders")
+        try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
+        for name in ["nic-encoder.yaml", "contrastive-head.yaml"] {
+            try FileManager.default.copyItem(at: NICPipelineTests.repo.appendingPathComponent("nodes/encoders/\(name)"), to: target.appendingPathComponent(name))
+        }
+        let summary = try ws.run("""
+        pipeline: contrastive
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 16, min_tissue: 0.3}}
+          enc: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/nic-encoder.yaml, training: contrastive, epochs: 2, batch_size: 8, validation: 0.25}}
+        """)
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        let model = try ws.output(summary, "enc", "model")
+        let info = try JSONDecoder().decode(EncoderModel.Info.self, from: Data(contentsOf: model.appendingPathComponent("model.json")))
+        XCTAssertEqual(info.training, "contrastive")
+        XCTAssertEqual(info.codeSize, 128)
+        let curves = try CSVTable.read(model.appendingPathComponent("curves.csv"))
+        XCTAssertEqual(curves.rows.count, 2)
+        XCTAssertTrue(curves.column("val_accuracy")!.allSatisfy { (0...1).contains(Double($0)!) })
+        let encoder = try EncoderModel(folder: model)  // loads back for compression
+        // Keras counts 595,968 for this encoder: the 594,944 trainable ones plus 1,024 batch-norm running statistics.
+        XCTAssertEqual(encoder.network.parameterCount, 594_944)
+    }
 }

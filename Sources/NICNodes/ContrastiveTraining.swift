@@ -1,0 +1,142 @@
+import Flow
+import Foundation
+import Neural
+import Slides
+
+/// Unsupervised encoder training by contrast (NIC's contrastive encoder): the same encoder on two
+/// patches (Siamese), the codes into a small head (`nodes/encoders/contrastive-head.yaml`) that says
+/// whether they come from neighbouring places of one slide (75% of pairs) or from different slides
+/// (25%), trained with binary cross-entropy. Neighbours are grid neighbours (grid-mode PatchSets) or
+/// patches whose centres lie within 1.5 patch widths (training-mode PatchSets); a patch without one
+/// pairs with a second augmentation of itself.
+enum ContrastiveTraining {
+    static func run(_ context: NodeContext, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
+                    out: URL, seed: UInt64) throws {
+        var info = startInfo
+        let codeSize = encoder.outputShape.reduce(1, *)
+        guard let headURL = context.paths["contrastive_head"] else {
+            throw NodeError("training 'contrastive' needs param 'contrastive_head' (e.g. nodes/encoders/contrastive-head.yaml)")
+        }
+        let head = try Architecture.load(file: headURL.path).build(seed: seed &+ 31, inputShapes: [[codeSize], [codeSize]], prefix: "head")
+        let records = patchSet.records
+        let slides = Set(records.map(\.slide))
+        guard slides.count >= 2 else { throw NodeError("training 'contrastive' needs patches from at least 2 slides (negatives come from another slide)") }
+        // Neighbours of every patch.
+        var bySlide: [String: [Int]] = [:]
+        for (i, r) in records.enumerated() { bySlide[r.slide, default: []].append(i) }
+        let reach = Double(patchSet.info.size) * 1.5 * 2  // level-0 px at ~0.25 µm/px worst case; grids use cells
+        var neighbours = [[Int]](repeating: [], count: records.count)
+        for members in bySlide.values {
+            for i in members {
+                for j in members where j != i {
+                    if let c1 = records[i].column, let r1 = records[i].row, let c2 = records[j].column, let r2 = records[j].row {
+                        if max(abs(c1 - c2), abs(r1 - r2)) == 1 { neighbours[i].append(j) }
+                    } else {
+                        let dx = Double(records[i].x - records[j].x), dy = Double(records[i].y - records[j].y)
+                        if (dx * dx + dy * dy).squareRoot() <= reach { neighbours[i].append(j) }
+                    }
+                }
+            }
+        }
+        let images = try (0..<patchSet.count).map { try patchSet.patch($0) }
+        let augmenter = try patchSet.augmenter()
+        var rng = Neural.SeededGenerator(seed: seed ^ 0xC0DE)
+        let order = rng.permutation(images.count)
+        let held = Int(Double(images.count) * context.double("validation"))
+        let validation = Array(order.prefix(held)), train = Array(order.dropFirst(held))
+        let slideList = Array(slides).sorted()
+
+        /// (anchor, partner, same) pairs for these anchors, drawn with `pairRng`.
+        func pairs(_ anchors: [Int], _ pairRng: inout Neural.SeededGenerator) -> [(Int, Int, Bool)] {
+            anchors.map { a in
+                if pairRng.nextUnitFloat() < 0.75 {
+                    let options = neighbours[a]
+                    return (a, options.isEmpty ? a : options[Int(pairRng.next() % UInt64(options.count))], true)
+                }
+                let others = slideList.filter { $0 != records[a].slide }
+                let slide = others[Int(pairRng.next() % UInt64(others.count))]
+                let members = bySlide[slide]!
+                return (a, members[Int(pairRng.next() % UInt64(members.count))], false)
+            }
+        }
+
+        let parameters = encoder.parameters + head.parameters
+        let optimizer = Adam(learningRate: Float(context.double("learning_rate")), weightDecay: Float(context.double("weight_decay")))
+        var plateau = ReduceOnPlateau(factor: 0.1, patience: context.int("patience"), minLearningRate: Float(context.double("min_learning_rate")))
+        let epochs = max(1, context.int("epochs")), batchSize = max(2, context.int("batch_size")), d = info.downsample
+        let steps = (train.count + batchSize - 1) / batchSize
+        var best: (loss: Double, epoch: Int, weights: [(String, Safetensors.Value)], head: [(String, Safetensors.Value)])?
+        var rows: [[String]] = []
+
+        func step(_ batch: [(Int, Int, Bool)], epoch: Int, training: Bool) throws -> (loss: Double, correct: Int) {
+            // Partners that are the anchor itself get a different augmentation draw (index offset).
+            let a = batch.map { p in training ? augmenter?.apply(to: images[p.0], epoch: epoch, index: p.0) ?? images[p.0] : images[p.0] }
+            let b = batch.map { p in
+                training ? augmenter?.apply(to: images[p.1], epoch: epoch, index: p.1 == p.0 ? p.1 + images.count : p.1) ?? images[p.1] : images[p.1]
+            }
+            let x = EncoderModel.preprocess(a + b, downsample: d)
+            let codes = try encoder.forward(x, training: training).reshaped([2 * batch.count, codeSize])
+            let codeA = codes.items(0..<batch.count), codeB = codes.items(batch.count..<(2 * batch.count))
+            let logits = try head.forward([codeA, codeB], training: training)
+            let result = try Loss.binaryCrossEntropy(logits: logits, targets: batch.map { $0.2 ? 1 : 0 })
+            let correct = zip(logits.data, batch).filter { ($0.0 > 0) == $0.1.2 }.count
+            if training {
+                let grads = try head.backward(result.gradient)
+                let joined = Tensor(shape: [2 * batch.count, codeSize], data: grads[0].data + grads[1].data)
+                try encoder.backward(joined.reshaped([2 * batch.count] + encoder.outputShape))
+            }
+            return (result.value, correct)
+        }
+
+        for epoch in 1...epochs {
+            var pairRng = Neural.SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            let anchors = pairRng.permutation(train.count).map { train[$0] }
+            let all = pairs(anchors, &pairRng)
+            var total = 0.0, used = 0
+            for s in 0..<steps {
+                try context.checkCancellation()
+                let batch = Array(all[(s * batchSize)..<min(all.count, (s + 1) * batchSize)])
+                if batch.count < 2 { continue }
+                for p in parameters { p.zeroGrad() }
+                total += try step(batch, epoch: epoch, training: true).loss
+                optimizer.step(parameters)
+                used += 1
+                context.progress((epoch - 1) * steps + s + 1, of: epochs * steps, unit: "steps", stage: "epoch \(epoch)/\(epochs)",
+                                 metrics: ["loss": total / Double(max(1, used))])
+            }
+            var validationRng = Neural.SeededGenerator(seed: seed &+ 0xFACE)
+            let validationPairs = pairs(validation.isEmpty ? train : validation, &validationRng)
+            var valLoss = 0.0, correct = 0, batches = 0
+            for start in stride(from: 0, to: validationPairs.count, by: 128) {
+                let batch = Array(validationPairs[start..<min(validationPairs.count, start + 128)])
+                let r = try step(batch, epoch: 0, training: false)
+                valLoss += r.loss
+                correct += r.correct
+                batches += 1
+            }
+            valLoss /= Double(max(1, batches))
+            let trainLoss = total / Double(max(1, used))
+            let accuracy = Double(correct) / Double(max(1, validationPairs.count))
+            context.progress(epoch * steps, of: epochs * steps, unit: "steps", stage: "epoch \(epoch)/\(epochs)",
+                             metrics: ["loss": trainLoss, "val_loss": valLoss, "val_accuracy": accuracy])
+            rows.append([String(epoch), "\(optimizer.learningRate)", "\(trainLoss)", "\(valLoss)", "\(accuracy)"])
+            if best == nil || valLoss < best!.loss { best = (valLoss, epoch, encoder.stateDict(), head.stateDict()) }
+            _ = plateau.update(valLoss, optimizer: optimizer)
+        }
+        info.training = "contrastive"
+        info.epochs = epochs
+        info.bestEpoch = best?.epoch
+        info.trainPatches = train.count
+        info.validationPatches = validation.count
+        if let best {
+            try Safetensors.write(best.weights, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("encoder.safetensors"))
+            try Safetensors.write(best.head, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("heads.safetensors"))
+        }
+        try FileManager.default.copyItem(at: headURL, to: out.appendingPathComponent("contrastive-head.yaml"))
+        try CSVTable(columns: ["epoch", "learning_rate", "train_loss", "val_loss", "val_accuracy"], rows: rows)
+            .write(to: out.appendingPathComponent("curves.csv"))
+        let encoderJSON = JSONEncoder()
+        encoderJSON.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoderJSON.encode(info).write(to: out.appendingPathComponent("model.json"))
+    }
+}
