@@ -20,8 +20,10 @@ public struct EncoderNode: NodeType {
     public static let outputs = [PortSpec("model", .model, doc: "model.json, encoder.yaml/.safetensors, heads, curves.csv")]
     public static let params = [
         ParamSpec("architecture", .reference, doc: "encoder architecture, e.g. nodes/encoders/nic-encoder.yaml"),
-        ParamSpec("training", .choice(["supervised", "vae", "contrastive", "none"]), default: .string("supervised"),
-                  doc: "supervised: multi-task training on the PatchSet's tasks; vae: variational autoencoder (code = μ); contrastive: same/different-place pairs; none: weight-free encoders (mean-RGB)"),
+        ParamSpec("training", .choice(["supervised", "bigan", "vae", "contrastive", "none"]), default: .string("supervised"),
+                  doc: "supervised: multi-task training on the PatchSet's tasks; bigan, vae, contrastive: unsupervised; none: weight-free encoders (mean-RGB)"),
+        ParamSpec("generator", .reference, default: .string("nodes/bigan/generator.yaml"), doc: "bigan: the generator"),
+        ParamSpec("discriminator", .reference, default: .string("nodes/bigan/discriminator.yaml"), doc: "bigan: the discriminator"),
         ParamSpec("contrastive_head", .reference, default: .string("nodes/encoders/contrastive-head.yaml"), doc: "contrastive: the pair head"),
         ParamSpec("decoder", .reference, default: .string("nodes/vae/decoder.yaml"), doc: "vae: the decoder architecture"),
         ParamSpec("kl_weight", .float, default: .float(5e-5), doc: "vae: weight γ of the KL term"),
@@ -77,6 +79,9 @@ public struct EncoderNode: NodeType {
         }
         if training == "vae" {
             return try VAETraining.run(context, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+        }
+        if training == "bigan" {
+            return try BiGANTraining.run(context, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
         }
         if training == "contrastive" {
             return try ContrastiveTraining.run(context, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)

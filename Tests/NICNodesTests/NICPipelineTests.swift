@@ -195,4 +195,31 @@ final class VAEEncoderTests: XCTestCase {
         // Keras counts 595,968 for this encoder: the 594,944 trainable ones plus 1,024 batch-norm running statistics.
         XCTAssertEqual(encoder.network.parameterCount, 594_944)
     }
+
+    func testBiGANEncoderTrains() throws {
+        let ws = try CohortWorkspace(patients: 2, size: 512, annotations: 4)
+        for name in ["encoders/nic-encoder.yaml", "bigan/generator.yaml", "bigan/discriminator.yaml"] {
+            let target = ws.root.appendingPathComponent("nodes/\(name)")
+            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: NICPipelineTests.repo.appendingPathComponent("nodes/\(name)"), to: target)
+        }
+        let summary = try ws.run("""
+        pipeline: bigan
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 8}}
+          enc: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/nic-encoder.yaml, training: bigan, epochs: 2, batch_size: 8, learning_rate: 2.0e-4}}
+        """)
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        let model = try ws.output(summary, "enc", "model")
+        let curves = try CSVTable.read(model.appendingPathComponent("curves.csv"))
+        XCTAssertEqual(curves.rows.count, 2)
+        XCTAssertTrue(curves.rows.allSatisfy { Double($0[1])!.isFinite && Double($0[2])!.isFinite })
+        let encoder = try EncoderModel(folder: model)
+        XCTAssertEqual(encoder.info.training, "bigan")
+        for name in ["encoder", "generator", "discriminator"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: model.appendingPathComponent("\(name).safetensors").path), name)
+        }
+    }
 }

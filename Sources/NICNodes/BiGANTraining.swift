@@ -1,0 +1,92 @@
+import Flow
+import Foundation
+import Neural
+import Slides
+
+/// Unsupervised encoder training as a BiGAN (NIC's best unsupervised encoder): a generator G maps
+/// z ~ N(0, I) to patches, the encoder E maps patches to codes, and a discriminator D tells real
+/// pairs (x, E(x)) from generated pairs (G(z), z). D and (G, E) are updated in turn with binary
+/// cross-entropy, (G, E) with the labels swapped. Adam lr 2e-4 (β₁ 0.5) by default, as the paper.
+enum BiGANTraining {
+    static func run(_ context: NodeContext, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
+                    out: URL, seed: UInt64) throws {
+        var info = startInfo
+        let codeSize = encoder.outputShape.reduce(1, *)
+        guard let generatorURL = context.paths["generator"], let discriminatorURL = context.paths["discriminator"] else {
+            throw NodeError("training 'bigan' needs params 'generator' and 'discriminator' (nodes/bigan/*.yaml)")
+        }
+        let generator = try Architecture.load(file: generatorURL.path).build(seed: seed &+ 41, inputShapes: [[codeSize]], prefix: "generator")
+        let discriminator = try Architecture.load(file: discriminatorURL.path).build(seed: seed &+ 43, inputShapes: [info.input, [codeSize]], prefix: "discriminator")
+        guard generator.outputShape == info.input else {
+            throw NodeError("training 'bigan': the generator gives \(generator.outputShape), the encoder takes \(info.input)")
+        }
+        let images = try (0..<patchSet.count).map { try patchSet.patch($0) }
+        let augmenter = try patchSet.augmenter()
+        let learningRate = Float(context.double("learning_rate"))
+        let dOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
+        let geOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
+        let geParameters = generator.parameters + encoder.parameters
+        let epochs = max(1, context.int("epochs")), batchSize = max(2, context.int("batch_size")), d = info.downsample
+        let steps = (images.count + batchSize - 1) / batchSize
+        var noise = Neural.SeededGenerator(seed: seed &+ 47)
+        var rows: [[String]] = []
+
+        for epoch in 1...epochs {
+            var shuffler = Neural.SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            let order = shuffler.permutation(images.count)
+            var dTotal = 0.0, geTotal = 0.0, used = 0
+            for s in 0..<steps {
+                try context.checkCancellation()
+                let batch = Array(order[(s * batchSize)..<min(order.count, (s + 1) * batchSize)])
+                if batch.count < 2 { continue }
+                let n = batch.count
+                let x = EncoderModel.preprocess(batch.map { augmenter?.apply(to: images[$0], epoch: epoch, index: $0) ?? images[$0] }, downsample: d)
+                let z = Tensor(shape: [n, codeSize], data: (0..<(n * codeSize)).map { _ in noise.nextNormal() })
+
+                // Discriminator step on (x, E(x)) → real and (G(z), z) → fake.
+                for p in discriminator.parameters + geParameters { p.zeroGrad() }
+                let code = try encoder.forward(x, training: true).reshaped([n, codeSize])
+                let fake = try generator.forward(z, training: true)
+                let realLogits = try discriminator.forward([x, code], training: true)
+                let realLoss = try Loss.binaryCrossEntropy(logits: realLogits, targets: [Float](repeating: 1, count: n))
+                _ = try discriminator.backward(realLoss.gradient)
+                let fakeLogits = try discriminator.forward([fake, z], training: true)
+                let fakeLoss = try Loss.binaryCrossEntropy(logits: fakeLogits, targets: [Float](repeating: 0, count: n))
+                _ = try discriminator.backward(fakeLoss.gradient)
+                dOptimizer.step(discriminator.parameters)
+
+                // Generator and encoder step: fool D (labels swapped); D's gradients are discarded.
+                for p in discriminator.parameters + geParameters { p.zeroGrad() }
+                let realAgain = try discriminator.forward([x, code], training: true)
+                let geReal = try Loss.binaryCrossEntropy(logits: realAgain, targets: [Float](repeating: 0, count: n))
+                let dCode = try discriminator.backward(geReal.gradient)[1]
+                let fakeAgain = try discriminator.forward([fake, z], training: true)
+                let geFake = try Loss.binaryCrossEntropy(logits: fakeAgain, targets: [Float](repeating: 1, count: n))
+                let dFake = try discriminator.backward(geFake.gradient)[0]
+                try encoder.backward(dCode.reshaped([n] + encoder.outputShape))
+                // The encoder's forward state was overwritten by no one; the generator's is from this step.
+                try generator.backward(dFake)
+                geOptimizer.step(geParameters)
+
+                dTotal += realLoss.value + fakeLoss.value
+                geTotal += geReal.value + geFake.value
+                used += 1
+                context.progress((epoch - 1) * steps + s + 1, of: epochs * steps, unit: "steps", stage: "epoch \(epoch)/\(epochs)",
+                                 metrics: ["d_loss": dTotal / Double(used), "ge_loss": geTotal / Double(used)])
+            }
+            rows.append([String(epoch), "\(dTotal / Double(max(1, used)))", "\(geTotal / Double(max(1, used)))"])
+        }
+        info.training = "bigan"
+        info.epochs = epochs
+        info.bestEpoch = epochs  // adversarial losses do not rank epochs; the last one is kept
+        info.trainPatches = images.count
+        try encoder.save(to: out.appendingPathComponent("encoder.safetensors"))
+        try generator.save(to: out.appendingPathComponent("generator.safetensors"))
+        try discriminator.save(to: out.appendingPathComponent("discriminator.safetensors"))
+        for url in [generatorURL, discriminatorURL] { try FileManager.default.copyItem(at: url, to: out.appendingPathComponent(url.lastPathComponent)) }
+        try CSVTable(columns: ["epoch", "d_loss", "ge_loss"], rows: rows).write(to: out.appendingPathComponent("curves.csv"))
+        let encoderJSON = JSONEncoder()
+        encoderJSON.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoderJSON.encode(info).write(to: out.appendingPathComponent("model.json"))
+    }
+}
