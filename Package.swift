@@ -64,7 +64,7 @@ let package = Package(
         // OpenSlide reading at a target µm/px, tissue masks, colour transforms, pyramidal TIFF writing.
         .target(
             name: "Slides",
-            dependencies: ["COpenSlide", "CTIFF", "TensorStore"]
+            dependencies: ["COpenSlide", "CTIFF", "Stats", "TensorStore"]
         ),
         // Patient-level statistics: rank correlation, ROC/AUC, concordance, Kaplan–Meier, log-rank, Cox, bootstrap.
         .target(name: "Stats"),

@@ -85,8 +85,6 @@ enum BiGANTraining {
         try discriminator.save(to: out.appendingPathComponent("discriminator.safetensors"))
         for url in [generatorURL, discriminatorURL] { try FileManager.default.copyItem(at: url, to: out.appendingPathComponent(url.lastPathComponent)) }
         try CSVTable(columns: ["epoch", "d_loss", "ge_loss"], rows: rows).write(to: out.appendingPathComponent("curves.csv"))
-        let encoderJSON = JSONEncoder()
-        encoderJSON.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoderJSON.encode(info).write(to: out.appendingPathComponent("model.json"))
+        try EncoderNode.writeInfo(info, to: out)
     }
 }

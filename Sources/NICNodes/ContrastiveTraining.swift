@@ -135,8 +135,6 @@ enum ContrastiveTraining {
         try FileManager.default.copyItem(at: headURL, to: out.appendingPathComponent("contrastive-head.yaml"))
         try CSVTable(columns: ["epoch", "learning_rate", "train_loss", "val_loss", "val_accuracy"], rows: rows)
             .write(to: out.appendingPathComponent("curves.csv"))
-        let encoderJSON = JSONEncoder()
-        encoderJSON.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoderJSON.encode(info).write(to: out.appendingPathComponent("model.json"))
+        try EncoderNode.writeInfo(info, to: out)
     }
 }

@@ -188,7 +188,9 @@ public struct EncoderNode: NodeType {
         try write(info, to: out)
     }
 
-    func write(_ info: EncoderModel.Info, to out: URL) throws {
+    func write(_ info: EncoderModel.Info, to out: URL) throws { try Self.writeInfo(info, to: out) }
+
+    static func writeInfo(_ info: EncoderModel.Info, to out: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(info).write(to: out.appendingPathComponent("model.json"))

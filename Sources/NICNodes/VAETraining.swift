@@ -96,8 +96,6 @@ enum VAETraining {
         try FileManager.default.copyItem(at: decoderURL, to: out.appendingPathComponent("decoder.yaml"))
         try CSVTable(columns: ["epoch", "learning_rate", "train_loss", "val_loss", "val_reconstruction", "val_kl"], rows: rows)
             .write(to: out.appendingPathComponent("curves.csv"))
-        let encoderJSON = JSONEncoder()
-        encoderJSON.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoderJSON.encode(info).write(to: out.appendingPathComponent("model.json"))
+        try EncoderNode.writeInfo(info, to: out)
     }
 }

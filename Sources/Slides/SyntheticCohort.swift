@@ -1,4 +1,5 @@
 import Foundation
+import Stats
 
 /// A synthetic cohort with known ground truth, for trying nic before real data arrives and for judging
 /// results against the best achievable.
@@ -91,9 +92,11 @@ public struct SyntheticCohort {
     }
 
     public var oracle: Oracle {
-        Oracle(spearmanScore: Statistics.spearman(patients.map(\.score), patients.map(\.proliferation)),
-               aucHighGrade: Statistics.auc(labels: patients.map(\.highGrade), scores: patients.map(\.highGradeProbability)),
-               cIndexSurvival: Statistics.harrellC(time: patients.map(\.time), event: patients.map(\.event), risk: patients.map(\.logHazard)))
+        // The same statistics the evaluator node reports (module Stats), so oracle and results compare.
+        Oracle(spearmanScore: Correlation.spearman(patients.map(\.score), patients.map(\.proliferation)) ?? .nan,
+               aucHighGrade: ROC.auc(labels: patients.map { $0.highGrade == 1 }, scores: patients.map(\.highGradeProbability)) ?? .nan,
+               cIndexSurvival: Survival.concordance(time: patients.map(\.time), event: patients.map { $0.event == 1 },
+                                                    risk: patients.map(\.logHazard))?.cindex ?? .nan)
     }
 
     /// Writes slides/, labels.csv, patches.csv, truth.csv, oracle.json and README.md into `folder`.
@@ -211,59 +214,5 @@ public struct SyntheticCohort {
         AUC(high_grade) \(String(format: "%.3f", oracle.aucHighGrade)), C-index(survival) \(String(format: "%.3f", oracle.cIndexSurvival)).
 
         """
-    }
-}
-
-/// The three patient-level metrics, for the oracle.
-public enum Statistics {
-    /// Average ranks (1-based), ties sharing their mean rank.
-    public static func ranks(_ v: [Double]) -> [Double] {
-        let order = v.indices.sorted { v[$0] < v[$1] }
-        var ranks = [Double](repeating: 0, count: v.count)
-        var i = 0
-        while i < order.count {
-            var j = i
-            while j + 1 < order.count && v[order[j + 1]] == v[order[i]] { j += 1 }
-            let r = Double(i + j) / 2 + 1
-            for k in i...j { ranks[order[k]] = r }
-            i = j + 1
-        }
-        return ranks
-    }
-
-    public static func pearson(_ a: [Double], _ b: [Double]) -> Double {
-        let n = Double(a.count)
-        guard n > 1 else { return .nan }
-        let ma = a.reduce(0, +) / n, mb = b.reduce(0, +) / n
-        var sab = 0.0, saa = 0.0, sbb = 0.0
-        for (x, y) in zip(a, b) { sab += (x - ma) * (y - mb); saa += (x - ma) * (x - ma); sbb += (y - mb) * (y - mb) }
-        return sab / (saa * sbb).squareRoot()
-    }
-
-    public static func spearman(_ a: [Double], _ b: [Double]) -> Double { pearson(ranks(a), ranks(b)) }
-
-    /// Area under the ROC curve (ties count one half).
-    public static func auc(labels: [Int], scores: [Double]) -> Double {
-        var pairs = 0.0, wins = 0.0
-        for i in labels.indices where labels[i] == 1 {
-            for j in labels.indices where labels[j] == 0 {
-                pairs += 1
-                wins += scores[i] > scores[j] ? 1 : (scores[i] == scores[j] ? 0.5 : 0)
-            }
-        }
-        return pairs > 0 ? wins / pairs : .nan
-    }
-
-    /// Harrell's C: over comparable pairs (the shorter time has an event), the fraction where the higher
-    /// risk has the shorter time; risk ties count one half.
-    public static func harrellC(time: [Double], event: [Int], risk: [Double]) -> Double {
-        var comparable = 0.0, concordant = 0.0
-        for i in time.indices where event[i] == 1 {
-            for j in time.indices where time[j] > time[i] {
-                comparable += 1
-                concordant += risk[i] > risk[j] ? 1 : (risk[i] == risk[j] ? 0.5 : 0)
-            }
-        }
-        return comparable > 0 ? concordant / comparable : .nan
     }
 }

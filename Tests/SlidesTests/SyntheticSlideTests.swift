@@ -104,16 +104,6 @@ final class SyntheticSlideTests: XCTestCase {
         XCTAssertEqual(SyntheticCohort(options).patients.map(\.score), cohort.patients.map(\.score))
     }
 
-    func testStatisticsOnHandComputedCases() {
-        XCTAssertEqual(Statistics.spearman([1, 2, 3, 4], [10, 20, 30, 40]), 1, accuracy: 1e-12)
-        XCTAssertEqual(Statistics.spearman([1, 2, 3, 4], [4, 3, 2, 1]), -1, accuracy: 1e-12)
-        XCTAssertEqual(Statistics.ranks([3, 1, 3, 2]), [3.5, 1, 3.5, 2])
-        XCTAssertEqual(Statistics.auc(labels: [1, 0, 1, 0], scores: [0.9, 0.1, 0.4, 0.4]), 0.875)
-        // Pairs (i has event, t_j > t_i): (0,1), (0,2), (2,1): risks 3>1 yes, 3>2 yes, 2>1 yes.
-        XCTAssertEqual(Statistics.harrellC(time: [1, 5, 3], event: [1, 0, 1], risk: [3, 1, 2]), 1)
-        XCTAssertEqual(Statistics.harrellC(time: [1, 5, 3], event: [1, 0, 1], risk: [1, 3, 2]), 0)
-    }
-
     /// Grid reading in tile-aligned blocks gives the same patches as one read per cell (exact at 0.5 µm/px).
     func testGridReaderMatchesSingleReads() throws {
         let dir = try temporaryDirectory()
