@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "TensorStoreTests", dependencies: ["TensorStore"]),
         .testTarget(name: "FlowTests", dependencies: ["Flow", "ToyNodes", "TensorStore"]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
-        .testTarget(name: "StatsTests", dependencies: ["Stats"]),
+        .testTarget(name: "StatsTests", dependencies: ["Stats"], exclude: ["Fixtures"]),
         .testTarget(name: "NeuralTests", dependencies: ["Neural", "TensorStore"]),
         .testTarget(name: "SlidesTests", dependencies: ["Slides", "TensorStore"], exclude: ["Fixtures"]),
         .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "TensorStore"]),
