@@ -129,8 +129,8 @@ enum ContrastiveTraining {
         info.trainPatches = train.count
         info.validationPatches = validation.count
         if let best {
-            try Safetensors.write(best.weights, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("encoder.safetensors"))
-            try Safetensors.write(best.head, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("heads.safetensors"))
+            try EncoderNode.writeWeights(best.weights, to: out.appendingPathComponent("encoder.safetensors"))
+            try EncoderNode.writeWeights(best.head, to: out.appendingPathComponent("heads.safetensors"))
         }
         try FileManager.default.copyItem(at: headURL, to: out.appendingPathComponent("contrastive-head.yaml"))
         try CSVTable(columns: ["epoch", "learning_rate", "train_loss", "val_loss", "val_accuracy"], rows: rows)

@@ -175,8 +175,8 @@ public struct EncoderNode: NodeType {
         info.bestEpoch = best?.epoch
         info.tasks = tasks.map(\.info)
         if let best {
-            try Safetensors.write(best.encoder, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("encoder.safetensors"))
-            try Safetensors.write(best.heads, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("heads.safetensors"))
+            try Self.writeWeights(best.encoder, to: out.appendingPathComponent("encoder.safetensors"))
+            try Self.writeWeights(best.heads, to: out.appendingPathComponent("heads.safetensors"))
         }
         let headsFolder = out.appendingPathComponent("heads")
         try FileManager.default.createDirectory(at: headsFolder, withIntermediateDirectories: true)
@@ -189,6 +189,11 @@ public struct EncoderNode: NodeType {
     }
 
     func write(_ info: EncoderModel.Info, to out: URL) throws { try Self.writeInfo(info, to: out) }
+
+    /// A training snapshot (`Network.stateDict()`) as a PyTorch-layout safetensors file.
+    static func writeWeights(_ state: [(String, Safetensors.Value)], to url: URL) throws {
+        try Safetensors.write(state, metadata: ["format": "pt", "layout": "pytorch"], to: url)
+    }
 
     static func writeInfo(_ info: EncoderModel.Info, to out: URL) throws {
         let encoder = JSONEncoder()

@@ -90,8 +90,8 @@ enum VAETraining {
         info.trainPatches = train.count
         info.validationPatches = validation.count
         if let best {
-            try Safetensors.write(best.weights, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("encoder.safetensors"))
-            try Safetensors.write(best.decoder, metadata: ["format": "pt", "layout": "pytorch"], to: out.appendingPathComponent("decoder.safetensors"))
+            try EncoderNode.writeWeights(best.weights, to: out.appendingPathComponent("encoder.safetensors"))
+            try EncoderNode.writeWeights(best.decoder, to: out.appendingPathComponent("decoder.safetensors"))
         }
         try FileManager.default.copyItem(at: decoderURL, to: out.appendingPathComponent("decoder.yaml"))
         try CSVTable(columns: ["epoch", "learning_rate", "train_loss", "val_loss", "val_reconstruction", "val_kl"], rows: rows)

@@ -85,19 +85,6 @@ public enum ParamValue: Hashable, Sendable {
     public var listValue: [ParamValue]? { if case .list(let l) = self { return l }; return nil }
     public var mapValue: [String: ParamValue]? { if case .map(let m) = self { return m }; return nil }
     public var isNull: Bool { if case .null = self { return true }; return false }
-
-    /// Converts to Foundation JSON objects (for JSONSerialization).
-    public var jsonObject: Any {
-        switch self {
-        case .null: return NSNull()
-        case .bool(let b): return b
-        case .int(let i): return i
-        case .float(let d): return d
-        case .string(let s): return s
-        case .list(let l): return l.map { $0.jsonObject }
-        case .map(let m): return m.mapValues { $0.jsonObject }
-        }
-    }
 }
 
 extension ParamValue: Codable {

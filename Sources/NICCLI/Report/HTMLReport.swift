@@ -49,8 +49,9 @@ struct HTMLReport {
         html += section("dag", "Pipeline", dagSVG().map { "<div style=\"overflow-x:auto\">\($0)</div>" })
         html += section("nodes", "Nodes", nodesTable())
         html += section("curves", "Training curves", curves())
-        html += section("metrics", "Metrics", metricsTables())
-        html += section("plots", "Plots", plots())
+        let documents = metricsDocuments()  // read once, used by both sections
+        html += section("metrics", "Metrics", metricsTables(documents))
+        html += section("plots", "Plots", plots(documents))
         html += section("previews", "Previews", previews())
         return html + "<p class=\"empty\">Written by nic from \(esc(folder.path)).</p></main></body></html>"
     }
@@ -209,8 +210,7 @@ struct HTMLReport {
         return docs
     }
 
-    func metricsTables() -> String? {
-        let docs = metricsDocuments()
+    func metricsTables(_ docs: [MetricsDocument]) -> String? {
         guard !docs.isEmpty else { return nil }
         var s = ""
         for doc in docs {
@@ -226,9 +226,9 @@ struct HTMLReport {
         return s
     }
 
-    func plots() -> String? {
+    func plots(_ docs: [MetricsDocument]) -> String? {
         var charts: [String] = []
-        for doc in metricsDocuments() {
+        for doc in docs {
             let metric = Dictionary(doc.metrics, uniquingKeysWith: { a, _ in a })
             if let table = try? CSVTable.read(doc.port.appendingPathComponent("scatter.csv")),
                let t = table.columnIndex("truth"), let p = table.columnIndex("prediction") {
