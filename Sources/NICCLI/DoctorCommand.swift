@@ -53,12 +53,20 @@ struct DoctorBench: ParsableCommand {
     @Option(name: .long, help: "The nodes/ folder holding the architectures.") var nodes = "nodes"
     @Option(name: .long, help: "BLAS and element-wise threads.") var threads: Int?
     @Flag(name: .long, help: "Skip the patient CNN (needs about 8 GiB and tens of seconds).") var noPatient = false
+    @Flag(name: .long, help: "Also print the time of every layer, forward and backward, per benchmark.") var profile = false
 
     func run() throws {
         if let threads { BLAS.threads = threads }
         let peak = max(BLAS.measureGFLOPS(n: 1024, seconds: 0.5), BLAS.measureGFLOPS(n: 2048, seconds: 0.5))
         print("kernel \(BLAS.coreName), \(BLAS.threads) threads, sgemm peak \(String(format: "%.1f", peak)) GFLOP/s")
-        let results = try NeuralBench.run(nodes: nodes, patient: !noPatient) { print($0) }
+        LayerProfile.enabled = profile
+        let results = try NeuralBench.run(nodes: nodes, patient: !noPatient) { line in
+            print(line)
+            if profile {
+                print(LayerProfile.table(title: "  layers"))
+                LayerProfile.reset()
+            }
+        }
         print(String(format: "encoder inference: %.0f %% of the sgemm peak", 100 * results[0].gflops / peak))
         // One machine-readable line for bench/neural/run.sh.
         let fields = results.map { String(format: "\"%@\": %.6f", $0.name as NSString, $0.seconds) } + [String(format: "\"sgemm_peak_gflops\": %.3f", peak)]

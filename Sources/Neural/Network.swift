@@ -52,6 +52,8 @@ public final class Network {
 
     /// Fold LeakyReLU/BatchNorm into the preceding convolution in inference (off only to compare).
     public var fusesInference = true
+    /// Training runs LeakyReLU → BatchNorm pairs as one layer (same values; off only to test that).
+    public var fusesTraining = true
 
     /// Items per chunk in inference; 0 picks a size whose activations stay in cache.
     public var inferenceChunk = 0
@@ -143,12 +145,25 @@ public final class Network {
             while index < block.layers.count {
                 let layer = block.layers[index]
                 index += 1
-                if !training, fusesInference, let (fused, consumed) = try fusedInference(layer, block.layers[index...], x) {
+                if !training, fusesInference, let (fused, consumed) = try LayerProfile.measure(layer.name, backward: false, {
+                    try fusedInference(layer, block.layers[index...], x)
+                }) {
                     x = fused
                     index += consumed
                     continue
                 }
-                x = try layer.forward(x, training: training)
+                // Training: a LeakyReLU followed by batch norm runs inside the batch norm (see
+                // BatchNorm.forward(_:training:leakyAlpha:)); backward skips the LeakyReLU.
+                if training, fusesTraining, let leaky = layer as? LeakyReLU, leaky.alpha <= 1,
+                   index < block.layers.count, let bn = block.layers[index] as? BatchNorm {
+                    index += 1
+                    x = try LayerProfile.measure(bn.name, backward: false) { try bn.forward(x, training: true, leakyAlpha: leaky.alpha) }
+                    if checkEachLayer, x.firstNonFinite != nil {
+                        throw NeuralError.nonFinite(layer: bn.name, what: "output")
+                    }
+                    continue
+                }
+                x = try LayerProfile.measure(layer.name, backward: false) { try layer.forward(x, training: training) }
                 if checkEachLayer, x.firstNonFinite != nil {
                     throw NeuralError.nonFinite(layer: layer.name, what: "output")
                 }
@@ -196,16 +211,26 @@ public final class Network {
         for block in blocks.reversed() {
             guard var g = grads.removeValue(forKey: block.name) else { continue }
             let readsOnlyInputs = block.sources.allSatisfy { inputNames.contains($0) }
+            var skipsFusedLeaky = false
             for (index, layer) in block.layers.enumerated().reversed() {
+                if skipsFusedLeaky {
+                    // This LeakyReLU ran inside the batch norm after it, whose gradient is already for its input.
+                    skipsFusedLeaky = false
+                    if layer is LeakyReLU {
+                        if index == 0, readsOnlyInputs, !inputGradients { g = Tensor(zeros: [0]); break }
+                        continue
+                    }
+                }
+                if let bn = layer as? BatchNorm, bn.fusedLeakyAlpha != nil { skipsFusedLeaky = true }
                 if index == 0, readsOnlyInputs, !inputGradients {
-                    try layer.backwardParameters(g)
+                    try LayerProfile.measure(layer.name, backward: true) { try layer.backwardParameters(g) }
                     for p in layer.parameters where checksFinite && p.grad.firstNonFinite != nil {
                         throw NeuralError.nonFinite(layer: layer.name, what: "gradient of '\(p.key)'")
                     }
                     g = Tensor(zeros: [0])
                     break
                 }
-                g = try layer.backward(g)
+                g = try LayerProfile.measure(layer.name, backward: true) { try layer.backward(g) }
                 if checksFinite {
                     for p in layer.parameters where p.grad.firstNonFinite != nil {
                         throw NeuralError.nonFinite(layer: layer.name, what: "gradient of '\(p.key)'")

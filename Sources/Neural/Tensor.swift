@@ -178,3 +178,11 @@ public enum Compute {
         return try body()
     }
 }
+
+extension Array where Element == Float {
+    /// A buffer whose every value the caller writes before reading: skips the zero-fill pass that
+    /// `repeating: 0` costs on the large im2col buffers.
+    init(uninitializedCount count: Int) {
+        self.init(unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    }
+}

@@ -186,3 +186,77 @@ final class InferenceFusionTests: XCTestCase {
         }
     }
 }
+
+final class TrainingFusionTests: XCTestCase {
+    static let encoderLike = """
+    input: [11, 11, 3]
+    layers:
+      - conv: {filters: 6, kernel: 3, stride: 2}
+      - leaky_relu: 0.2
+      - batchnorm: {momentum: 0.1}
+      - conv: {filters: 5, kernel: 3, stride: 1, padding: same, groups: 1}
+      - leaky_relu: 0.1
+      - batchnorm: {}
+      - flatten
+      - dense: 3
+    """
+
+    /// Training runs LeakyReLU → BatchNorm as one layer (the activation's output is never stored): the
+    /// output, every gradient and the running statistics must equal the layers run one by one.
+    func testFusedLeakyBatchNormEqualsLayerByLayer() throws {
+        let x = GradCheck.random([6, 11, 11, 3], seed: 1, scale: 2)
+        let dy = GradCheck.random([6, 3], seed: 2)
+        var results: [(y: Tensor, dx: Tensor, grads: [Tensor], buffers: [Tensor])] = []
+        for fused in [true, false] {
+            let net = try Architecture.parse(yaml: Self.encoderLike, file: "e.yaml").build(seed: 3)
+            net.fusesTraining = fused
+            for p in net.parameters where p.key.hasSuffix("bias") { p.value = GradCheck.random(p.value.shape, seed: 4) }
+            net.zeroGrad()
+            let y = try net.forward(x, training: true)
+            let dx = try net.backward(dy)[0]
+            results.append((y, dx, net.parameters.map(\.grad), net.buffers.map(\.value)))
+        }
+        let (a, b) = (results[0], results[1])
+        XCTAssertLessThanOrEqual(a.y.maxAbsDifference(b.y), 1e-5)
+        XCTAssertLessThanOrEqual(a.dx.maxAbsDifference(b.dx), 1e-5)
+        XCTAssertGreaterThan(b.dx.data.map(abs).max()!, 1e-3)
+        for (g, h) in zip(a.grads, b.grads) { XCTAssertLessThanOrEqual(g.maxAbsDifference(h), 1e-5 * max(1, h.data.map(abs).max()!)) }
+        for (g, h) in zip(a.buffers, b.buffers) { XCTAssertLessThanOrEqual(g.maxAbsDifference(h), 1e-5) }
+    }
+
+    /// The fused backward against finite differences (leaky kinks kept away from ±h by the input scale).
+    func testFusedLeakyBatchNormGradients() throws {
+        let net = try Architecture.parse(yaml: "input: [5, 5, 2]\nlayers: [{conv: {filters: 3, kernel: 3}}, {leaky_relu: 0.2}, {batchnorm: {}}, flatten, {dense: 2}]",
+                                         file: "f.yaml").build(seed: 5)
+        try GradCheck.check(net, inputs: [GradCheck.random([4, 5, 5, 2], seed: 6)], h: 1e-3, tol: 2e-2)
+    }
+
+    /// With several workers a convolution splits the batch into fixed shares, each with its own
+    /// single-threaded GEMMs and weight-gradient buffer; results must equal one share on one thread.
+    func testConvolutionWorkerSharesEqualOneThread() throws {
+        let saved = Compute.workers
+        Compute.workers = 3
+        defer { Compute.workers = saved }
+        for (cin, f, k, s, pad, groups) in [(3, 8, 3, 2, Padding.valid, 1), (4, 6, 3, 1, .same, 2), (2, 5, 2, 2, .same, 1)] {
+            var rng = SeededGenerator(seed: 7)
+            let conv = try Conv2D(name: "c", inChannels: cin, filters: f, kernel: (k, k), stride: s, padding: pad, groups: groups, rng: &rng)
+            let x = GradCheck.random([7, 9, 8, cin], seed: 8)
+            let outShape = try conv.outputShape([9, 8, cin])
+            let dy = GradCheck.random([7] + outShape, seed: 9)
+            func run() throws -> (Tensor, Tensor, Tensor, Tensor) {
+                conv.parameters.forEach { $0.zeroGrad() }
+                let y = try conv.forward(x, training: true)
+                let dx = try conv.backward(dy)
+                return (y, dx, conv.weight.grad, conv.bias!.grad)
+            }
+            let shared = try run()
+            let serial = try Compute.runSerially { try run() }
+            let what = "groups \(groups) stride \(s) \(pad)"
+            XCTAssertLessThanOrEqual(shared.0.maxAbsDifference(serial.0), 1e-5, what)
+            XCTAssertLessThanOrEqual(shared.1.maxAbsDifference(serial.1), 1e-5, what)
+            XCTAssertLessThanOrEqual(shared.2.maxAbsDifference(serial.2), 1e-4, what)
+            XCTAssertLessThanOrEqual(shared.3.maxAbsDifference(serial.3), 1e-4, what)
+            XCTAssertGreaterThan(serial.1.data.map(abs).max()!, 1e-3, what)
+        }
+    }
+}

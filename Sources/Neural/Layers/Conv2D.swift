@@ -86,11 +86,15 @@ public final class Conv2D: Layer {
     public let bias: Parameter?
 
     private var input: Tensor?
-    private var cachedCols: [[Float]]?
+    /// im2col columns of the last training forward, [group][n·ho·wo][K], kept for the weight gradient.
+    private var cachedCols: [Float]?
     /// Bytes of im2col buffer kept between forward and backward before recomputing is preferred.
     static let colsCacheLimit = 1 << 30
-    /// Rows of im2col processed at once in inference: small enough to stay in cache.
+    /// im2col floats processed at once on the calling thread (multi-threaded BLAS), and per worker when
+    /// each worker runs its own single-threaded GEMMs: a chunk stays in cache (L3; a core's 1 MB L2)
+    /// between being written and multiplied.
     static let colsChunkFloats = 1 << 21
+    static let colsChunkFloatsPerWorker = 1 << 18
 
     public init(name: String, inChannels: Int, filters: Int, kernel: (Int, Int), stride: Int = 1,
                 padding: Padding = .valid, groups: Int = 1, bias useBias: Bool = true, l2: Float = 0,
@@ -169,20 +173,35 @@ public final class Conv2D: Layer {
             y = depthwiseForward(x, g)
             finish(&y, epilogue)
         } else if isPointwise {
+            let biasInGEMM = epilogue == nil && bias != nil
             y = Tensor(uninitialized: [g.n, g.h, g.w, filters]) { out, _ in
+                if biasInGEMM { fillWithBias(out, rows: g.n * g.h * g.w) }
                 x.data.withUnsafeBufferPointer { xp in
                     weight.value.data.withUnsafeBufferPointer { wp in
                         BLAS.sgemm(transB: true, m: g.n * g.h * g.w, n: filters, k: inChannels, a: xp.baseAddress!, lda: inChannels,
-                                   b: wp.baseAddress!, ldb: inChannels, c: out, ldc: filters)
+                                   b: wp.baseAddress!, ldb: inChannels, beta: biasInGEMM ? 1 : 0, c: out, ldc: filters)
                     }
                 }
             }
-            finish(&y, epilogue)
+            if !biasInGEMM { finish(&y, epilogue) }
         } else {
-            y = im2colForward(x, g, keep: training)
-            finish(&y, epilogue)
+            let biasInGEMM = epilogue == nil && bias != nil
+            y = im2colForward(x, g, keep: training, biasInGEMM: biasInGEMM)
+            if !biasInGEMM { finish(&y, epilogue) }
         }
         return y
+    }
+
+    /// Starts the output at the bias so that the GEMM adds onto it (β = 1): BLAS passes over C either
+    /// way (β = 0 zeroes it first), so the bias costs no pass of its own.
+    private func fillWithBias(_ out: UnsafeMutablePointer<Float>, rows: Int) {
+        let f = filters
+        bias!.value.data.withUnsafeBufferPointer { bp in
+            let b = bp.baseAddress!
+            parallelRanges(rows, minimum: 256) { r in
+                for row in r { (out + row * f).update(from: b, count: f) }
+            }
+        }
     }
 
     private func finish(_ y: inout Tensor, _ epilogue: Epilogue?) {
@@ -209,34 +228,63 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// Images per im2col chunk: whole batch when the columns are kept for backward.
-    private func chunkImages(_ g: Geometry, keep: Bool) -> Int {
-        let colsPerImage = g.ho * g.wo * g.kh * g.kw * (g.c / groups)
-        if keep, colsPerImage * g.n * groups * 4 <= Conv2D.colsCacheLimit { return g.n }
-        return max(1, min(g.n, Conv2D.colsChunkFloats / max(1, colsPerImage)))
+    /// Contiguous image shares, one per worker, each running its own single-threaded GEMMs on chunks
+    /// that stay in its core's cache (as inference does); one share on the calling thread (with
+    /// multi-threaded BLAS) inside a worker or with one core. Shares depend only on the batch size and
+    /// the worker count, and partial weight gradients are added in share order: results are
+    /// deterministic.
+    private func workerShares(_ n: Int) -> [Range<Int>] {
+        guard !Compute.isSerialThread, Compute.workers > 1, n > 1 else { return [0..<n] }
+        return splitRange(n)
     }
 
-    private func im2colForward(_ x: Tensor, _ g: Geometry, keep: Bool) -> Tensor {
+    private func chunkImages(_ g: Geometry, parallel: Bool) -> Int {
+        let colsPerImage = g.ho * g.wo * g.kh * g.kw * (g.c / groups)
+        let budget = parallel ? Conv2D.colsChunkFloatsPerWorker : Conv2D.colsChunkFloats
+        return max(1, budget / max(1, colsPerImage))
+    }
+
+    /// Runs `body(shareIndex, share)` for every share; several shares run on workers, one BLAS thread each.
+    private func forEachShare(_ shares: [Range<Int>], _ body: (Int, Range<Int>) -> Void) {
+        if shares.count == 1 { return body(0, shares[0]) }
+        let saved = BLAS.threads
+        BLAS.setBLASThreadsOnly(1)
+        defer { BLAS.setBLASThreadsOnly(saved) }
+        DispatchQueue.concurrentPerform(iterations: shares.count) { i in
+            Compute.runSerially { body(i, shares[i]) }
+        }
+    }
+
+    private func im2colForward(_ x: Tensor, _ g: Geometry, keep: Bool, biasInGEMM: Bool) -> Tensor {
         let cg = g.c / groups, fg = filters / groups
         let K = g.kh * g.kw * cg
-        let chunk = chunkImages(g, keep: keep)
-        let keepCols = keep && chunk == g.n
-        var kept: [[Float]] = []
+        let rowsPerImage = g.ho * g.wo
+        let groupStride = g.n * rowsPerImage * K
+        let keepCols = keep && groupStride * groups * 4 <= Conv2D.colsCacheLimit
+        // im2col writes every value, so no buffer needs a zero-fill.
+        var kept = [Float](uninitializedCount: keepCols ? groupStride * groups : 0)
+        let shares = workerShares(g.n)
+        let chunk = chunkImages(g, parallel: shares.count > 1)
         let y = Tensor(uninitialized: [g.n, g.ho, g.wo, filters]) { out, _ in
+            if biasInGEMM { fillWithBias(out, rows: g.n * rowsPerImage) }
             x.data.withUnsafeBufferPointer { xp in
                 weight.value.data.withUnsafeBufferPointer { wp in
-                    var cols = [Float](repeating: 0, count: chunk * g.ho * g.wo * K)
-                    for start in Swift.stride(from: 0, to: g.n, by: chunk) {
-                        let images = min(chunk, g.n - start)
-                        let rows = images * g.ho * g.wo
-                        for group in 0..<groups {
-                            cols.withUnsafeMutableBufferPointer { cp in
-                                Conv2D.im2col(xp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, cols: cp.baseAddress!)
-                                BLAS.sgemm(transB: true, m: rows, n: fg, k: K, a: cp.baseAddress!, lda: K,
-                                           b: wp.baseAddress! + group * fg * K, ldb: K,
-                                           c: out + start * g.ho * g.wo * filters + group * fg, ldc: filters)
+                    kept.withUnsafeMutableBufferPointer { kp in
+                        let keptBase = kp.baseAddress
+                        forEachShare(shares) { _, share in
+                            var local = [Float](uninitializedCount: keepCols ? 0 : min(chunk, share.count) * rowsPerImage * K)
+                            local.withUnsafeMutableBufferPointer { lp in
+                                for start in Swift.stride(from: share.lowerBound, to: share.upperBound, by: chunk) {
+                                    let images = min(chunk, share.upperBound - start)
+                                    for group in 0..<groups {
+                                        let cols = keepCols ? keptBase! + group * groupStride + start * rowsPerImage * K : lp.baseAddress!
+                                        Conv2D.im2col(xp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, cols: cols)
+                                        BLAS.sgemm(transB: true, m: images * rowsPerImage, n: fg, k: K, a: cols, lda: K,
+                                                   b: wp.baseAddress! + group * fg * K, ldb: K, beta: biasInGEMM ? 1 : 0,
+                                                   c: out + start * rowsPerImage * filters + group * fg, ldc: filters)
+                                    }
+                                }
                             }
-                            if keepCols { kept.append(cols) }
                         }
                     }
                 }
@@ -280,28 +328,39 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// Adds columns back into image positions; parallel over images, which never overlap.
+    /// Writes the input gradient of channels c0..<c0+cg of `images` from the column gradient: each
+    /// input pixel gathers the taps that read it (zero when none does), so dx needs no zero-fill and
+    /// rows are independent.
     static func col2im(_ cols: UnsafePointer<Float>, _ g: Geometry, images: Range<Int>, c0: Int, cg: Int, dx: UnsafeMutablePointer<Float>) {
         let K = g.kh * g.kw * cg
         let rowsPerImage = g.ho * g.wo
-        parallelFor(images.count) { local in
-            let n = images.lowerBound + local
-            for oh in 0..<g.ho {
-                for ow in 0..<g.wo {
-                    var src = cols + (local * rowsPerImage + oh * g.wo + ow) * K
+        parallelRanges(images.count * g.h, minimum: 4) { r in
+            for t in r {
+                let local = t / g.h, ih = t % g.h
+                let n = images.lowerBound + local
+                for iw in 0..<g.w {
+                    let d = dx + ((n * g.h + ih) * g.w + iw) * g.c + c0
+                    var written = false
                     for i in 0..<g.kh {
-                        let ih = oh * g.s - g.pt + i
-                        if ih < 0 || ih >= g.h { src += g.kw * cg; continue }
-                        let rowBase = dx + ((n * g.h + ih) * g.w) * g.c + c0
+                        let th = ih + g.pt - i
+                        if th < 0 || th % g.s != 0 { continue }
+                        let oh = th / g.s
+                        if oh >= g.ho { continue }
                         for j in 0..<g.kw {
-                            let iw = ow * g.s - g.pl + j
-                            if iw >= 0 && iw < g.w {
-                                let d = rowBase + iw * g.c
+                            let tw = iw + g.pl - j
+                            if tw < 0 || tw % g.s != 0 { continue }
+                            let ow = tw / g.s
+                            if ow >= g.wo { continue }
+                            let src = cols + (local * rowsPerImage + oh * g.wo + ow) * K + (i * g.kw + j) * cg
+                            if written {
                                 for c in 0..<cg { d[c] += src[c] }
+                            } else {
+                                d.update(from: src, count: cg)
+                                written = true
                             }
-                            src += cg
                         }
                     }
+                    if !written { d.update(repeating: 0, count: cg) }
                 }
             }
         }
@@ -325,54 +384,91 @@ public final class Conv2D: Layer {
         }
         if let bias { Conv2D.addColumnSums(dy, into: bias) }
         if isDepthwise { return depthwiseBackward(x, dy, g, inputGradient: inputGradient) }
-        var dx = inputGradient ? Tensor(zeros: x.shape) : Tensor(zeros: [0])
         let cg = g.c / groups, fg = filters / groups
         let K = g.kh * g.kw * cg
-        x.data.withUnsafeBufferPointer { xp in
-            dy.data.withUnsafeBufferPointer { dyp in
-                weight.value.data.withUnsafeBufferPointer { wp in
-                    weight.grad.data.withUnsafeMutableBufferPointer { gwp in
-                        dx.data.withUnsafeMutableBufferPointer { dxp in
-                            if isPointwise {
-                                let m = g.n * g.h * g.w
+        if isPointwise {
+            var dx = inputGradient ? Tensor(uninitialized: x.shape) { _, _ in } : Tensor(zeros: [0])
+            let m = g.n * g.h * g.w
+            x.data.withUnsafeBufferPointer { xp in
+                dy.data.withUnsafeBufferPointer { dyp in
+                    weight.value.data.withUnsafeBufferPointer { wp in
+                        weight.grad.data.withUnsafeMutableBufferPointer { gwp in
+                            dx.data.withUnsafeMutableBufferPointer { dxp in
                                 BLAS.sgemm(transA: true, m: filters, n: g.c, k: m, a: dyp.baseAddress!, lda: filters,
                                            b: xp.baseAddress!, ldb: g.c, beta: 1, c: gwp.baseAddress!, ldc: g.c)
                                 if inputGradient {
                                     BLAS.sgemm(m: m, n: g.c, k: filters, a: dyp.baseAddress!, lda: filters,
                                                b: wp.baseAddress!, ldb: g.c, c: dxp.baseAddress!, ldc: g.c)
                                 }
-                                return
                             }
-                            // Chunks of images keep the column gradient (rows × K) in cache between its
-                            // GEMM and col2im; the forward's columns are reused when they were kept.
-                            let kept = cachedCols
-                            let chunk = chunkImages(g, keep: false)
-                            var cols = kept == nil ? [Float](repeating: 0, count: chunk * g.ho * g.wo * K) : []
-                            var dcols = [Float](repeating: 0, count: inputGradient ? chunk * g.ho * g.wo * K : 0)
-                            for start in Swift.stride(from: 0, to: g.n, by: chunk) {
-                                let images = min(chunk, g.n - start)
-                                let rows = images * g.ho * g.wo
-                                let rowStart = start * g.ho * g.wo
-                                for group in 0..<groups {
-                                    let dyg = dyp.baseAddress! + rowStart * filters + group * fg
-                                    let gw = gwp.baseAddress! + group * fg * K
-                                    let useCols: (UnsafePointer<Float>) -> Void = { c in
-                                        BLAS.sgemm(transA: true, m: fg, n: K, k: rows, a: dyg, lda: self.filters,
-                                                   b: c, ldb: K, beta: 1, c: gw, ldc: K)
-                                    }
+                        }
+                    }
+                }
+            }
+            return dx
+        }
+        // Every input pixel's gradient is written by col2im (gathering), so dx starts uninitialised.
+        var dx = inputGradient ? Tensor(uninitialized: x.shape) { _, _ in } : Tensor(zeros: [0])
+        let rowsPerImage = g.ho * g.wo
+        let groupStride = g.n * rowsPerImage * K
+        let kept = cachedCols
+        let shares = workerShares(g.n)
+        let chunk = chunkImages(g, parallel: shares.count > 1)
+        let wCount = weight.value.count
+        // With several shares each adds its weight gradient into its own buffer; added in share order.
+        var partials = [Float](repeating: 0, count: shares.count > 1 ? shares.count * wCount : 0)
+        x.data.withUnsafeBufferPointer { xp in
+            dy.data.withUnsafeBufferPointer { dyp in
+                weight.value.data.withUnsafeBufferPointer { wp in
+                    weight.grad.data.withUnsafeMutableBufferPointer { gwp in
+                        partials.withUnsafeMutableBufferPointer { pp in
+                            dx.data.withUnsafeMutableBufferPointer { dxp in
+                                let partialBase = pp.baseAddress, gradBase = gwp.baseAddress!
+                                forEachShare(shares) { index, share in
+                                    let gw = shares.count > 1 ? partialBase! + index * wCount : gradBase
+                                    // dW for the whole share in one GEMM per group when the columns were kept.
                                     if let kept {
-                                        kept[group].withUnsafeBufferPointer { useCols($0.baseAddress! + rowStart * K) }
-                                    } else {
-                                        cols.withUnsafeMutableBufferPointer { cp in
-                                            Conv2D.im2col(xp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, cols: cp.baseAddress!)
-                                            useCols(cp.baseAddress!)
+                                        kept.withUnsafeBufferPointer { kb in
+                                            for group in 0..<groups {
+                                                BLAS.sgemm(transA: true, m: fg, n: K, k: share.count * rowsPerImage,
+                                                           a: dyp.baseAddress! + share.lowerBound * rowsPerImage * filters + group * fg, lda: filters,
+                                                           b: kb.baseAddress! + group * groupStride + share.lowerBound * rowsPerImage * K, ldb: K,
+                                                           beta: 1, c: gw + group * fg * K, ldc: K)
+                                            }
+                                        }
+                                        if !inputGradient { return }
+                                    }
+                                    // Chunks keep the columns (or their gradient) in cache between GEMM and col2im.
+                                    let bufferFloats = min(chunk, share.count) * rowsPerImage * K
+                                    var cols = [Float](uninitializedCount: kept == nil ? bufferFloats : 0)
+                                    var dcols = [Float](uninitializedCount: inputGradient ? bufferFloats : 0)
+                                    cols.withUnsafeMutableBufferPointer { cp in
+                                        dcols.withUnsafeMutableBufferPointer { dcp in
+                                            for start in Swift.stride(from: share.lowerBound, to: share.upperBound, by: chunk) {
+                                                let images = min(chunk, share.upperBound - start)
+                                                let rows = images * rowsPerImage
+                                                for group in 0..<groups {
+                                                    let dyg = dyp.baseAddress! + start * rowsPerImage * filters + group * fg
+                                                    if kept == nil {
+                                                        Conv2D.im2col(xp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, cols: cp.baseAddress!)
+                                                        BLAS.sgemm(transA: true, m: fg, n: K, k: rows, a: dyg, lda: filters,
+                                                                   b: cp.baseAddress!, ldb: K, beta: 1, c: gw + group * fg * K, ldc: K)
+                                                    }
+                                                    if inputGradient {
+                                                        BLAS.sgemm(m: rows, n: K, k: fg, a: dyg, lda: filters, b: wp.baseAddress! + group * fg * K, ldb: K,
+                                                                   c: dcp.baseAddress!, ldc: K)
+                                                        Conv2D.col2im(dcp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, dx: dxp.baseAddress!)
+                                                    }
+                                                }
+                                            }
                                         }
                                     }
-                                    if inputGradient { dcols.withUnsafeMutableBufferPointer { dcp in
-                                        BLAS.sgemm(m: rows, n: K, k: fg, a: dyg, lda: filters, b: wp.baseAddress! + group * fg * K, ldb: K,
-                                                   c: dcp.baseAddress!, ldc: K)
-                                        Conv2D.col2im(dcp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, dx: dxp.baseAddress!)
-                                    } }
+                                }
+                                if shares.count > 1 {
+                                    for index in 0..<shares.count {
+                                        let p = partialBase! + index * wCount
+                                        for i in 0..<wCount { gradBase[i] += p[i] }
+                                    }
                                 }
                             }
                         }
