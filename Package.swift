@@ -1,5 +1,33 @@
 // swift-tools-version:6.1
 import PackageDescription
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The neural core's own loops (batch norm, activations, im2col, the direct first-layer kernel) are
+/// compiled for AVX2 + FMA (-target-cpu haswell: the x86-64-v3 level, every x86 server since
+/// 2013/2015); Swift's default target is SSE2. nic is built where it runs (README), and
+/// NIC_PORTABLE=1 keeps the SSE2 baseline for a binary that must run on older CPUs.
+/// `nic doctor` reports which one a binary was built with.
+let vectorSettings: [SwiftSetting] = {
+    #if arch(x86_64) && os(Linux)
+    if getenv("NIC_PORTABLE") == nil,
+       let file = fopen("/proc/cpuinfo", "r") {
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 8192)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(cString: line)
+            guard text.hasPrefix("flags") else { continue }
+            let flags = Set(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init))
+            if flags.isSuperset(of: ["avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"]) {
+                return [.unsafeFlags(["-target-cpu", "haswell"]), .define("NIC_X86_64_V3")]
+            }
+            break
+        }
+    }
+    #endif
+    return []
+}()
 
 let package = Package(
     name: "nic",
@@ -59,7 +87,8 @@ let package = Package(
         // Tensors on BLAS, layers with forward/backward, losses, optimisers, YAML architectures, safetensors.
         .target(
             name: "Neural",
-            dependencies: ["COpenBLAS", "TensorStore", .product(name: "Yams", package: "Yams")]
+            dependencies: ["COpenBLAS", "TensorStore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: vectorSettings
         ),
         // OpenSlide reading at a target µm/px, tissue masks, colour transforms, pyramidal TIFF writing.
         .target(

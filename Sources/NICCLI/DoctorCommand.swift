@@ -35,6 +35,7 @@ struct DoctorInfo: ParsableCommand {
             print("override:   not needed (\(wouldPick.map { "would force \($0)" } ?? "kernel matches the CPU"))")
         }
         print("threads:    \(BLAS.threads) BLAS, \(Compute.workers) element-wise workers")
+        print("codegen:    \(Compute.codegen) for nic's own loops")
         print("zstd:       \(ZstdInfo.version)")
         if !noMeasure {
             for n in [1024, 2048] {
@@ -58,7 +59,7 @@ struct DoctorBench: ParsableCommand {
     func run() throws {
         if let threads { BLAS.threads = threads }
         let peak = max(BLAS.measureGFLOPS(n: 1024, seconds: 0.5), BLAS.measureGFLOPS(n: 2048, seconds: 0.5))
-        print("kernel \(BLAS.coreName), \(BLAS.threads) threads, sgemm peak \(String(format: "%.1f", peak)) GFLOP/s")
+        print("kernel \(BLAS.coreName), codegen \(Compute.codegen), \(BLAS.threads) threads, sgemm peak \(String(format: "%.1f", peak)) GFLOP/s")
         LayerProfile.enabled = profile
         let results = try NeuralBench.run(nodes: nodes, patient: !noPatient) { line in
             print(line)

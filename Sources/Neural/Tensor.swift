@@ -148,6 +148,16 @@ func parallelRanges(_ count: Int, minimum: Int = 1, _ body: (Range<Int>) -> Void
 /// How many threads the element-wise loops (im2col, batch norm, activations) use. Matches the BLAS
 /// threads so that the two never oversubscribe the cores.
 public enum Compute {
+    /// The instruction set nic's own loops were compiled for (Package.swift picks x86-64-v3 when the
+    /// building machine has AVX2 and FMA; NIC_PORTABLE=1 keeps the baseline).
+    public static var codegen: String {
+        #if NIC_X86_64_V3
+        return "x86-64-v3 (AVX2, FMA)"
+        #else
+        return "baseline (no AVX2/FMA codegen)"
+        #endif
+    }
+
     /// glibc serves every allocation above 32 MB with a fresh mmap and returns it on free, so each
     /// training step page-faults (and zero-fills in the kernel) every large activation again: most of
     /// a patient-CNN step was system time. Keeping large blocks in the heap lets steps reuse them.

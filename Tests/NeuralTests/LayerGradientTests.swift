@@ -9,6 +9,8 @@ final class LayerGradientTests: XCTestCase {
 
     func testConvValidStride2() throws {
         try GradCheck.check(conv(3, 4, k: (3, 3), s: 2, .valid), input: GradCheck.random([2, 7, 7, 3], seed: 1))
+        // direct forward kernel; backward re-creates the columns
+        try GradCheck.check(conv(3, 16, k: (3, 3), s: 2, .same), input: GradCheck.random([2, 7, 7, 3], seed: 2))
     }
 
     func testConvSameStride1And2AndRectangularKernel() throws {
@@ -32,7 +34,8 @@ final class LayerGradientTests: XCTestCase {
 
     func testConvMatchesDirectDefinition() throws {
         // An independent naive loop: catches layout mistakes that a self-consistent gradient would hide.
-        for (groups, cin, f, s, pad) in [(1, 3, 4, 2, Padding.same), (3, 3, 3, 2, .valid), (2, 4, 6, 1, .same)] {
+        // 72 and 16 filters with 27 inputs per output take the direct (non-GEMM) kernel: 64 + 8 and 8 + 8 blocks.
+        for (groups, cin, f, s, pad) in [(1, 3, 4, 2, Padding.same), (3, 3, 3, 2, .valid), (2, 4, 6, 1, .same), (1, 3, 72, 2, .valid), (1, 3, 16, 1, .same)] {
             let c = try conv(cin, f, k: (3, 3), s: s, pad, groups: groups)
             let x = GradCheck.random([2, 6, 5, cin], seed: 11)
             let y = try c.forward(x, training: false)
@@ -52,6 +55,7 @@ final class LayerGradientTests: XCTestCase {
                 } } }
                 maxDiff = max(maxDiff, abs(Float(acc) - y.data[((n * ho + oh) * wo + ow) * f + o]))
             } } } }
+            XCTAssertEqual(c.usesDirectKernel, f % 8 == 0)
             XCTAssertLessThan(maxDiff, 1e-5, "groups \(groups) stride \(s) \(pad)")
         }
     }
