@@ -100,7 +100,8 @@ public final class Network {
         return Tensor(shape: [n] + parts[0].shape.dropFirst(), data: data)
     }
 
-    /// About 2 MB of the largest activation (or im2col buffer) per chunk: inside a core's L2/L3 share.
+    /// About 4 MB of the largest activation (or im2col buffer) per chunk, inside a core's L3 share;
+    /// convolutions split their im2col further into L2-sized pieces (Conv2D.chunkImages).
     func defaultChunk(batch: Int, workers: Int) -> Int {
         var largest = inputs.map { $0.shape.reduce(1, *) }.max() ?? 1
         for block in blocks {
@@ -114,7 +115,7 @@ public final class Network {
                 shape = out
             }
         }
-        let perChunk = max(1, (1 << 19) / max(1, largest))
+        let perChunk = max(1, (1 << 20) / max(1, largest))
         return max(1, min(perChunk, (batch + workers - 1) / workers))
     }
 

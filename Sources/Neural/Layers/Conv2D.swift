@@ -348,7 +348,8 @@ public final class Conv2D: Layer {
 
     private func chunkImages(_ g: Geometry, parallel: Bool) -> Int {
         let colsPerImage = g.ho * g.wo * g.kh * g.kw * (g.c / groups)
-        let budget = parallel ? Conv2D.colsChunkFloatsPerWorker : Conv2D.colsChunkFloats
+        // Inside a worker (this share, or an inference chunk) the columns should stay in one core's L2.
+        let budget = parallel || Compute.isSerialThread ? Conv2D.colsChunkFloatsPerWorker : Conv2D.colsChunkFloats
         return max(1, budget / max(1, colsPerImage))
     }
 
