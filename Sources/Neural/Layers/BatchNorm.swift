@@ -126,21 +126,7 @@ public final class BatchNorm: Layer {
             a[c] = gamma.value.data[c] * invStd[c]
             b[c] = beta.value.data[c] - savedMean[c] * a[c]
         }
-        return Tensor(uninitialized: x.shape) { out, n in
-            x.data.withUnsafeBufferPointer { xp in
-                a.withUnsafeBufferPointer { ap in
-                    b.withUnsafeBufferPointer { bp in
-                        let xb = xp.baseAddress!, s = ap.baseAddress!, t = bp.baseAddress!
-                        parallelRanges(n / C, minimum: 512) { r in
-                            for row in r {
-                                let src = xb + row * C, dst = out + row * C
-                                for c in 0..<C { dst[c] = Swift.max(src[c], alpha * src[c]) * s[c] + t[c] }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        return affine(x, a, b, leakyAlpha: alpha)
     }
 
     /// Batch norm in inference is y = x·scale + shift per channel.
@@ -154,7 +140,8 @@ public final class BatchNorm: Layer {
         return (scale, shift)
     }
 
-    private func affine(_ x: Tensor, _ scale: [Float], _ shift: [Float]) -> Tensor {
+    /// y = LeakyReLU_α(x)·scale + shift per channel; α = 1 is the plain affine map of inference.
+    private func affine(_ x: Tensor, _ scale: [Float], _ shift: [Float], leakyAlpha alpha: Float = 1) -> Tensor {
         let C = channels
         return Tensor(uninitialized: x.shape) { out, n in
             x.data.withUnsafeBufferPointer { xp in
@@ -164,7 +151,7 @@ public final class BatchNorm: Layer {
                         parallelRanges(n / C, minimum: 512) { r in
                             for row in r {
                                 let src = xb + row * C, dst = out + row * C
-                                for c in 0..<C { dst[c] = src[c] * s[c] + h[c] }
+                                for c in 0..<C { dst[c] = Swift.max(src[c], alpha * src[c]) * s[c] + h[c] }
                             }
                         }
                     }

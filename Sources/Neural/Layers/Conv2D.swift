@@ -149,6 +149,25 @@ public final class Conv2D: Layer {
 
     struct Geometry {
         let n, h, w, c, ho, wo, pt, pl, kh, kw, s: Int
+
+        /// Calls `body(i, j, oh, ow)` for every kernel tap (i, j) whose output (oh, ow) reads input
+        /// pixel (ih, iw): im2col's gather turned around, for gradients written once per input pixel.
+        @inline(__always)
+        func forEachTap(readingRow ih: Int, column iw: Int, _ body: (_ i: Int, _ j: Int, _ oh: Int, _ ow: Int) -> Void) {
+            for i in 0..<kh {
+                let th = ih + pt - i
+                if th < 0 || th % s != 0 { continue }
+                let oh = th / s
+                if oh >= ho { continue }
+                for j in 0..<kw {
+                    let tw = iw + pl - j
+                    if tw < 0 || tw % s != 0 { continue }
+                    let ow = tw / s
+                    if ow >= wo { continue }
+                    body(i, j, oh, ow)
+                }
+            }
+        }
     }
 
     func geometry(_ x: Tensor) throws -> Geometry {
@@ -450,23 +469,13 @@ public final class Conv2D: Layer {
                 for iw in 0..<g.w {
                     let d = dx + ((n * g.h + ih) * g.w + iw) * g.c + c0
                     var written = false
-                    for i in 0..<g.kh {
-                        let th = ih + g.pt - i
-                        if th < 0 || th % g.s != 0 { continue }
-                        let oh = th / g.s
-                        if oh >= g.ho { continue }
-                        for j in 0..<g.kw {
-                            let tw = iw + g.pl - j
-                            if tw < 0 || tw % g.s != 0 { continue }
-                            let ow = tw / g.s
-                            if ow >= g.wo { continue }
-                            let src = cols + (local * rowsPerImage + oh * g.wo + ow) * K + (i * g.kw + j) * cg
-                            if written {
-                                for c in 0..<cg { d[c] += src[c] }
-                            } else {
-                                d.update(from: src, count: cg)
-                                written = true
-                            }
+                    g.forEachTap(readingRow: ih, column: iw) { i, j, oh, ow in
+                        let src = cols + (local * rowsPerImage + oh * g.wo + ow) * K + (i * g.kw + j) * cg
+                        if written {
+                            for c in 0..<cg { d[c] += src[c] }
+                        } else {
+                            d.update(from: src, count: cg)
+                            written = true
                         }
                     }
                     if !written { d.update(repeating: 0, count: cg) }
@@ -692,20 +701,10 @@ public final class Conv2D: Layer {
                                     for iw in 0..<g.w {
                                         let d = dxb + ((n * g.h + ih) * g.w + iw) * C
                                         d.update(repeating: 0, count: C)
-                                        for i in 0..<g.kh {
-                                            let th = ih + g.pt - i
-                                            if th < 0 || th % g.s != 0 { continue }
-                                            let oh = th / g.s
-                                            if oh >= g.ho { continue }
-                                            for j in 0..<g.kw {
-                                                let tw = iw + g.pl - j
-                                                if tw < 0 || tw % g.s != 0 { continue }
-                                                let ow = tw / g.s
-                                                if ow >= g.wo { continue }
-                                                let drow = db + ((n * g.ho + oh) * g.wo + ow) * C
-                                                let wtap = wb + (i * g.kw + j) * C
-                                                for c in 0..<C { d[c] += drow[c] * wtap[c] }
-                                            }
+                                        g.forEachTap(readingRow: ih, column: iw) { i, j, oh, ow in
+                                            let drow = db + ((n * g.ho + oh) * g.wo + ow) * C
+                                            let wtap = wb + (i * g.kw + j) * C
+                                            for c in 0..<C { d[c] += drow[c] * wtap[c] }
                                         }
                                     }
                                 }
