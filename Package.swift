@@ -69,16 +69,19 @@ let package = Package(
             pkgConfig: "libtiff-4",
             providers: [.apt(["libtiff-dev"])]
         ),
+        // Small pieces every module shares: the lock box, the seeded random generators.
+        .target(name: "NICBasics"),
         // zarr v3 arrays (bytes -> zstd -> crc32c): the on-disk tensor format of every node output.
         .target(
             name: "TensorStore",
-            dependencies: ["CZstd"]
+            dependencies: ["CZstd", "NICBasics"]
         ),
         // The engine: spec -> typed DAG -> plan -> Dispatch scheduler -> content-addressed cache.
         .target(
             name: "Flow",
             dependencies: [
                 "TensorStore",
+                "NICBasics",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -87,20 +90,20 @@ let package = Package(
         // Tensors on BLAS, layers with forward/backward, losses, optimisers, YAML architectures, safetensors.
         .target(
             name: "Neural",
-            dependencies: ["COpenBLAS", "TensorStore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["COpenBLAS", "NICBasics", "TensorStore", .product(name: "Yams", package: "Yams")],
             swiftSettings: vectorSettings
         ),
         // OpenSlide reading at a target µm/px, tissue masks, colour transforms, pyramidal TIFF writing.
         .target(
             name: "Slides",
-            dependencies: ["COpenSlide", "CTIFF", "Stats", "TensorStore"]
+            dependencies: ["COpenSlide", "CTIFF", "NICBasics", "Stats", "TensorStore"]
         ),
         // Patient-level statistics: rank correlation, ROC/AUC, concordance, Kaplan–Meier, log-rank, Cox, bootstrap.
-        .target(name: "Stats"),
+        .target(name: "Stats", dependencies: ["NICBasics"]),
         // The pathology node types (tile sampler, augmenter, encoder, compressor, patient model, evaluators).
         .target(
             name: "NICNodes",
-            dependencies: ["Flow", "Neural", "Slides", "Stats", "TensorStore"]
+            dependencies: ["Flow", "NICBasics", "Neural", "Slides", "Stats", "TensorStore"]
         ),
         // The command line, as a library so that test tools can run it with extra node types.
         .target(
