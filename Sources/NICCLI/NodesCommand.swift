@@ -27,7 +27,8 @@ struct NodesCommand: ParsableCommand {
                 print("  params:")
                 for param in type.params {
                     let requirement = param.defaultValue.map { $0.isNull ? "optional" : "default \($0.canonicalJSON)" } ?? "required"
-                    print("    \(param.name): \(param.type), \(requirement) – \(param.doc)")
+                    let rules = param.checks.isEmpty ? "" : ", " + param.checks.map(\.description).joined(separator: ", ")
+                    print("    \(param.name): \(param.type)\(rules), \(requirement) – \(param.doc)")
                 }
             }
         }

@@ -65,26 +65,26 @@ public struct AugmenterNode: NodeType {
     public static let summary = "Attaches an augmentation recipe (nodes/augment/*.yaml) and seed to a PatchSet; augmentation is drawn per epoch."
     public static let inputs = [PortSpec("patches", .patchSet, doc: "the patches to augment during training")]
     public static let outputs = [PortSpec("patches", .patchSet, doc: "the same PatchSet plus augmentation.json and preview.png")]
-    public static let params = [
-        ParamSpec("recipe", .reference, doc: "augmentation recipe, e.g. nodes/augment/heavy.yaml"),
-        ParamSpec("seed", .int, default: .int(1), doc: "seed: the draw for (epoch, patch) is fixed by it"),
-        ParamSpec("preview", .int, default: .int(4), doc: "patches in preview.png, each with 6 epochs' augmentations (0: none)"),
-    ]
+    public struct Params: NodeParams {
+        @Param(doc: "augmentation recipe, e.g. nodes/augment/heavy.yaml") var recipe: Reference
+        @Param(doc: "seed: the draw for (epoch, patch) is fixed by it") var seed = 1
+        @Param(doc: "patches in preview.png, each with 6 epochs' augmentations (0: none)", .within(0, 256)) var preview = 4
+        public init() {}
+    }
 
     public init() {}
 
-    public func run(_ context: NodeContext) throws {
-        let recipeValue = context.value("recipe")
-        let recipePath = (try? context.path("recipe").path) ?? "recipe"
-        let recipe = try AugmentationRecipes.parse(recipeValue, file: recipePath)
-        let seed = context.int("seed")
+    public func run(_ context: NodeContext, _ params: Params) throws {
+        let recipeValue = params.recipe.content
+        let recipe = try AugmentationRecipes.parse(recipeValue, file: params.recipe.path)
+        let seed = params.seed
         let input = try context.input("patches")
         let output = try context.output("patches")
         try mirror(input, into: output)
         let json = ParamValue.map(["recipe": recipeValue, "seed": .int(seed)]).canonicalJSON
         try Data((json + "\n").utf8).write(to: output.appendingPathComponent("augmentation.json"))
         let set = try PatchSet(folder: output)
-        let n = min(context.int("preview"), set.count)
+        let n = min(params.preview, set.count)
         if n > 0 {
             let augmenter = Augmenter(recipe: recipe, seed: UInt64(bitPattern: Int64(seed)))
             let patches = try (0..<n).map { try set.patch($0 * set.count / n) }

@@ -8,11 +8,11 @@ import Slides
 /// pairs (x, E(x)) from generated pairs (G(z), z). D and (G, E) are updated in turn with binary
 /// cross-entropy, (G, E) with the labels swapped. Adam lr 2e-4 (β₁ 0.5) by default, as the paper.
 enum BiGANTraining {
-    static func run(_ context: NodeContext, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
+    static func run(_ context: NodeContext, _ params: EncoderNode.Params, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
                     out: URL, seed: UInt64) throws {
         var info = startInfo
         let codeSize = encoder.outputShape.reduce(1, *)
-        guard let generatorURL = context.paths["generator"], let discriminatorURL = context.paths["discriminator"] else {
+        guard let generatorURL = params.generator?.url, let discriminatorURL = params.discriminator?.url else {
             throw NodeError("training 'bigan' needs params 'generator' and 'discriminator' (nodes/bigan/*.yaml)")
         }
         let generator = try Architecture.load(file: generatorURL.path).build(seed: seed &+ 41, inputShapes: [[codeSize]], prefix: "generator")
@@ -22,11 +22,11 @@ enum BiGANTraining {
         }
         let images = try (0..<patchSet.count).map { try patchSet.patch($0) }
         let augmenter = try patchSet.augmenter()
-        let learningRate = Float(context.double("learning_rate"))
+        let learningRate = Float(params.learningRate)
         let dOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geParameters = generator.parameters + encoder.parameters
-        let epochs = max(1, context.int("epochs")), batchSize = max(2, context.int("batch_size")), d = info.downsample
+        let epochs = params.epochs, batchSize = params.batchSize, d = info.downsample
         let steps = (images.count + batchSize - 1) / batchSize
         var noise = Neural.SeededGenerator(seed: seed &+ 47)
         var rows: [[String]] = []

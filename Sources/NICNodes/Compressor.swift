@@ -21,25 +21,32 @@ public struct Compressor: NodeType {
         PortSpec("encoder", .model, doc: "the patch encoder"),
     ]
     public static let outputs = [PortSpec("grids", .gridSet, doc: "gridset.json, slides.csv, grids/<slide>/o<k> and mask, previews")]
-    public static let params = [
-        ParamSpec("mpp", .float, default: .float(0.5), doc: "µm/px at which patches are read"),
-        ParamSpec("min_tissue", .float, default: .float(0.6), doc: "a grid cell is encoded when this fraction of it is tissue"),
-        ParamSpec("orientations", .choice(["1", "8"]), default: .string("1"), doc: "8: also encode the 7 other dihedral orientations (augmented compression)"),
-        ParamSpec("batch_size", .int, default: .int(256), doc: "patches per encoder call"),
-        ParamSpec("band_rows", .int, default: .int(32), doc: "grid rows per band (bounds memory) and zarr chunk height"),
-        ParamSpec("previews", .int, default: .int(4), doc: "slides to draw thumbnails and false-colour grids for"),
-    ]
+    /// The dihedral orientations each slide is encoded in.
+    public enum Orientations: String, ParamChoice {
+        case one = "1", eight = "8"
+        var count: Int { self == .one ? 1 : 8 }
+    }
+
+    public struct Params: NodeParams {
+        @Param(doc: "µm/px at which patches are read", .within(0.05, 100)) var mpp = 0.5
+        @Param(doc: "a grid cell is encoded when this fraction of it is tissue", .fraction) var minTissue = 0.6
+        @Param(doc: "8: also encode the 7 other dihedral orientations (augmented compression)") var orientations = Orientations.one
+        @Param(doc: "patches per encoder call", .within(1, 65536)) var batchSize = 256
+        @Param(doc: "grid rows per band (bounds memory) and zarr chunk height", .within(1, 4096)) var bandRows = 32
+        @Param(doc: "slides to draw thumbnails and false-colour grids for", .atLeast(0)) var previews = 4
+        public init() {}
+    }
 
     public init() {}
 
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         let slideSet = try SlideSet.read(from: try context.input("slides"))
         let encoderFolder = try context.input("encoder")
         let model = try EncoderModel(folder: encoderFolder)
-        let mpp = context.double("mpp"), size = model.info.patchSize
-        let orientations = Int(context.string("orientations"))!
-        let minTissue = context.double("min_tissue")
-        let batchSize = max(1, context.int("batch_size")), bandRows = max(1, context.int("band_rows"))
+        let mpp = params.mpp, size = model.info.patchSize
+        let orientations = params.orientations.count
+        let minTissue = params.minTissue
+        let batchSize = params.batchSize, bandRows = params.bandRows
         let out = try context.output("grids")
         var infos: [GridSet.SlideInfo] = []
         var reused = 0
@@ -48,13 +55,13 @@ public struct Compressor: NodeType {
             let identity = try context.contentHash(of: URL(fileURLWithPath: entry.path)) + "|mpp=\(entry.mpp)|\(entry.mppSource)"
             let item = try context.cachedItem(identity, excludingInputs: ["slides"]) { folder in
                 try compress(entry, model: model, into: folder, mpp: mpp, size: size, orientations: orientations, minTissue: minTissue,
-                             batchSize: batchSize, bandRows: bandRows, context: context, slideIndex: index, slideCount: slideSet.slides.count)
+                             batchSize: batchSize, bandRows: bandRows, previews: params.previews, context: context, slideIndex: index, slideCount: slideSet.slides.count)
             }
             if item.reused { reused += 1 }
             let info = try JSONDecoder().decode(GridSet.SlideInfo.self, from: Data(contentsOf: item.folder.appendingPathComponent("slide.json")))
             infos.append(info)
             try context.link(contentsOf: item.folder.appendingPathComponent("grid"), into: out.appendingPathComponent("grids").appendingPathComponent(entry.stem))
-            if index < context.int("previews") {
+            if index < params.previews {
                 try context.link(contentsOf: item.folder.appendingPathComponent("preview"), into: out.appendingPathComponent("preview"))
             }
             context.progress(index + 1, of: slideSet.slides.count, unit: "slides", message: reused > 0 ? "\(reused) from cache" : nil)
@@ -65,7 +72,7 @@ public struct Compressor: NodeType {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(info).write(to: out.appendingPathComponent("gridset.json"))
         var captions: [String: String] = [:]
-        for slide in infos.prefix(context.int("previews")) {
+        for slide in infos.prefix(params.previews) {
             captions["\(slide.stem).png"] = "\(slide.stem): thumbnail"
             captions["\(slide.stem)-pca.png"] = "\(slide.stem): \(slide.columns)×\(slide.rows) grid, first 3 principal components of the \(model.info.codeSize) channels as RGB"
         }
@@ -76,7 +83,7 @@ public struct Compressor: NodeType {
 
     /// One slide → `grid/o<k>`, `grid/mask`, `slide.json`, `preview/` in `folder`.
     func compress(_ entry: SlideEntry, model: EncoderModel, into folder: URL, mpp: Double, size: Int, orientations: Int, minTissue: Double,
-                  batchSize: Int, bandRows: Int, context: NodeContext, slideIndex: Int, slideCount: Int) throws {
+                  batchSize: Int, bandRows: Int, previews: Int, context: NodeContext, slideIndex: Int, slideCount: Int) throws {
         let slide = try entry.open()
         let mask = try TissueDetector().detect(slide)
         let grid = TileGrid(slide: slide, mpp: mpp, size: size, mask: mask)
@@ -116,7 +123,7 @@ public struct Compressor: NodeType {
         var codes = [Float16](repeating: 0, count: chunkRows * columns * c)
         let next = NextBand(Result { try read(0) })
         var allCodes: [[Float]] = []  // orientation 0 codes of tissue cells, for the preview's PCA
-        let previewWanted = slideIndex < context.int("previews")
+        let previewWanted = slideIndex < previews
         var done = 0
         for band in 0..<bands {
             try context.checkCancellation()

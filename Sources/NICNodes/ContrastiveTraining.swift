@@ -10,11 +10,11 @@ import Slides
 /// patches whose centres lie within 1.5 patch widths (training-mode PatchSets); a patch without one
 /// pairs with a second augmentation of itself.
 enum ContrastiveTraining {
-    static func run(_ context: NodeContext, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
+    static func run(_ context: NodeContext, _ params: EncoderNode.Params, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
                     out: URL, seed: UInt64) throws {
         var info = startInfo
         let codeSize = encoder.outputShape.reduce(1, *)
-        guard let headURL = context.paths["contrastive_head"] else {
+        guard let headURL = params.contrastiveHead?.url else {
             throw NodeError("training 'contrastive' needs param 'contrastive_head' (e.g. nodes/encoders/contrastive-head.yaml)")
         }
         let head = try Architecture.load(file: headURL.path).build(seed: seed &+ 31, inputShapes: [[codeSize], [codeSize]], prefix: "head")
@@ -42,7 +42,7 @@ enum ContrastiveTraining {
         let augmenter = try patchSet.augmenter()
         var rng = Neural.SeededGenerator(seed: seed ^ 0xC0DE)
         let order = rng.permutation(images.count)
-        let held = Int(Double(images.count) * context.double("validation"))
+        let held = Int(Double(images.count) * params.validation)
         let validation = Array(order.prefix(held)), train = Array(order.dropFirst(held))
         let slideList = Array(slides).sorted()
 
@@ -61,9 +61,9 @@ enum ContrastiveTraining {
         }
 
         let parameters = encoder.parameters + head.parameters
-        let optimizer = Adam(learningRate: Float(context.double("learning_rate")), weightDecay: Float(context.double("weight_decay")))
-        var plateau = ReduceOnPlateau(factor: 0.1, patience: context.int("patience"), minLearningRate: Float(context.double("min_learning_rate")))
-        let epochs = max(1, context.int("epochs")), batchSize = max(2, context.int("batch_size")), d = info.downsample
+        let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
+        var plateau = ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: Float(params.minLearningRate))
+        let epochs = params.epochs, batchSize = params.batchSize, d = info.downsample
         let steps = (train.count + batchSize - 1) / batchSize
         var best: (loss: Double, epoch: Int, weights: [(String, Safetensors.Value)], head: [(String, Safetensors.Value)])?
         var rows: [[String]] = []

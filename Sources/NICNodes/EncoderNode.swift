@@ -18,28 +18,31 @@ public struct EncoderNode: NodeType {
     public static let summary = "Trains a patch encoder by supervised multi-task learning (or packages mean-RGB) as a Model."
     public static let inputs = [PortSpec("patches", .patchSet, doc: "training patches with task labels (e.g. tile_sampler → augmenter)")]
     public static let outputs = [PortSpec("model", .model, doc: "model.json, encoder.yaml/.safetensors, heads, curves.csv")]
-    public static let params = [
-        ParamSpec("architecture", .reference, doc: "encoder architecture, e.g. nodes/encoders/nic-encoder.yaml"),
-        ParamSpec("training", .choice(["supervised", "bigan", "vae", "contrastive", "none"]), default: .string("supervised"),
-                  doc: "supervised: multi-task training on the PatchSet's tasks; bigan, vae, contrastive: unsupervised; none: weight-free encoders (mean-RGB)"),
-        ParamSpec("generator", .reference, default: .string("nodes/bigan/generator.yaml"), doc: "bigan: the generator"),
-        ParamSpec("discriminator", .reference, default: .string("nodes/bigan/discriminator.yaml"), doc: "bigan: the discriminator"),
-        ParamSpec("contrastive_head", .reference, default: .string("nodes/encoders/contrastive-head.yaml"), doc: "contrastive: the pair head"),
-        ParamSpec("decoder", .reference, default: .string("nodes/vae/decoder.yaml"), doc: "vae: the decoder architecture"),
-        ParamSpec("kl_weight", .float, default: .float(5e-5), doc: "vae: weight γ of the KL term"),
-        ParamSpec("tasks", .any, default: .null,
-                  doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads"),
-        ParamSpec("heads_dir", .directory, default: .string("nodes/heads"), doc: "folder of head definitions"),
-        ParamSpec("epochs", .int, default: .int(8), doc: "training epochs"),
-        ParamSpec("batch_size", .int, default: .int(64), doc: "patches per step"),
-        ParamSpec("learning_rate", .float, default: .float(1e-3), doc: "Adam learning rate"),
-        ParamSpec("weight_decay", .float, default: .float(0), doc: "L2 weight decay"),
-        ParamSpec("validation", .float, default: .float(0.2), doc: "fraction of slides held out for validation"),
-        ParamSpec("patience", .int, default: .int(2), doc: "epochs without validation improvement before the learning rate ÷10"),
-        ParamSpec("min_learning_rate", .float, default: .float(1e-5), doc: "floor of the plateau schedule"),
-        ParamSpec("downsample", .int, default: .int(2), doc: "box-average factor from patch to network input (128 px → 64)"),
-        ParamSpec("seed", .int, default: .int(0), doc: "initialisation, shuffling and augmentation seed"),
-    ]
+    public enum Training: String, ParamChoice { case supervised, bigan, vae, contrastive, none }
+
+    public struct Params: NodeParams {
+        @Param(doc: "encoder architecture, e.g. nodes/encoders/nic-encoder.yaml") var architecture: Reference
+        @Param(doc: "supervised: multi-task training on the PatchSet's tasks; bigan, vae, contrastive: unsupervised; none: weight-free encoders (mean-RGB)")
+        var training = Training.supervised
+        @Param(doc: "bigan: the generator") var generator: Reference? = Reference("nodes/bigan/generator.yaml")
+        @Param(doc: "bigan: the discriminator") var discriminator: Reference? = Reference("nodes/bigan/discriminator.yaml")
+        @Param(doc: "contrastive: the pair head") var contrastiveHead: Reference? = Reference("nodes/encoders/contrastive-head.yaml")
+        @Param(doc: "vae: the decoder architecture") var decoder: Reference? = Reference("nodes/vae/decoder.yaml")
+        @Param(doc: "vae: weight γ of the KL term", .atLeast(0)) var klWeight = 5e-5
+        @Param(doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads")
+        var tasks: ParamValue = .null
+        @Param(doc: "folder of head definitions") var headsDir: DirectoryParam? = DirectoryParam("nodes/heads")
+        @Param(doc: "training epochs", .within(1, 100_000)) var epochs = 8
+        @Param(doc: "patches per step (batch norm needs 2)", .within(2, 65536)) var batchSize = 64
+        @Param(doc: "Adam learning rate", .positive) var learningRate = 1e-3
+        @Param(doc: "L2 weight decay", .atLeast(0)) var weightDecay = 0.0
+        @Param(doc: "fraction of slides held out for validation", .within(0, 0.9)) var validation = 0.2
+        @Param(doc: "epochs without validation improvement before the learning rate ÷10", .atLeast(1)) var patience = 2
+        @Param(doc: "floor of the plateau schedule", .atLeast(0)) var minLearningRate = 1e-5
+        @Param(doc: "box-average factor from patch to network input (128 px → 64)", .within(1, 64)) var downsample = 2
+        @Param(doc: "initialisation, shuffling and augmentation seed") var seed = 0
+        public init() {}
+    }
 
     public init() {}
 
@@ -50,23 +53,23 @@ public struct EncoderNode: NodeType {
         var targets: [Float]  // per patch; NaN = missing (class index for classification)
     }
 
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         let patchSet = try PatchSet(folder: try context.input("patches"))
-        let architectureURL = try context.path("architecture")
+        let architectureURL = params.architecture.url
         let architecture = try Architecture.load(file: architectureURL.path)
-        let downsample = context.int("downsample")
-        guard downsample >= 1, patchSet.info.size % downsample == 0 else {
+        let downsample = params.downsample
+        guard patchSet.info.size % downsample == 0 else {
             throw NodeError("param 'downsample': \(downsample) does not divide the patch size \(patchSet.info.size)")
         }
         let side = patchSet.info.size / downsample
-        let seed = UInt64(truncatingIfNeeded: context.int("seed"))
+        let seed = UInt64(truncatingIfNeeded: params.seed)
         let encoder = try architecture.build(seed: seed, inputShapes: [[side, side, 3]], prefix: "encoder")
         let codeShape = encoder.outputShape
         let codeSize = codeShape.reduce(1, *)
         let out = try context.output("model")
         try FileManager.default.copyItem(at: architectureURL, to: out.appendingPathComponent("encoder.yaml"))
 
-        let training = context.string("training")
+        let training = params.training.rawValue
         var info = EncoderModel.Info(training: training, patchSize: patchSet.info.size, downsample: downsample,
                                      input: [side, side, 3], codeSize: codeSize, tasks: [], bestEpoch: nil,
                                      epochs: 0, trainPatches: 0, validationPatches: 0, codeFrom: nil)
@@ -78,22 +81,22 @@ public struct EncoderNode: NodeType {
             return
         }
         if training == "vae" {
-            return try VAETraining.run(context, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+            return try VAETraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
         }
         if training == "bigan" {
-            return try BiGANTraining.run(context, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+            return try BiGANTraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
         }
         if training == "contrastive" {
-            return try ContrastiveTraining.run(context, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+            return try ContrastiveTraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
         }
-        var tasks = try makeTasks(context, patchSet: patchSet, codeSize: codeSize, seed: seed)
+        var tasks = try makeTasks(params, patchSet: patchSet, codeSize: codeSize, seed: seed)
         guard !tasks.isEmpty else { throw NodeError("no tasks to train: the PatchSet has none and param 'tasks' names none") }
 
         // Hold out whole slides, so validation measures generalisation to unseen slides.
         let slides = Array(Set(patchSet.records.map(\.slide))).sorted()
         var rng = Neural.SeededGenerator(seed: seed ^ 0x5EED)
         let order = rng.permutation(slides.count).map { slides[$0] }
-        let held = slides.count >= 2 ? max(1, Int((Double(slides.count) * context.double("validation")).rounded())) : 0
+        let held = slides.count >= 2 ? max(1, Int((Double(slides.count) * params.validation).rounded())) : 0
         let validationSlides = Set(order.prefix(min(held, slides.count - 1)))
         let trainIndices = patchSet.records.indices.filter { !validationSlides.contains(patchSet.records[$0].slide) }
         let validationIndices = patchSet.records.indices.filter { validationSlides.contains(patchSet.records[$0].slide) }
@@ -117,9 +120,9 @@ public struct EncoderNode: NodeType {
         }
         let augmenter = try patchSet.augmenter()
         let parameters = encoder.parameters + tasks.flatMap(\.network.parameters)
-        let optimizer = Adam(learningRate: Float(context.double("learning_rate")), weightDecay: Float(context.double("weight_decay")))
-        var plateau = ReduceOnPlateau(factor: 0.1, patience: context.int("patience"), minLearningRate: Float(context.double("min_learning_rate")))
-        let epochs = context.int("epochs"), batchSize = max(1, context.int("batch_size"))
+        let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
+        var plateau = ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: Float(params.minLearningRate))
+        let epochs = params.epochs, batchSize = params.batchSize
         let stepsPerEpoch = (trainIndices.count + batchSize - 1) / batchSize
         var best: (loss: Double, epoch: Int, encoder: [(String, Safetensors.Value)], heads: [(String, Safetensors.Value)])?
         var curveRows: [[String]] = []
@@ -202,12 +205,12 @@ public struct EncoderNode: NodeType {
     }
 
     /// The tasks to train, with their heads built for the right number of outputs.
-    func makeTasks(_ context: NodeContext, patchSet: PatchSet, codeSize: Int, seed: UInt64) throws -> [Task] {
-        guard let headsDir = context.paths["heads_dir"] else {
+    func makeTasks(_ params: Params, patchSet: PatchSet, codeSize: Int, seed: UInt64) throws -> [Task] {
+        guard let headsDir = params.headsDir?.url else {
             throw NodeError("param 'heads_dir': no folder of head definitions (the default nodes/heads does not exist here); give the param")
         }
         var requested: [(String, String?, Double)] = []
-        switch context.value("tasks") {
+        switch params.tasks {
         case .null:
             requested = patchSet.info.tasks.map { ($0.name, nil, 1) }
         case .map(let map):

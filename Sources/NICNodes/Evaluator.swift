@@ -15,14 +15,19 @@ public struct Evaluator: NodeType {
     public static let summary = "Spearman/Pearson, AUC/accuracy or C-index/log-rank of Predictions, with bootstrap CIs."
     public static let inputs = [PortSpec("predictions", .predictions, doc: "patient-level predictions")]
     public static let outputs = [PortSpec("metrics", .metrics, doc: "metrics.json, metrics.csv and plot data")]
-    static let allMetrics = ["spearman", "pearson", "mae", "auc", "accuracy", "balanced_accuracy", "cindex", "logrank"]
-    public static let params = [
-        ParamSpec("metrics", .list(.choice(allMetrics)), default: .list([]),
-                  doc: "metrics to compute; empty: the task's usual ones (regression: spearman, pearson; binary: auc, accuracy; multiclass: auc, accuracy; survival: cindex, logrank)"),
-        ParamSpec("bootstrap", .int, default: .int(2000), doc: "bootstrap resamples of patients for CIs (0: none)"),
-        ParamSpec("confidence", .float, default: .float(0.95), doc: "CI level"),
-        ParamSpec("seed", .int, default: .int(0), doc: "bootstrap seed"),
-    ]
+    public enum Metric: String, ParamChoice {
+        case spearman, pearson, mae, auc, accuracy, cindex, logrank
+        case balancedAccuracy = "balanced_accuracy"
+    }
+
+    public struct Params: NodeParams {
+        @Param(doc: "metrics to compute; empty: the task's usual ones (regression: spearman, pearson; binary: auc, accuracy; multiclass: auc, accuracy; survival: cindex, logrank)")
+        var metrics: [Metric] = []
+        @Param(doc: "bootstrap resamples of patients for CIs (0: none)", .within(0, 1_000_000)) var bootstrap = 2000
+        @Param(doc: "CI level", .between(0, 1)) var confidence = 0.95
+        @Param(doc: "bootstrap seed") var seed = 0
+        public init() {}
+    }
 
     public init() {}
 
@@ -89,17 +94,15 @@ public struct Evaluator: NodeType {
         Survival.logRank(time: p.time, event: p.event, group: riskGroups(p))
     }
 
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         let predictions = try Predictions.read(from: try context.input("predictions"))
         guard predictions.count >= 2 else { throw NodeError("only \(predictions.count) patient(s) in the predictions; metrics need at least 2") }
-        var metrics = context.strings("metrics")
+        var metrics = params.metrics.map(\.rawValue)
         if metrics.isEmpty { metrics = Self.defaults(predictions.task) }
         for metric in metrics where !(Self.applicable[predictions.task]!.contains(metric)) {
             throw NodeError("param 'metrics': '\(metric)' does not apply to a \(predictions.task.rawValue) task; use \(Self.applicable[predictions.task]!.sorted().joined(separator: ", "))")
         }
-        let resamples = context.int("bootstrap"), confidence = context.double("confidence")
-        guard resamples >= 0 else { throw NodeError("param 'bootstrap' must be ≥ 0, got \(resamples)") }
-        guard confidence > 0 && confidence < 1 else { throw NodeError("param 'confidence' must be between 0 and 1, got \(confidence)") }
+        let resamples = params.bootstrap, confidence = params.confidence
 
         var results: [String: ParamValue] = [:]
         var rows: [[String]] = []
@@ -114,7 +117,7 @@ public struct Evaluator: NodeType {
             // A p-value gets no bootstrap interval: it is not an effect size.
             if resamples > 0 && metric != "logrank",
                let ci = Bootstrap.interval(count: predictions.count, resamples: resamples, confidence: confidence,
-                                           seed: UInt64(truncatingIfNeeded: context.int("seed")) &+ UInt64(m),
+                                           seed: UInt64(truncatingIfNeeded: params.seed) &+ UInt64(m),
                                            statistic: { Self.statistic(metric, predictions, $0) }) {
                 entry["ci_low"] = .float(ci.low)
                 entry["ci_high"] = .float(ci.high)

@@ -7,15 +7,14 @@ import Stats
 /// Cox partial likelihood (Newton–Raphson, Breslow or Efron ties), least squares, or logistic
 /// regression — cross-validated over the same patient-level folds, giving out-of-fold Predictions.
 enum LinearPatientModel {
-    static func run(_ context: NodeContext) throws {
+    static func run(_ context: NodeContext, _ params: PatientModel.Params) throws {
         let table = try CSVTable.fromPort(try context.input("features"))
-        let headURL = try context.path("head")
-        let loss = try LossSpec(try Heads.architecture(file: headURL, outputs: 1))
-        let target = context.strings("target")
+        let loss = try LossSpec(try Heads.architecture(file: params.head.url, outputs: 1))
+        let target = params.target
         guard let patientColumn = table.columnIndex("patient") else {
             throw NodeError("features table: missing column 'patient'; found \(table.columns.joined(separator: ", "))")
         }
-        var covariates = context.strings("covariates")
+        var covariates = params.covariates
         if covariates.isEmpty {
             covariates = table.columns.filter { c in
                 c != "patient" && !target.contains(c) && table.rows.allSatisfy { Double($0[table.columnIndex(c)!]) != nil }
@@ -63,11 +62,11 @@ enum LinearPatientModel {
         case .binaryCrossEntropy: task = .binary
         case .softmaxCrossEntropy: throw NodeError("a linear model on features supports regression, binary and Cox heads, not multiclass")
         }
-        let k = context.int("folds")
+        let k = params.folds
         let strata = Dictionary(uniqueKeysWithValues: patients.indices.map { i in
             (patients[i], task == .survival ? (event[i] ? "event" : "censored") : (task == .binary ? labels[i] : ""))
         })
-        let folds = Folds.assign(patients: patients, k: k, seed: UInt64(truncatingIfNeeded: context.int("seed")), strata: strata)
+        let folds = Folds.assign(patients: patients, k: k, seed: UInt64(truncatingIfNeeded: params.seed), strata: strata)
         var scores = [Double](repeating: 0, count: patients.count)
         for fold in 0..<k {
             let train = patients.indices.filter { folds[patients[$0]] != fold }

@@ -20,20 +20,23 @@ public struct PatientModel: NodeType {
         PortSpec("features", .table, optional: true, doc: "instead of grids: a table (patient, numeric covariates, targets) for a linear model, e.g. Cox on clinical covariates"),
     ]
     public static let outputs = [PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), curves.csv")]
-    public static let params = [
-        ParamSpec("architecture", .reference, default: .null, doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'"),
-        ParamSpec("covariates", .list(.string), default: .list([]), doc: "with 'features': covariate columns (default: every numeric column but patient and targets)"),
-        ParamSpec("head", .reference, doc: "output head, e.g. nodes/heads/cox.yaml; its loss sets the task"),
-        ParamSpec("target", .list(.string), doc: "label column(s) of labels.csv: one, or [time, event] for Cox"),
-        ParamSpec("classes", .list(.string), default: .list([]), doc: "class labels in order (binary: [negative, positive]); default: sorted values"),
-        ParamSpec("folds", .int, default: .int(4), doc: "patient-level cross-validation folds"),
-        ParamSpec("epochs", .int, default: .int(20), doc: "epochs per fold (one crop per training slide per epoch)"),
-        ParamSpec("batch_size", .int, default: .int(16), doc: "crops per step"),
-        ParamSpec("learning_rate", .float, default: .float(1e-3), doc: "Adam learning rate (÷10 on a training-loss plateau)"),
-        ParamSpec("patience", .int, default: .int(4), doc: "epochs without improvement before the learning rate drops"),
-        ParamSpec("test_crops", .int, default: .int(10), doc: "crops per slide and orientation averaged at prediction time"),
-        ParamSpec("seed", .int, default: .int(0), doc: "folds, initialisation, crops"),
-    ]
+    public struct Params: NodeParams {
+        @Param(doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'")
+        var architecture: Reference? = nil
+        @Param(doc: "with 'features': covariate columns (default: every numeric column but patient and targets)")
+        var covariates: [String] = []
+        @Param(doc: "output head, e.g. nodes/heads/cox.yaml; its loss sets the task") var head: Reference
+        @Param(doc: "label column(s) of labels.csv: one, or [time, event] for Cox", .count(1, 2)) var target: [String]
+        @Param(doc: "class labels in order (binary: [negative, positive]); default: sorted values") var classes: [String] = []
+        @Param(doc: "patient-level cross-validation folds", .atLeast(2)) var folds = 4
+        @Param(doc: "epochs per fold (one crop per training slide per epoch)", .atLeast(1)) var epochs = 20
+        @Param(doc: "crops per step (batch norm needs 2)", .atLeast(2)) var batchSize = 16
+        @Param(doc: "Adam learning rate (÷10 on a training-loss plateau)", .positive) var learningRate = 1e-3
+        @Param(doc: "epochs without improvement before the learning rate drops", .atLeast(1)) var patience = 4
+        @Param(doc: "crops per slide and orientation averaged at prediction time", .atLeast(1)) var testCrops = 10
+        @Param(doc: "folds, initialisation, crops") var seed = 0
+        public init() {}
+    }
 
     public init() {}
 
@@ -44,18 +47,18 @@ public struct PatientModel: NodeType {
         var views: [(grid: [Float], weights: [Float], rows: Int, columns: Int)]
     }
 
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         if context.hasInput("features") {
             guard !context.hasInput("grids") else { throw NodeError("connect either 'grids' or 'features', not both") }
-            return try LinearPatientModel.run(context)
+            return try LinearPatientModel.run(context, params)
         }
         guard context.hasInput("grids") else { throw NodeError("connect 'grids' (compressed slides) or 'features' (a table of covariates)") }
         let gridSet = try GridSet(folder: try context.input("grids"))
-        guard let architectureURL = context.paths["architecture"] else { throw NodeError("param 'architecture' is required with 'grids'") }
-        let trunkArchitecture = try Architecture.load(file: architectureURL.path)
-        let headURL = try context.path("head")
+        guard let architecture = params.architecture else { throw NodeError("param 'architecture' is required with 'grids'") }
+        let trunkArchitecture = try Architecture.load(file: architecture.path)
+        let headURL = params.head.url
         let headLoss = try LossSpec(try Heads.architecture(file: headURL, outputs: 1))
-        let target = context.strings("target")
+        let target = params.target
         let task: Predictions.Task
         switch headLoss {
         case .meanSquaredError: task = .regression
@@ -82,10 +85,10 @@ public struct PatientModel: NodeType {
             patientLabels[patient] = values
         }
         let patients = patientLabels.keys.sorted()
-        guard patients.count >= max(2, context.int("folds")) else {
-            throw NodeError("\(patients.count) labelled patient(s); \(context.int("folds"))-fold cross-validation needs at least as many")
+        guard patients.count >= params.folds else {
+            throw NodeError("\(patients.count) labelled patient(s); \(params.folds)-fold cross-validation needs at least as many")
         }
-        var classes = context.strings("classes")
+        var classes = params.classes
         if classes.isEmpty && (task == .binary || task == .multiclass) {
             classes = Array(Set(patients.map { patientLabels[$0]![0] })).sorted { (Double($0) ?? .infinity, $0) < (Double($1) ?? .infinity, $1) }
         }
@@ -132,9 +135,9 @@ public struct PatientModel: NodeType {
         let strata: [String: String] = Dictionary(uniqueKeysWithValues: patients.map { p in
             (p, task == .survival ? (event[p]! ? "event" : "censored") : (task == .regression ? "" : classes[classIndex[p]!]))
         })
-        let seed = UInt64(truncatingIfNeeded: context.int("seed"))
-        let folds = Folds.assign(patients: patients, k: context.int("folds"), seed: seed, strata: strata)
-        let foldCount = context.int("folds"), epochs = max(1, context.int("epochs")), batchSize = max(1, context.int("batch_size"))
+        let seed = UInt64(truncatingIfNeeded: params.seed)
+        let folds = Folds.assign(patients: patients, k: params.folds, seed: seed, strata: strata)
+        let foldCount = params.folds, epochs = params.epochs, batchSize = params.batchSize
         let outputs = task == .multiclass ? classes.count : 1
         var scores: [String: [Double]] = [:]
         var curves = [[String]](repeating: [], count: epochs)
@@ -147,8 +150,8 @@ public struct PatientModel: NodeType {
             let features = trunk.outputShape.reduce(1, *)
             let head = try Heads.architecture(file: headURL, outputs: outputs).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
             let parameters = trunk.parameters + head.parameters
-            let optimizer = Adam(learningRate: Float(context.double("learning_rate")))
-            var plateau = ReduceOnPlateau(factor: 0.1, patience: context.int("patience"), minLearningRate: 1e-5)
+            let optimizer = Adam(learningRate: Float(params.learningRate))
+            var plateau = ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: 1e-5)
             var rng = Stats.SeededGenerator(seed: foldSeed &+ 2)
             for epoch in 1...epochs {
                 try context.checkCancellation()
@@ -194,7 +197,7 @@ public struct PatientModel: NodeType {
                 var sum = [Double](repeating: 0, count: outputs), n = 0.0
                 for slide in slides where slide.patient == patient {
                     for k in slide.views.indices {
-                        let batch = [SlideGrids](repeating: slide, count: max(1, context.int("test_crops")))
+                        let batch = [SlideGrids](repeating: slide, count: params.testCrops)
                         let x = try crops(batch, crop: crop, channels: channels, rng: &testRng, orientation: k)
                         let features = try trunk.forward(x, training: false)
                         let output = try head.forward(features.reshaped([batch.count, features.count / batch.count]), training: false)

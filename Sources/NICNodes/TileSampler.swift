@@ -18,42 +18,45 @@ public struct TileSampler: NodeType {
         PortSpec("annotations", .table, optional: true, doc: "patches.csv (slide, x, y, task, label) as a Table; training mode only"),
     ]
     public static let outputs = [PortSpec("patches", .patchSet, doc: "patches (zarr uint8 N×size×size×3), patches.csv, labels/<task>")]
-    public static let params = [
-        ParamSpec("mode", .choice(["training", "grid"]), default: .string("grid"), doc: "training: around annotations; grid: every tissue cell"),
-        ParamSpec("mpp", .float, default: .float(0.5), doc: "µm per pixel of the patches"),
-        ParamSpec("size", .int, default: .int(128), doc: "patch width and height in pixels"),
-        ParamSpec("per_task", .int, default: .int(1000), doc: "training: patches per task (split equally over classes)"),
-        ParamSpec("tasks", .list(.string), default: .list([]), doc: "training: tasks to use (default: all in the annotations)"),
-        ParamSpec("regression", .list(.string), default: .list([]), doc: "training: tasks whose labels are numbers to regress (default: numeric labels with more than 10 distinct values)"),
-        ParamSpec("seed", .int, default: .int(1), doc: "seed of the training draw and of grid subsampling"),
-        ParamSpec("min_tissue", .float, default: .float(0.6), doc: "grid: minimum tissue fraction of a cell"),
-        ParamSpec("tissue_mpp", .float, default: .float(4), doc: "grid: µm/px of the tissue mask"),
-        ParamSpec("max_per_slide", .int, default: .int(0), doc: "grid: keep at most this many cells per slide, evenly drawn (0: all)"),
-        ParamSpec("tolerance", .float, default: .float(0.02), doc: "a level within this relative µm/px of the target is read without resampling"),
-    ]
+    public enum Mode: String, ParamChoice { case training, grid }
+
+    public struct Params: NodeParams {
+        @Param(doc: "training: around annotations; grid: every tissue cell") var mode = Mode.grid
+        @Param(doc: "µm per pixel of the patches", .within(0.05, 100)) var mpp = 0.5
+        @Param(doc: "patch width and height in pixels", .within(8, 4096)) var size = 128
+        @Param(doc: "training: patches per task (split equally over classes)", .within(1, 10_000_000)) var perTask = 1000
+        @Param(doc: "training: tasks to use (default: all in the annotations)") var tasks: [String] = []
+        @Param(doc: "training: tasks whose labels are numbers to regress (default: numeric labels with more than 10 distinct values)")
+        var regression: [String] = []
+        @Param(doc: "seed of the training draw and of grid subsampling") var seed = 1
+        @Param(doc: "grid: minimum tissue fraction of a cell", .fraction) var minTissue = 0.6
+        @Param(doc: "grid: µm/px of the tissue mask", .within(0.05, 1000)) var tissueMpp = 4.0
+        @Param(doc: "grid: keep at most this many cells per slide, evenly drawn (0: all)", .atLeast(0)) var maxPerSlide = 0
+        @Param(doc: "a level within this relative µm/px of the target is read without resampling", .within(0, 1)) var tolerance = 0.02
+        public init() {}
+    }
 
     public init() {}
 
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         let slides = try SlideSet.read(from: try context.input("slides"))
-        let mpp = context.double("mpp"), size = context.int("size")
-        guard mpp > 0, size > 0 else { throw NodeError("mpp and size must be positive, got mpp \(mpp), size \(size)") }
-        let seed = UInt64(bitPattern: Int64(context.int("seed")))
+        let mpp = params.mpp, size = params.size
+        let seed = UInt64(bitPattern: Int64(params.seed))
         let records: [PatchRecord], tasks: [PatchTask]
         var grids: [String: TileGrid] = [:]
         let cache = SlideCache(slides)
-        if context.string("mode") == "training" {
+        if params.mode == .training {
             guard context.hasInput("annotations") else { throw NodeError("training mode needs the 'annotations' input (patches.csv as a table)") }
             let table = try CSVTable.fromPort(try context.input("annotations"))
             (records, tasks) = try TileSampler.planTraining(
-                table, source: "annotations (patches.csv)", slides: cache, perTask: context.int("per_task"), only: context.strings("tasks"),
-                regression: Set(context.strings("regression")), seed: seed, size: size, mpp: mpp)
+                table, source: "annotations (patches.csv)", slides: cache, perTask: params.perTask, only: params.tasks,
+                regression: Set(params.regression), seed: seed, size: size, mpp: mpp)
         } else {
             var detector = TissueDetector()
-            detector.mpp = context.double("tissue_mpp")
+            detector.mpp = params.tissueMpp
             var grid: [[String]] = []
-            (records, grid, grids) = try TileSampler.planGrid(slides: cache, detector: detector, size: size, mpp: mpp, minTissue: context.double("min_tissue"),
-                                                       maxPerSlide: context.int("max_per_slide"), seed: seed) { done in
+            (records, grid, grids) = try TileSampler.planGrid(slides: cache, detector: detector, size: size, mpp: mpp, minTissue: params.minTissue,
+                                                       maxPerSlide: params.maxPerSlide, seed: seed) { done in
                 try context.checkCancellation()
                 context.progress(done, of: slides.slides.count, unit: "slides", message: "tissue masks")
             }
@@ -62,14 +65,14 @@ public struct TileSampler: NodeType {
                 .write(to: try context.output("patches").appendingPathComponent("grid.csv"))
         }
         guard !records.isEmpty else {
-            throw NodeError("no patches: no grid cell of any of the \(slides.slides.count) slides has more than \(context.double("min_tissue")) tissue; lower 'min_tissue' or check that the slides hold stained tissue")
+            throw NodeError("no patches: no grid cell of any of the \(slides.slides.count) slides has more than \(params.minTissue) tissue; lower 'min_tissue' or check that the slides hold stained tissue")
         }
         let writer = try PatchSetWriter(folder: try context.output("patches"), size: size, count: records.count)
-        try TileSampler.read(records, slides: cache, grids: grids, writer: writer, mpp: mpp, tolerance: context.double("tolerance"), threads: context.threads) { done in
+        try TileSampler.read(records, slides: cache, grids: grids, writer: writer, mpp: mpp, tolerance: params.tolerance, threads: context.threads) { done in
             try context.checkCancellation()
             context.progress(done, of: records.count, unit: "patches")
         }
-        try writer.finish(records: records, tasks: tasks, mode: context.string("mode"), mpp: mpp)
+        try writer.finish(records: records, tasks: tasks, mode: params.mode.rawValue, mpp: mpp)
     }
 
     // MARK: Training

@@ -7,7 +7,7 @@ import Slides
 /// [μ, log σ²], a reparameterised sample goes through the decoder, and the loss is the pixel MSE of
 /// the reconstruction plus γ·KL(q(z|x) ‖ N(0, I)). The code used for compression is μ.
 enum VAETraining {
-    static func run(_ context: NodeContext, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
+    static func run(_ context: NodeContext, _ params: EncoderNode.Params, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
                     out: URL, seed: UInt64) throws {
         var info = startInfo
         let statsWidth = encoder.outputShape.reduce(1, *)
@@ -15,23 +15,23 @@ enum VAETraining {
             throw NodeError("training 'vae': the encoder must end in a dense layer of 2·D outputs (μ then log σ²), it gives \(encoder.outputShape)")
         }
         let codeSize = statsWidth / 2
-        guard let decoderURL = context.paths["decoder"] else { throw NodeError("training 'vae' needs param 'decoder' (e.g. nodes/vae/decoder.yaml)") }
+        guard let decoderURL = params.decoder?.url else { throw NodeError("training 'vae' needs param 'decoder' (e.g. nodes/vae/decoder.yaml)") }
         let decoder = try Architecture.load(file: decoderURL.path).build(seed: seed &+ 17, inputShapes: [[codeSize]], prefix: "decoder")
         guard decoder.outputShape == info.input else {
             throw NodeError("training 'vae': the decoder gives \(decoder.outputShape), the encoder takes \(info.input)")
         }
         let sampler = SampleGaussian(name: "sample", rng: Neural.SeededGenerator(seed: seed &+ 29))
-        let klWeight = Float(context.double("kl_weight"))
+        let klWeight = Float(params.klWeight)
         let images = try (0..<patchSet.count).map { try patchSet.patch($0) }
         let augmenter = try patchSet.augmenter()
         var rng = Neural.SeededGenerator(seed: seed ^ 0x5EED)
         let order = rng.permutation(images.count)
-        let held = Int(Double(images.count) * context.double("validation"))
+        let held = Int(Double(images.count) * params.validation)
         let validation = Array(order.prefix(held)), train = Array(order.dropFirst(held))
         let parameters = encoder.parameters + decoder.parameters
-        let optimizer = Adam(learningRate: Float(context.double("learning_rate")), weightDecay: Float(context.double("weight_decay")))
-        var plateau = ReduceOnPlateau(factor: 0.1, patience: context.int("patience"), minLearningRate: Float(context.double("min_learning_rate")))
-        let epochs = max(1, context.int("epochs")), batchSize = max(2, context.int("batch_size")), d = info.downsample
+        let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
+        var plateau = ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: Float(params.minLearningRate))
+        let epochs = params.epochs, batchSize = params.batchSize, d = info.downsample
         let steps = (train.count + batchSize - 1) / batchSize
         var best: (loss: Double, epoch: Int, weights: [(String, Safetensors.Value)], decoder: [(String, Safetensors.Value)])?
         var rows: [[String]] = []

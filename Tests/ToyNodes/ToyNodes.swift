@@ -46,20 +46,21 @@ public struct Emit: NodeType {
     public static let version = 1
     public static let summary = "Writes its 'value' param as text."
     public static let outputs = [PortSpec("out", .text, doc: "text.txt")]
-    public static let params = [
-        ParamSpec("value", .string, doc: "the text"),
-        ParamSpec("repeat", .int, default: .int(1), doc: "how many times"),
-        ParamSpec("scale", .float, default: .float(1), doc: "unused number, for key tests"),
-        ParamSpec("tags", .list(.string), default: .list([]), doc: "unused list, for key tests"),
-        ParamSpec("options", .any, default: .null, doc: "unused mapping, for key tests"),
-        ParamSpec("recipe", .reference, default: .null, doc: "a YAML definition whose 'suffix' is appended"),
-    ]
+    public struct Params: NodeParams {
+        @Param(doc: "the text") var value: String
+        @Param(doc: "how many times", .within(0, 1000)) var `repeat` = 1
+        @Param(doc: "unused number, for key tests") var scale = 1.0
+        @Param(doc: "unused list, for key tests") var tags: [String] = []
+        @Param(doc: "unused mapping, for key tests") var options: ParamValue = .null
+        @Param(doc: "a YAML definition whose 'suffix' is appended") var recipe: Reference? = nil
+        public init() {}
+    }
     public init() {}
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         ExecutionLog.shared.begin(context.nodeName)
         defer { ExecutionLog.shared.end() }
-        let suffix = context.value("recipe").mapValue?["suffix"]?.display ?? ""
-        try writeText(String(repeating: context.string("value"), count: context.int("repeat")) + suffix, context)
+        let suffix = params.recipe?.content.mapValue?["suffix"]?.display ?? ""
+        try writeText(String(repeating: params.value, count: params.repeat) + suffix, context)
     }
 }
 
@@ -69,14 +70,17 @@ public struct Concat: NodeType {
     public static let summary = "Joins two texts with a separator."
     public static let inputs = [PortSpec("a", .text, doc: "first"), PortSpec("b", .text, optional: true, doc: "second")]
     public static let outputs = [PortSpec("out", .text, doc: "text.txt")]
-    public static let params = [ParamSpec("separator", .string, default: .string("+"), doc: "between a and b")]
+    public struct Params: NodeParams {
+        @Param(doc: "between a and b") var separator = "+"
+        public init() {}
+    }
     public init() {}
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         ExecutionLog.shared.begin(context.nodeName)
         defer { ExecutionLog.shared.end() }
         let a = try readText(try context.input("a"))
         let b = context.hasInput("b") ? try readText(try context.input("b")) : ""
-        try writeText(a + context.string("separator") + b, context)
+        try writeText(a + params.separator + b, context)
     }
 }
 
@@ -86,13 +90,17 @@ public struct Sleep: NodeType {
     public static let summary = "Sleeps (cancellably), then writes its label."
     public static let inputs = [PortSpec("after", .text, optional: true, doc: "runs after this")]
     public static let outputs = [PortSpec("out", .text, doc: "text.txt")]
-    public static let params = [ParamSpec("seconds", .float, doc: "how long"), ParamSpec("label", .string, default: .string("slept"), doc: "written text")]
+    public struct Params: NodeParams {
+        @Param(doc: "how long", .atLeast(0)) var seconds: Double
+        @Param(doc: "written text") var label = "slept"
+        public init() {}
+    }
     public init() {}
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         ExecutionLog.shared.begin(context.nodeName)
         defer { ExecutionLog.shared.end() }
-        try context.sleep(seconds: context.double("seconds"))
-        try writeText(context.string("label"), context)
+        try context.sleep(seconds: params.seconds)
+        try writeText(params.label, context)
     }
 }
 
@@ -103,10 +111,11 @@ public struct Rendezvous: NodeType {
     public static let version = 1
     public static let summary = "Signals that it started and waits (up to 'timeout' s) for 'partner' to start."
     public static let outputs = [PortSpec("out", .text, doc: "text.txt")]
-    public static let params = [
-        ParamSpec("partner", .string, doc: "the other node's name"),
-        ParamSpec("timeout", .float, default: .float(20), doc: "seconds to wait"),
-    ]
+    public struct Params: NodeParams {
+        @Param(doc: "the other node's name") var partner: String
+        @Param(doc: "seconds to wait", .positive) var timeout = 20.0
+        public init() {}
+    }
     static let lock = NSLock()
     nonisolated(unsafe) static var semaphores: [String: DispatchSemaphore] = [:]
     static func semaphore(_ name: String) -> DispatchSemaphore {
@@ -118,13 +127,13 @@ public struct Rendezvous: NodeType {
     }
     public static func reset() { lock.lock(); semaphores = [:]; lock.unlock() }
     public init() {}
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         ExecutionLog.shared.begin(context.nodeName)
         defer { ExecutionLog.shared.end() }
         Self.semaphore(context.nodeName).signal()
-        let partner = Self.semaphore(context.string("partner"))
-        guard partner.wait(timeout: .now() + context.double("timeout")) == .success else {
-            throw NodeError("partner '\(context.string("partner"))' never started while I was running")
+        let partner = Self.semaphore(params.partner)
+        guard partner.wait(timeout: .now() + params.timeout) == .success else {
+            throw NodeError("partner '\(params.partner)' never started while I was running")
         }
         partner.signal()  // leave it signalled for the partner's own check
         try writeText("met", context)
@@ -137,13 +146,16 @@ public struct Fail: NodeType {
     public static let summary = "Always fails with 'message'."
     public static let inputs = [PortSpec("after", .text, optional: true, doc: "runs after this")]
     public static let outputs = [PortSpec("out", .text, doc: "never written")]
-    public static let params = [ParamSpec("message", .string, default: .string("planned failure"), doc: "the error")]
+    public struct Params: NodeParams {
+        @Param(doc: "the error") var message = "planned failure"
+        public init() {}
+    }
     public init() {}
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         ExecutionLog.shared.begin(context.nodeName)
         defer { ExecutionLog.shared.end() }
         _ = try context.output("out")  // leave partial output behind, which must not be cached
-        throw NodeError(context.string("message"))
+        throw NodeError(params.message)
     }
 }
 
@@ -154,15 +166,16 @@ public struct SlowTensor: NodeType {
     public static let version = 1
     public static let summary = "Writes a rows × 64 float32 array, value = row * 64 + column, one chunk of 'chunk_rows' at a time."
     public static let outputs = [PortSpec("tensor", .tensor, doc: "zarr array 'values'")]
-    public static let params = [
-        ParamSpec("rows", .int, doc: "number of rows"),
-        ParamSpec("chunk_rows", .int, default: .int(16), doc: "rows per chunk"),
-    ]
+    public struct Params: NodeParams {
+        @Param(doc: "number of rows", .atLeast(1)) var rows: Int
+        @Param(doc: "rows per chunk", .atLeast(1)) var chunkRows = 16
+        public init() {}
+    }
     public init() {}
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         ExecutionLog.shared.begin(context.nodeName)
         defer { ExecutionLog.shared.end() }
-        let rows = context.int("rows"), chunkRows = context.int("chunk_rows"), columns = 64
+        let rows = params.rows, chunkRows = params.chunkRows, columns = 64
         let delay = Double(ProcessInfo.processInfo.environment["NIC_TOY_DELAY_MS"] ?? "0") ?? 0
         let writer = try ZarrArrayWriter(at: try context.output("tensor").appendingPathComponent("values"),
                                          shape: [rows, columns], chunkShape: [chunkRows, columns], dataType: .float32)

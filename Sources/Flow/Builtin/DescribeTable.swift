@@ -7,10 +7,11 @@ public struct DescribeTable: NodeType {
     public static let summary = "Count, mean, std, min, median, max of numeric columns (metrics.json and summary.csv)."
     public static let inputs = [PortSpec("table", .table, doc: "the table to describe")]
     public static let outputs = [PortSpec("metrics", .metrics, doc: "metrics.json: column → statistics; summary.csv")]
-    public static let params = [
-        ParamSpec("columns", .list(.string), default: .list([]), doc: "columns to describe; empty: every column whose values are all numbers"),
-        ParamSpec("group_by", .string, default: .null, doc: "optional column: statistics per value of it"),
-    ]
+    public struct Params: NodeParams {
+        @Param(doc: "columns to describe; empty: every column whose values are all numbers") var columns: [String] = []
+        @Param(doc: "optional column: statistics per value of it") var groupBy: String? = nil
+        public init() {}
+    }
 
     public init() {}
 
@@ -25,13 +26,13 @@ public struct DescribeTable: NodeType {
                 "min": .float(sorted[0]), "median": .float(median), "max": .float(sorted[n - 1])]
     }
 
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         let table = try CSVTable.fromPort(try context.input("table"))
-        var columns = context.strings("columns")
+        var columns = params.columns
         for name in columns where table.columnIndex(name) == nil {
             throw NodeError("param 'columns': no column '\(name)' in the table\(Suggest.hint(for: name, among: table.columns)); it has \(table.columns.joined(separator: ", "))")
         }
-        let groupColumn = context.optionalString("group_by")
+        let groupColumn = params.groupBy
         if let groupColumn, table.columnIndex(groupColumn) == nil {
             throw NodeError("param 'group_by': no column '\(groupColumn)' in the table\(Suggest.hint(for: groupColumn, among: table.columns))")
         }

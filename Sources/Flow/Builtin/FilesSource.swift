@@ -7,24 +7,25 @@ public struct FilesSource: NodeType {
     public static let version = 1
     public static let summary = "Lists files in a folder (glob pattern) as a FileSet: path, name, stem, size, sha256."
     public static let outputs = [PortSpec("files", .fileSet, doc: "files.csv with one row per file")]
-    public static let params = [
-        ParamSpec("dir", .directory, doc: "the folder to list"),
-        ParamSpec("pattern", .string, default: .string("*"), doc: "glob on file names, e.g. '*.svs'; '{a,b}' not supported, use several patterns"),
-        ParamSpec("recursive", .bool, default: .bool(false), doc: "also list files in sub-folders"),
-        ParamSpec("allow_empty", .bool, default: .bool(false), doc: "succeed when nothing matches"),
-    ]
+    public struct Params: NodeParams {
+        @Param(doc: "the folder to list") var dir: DirectoryParam
+        @Param(doc: "glob on file names, e.g. '*.svs'; '{a,b}' not supported, use several patterns") var pattern = "*"
+        @Param(doc: "also list files in sub-folders") var recursive = false
+        @Param(doc: "succeed when nothing matches") var allowEmpty = false
+        public init() {}
+    }
 
     public init() {}
 
-    public func run(_ context: NodeContext) throws {
-        let dir = try context.path("dir")
-        let pattern = context.string("pattern")
-        let recursive = context.bool("recursive")
+    public func run(_ context: NodeContext, _ params: Params) throws {
+        let dir = params.dir.url
+        let pattern = params.pattern
+        let recursive = params.recursive
         let all = try FileHasher.listFiles(under: dir)
         let matching = all.filter { relative in
             (recursive || !relative.contains("/")) && fnmatch(pattern, (relative as NSString).lastPathComponent, 0) == 0
         }
-        if matching.isEmpty && !context.bool("allow_empty") {
+        if matching.isEmpty && !params.allowEmpty {
             throw NodeError("no files matching '\(pattern)' in \(dir.path)\(recursive ? " (recursively)" : "")")
         }
         var rows: [[String]] = []

@@ -10,17 +10,20 @@ public struct JoinTables: NodeType {
         PortSpec("right", .table, doc: "rows to look up by key"),
     ]
     public static let outputs = [PortSpec("table", .table, doc: "left columns, then right columns except the key")]
-    public static let params = [
-        ParamSpec("on", .string, doc: "key column present in both tables"),
-        ParamSpec("how", .choice(["inner", "left"]), default: .string("inner"), doc: "inner: only matching rows; left: keep every left row"),
-    ]
+    public enum How: String, ParamChoice { case inner, left }
+
+    public struct Params: NodeParams {
+        @Param(doc: "key column present in both tables") var on: String
+        @Param(doc: "inner: only matching rows; left: keep every left row") var how = How.inner
+        public init() {}
+    }
 
     public init() {}
 
-    public func run(_ context: NodeContext) throws {
+    public func run(_ context: NodeContext, _ params: Params) throws {
         let left = try CSVTable.fromPort(try context.input("left"))
         let right = try CSVTable.fromPort(try context.input("right"))
-        let key = context.string("on")
+        let key = params.on
         guard let leftKey = left.columnIndex(key) else { throw NodeError("left table has no column '\(key)'; it has \(left.columns.joined(separator: ", "))") }
         guard let rightKey = right.columnIndex(key) else { throw NodeError("right table has no column '\(key)'; it has \(right.columns.joined(separator: ", "))") }
         var lookup: [String: [String]] = [:]
@@ -36,7 +39,7 @@ public struct JoinTables: NodeType {
         var rows: [[String]] = []
         for row in left.rows {
             if let match = lookup[row[leftKey]] { rows.append(row + rightColumns.map { match[$0] }) }
-            else if context.string("how") == "left" { rows.append(row + rightColumns.map { _ in "" }) }
+            else if params.how == .left { rows.append(row + rightColumns.map { _ in "" }) }
         }
         try CSVTable(columns: columns, rows: rows).writePort(try context.output("table"))
     }

@@ -7,19 +7,21 @@ public struct TableSource: NodeType {
     public static let version = 1
     public static let summary = "Reads a CSV file (header line + rows) as a Table."
     public static let outputs = [PortSpec("table", .table, doc: "the rows, as table.csv")]
-    public static let params = [
-        ParamSpec("path", .file, doc: "the CSV file"),
-        ParamSpec("required_columns", .list(.string), default: .list([]), doc: "columns that must be present"),
-        ParamSpec("delimiter", .choice([",", ";", "\t", "|"]), default: .string(","), doc: "field separator"),
-    ]
+    public enum Delimiter: String, ParamChoice { case comma = ",", semicolon = ";", tab = "\t", bar = "|" }
+
+    public struct Params: NodeParams {
+        @Param(doc: "the CSV file") var path: FileParam
+        @Param(doc: "columns that must be present") var requiredColumns: [String] = []
+        @Param(doc: "field separator") var delimiter = Delimiter.comma
+        public init() {}
+    }
 
     public init() {}
 
-    public func run(_ context: NodeContext) throws {
-        let url = try context.path("path")
-        let delimiter = Character(context.string("delimiter"))
-        let table = try CSVTable.read(url, delimiter: delimiter)
-        let missing = context.strings("required_columns").filter { table.columnIndex($0) == nil }
+    public func run(_ context: NodeContext, _ params: Params) throws {
+        let url = params.path.url
+        let table = try CSVTable.read(url, delimiter: Character(params.delimiter.rawValue))
+        let missing = params.requiredColumns.filter { table.columnIndex($0) == nil }
         if !missing.isEmpty {
             throw NodeError("\(url.path):1: missing column\(missing.count > 1 ? "s" : "") \(missing.map { "'\($0)'" }.joined(separator: ", ")); found \(table.columns.joined(separator: ", "))")
         }

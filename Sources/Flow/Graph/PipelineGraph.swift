@@ -57,6 +57,10 @@ public struct PipelineGraph {
                 given.insert(entry.name)
                 let what = "node '\(node.name)' param '\(entry.name)'"
                 guard let value = coercion.coerce(entry.value, to: param.type, what: what) else { continue }
+                if let problem = Self.violation(of: param, by: value) {
+                    errors.append(SpecError("\(what) must be \(problem), found \(value.display)", at: entry.valueLocation))
+                    continue
+                }
                 switch param.type {
                 case .file, .directory:
                     let url = URL(fileURLWithPath: value.stringValue!)
@@ -159,6 +163,20 @@ public struct PipelineGraph {
         }
         let nodes = order.order.compactMap { built[$0] }
         return PipelineGraph(spec: spec, nodes: nodes, index: Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) }))
+    }
+
+    /// The first declared rule `value` breaks, as the words completing "must be …"; non-finite
+    /// numbers are never a meaningful setting.
+    static func violation(of param: ParamSpec, by value: ParamValue) -> String? {
+        func nonFinite(_ v: ParamValue) -> Bool {
+            switch v {
+            case .float(let d): return !d.isFinite
+            case .list(let items): return items.contains(where: nonFinite)
+            default: return false
+            }
+        }
+        if nonFinite(value) { return "a finite number" }
+        return param.checks.first { !$0.accepts(value) }?.description
     }
 
     /// Kahn's order; on a cycle, one cycle's path in dependency direction (a -> b means a reads b).

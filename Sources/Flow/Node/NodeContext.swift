@@ -105,20 +105,6 @@ public final class NodeContext: @unchecked Sendable {
         return url
     }
 
-    // MARK: Params
-
-    public func value(_ name: String) -> ParamValue { params[name] ?? .null }
-    public func int(_ name: String) -> Int { value(name).intValue ?? 0 }
-    public func double(_ name: String) -> Double { value(name).doubleValue ?? 0 }
-    public func bool(_ name: String) -> Bool { value(name).boolValue ?? false }
-    public func string(_ name: String) -> String { value(name).stringValue ?? "" }
-    public func optionalString(_ name: String) -> String? { value(name).stringValue }
-    public func strings(_ name: String) -> [String] { value(name).listValue?.compactMap(\.stringValue) ?? [] }
-    /// The absolute path of a file, folder or reference param.
-    public func path(_ name: String) throws -> URL {
-        guard let url = paths[name] else { throw NodeError("param '\(name)' is not a path") }
-        return url
-    }
 
     /// SHA-256 of an external file, from the cache's (path, size, mtime, inode) memory when unchanged.
     public func contentHash(of url: URL) throws -> String {

@@ -63,18 +63,29 @@ public indirect enum ParamType: Sendable, CustomStringConvertible {
     }
 }
 
+/// A param as the engine sees it; node types declare theirs with `@Param` (see `NodeParams`).
 public struct ParamSpec: Sendable {
     public let name: String
     public let type: ParamType
     /// nil: the parameter is required. `.null`: optional with no value.
     public let defaultValue: ParamValue?
     public let doc: String
+    /// Ranges and rules checked at validate time.
+    public let checks: [ParamCheck]
+    /// The Swift property declaring it, when it differs from `name`.
+    let propertyName: String?
 
-    public init(_ name: String, _ type: ParamType, default defaultValue: ParamValue? = nil, doc: String) {
+    public init(_ name: String, _ type: ParamType, default defaultValue: ParamValue? = nil, doc: String, checks: [ParamCheck] = []) {
+        self.init(name, type, default: defaultValue, doc: doc, checks: checks, propertyName: nil)
+    }
+
+    init(_ name: String, _ type: ParamType, default defaultValue: ParamValue?, doc: String, checks: [ParamCheck], propertyName: String?) {
         self.name = name
         self.type = type
         self.defaultValue = defaultValue
         self.doc = doc
+        self.checks = checks
+        self.propertyName = propertyName
     }
 
     public var isRequired: Bool { defaultValue == nil }
@@ -90,15 +101,24 @@ public protocol NodeType: Sendable {
     static var summary: String { get }
     static var inputs: [PortSpec] { get }
     static var outputs: [PortSpec] { get }
-    static var params: [ParamSpec] { get }
+    /// The params, declared once as `@Param` properties (`NoParams` when there are none).
+    associatedtype Params: NodeParams = NoParams
 
     init()
-    /// Reads inputs and params from `context` and writes every output port's folder.
-    func run(_ context: NodeContext) throws
+    /// Reads inputs from `context`, writes every output port's folder. `params` are checked against
+    /// their declarations before any node runs.
+    func run(_ context: NodeContext, _ params: Params) throws
 }
 
 extension NodeType {
     public static var inputs: [PortSpec] { [] }
+    /// The params the spec checker and `nic nodes` see, derived from `Params`.
+    public static var params: [ParamSpec] { Params.declaredParams }
+
+    /// Decodes the context's checked params and runs the node.
+    func execute(_ context: NodeContext) throws {
+        try run(context, try Params.decode(context.params, paths: context.paths))
+    }
 }
 
 /// The node types a pipeline may use, by name.

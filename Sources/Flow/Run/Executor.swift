@@ -178,7 +178,7 @@ public final class Executor: @unchecked Sendable {
                                       itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, typeName: node.type.name,
                                                            version: node.type.version, keyParams: nodePlan.keyParams, inputKeys: nodePlan.inputKeys),
                                       onProgress: { [weak self] progress in self?.observer?.nodeProgress(name, progress) })
-            try node.type.init().run(context)
+            try node.type.init().execute(context)
             try context.checkCancellation()
             for port in node.type.outputs {
                 var isDir: ObjCBool = false

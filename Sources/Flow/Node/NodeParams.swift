@@ -1,0 +1,329 @@
+import Foundation
+
+/// A node type's params, declared once as `@Param` properties of a struct (in the manner of
+/// swift-argument-parser's `@Option`): the declaration gives the YAML name (the property's name in
+/// snake_case), the type, the default, the doc and the range checks. The engine derives the
+/// `ParamSpec` list from it, checks every value at `nic validate` time, and hands `run` the decoded
+/// struct, so a node reads `params.folds`, never a string.
+///
+///     struct Params: NodeParams {
+///         @Param(doc: "patient-level folds", .atLeast(2)) var folds = 4
+///         @Param(doc: "output head") var head: Reference
+///     }
+public protocol NodeParams: Decodable, Sendable {
+    /// Every param at its default (required ones hold a placeholder); the engine reads the
+    /// declarations from it.
+    init()
+}
+
+/// For node types without params.
+public struct NoParams: NodeParams {
+    public init() {}
+}
+
+// MARK: Values
+
+/// A Swift type a param can be declared with, and how it maps to the YAML-facing `ParamType`.
+public protocol ParamConvertible: Sendable {
+    static var paramType: ParamType { get }
+    /// The value of a required param before decoding (never seen by `run`).
+    static var placeholder: Self { get }
+    /// nil when `value` does not have this type (the spec checker reports that before decoding).
+    init?(paramValue value: ParamValue)
+    var paramValue: ParamValue { get }
+}
+
+extension Int: ParamConvertible {
+    public static var paramType: ParamType { .int }
+    public static var placeholder: Int { 0 }
+    public init?(paramValue value: ParamValue) {
+        guard let i = value.intValue else { return nil }
+        self = i
+    }
+    public var paramValue: ParamValue { .int(self) }
+}
+
+extension Double: ParamConvertible {
+    public static var paramType: ParamType { .float }
+    public static var placeholder: Double { 0 }
+    public init?(paramValue value: ParamValue) {
+        guard let d = value.doubleValue else { return nil }
+        self = d
+    }
+    public var paramValue: ParamValue { .float(self) }
+}
+
+extension Bool: ParamConvertible {
+    public static var paramType: ParamType { .bool }
+    public static var placeholder: Bool { false }
+    public init?(paramValue value: ParamValue) {
+        guard let b = value.boolValue else { return nil }
+        self = b
+    }
+    public var paramValue: ParamValue { .bool(self) }
+}
+
+extension String: ParamConvertible {
+    public static var paramType: ParamType { .string }
+    public static var placeholder: String { "" }
+    public init?(paramValue value: ParamValue) {
+        guard let s = value.stringValue else { return nil }
+        self = s
+    }
+    public var paramValue: ParamValue { .string(self) }
+}
+
+extension Array: ParamConvertible where Element: ParamConvertible {
+    public static var paramType: ParamType { .list(Element.paramType) }
+    public static var placeholder: [Element] { [] }
+    public init?(paramValue value: ParamValue) {
+        guard let items = value.listValue else { return nil }
+        var out: [Element] = []
+        for item in items {
+            guard let element = Element(paramValue: item) else { return nil }
+            out.append(element)
+        }
+        self = out
+    }
+    public var paramValue: ParamValue { .list(map(\.paramValue)) }
+}
+
+/// An optional param: absent or `null` in YAML is nil.
+extension Optional: ParamConvertible where Wrapped: ParamConvertible {
+    public static var paramType: ParamType { Wrapped.paramType }
+    public static var placeholder: Wrapped? { nil }
+    public init?(paramValue value: ParamValue) {
+        if value.isNull { self = .none; return }
+        guard let wrapped = Wrapped(paramValue: value) else { return nil }
+        self = .some(wrapped)
+    }
+    public var paramValue: ParamValue { self?.paramValue ?? .null }
+}
+
+/// Any YAML value, taken as it is (`ParamType.any`).
+extension ParamValue: ParamConvertible {
+    public static var paramType: ParamType { .any }
+    public static var placeholder: ParamValue { .null }
+    public init?(paramValue value: ParamValue) { self = value }
+    public var paramValue: ParamValue { self }
+}
+
+/// A param with a fixed set of spellings: declare a `String` enum with `CaseIterable` and conform it.
+public protocol ParamChoice: ParamConvertible, CaseIterable, RawRepresentable where RawValue == String {}
+
+extension ParamChoice {
+    public static var paramType: ParamType { .choice(allCases.map(\.rawValue)) }
+    public static var placeholder: Self { allCases.first! }
+    public init?(paramValue value: ParamValue) {
+        guard let s = value.stringValue, let v = Self(rawValue: s) else { return nil }
+        self = v
+    }
+    public var paramValue: ParamValue { .string(rawValue) }
+}
+
+/// A file on disk (`ParamType.file`); it enters the cache key by content. The default, when one is
+/// written, is a path relative to the pipeline file.
+public struct FileParam: ParamConvertible, ExpressibleByStringLiteral, Hashable {
+    public let path: String
+    public init(stringLiteral value: String) { path = value }
+    public init(_ path: String) { self.path = path }
+    public var url: URL { URL(fileURLWithPath: path) }
+    public static var paramType: ParamType { .file }
+    public static var placeholder: FileParam { FileParam(stringLiteral: "") }
+    public init?(paramValue value: ParamValue) {
+        guard let s = value.stringValue else { return nil }
+        path = s
+    }
+    public var paramValue: ParamValue { .string(path) }
+}
+
+/// A folder on disk (`ParamType.directory`); it enters the cache key by the content of every file below it.
+public struct DirectoryParam: ParamConvertible, ExpressibleByStringLiteral, Hashable {
+    public let path: String
+    public init(stringLiteral value: String) { path = value }
+    public init(_ path: String) { self.path = path }
+    public var url: URL { URL(fileURLWithPath: path) }
+    public static var paramType: ParamType { .directory }
+    public static var placeholder: DirectoryParam { DirectoryParam(stringLiteral: "") }
+    public init?(paramValue value: ParamValue) {
+        guard let s = value.stringValue else { return nil }
+        path = s
+    }
+    public var paramValue: ParamValue { .string(path) }
+}
+
+/// A reusable YAML definition (an architecture, a recipe, usually under `nodes/`): `run` gets its
+/// parsed content and its path; the key covers the content only.
+public struct Reference: ParamConvertible, ExpressibleByStringLiteral, Sendable {
+    /// The file's path (absolute once the spec is checked).
+    public let path: String
+    /// The parsed YAML (null before checking).
+    public let content: ParamValue
+    public init(stringLiteral value: String) { path = value; content = .null }
+    /// A default: a path relative to the pipeline file.
+    public init(_ path: String) { self.init(path: path, content: .null) }
+    public init(path: String, content: ParamValue) { self.path = path; self.content = content }
+    public var url: URL { URL(fileURLWithPath: path) }
+    public static var paramType: ParamType { .reference }
+    public static var placeholder: Reference { Reference(stringLiteral: "") }
+    /// Decoding sees `{"path", "content"}` (see `NodeParamsDecoding`); a declaration's default is a path.
+    public init?(paramValue value: ParamValue) {
+        if let s = value.stringValue { self.init(stringLiteral: s); return }
+        guard let map = value.mapValue, let path = map["path"]?.stringValue else { return nil }
+        self.init(path: path, content: map["content"] ?? .null)
+    }
+    public var paramValue: ParamValue { .string(path) }
+}
+
+// MARK: Checks
+
+/// A range or rule a param's value must satisfy, checked at validate time with a located error.
+/// Number rules look at each number (each item of a list on its own); list rules at the whole list;
+/// null (an absent optional) passes both.
+public struct ParamCheck: Sendable, CustomStringConvertible {
+    /// "≥ 1", "in [0, 1]": completes "must be …".
+    public let description: String
+    private let onList: Bool
+    private let holds: @Sendable (ParamValue) -> Bool
+
+    private init(_ description: String, onList: Bool, holds: @escaping @Sendable (ParamValue) -> Bool) {
+        self.description = description
+        self.onList = onList
+        self.holds = holds
+    }
+
+    /// Whether `value` passes.
+    public func accepts(_ value: ParamValue) -> Bool {
+        switch value {
+        case .null: return true
+        case .list(let items) where !onList: return items.allSatisfy(accepts)
+        default: return holds(value)
+        }
+    }
+
+    private static func number(_ description: String, _ test: @escaping @Sendable (Double) -> Bool) -> ParamCheck {
+        ParamCheck(description, onList: false) { value in value.doubleValue.map(test) ?? true }
+    }
+
+    private static func show(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : "\(x)" }
+
+    /// x ≥ low.
+    public static func atLeast(_ low: Double) -> ParamCheck { number("≥ \(show(low))") { $0 >= low } }
+    /// x > 0.
+    public static let positive = number("> 0") { $0 > 0 }
+    /// low ≤ x ≤ high.
+    public static func within(_ low: Double, _ high: Double) -> ParamCheck {
+        number("in [\(show(low)), \(show(high))]") { $0 >= low && $0 <= high }
+    }
+    /// low < x < high.
+    public static func between(_ low: Double, _ high: Double) -> ParamCheck {
+        number("strictly between \(show(low)) and \(show(high))") { $0 > low && $0 < high }
+    }
+    /// A probability or fraction: 0 ≤ x ≤ 1.
+    public static let fraction = within(0, 1)
+    /// A list of `low` to `high` items.
+    public static func count(_ low: Int, _ high: Int = .max) -> ParamCheck {
+        let text = high == .max ? "a list of at least \(low) item\(low == 1 ? "" : "s")" : low == high ? "a list of \(low) item\(low == 1 ? "" : "s")" : "a list of \(low) to \(high) items"
+        return ParamCheck(text, onList: true) { value in value.listValue.map { $0.count >= low && $0.count <= high } ?? true }
+    }
+}
+
+// MARK: Declaration
+
+/// One declared param. The wrapper keeps the declaration (doc, checks, YAML name) in the prototype
+/// the engine reflects on; a decoded value carries only the value.
+@propertyWrapper
+public struct Param<Value: ParamConvertible>: Decodable, Sendable {
+    public var wrappedValue: Value
+    let doc: String
+    let checks: [ParamCheck]
+    let name: String?
+    let isRequired: Bool
+
+    /// A param with a default: `@Param(doc: "…") var epochs = 8`.
+    public init(wrappedValue: Value, name: String? = nil, doc: String, _ checks: ParamCheck...) {
+        self.wrappedValue = wrappedValue
+        self.doc = doc
+        self.checks = checks
+        self.name = name
+        self.isRequired = false
+    }
+
+    /// A required param: `@Param(doc: "…") var head: Reference`.
+    public init(name: String? = nil, doc: String, _ checks: ParamCheck...) {
+        self.wrappedValue = Value.placeholder
+        self.doc = doc
+        self.checks = checks
+        self.name = name
+        self.isRequired = true
+    }
+
+    public init(from decoder: Decoder) throws {
+        let value = try ParamValue(from: decoder)
+        guard let typed = Value(paramValue: value) else {
+            throw DecodingError.typeMismatch(Value.self, .init(codingPath: decoder.codingPath, debugDescription: "expected \(Value.paramType), found \(value.canonicalJSON)"))
+        }
+        wrappedValue = typed
+        doc = ""
+        checks = []
+        name = nil
+        isRequired = false
+    }
+}
+
+/// What the engine reads from a `Param` without knowing its value type.
+protocol ParamDeclaration {
+    func spec(propertyName: String) -> ParamSpec
+}
+
+extension Param: ParamDeclaration {
+    func spec(propertyName: String) -> ParamSpec {
+        ParamSpec(name ?? snakeCase(propertyName), Value.paramType, default: isRequired ? nil : wrappedValue.paramValue,
+                  doc: doc, checks: checks, propertyName: propertyName)
+    }
+}
+
+/// `learningRate` → `learning_rate`: YAML names follow the field's convention, Swift names Swift's.
+func snakeCase(_ name: String) -> String {
+    var out = ""
+    for character in name {
+        if character.isUppercase {
+            if !out.isEmpty { out += "_" }
+            out += character.lowercased()
+        } else {
+            out.append(character)
+        }
+    }
+    return out
+}
+
+extension NodeParams {
+    /// The declared params, in declaration order.
+    public static var declaredParams: [ParamSpec] {
+        Mirror(reflecting: Self()).children.compactMap { child in
+            guard let label = child.label, label.hasPrefix("_"), let declaration = child.value as? ParamDeclaration else { return nil }
+            return declaration.spec(propertyName: String(label.dropFirst()))
+        }
+    }
+
+    /// The struct for checked values (defaults filled in; file-like params absolute paths; references
+    /// with their parsed content and path).
+    static func decode(_ values: [String: ParamValue], paths: [String: URL]) throws -> Self {
+        var byProperty: [String: ParamValue] = [:]
+        for spec in declaredParams {
+            var value = values[spec.name] ?? spec.defaultValue ?? .null
+            if case .reference = spec.type, let url = paths[spec.name] {
+                value = .map(["path": .string(url.path), "content": value])
+            }
+            byProperty[spec.propertyName ?? spec.name] = value
+        }
+        let encoder = JSONEncoder()
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let data = try encoder.encode(byProperty)
+        do {
+            return try JSONDecoder().decode(Self.self, from: data)
+        } catch {
+            throw NodeError("params do not fit their declaration (an engine bug): \(error)")
+        }
+    }
+}
