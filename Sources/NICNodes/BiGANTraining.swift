@@ -26,19 +26,16 @@ enum BiGANTraining {
         let dOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geParameters = generator.parameters + encoder.parameters
-        let epochs = params.epochs, batchSize = params.batchSize, d = info.downsample
-        let steps = (images.count + batchSize - 1) / batchSize
+        let d = info.downsample
         var noise = Neural.SeededGenerator(seed: seed &+ 47)
-        var rows: [[String]] = []
 
-        for epoch in 1...epochs {
-            var shuffler = Neural.SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
-            let order = shuffler.permutation(images.count)
-            var dTotal = 0.0, geTotal = 0.0, used = 0
-            for s in 0..<steps {
-                try context.checkCancellation()
-                let batch = Array(order[(s * batchSize)..<min(order.count, (s + 1) * batchSize)])
-                if batch.count < 2 { continue }
+        // D and (G, E) each take their own step inside one training step, so the step applies them.
+        var schedule = params.schedule
+        schedule.plateau = nil  // adversarial losses do not measure progress
+        let trainer = Trainer(schedule: schedule, update: .byStep([dOptimizer, geOptimizer]), context: context)
+        let outcome = try trainer.fit(
+            order: Trainer.shuffledEachEpoch(Array(images.indices), seed: seed),
+            step: { batch, epoch in
                 let n = batch.count
                 let x = EncoderModel.preprocess(batch.map { augmenter?.apply(to: images[$0], epoch: epoch, index: $0) ?? images[$0] }, downsample: d)
                 let z = Tensor(shape: [n, codeSize], data: (0..<(n * codeSize)).map { _ in noise.nextNormal() })
@@ -67,24 +64,19 @@ enum BiGANTraining {
                 // The encoder's forward state was overwritten by no one; the generator's is from this step.
                 try generator.backward(dFake)
                 geOptimizer.step(geParameters)
-
-                dTotal += realLoss.value + fakeLoss.value
-                geTotal += geReal.value + geFake.value
-                used += 1
-                context.progress((epoch - 1) * steps + s + 1, of: epochs * steps, unit: "steps", stage: "epoch \(epoch)/\(epochs)",
-                                 metrics: ["d_loss": dTotal / Double(used), "ge_loss": geTotal / Double(used)])
-            }
-            rows.append([String(epoch), "\(dTotal / Double(max(1, used)))", "\(geTotal / Double(max(1, used)))"])
-        }
+                let dLoss = realLoss.value + fakeLoss.value, geLoss = geReal.value + geFake.value
+                return StepResult(loss: dLoss + geLoss, metrics: [("d_loss", dLoss), ("ge_loss", geLoss)])
+            },
+            snapshot: { () })
         info.training = "bigan"
-        info.epochs = epochs
-        info.bestEpoch = epochs  // adversarial losses do not rank epochs; the last one is kept
+        info.epochs = outcome.epochs.count
+        info.bestEpoch = outcome.epochs.count  // adversarial losses do not rank epochs; the last one is kept
         info.trainPatches = images.count
         try encoder.save(to: out.appendingPathComponent("encoder.safetensors"))
         try generator.save(to: out.appendingPathComponent("generator.safetensors"))
         try discriminator.save(to: out.appendingPathComponent("discriminator.safetensors"))
         for url in [generatorURL, discriminatorURL] { try FileManager.default.copyItem(at: url, to: out.appendingPathComponent(url.lastPathComponent)) }
-        try CSVTable(columns: ["epoch", "d_loss", "ge_loss"], rows: rows).write(to: out.appendingPathComponent("curves.csv"))
+        try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
         try EncoderNode.writeInfo(info, to: out)
     }
 }

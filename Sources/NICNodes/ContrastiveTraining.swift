@@ -60,13 +60,8 @@ enum ContrastiveTraining {
             }
         }
 
-        let parameters = encoder.parameters + head.parameters
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
-        var plateau = ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: Float(params.minLearningRate))
-        let epochs = params.epochs, batchSize = params.batchSize, d = info.downsample
-        let steps = (train.count + batchSize - 1) / batchSize
-        var best: (loss: Double, epoch: Int, weights: [(String, Safetensors.Value)], head: [(String, Safetensors.Value)])?
-        var rows: [[String]] = []
+        let d = info.downsample
 
         func step(_ batch: [(Int, Int, Bool)], epoch: Int, training: Bool) throws -> (loss: Double, correct: Int) {
             // Partners that are the anchor itself get a different augmentation draw (index offset).
@@ -88,53 +83,43 @@ enum ContrastiveTraining {
             return (result.value, correct)
         }
 
-        for epoch in 1...epochs {
-            var pairRng = Neural.SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
-            let anchors = pairRng.permutation(train.count).map { train[$0] }
-            let all = pairs(anchors, &pairRng)
-            var total = 0.0, used = 0
-            for s in 0..<steps {
-                try context.checkCancellation()
-                let batch = Array(all[(s * batchSize)..<min(all.count, (s + 1) * batchSize)])
-                if batch.count < 2 { continue }
-                for p in parameters { p.zeroGrad() }
-                total += try step(batch, epoch: epoch, training: true).loss
-                optimizer.step(parameters)
-                used += 1
-                context.progress((epoch - 1) * steps + s + 1, of: epochs * steps, unit: "steps", stage: "epoch \(epoch)/\(epochs)",
-                                 metrics: ["loss": total / Double(max(1, used))])
-            }
-            var validationRng = Neural.SeededGenerator(seed: seed &+ 0xFACE)
-            let validationPairs = pairs(validation.isEmpty ? train : validation, &validationRng)
-            var valLoss = 0.0, correct = 0, batches = 0
-            for start in stride(from: 0, to: validationPairs.count, by: 128) {
-                let batch = Array(validationPairs[start..<min(validationPairs.count, start + 128)])
-                let r = try step(batch, epoch: 0, training: false)
-                valLoss += r.loss
-                correct += r.correct
-                batches += 1
-            }
-            valLoss /= Double(max(1, batches))
-            let trainLoss = total / Double(max(1, used))
-            let accuracy = Double(correct) / Double(max(1, validationPairs.count))
-            context.progress(epoch * steps, of: epochs * steps, unit: "steps", stage: "epoch \(epoch)/\(epochs)",
-                             metrics: ["loss": trainLoss, "val_loss": valLoss, "val_accuracy": accuracy])
-            rows.append([String(epoch), "\(optimizer.learningRate)", "\(trainLoss)", "\(valLoss)", "\(accuracy)"])
-            if best == nil || valLoss < best!.loss { best = (valLoss, epoch, encoder.stateDict(), head.stateDict()) }
-            _ = plateau.update(valLoss, optimizer: optimizer)
-        }
+        // Each epoch pairs its shuffled anchors with the same generator that shuffled them.
+        var epochPairs: [(Int, Int, Bool)] = []
+        let trainer = Trainer(schedule: params.schedule, update: .optimizer(optimizer, parameters: encoder.parameters + head.parameters), context: context)
+        let outcome = try trainer.fit(
+            order: { epoch in
+                var pairRng = Neural.SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+                let anchors = pairRng.permutation(train.count).map { train[$0] }
+                epochPairs = pairs(anchors, &pairRng)
+                return Array(epochPairs.indices)
+            },
+            step: { batch, epoch in StepResult(loss: try step(batch.map { epochPairs[$0] }, epoch: epoch, training: true).loss) },
+            validate: { _ in
+                var validationRng = Neural.SeededGenerator(seed: seed &+ 0xFACE)
+                let validationPairs = pairs(validation.isEmpty ? train : validation, &validationRng)
+                var valLoss = 0.0, correct = 0, batches = 0
+                for start in stride(from: 0, to: validationPairs.count, by: 128) {
+                    let batch = Array(validationPairs[start..<min(validationPairs.count, start + 128)])
+                    let r = try step(batch, epoch: 0, training: false)
+                    valLoss += r.loss
+                    correct += r.correct
+                    batches += 1
+                }
+                return ValidationResult(loss: valLoss / Double(max(1, batches)),
+                                        metrics: [("accuracy", Double(correct) / Double(max(1, validationPairs.count)))])
+            },
+            snapshot: { (encoder: encoder.stateDict(), head: head.stateDict()) })
         info.training = "contrastive"
-        info.epochs = epochs
-        info.bestEpoch = best?.epoch
+        info.epochs = outcome.epochs.count
+        info.bestEpoch = outcome.best?.epoch
         info.trainPatches = train.count
         info.validationPatches = validation.count
-        if let best {
-            try EncoderNode.writeWeights(best.weights, to: out.appendingPathComponent("encoder.safetensors"))
+        if let best = outcome.best?.snapshot {
+            try EncoderNode.writeWeights(best.encoder, to: out.appendingPathComponent("encoder.safetensors"))
             try EncoderNode.writeWeights(best.head, to: out.appendingPathComponent("heads.safetensors"))
         }
         try FileManager.default.copyItem(at: headURL, to: out.appendingPathComponent("contrastive-head.yaml"))
-        try CSVTable(columns: ["epoch", "learning_rate", "train_loss", "val_loss", "val_accuracy"], rows: rows)
-            .write(to: out.appendingPathComponent("curves.csv"))
+        try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
         try EncoderNode.writeInfo(info, to: out)
     }
 }

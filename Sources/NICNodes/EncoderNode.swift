@@ -121,63 +121,43 @@ public struct EncoderNode: NodeType {
         let augmenter = try patchSet.augmenter()
         let parameters = encoder.parameters + tasks.flatMap(\.network.parameters)
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
-        var plateau = ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: Float(params.minLearningRate))
-        let epochs = params.epochs, batchSize = params.batchSize
-        let stepsPerEpoch = (trainIndices.count + batchSize - 1) / batchSize
-        var best: (loss: Double, epoch: Int, encoder: [(String, Safetensors.Value)], heads: [(String, Safetensors.Value)])?
-        var curveRows: [[String]] = []
-        let curveColumns = ["epoch", "learning_rate", "train_loss", "val_loss"] + tasks.flatMap { ["\($0.info.name)_train_loss", "\($0.info.name)_val_loss", "\($0.info.name)_val_\($0.info.kind == "regression" ? "r" : "accuracy")"] }
-
-        for epoch in 1...max(1, epochs) {
-            var shuffler = Neural.SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
-            let shuffled = shuffler.permutation(trainIndices.count).map { trainIndices[$0] }
-            var totals = [Double](repeating: 0, count: tasks.count)
-            var total = 0.0
-            for step in 0..<stepsPerEpoch {
-                try context.checkCancellation()
-                let batch = Array(shuffled[(step * batchSize)..<min(shuffled.count, (step + 1) * batchSize)])
-                // Batch norm needs two items; a lone last patch waits for the next epoch's shuffle.
-                if batch.count < 2 { continue }
+        let trainer = Trainer(schedule: params.schedule, update: .optimizer(optimizer, parameters: parameters), context: context)
+        let outcome = try trainer.fit(
+            order: Trainer.shuffledEachEpoch(trainIndices, seed: seed),
+            step: { batch, epoch in
                 let patches = batch.map { i in augmenter?.apply(to: images[i], epoch: epoch, index: i) ?? images[i] }
                 let x = EncoderModel.preprocess(patches, downsample: downsample)
-                for p in parameters { p.zeroGrad() }
                 let code = try encoder.forward(x, training: true).reshaped([batch.count, codeSize])
                 var dCode = Tensor(zeros: [batch.count, codeSize])
                 var stepLoss = 0.0
+                var perTask: [(String, Double)] = []
                 for t in tasks.indices {
                     let output = try tasks[t].network.forward(code, training: true)
                     let result = try Self.loss(tasks[t], output: output, indices: batch)
                     let weight = Float(tasks[t].info.weight)
                     let grads = try tasks[t].network.backward(Tensor(shape: result.gradient.shape, data: result.gradient.data.map { $0 * weight }))
                     for k in 0..<dCode.count { dCode.data[k] += grads[0].data[k] }
-                    totals[t] += result.value
+                    perTask.append(("\(tasks[t].info.name)_train_loss", result.value))
                     stepLoss += tasks[t].info.weight * result.value
                 }
                 try encoder.backward(dCode.reshaped([batch.count] + codeShape))
-                optimizer.step(parameters)
-                total += stepLoss
-                context.progress((epoch - 1) * stepsPerEpoch + step + 1, of: max(1, epochs) * stepsPerEpoch, unit: "steps",
-                                 stage: "epoch \(epoch)/\(epochs)", metrics: ["loss": total / Double(step + 1)])
-            }
-            let trainLoss = total / Double(max(1, stepsPerEpoch))
-            let validation = try evaluate(encoder: encoder, tasks: tasks, images: images, indices: validationIndices.isEmpty ? trainIndices : validationIndices,
-                                          downsample: downsample, codeSize: codeSize, context: context)
-            context.progress(epoch * stepsPerEpoch, of: max(1, epochs) * stepsPerEpoch, unit: "steps",
-                             stage: "epoch \(epoch)/\(epochs)", metrics: ["loss": trainLoss, "val_loss": validation.loss])
-            var row = [String(epoch), "\(optimizer.learningRate)", "\(trainLoss)", "\(validation.loss)"]
-            for t in tasks.indices {
-                row += ["\(totals[t] / Double(max(1, stepsPerEpoch)))", "\(validation.perTask[t].loss)", "\(validation.perTask[t].score)"]
-            }
-            curveRows.append(row)
-            if best == nil || validation.loss < best!.loss {
-                best = (validation.loss, epoch, encoder.stateDict(), tasks.flatMap { $0.network.stateDict() })
-            }
-            _ = plateau.update(validation.loss, optimizer: optimizer)
-        }
-        info.epochs = epochs
-        info.bestEpoch = best?.epoch
+                return StepResult(loss: stepLoss, metrics: perTask)
+            },
+            validate: { _ in
+                let validation = try evaluate(encoder: encoder, tasks: tasks, images: images, indices: validationIndices.isEmpty ? trainIndices : validationIndices,
+                                              downsample: downsample, codeSize: codeSize, context: context)
+                var metrics: [(String, Double)] = []
+                for t in tasks.indices {
+                    metrics.append(("\(tasks[t].info.name)_loss", validation.perTask[t].loss))
+                    metrics.append(("\(tasks[t].info.name)_\(tasks[t].info.kind == "regression" ? "r" : "accuracy")", validation.perTask[t].score))
+                }
+                return ValidationResult(loss: validation.loss, metrics: metrics)
+            },
+            snapshot: { (encoder: encoder.stateDict(), heads: tasks.flatMap { $0.network.stateDict() }) })
+        info.epochs = outcome.epochs.count
+        info.bestEpoch = outcome.best?.epoch
         info.tasks = tasks.map(\.info)
-        if let best {
+        if let best = outcome.best?.snapshot {
             try Self.writeWeights(best.encoder, to: out.appendingPathComponent("encoder.safetensors"))
             try Self.writeWeights(best.heads, to: out.appendingPathComponent("heads.safetensors"))
         }
@@ -187,7 +167,7 @@ public struct EncoderNode: NodeType {
             try FileManager.default.copyItem(at: URL(fileURLWithPath: task.info.head),
                                              to: headsFolder.appendingPathComponent("\(task.info.name).yaml"))
         }
-        try CSVTable(columns: curveColumns, rows: curveRows).write(to: out.appendingPathComponent("curves.csv"))
+        try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
         try write(info, to: out)
     }
 

@@ -151,21 +151,28 @@ public struct PatientModel: NodeType {
             let head = try Heads.architecture(file: headURL, outputs: outputs).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
             let parameters = trunk.parameters + head.parameters
             let optimizer = Adam(learningRate: Float(params.learningRate))
-            var plateau = ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: 1e-5)
+            // The plateau watches the training loss: with tens of patients no fold can spare a validation set.
+            var trainer = Trainer(schedule: TrainingSchedule(epochs: epochs, batchSize: batchSize,
+                                                             plateau: ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: 1e-5)),
+                                  update: .optimizer(optimizer, parameters: parameters))
+            trainer.checkCancellation = { try context.checkCancellation() }
+            trainer.progress = { p in
+                guard p.epochFinished else { return }
+                context.progress(fold * epochs + p.epoch, of: foldCount * epochs, unit: "epochs",
+                                 stage: "fold \(fold + 1)/\(foldCount) epoch \(p.epoch)/\(epochs)", metrics: ["loss": p.metrics["loss"] ?? .nan])
+            }
+            // One generator draws both the epoch's order and its crops.
             var rng = Stats.SeededGenerator(seed: foldSeed &+ 2)
-            for epoch in 1...epochs {
-                try context.checkCancellation()
-                var order = trainSlides
-                order.shuffle(using: &rng)
-                var epochLoss = 0.0, steps = 0
-                for start in stride(from: 0, to: order.count, by: batchSize) {
-                    let batch = Array(order[start..<min(order.count, start + batchSize)])
-                    // Batch norm needs two items; a lone last item waits for the next epoch's shuffle.
-                    if batch.count < 2 { continue }
+            let outcome = try trainer.fit(
+                order: { _ in
+                    var order = trainSlides
+                    order.shuffle(using: &rng)
+                    return order
+                },
+                step: { batch, _ in
                     let batchPatients = batch.map { slides[$0].patient }
-                    if task == .survival && !batchPatients.contains(where: { event[$0]! }) { continue }
+                    if task == .survival && !batchPatients.contains(where: { event[$0]! }) { return nil }
                     let x = try crops(batch.map { slides[$0] }, crop: crop, channels: channels, rng: &rng, orientation: nil)
-                    for p in parameters { p.zeroGrad() }
                     let features = try trunk.forward(x, training: true)
                     let output = try head.forward(features.reshaped([batch.count, features.count / batch.count]), training: true)
                     let result: LossResult
@@ -181,16 +188,10 @@ public struct PatientModel: NodeType {
                     }
                     let dFeatures = try head.backward(result.gradient)[0]
                     try trunk.backward(dFeatures.reshaped(features.shape))
-                    optimizer.step(parameters)
-                    epochLoss += result.value
-                    steps += 1
-                }
-                let loss = steps > 0 ? epochLoss / Double(steps) : .nan
-                if loss.isFinite { _ = plateau.update(loss, optimizer: optimizer) }
-                curves[epoch - 1].append("\(loss)")
-                context.progress(fold * epochs + epoch, of: foldCount * epochs, unit: "epochs",
-                                 stage: "fold \(fold + 1)/\(foldCount) epoch \(epoch)/\(epochs)", metrics: ["loss": loss])
-            }
+                    return StepResult(loss: result.value)
+                },
+                snapshot: { () })
+            for record in outcome.epochs { curves[record.epoch - 1].append("\(record.trainLoss)") }
             // Out-of-fold predictions: average over slides × orientations × crops.
             var testRng = Stats.SeededGenerator(seed: foldSeed &+ 3)
             for patient in testPatients {

@@ -28,13 +28,8 @@ enum VAETraining {
         let order = rng.permutation(images.count)
         let held = Int(Double(images.count) * params.validation)
         let validation = Array(order.prefix(held)), train = Array(order.dropFirst(held))
-        let parameters = encoder.parameters + decoder.parameters
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
-        var plateau = ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: Float(params.minLearningRate))
-        let epochs = params.epochs, batchSize = params.batchSize, d = info.downsample
-        let steps = (train.count + batchSize - 1) / batchSize
-        var best: (loss: Double, epoch: Int, weights: [(String, Safetensors.Value)], decoder: [(String, Safetensors.Value)])?
-        var rows: [[String]] = []
+        let d = info.downsample
 
         func losses(_ x: Tensor, training: Bool) throws -> (recon: LossResult, kl: LossResult, stats: Tensor) {
             let stats = try encoder.forward(x, training: training).reshaped([x.batch, statsWidth])
@@ -45,57 +40,45 @@ enum VAETraining {
             return (recon, kl, stats)
         }
 
-        for epoch in 1...epochs {
-            var shuffler = Neural.SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
-            let shuffled = shuffler.permutation(train.count).map { train[$0] }
-            var total = 0.0, used = 0
-            for step in 0..<steps {
-                try context.checkCancellation()
-                let batch = Array(shuffled[(step * batchSize)..<min(shuffled.count, (step + 1) * batchSize)])
-                if batch.count < 2 { continue }
+        let trainer = Trainer(schedule: params.schedule, update: .optimizer(optimizer, parameters: encoder.parameters + decoder.parameters), context: context)
+        let outcome = try trainer.fit(
+            order: Trainer.shuffledEachEpoch(train, seed: seed),
+            step: { batch, epoch in
                 let x = EncoderModel.preprocess(batch.map { augmenter?.apply(to: images[$0], epoch: epoch, index: $0) ?? images[$0] }, downsample: d)
-                for p in parameters { p.zeroGrad() }
                 let (recon, kl, stats) = try losses(x, training: true)
                 let dz = try decoder.backward(recon.gradient)[0]
                 let dStats = try sampler.backward(dz)
                 let combined = Tensor(shape: stats.shape, data: zip(dStats.data, kl.gradient.data).map { $0 + $1 })
                 try encoder.backward(combined.reshaped([batch.count] + encoder.outputShape))
-                optimizer.step(parameters)
-                total += recon.value + kl.value
-                used += 1
-                context.progress((epoch - 1) * steps + step + 1, of: epochs * steps, unit: "steps", stage: "epoch \(epoch)/\(epochs)",
-                                 metrics: ["loss": total / Double(used)])
-            }
-            var valRecon = 0.0, valKL = 0.0, batches = 0
-            let evaluationSet = validation.isEmpty ? train : validation
-            for start in stride(from: 0, to: evaluationSet.count, by: 256) {
-                let batch = Array(evaluationSet[start..<min(evaluationSet.count, start + 256)])
-                let (recon, kl, _) = try losses(EncoderModel.preprocess(batch.map { images[$0] }, downsample: d), training: false)
-                valRecon += recon.value
-                valKL += kl.value
-                batches += 1
-            }
-            let valLoss = (valRecon + valKL) / Double(max(1, batches))
-            let trainLoss = total / Double(max(1, used))
-            context.progress(epoch * steps, of: epochs * steps, unit: "steps", stage: "epoch \(epoch)/\(epochs)", metrics: ["loss": trainLoss, "val_loss": valLoss])
-            rows.append([String(epoch), "\(optimizer.learningRate)", "\(trainLoss)", "\(valLoss)", "\(valRecon / Double(max(1, batches)))", "\(valKL / Double(max(1, batches)))"])
-            if best == nil || valLoss < best!.loss { best = (valLoss, epoch, encoder.stateDict(), decoder.stateDict()) }
-            _ = plateau.update(valLoss, optimizer: optimizer)
-        }
+                return StepResult(loss: recon.value + kl.value)
+            },
+            validate: { _ in
+                var valRecon = 0.0, valKL = 0.0, batches = 0
+                let evaluationSet = validation.isEmpty ? train : validation
+                for start in stride(from: 0, to: evaluationSet.count, by: 256) {
+                    let batch = Array(evaluationSet[start..<min(evaluationSet.count, start + 256)])
+                    let (recon, kl, _) = try losses(EncoderModel.preprocess(batch.map { images[$0] }, downsample: d), training: false)
+                    valRecon += recon.value
+                    valKL += kl.value
+                    batches += 1
+                }
+                let n = Double(max(1, batches))
+                return ValidationResult(loss: (valRecon + valKL) / n, metrics: [("reconstruction", valRecon / n), ("kl", valKL / n)])
+            },
+            snapshot: { (encoder: encoder.stateDict(), decoder: decoder.stateDict()) })
         info.training = "vae"
         info.codeSize = codeSize
         info.codeFrom = codeSize
-        info.epochs = epochs
-        info.bestEpoch = best?.epoch
+        info.epochs = outcome.epochs.count
+        info.bestEpoch = outcome.best?.epoch
         info.trainPatches = train.count
         info.validationPatches = validation.count
-        if let best {
-            try EncoderNode.writeWeights(best.weights, to: out.appendingPathComponent("encoder.safetensors"))
+        if let best = outcome.best?.snapshot {
+            try EncoderNode.writeWeights(best.encoder, to: out.appendingPathComponent("encoder.safetensors"))
             try EncoderNode.writeWeights(best.decoder, to: out.appendingPathComponent("decoder.safetensors"))
         }
         try FileManager.default.copyItem(at: decoderURL, to: out.appendingPathComponent("decoder.yaml"))
-        try CSVTable(columns: ["epoch", "learning_rate", "train_loss", "val_loss", "val_reconstruction", "val_kl"], rows: rows)
-            .write(to: out.appendingPathComponent("curves.csv"))
+        try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
         try EncoderNode.writeInfo(info, to: out)
     }
 }

@@ -148,7 +148,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("table (v1) – Reads a CSV file"), result.stdout)
         XCTAssertTrue(result.stdout.contains("    path: file path, required – the CSV file"), result.stdout)
         XCTAssertTrue(result.stdout.contains("    a: Text – first"), result.stdout)
-        XCTAssertTrue(result.stdout.contains("    repeat: int, default 1 – how many times"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("    repeat: int, in [0, 1000], default 1 – how many times"), result.stdout)
     }
 
     func testRunRecordsAndRunsListing() throws {

@@ -1,0 +1,221 @@
+import Foundation
+
+/// How long and how fast a model trains: epochs, batches, the learning-rate schedule, early stopping.
+public struct TrainingSchedule {
+    public var epochs: Int
+    public var batchSize: Int
+    /// Batches smaller than this are skipped (batch norm needs two items); their items wait for the
+    /// next epoch's shuffle.
+    public var minimumBatch = 2
+    /// Lowers the learning rate when the monitored loss stalls; nil keeps it constant. The monitored
+    /// loss is the validation loss when there is a validation, the training loss otherwise.
+    public var plateau: ReduceOnPlateau?
+    /// Stops after this many epochs without improvement of the monitored loss; nil runs every epoch.
+    public var earlyStopping: Int?
+
+    public init(epochs: Int, batchSize: Int, plateau: ReduceOnPlateau? = nil, earlyStopping: Int? = nil) {
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.plateau = plateau
+        self.earlyStopping = earlyStopping
+    }
+}
+
+/// Who applies the gradients of a step.
+public enum ParameterUpdate {
+    /// The trainer zeroes the gradients of `parameters` before each step and applies the optimizer after it.
+    case optimizer(Optimizer, parameters: [Parameter])
+    /// The step updates its parameters itself (adversarial training with two optimizers); the
+    /// schedule adjusts these optimizers' learning rates.
+    case byStep([Optimizer])
+
+    var optimizers: [Optimizer] {
+        switch self {
+        case .optimizer(let optimizer, _): return [optimizer]
+        case .byStep(let optimizers): return optimizers
+        }
+    }
+}
+
+/// What one training step measured: its loss and named numbers averaged over the epoch's steps.
+public struct StepResult {
+    public var loss: Double
+    public var metrics: [(String, Double)]
+
+    public init(loss: Double, metrics: [(String, Double)] = []) {
+        self.loss = loss
+        self.metrics = metrics
+    }
+}
+
+/// What a validation pass measured after an epoch.
+public struct ValidationResult {
+    public var loss: Double
+    public var metrics: [(String, Double)]
+
+    public init(loss: Double, metrics: [(String, Double)] = []) {
+        self.loss = loss
+        self.metrics = metrics
+    }
+}
+
+/// One epoch of a training run, as `curves.csv` records it.
+public struct EpochRecord {
+    public var epoch: Int
+    /// The learning rate the epoch trained with.
+    public var learningRate: Float
+    /// Mean step loss (NaN when every batch was skipped).
+    public var trainLoss: Double
+    public var trainMetrics: [(String, Double)]
+    public var validation: ValidationResult?
+}
+
+/// Where a training run is, for progress displays.
+public struct TrainingProgress {
+    public var epoch: Int
+    public var epochs: Int
+    /// Steps taken in this epoch (all of them once the epoch is finished).
+    public var step: Int
+    public var steps: Int
+    /// Running mean loss of the epoch, and after the epoch its validation numbers.
+    public var metrics: [String: Double]
+    public var epochFinished: Bool
+}
+
+public enum TrainingError: Error, CustomStringConvertible {
+    case nonFiniteLoss(epoch: Int, step: Int, value: Double)
+    case nonFiniteValidation(epoch: Int, value: Double)
+
+    public var description: String {
+        switch self {
+        case .nonFiniteLoss(let epoch, let step, let value):
+            return "training diverged: the loss of epoch \(epoch) step \(step) is \(value); lower the learning rate or check the labels"
+        case .nonFiniteValidation(let epoch, let value):
+            return "training diverged: the validation loss after epoch \(epoch) is \(value); lower the learning rate or check the labels"
+        }
+    }
+}
+
+/// The result of `Trainer.fit`: every epoch, and the best one by the monitored loss with the
+/// snapshot taken then.
+public struct TrainingOutcome<Snapshot> {
+    public var epochs: [EpochRecord]
+    public var best: (epoch: Int, loss: Double, snapshot: Snapshot)?
+    /// True when early stopping ended the run before the last scheduled epoch.
+    public var stoppedEarly: Bool
+
+    /// `epoch, learning_rate, train_loss[, val_loss]`, the step metrics, then the validation metrics
+    /// (prefixed `val_`, as in the progress display).
+    public var curves: (columns: [String], rows: [[String]]) {
+        let hasValidation = epochs.contains { $0.validation != nil }
+        let trainNames = epochs.first?.trainMetrics.map(\.0) ?? []
+        let validationNames = epochs.first?.validation?.metrics.map(\.0) ?? []
+        let columns = ["epoch", "learning_rate", "train_loss"] + (hasValidation ? ["val_loss"] : []) + trainNames + validationNames.map { "val_" + $0 }
+        let rows = epochs.map { record -> [String] in
+            var row = [String(record.epoch), "\(record.learningRate)", "\(record.trainLoss)"]
+            if hasValidation { row.append(record.validation.map { "\($0.loss)" } ?? "") }
+            row += record.trainMetrics.map { "\($0.1)" }
+            row += (record.validation?.metrics.map { "\($0.1)" }) ?? validationNames.map { _ in "" }
+            return row
+        }
+        return (columns, rows)
+    }
+}
+
+/// The one training loop every training node uses: epochs of seeded batches, gradient steps, a
+/// validation pass, the learning-rate plateau, early stopping, the best checkpoint, curves,
+/// progress, cancellation and a guard against divergence. A node supplies only its model (through
+/// `update` and `snapshot`), the order of its items, and what a step and a validation compute.
+public struct Trainer {
+    public var schedule: TrainingSchedule
+    public var update: ParameterUpdate
+    public var progress: (TrainingProgress) -> Void = { _ in }
+    /// Throws to stop the run (checked before every step).
+    public var checkCancellation: () throws -> Void = {}
+
+    public init(schedule: TrainingSchedule, update: ParameterUpdate) {
+        self.schedule = schedule
+        self.update = update
+    }
+
+    /// The usual order: a fresh seeded permutation of `items` each epoch, fixed by (seed, epoch).
+    public static func shuffledEachEpoch(_ items: [Int], seed: UInt64) -> (Int) -> [Int] {
+        { epoch in
+            var shuffler = SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            return shuffler.permutation(items.count).map { items[$0] }
+        }
+    }
+
+    /// Trains for the scheduled epochs. `order(epoch)` gives the items of that epoch in the order to
+    /// batch them; `step(batch, epoch)` runs forward and backward on a batch and returns its loss
+    /// (nil when the batch cannot be used, e.g. a Cox batch without events); `validate(epoch)`
+    /// measures the model after an epoch; `snapshot()` captures what to keep of the best epoch.
+    public func fit<Snapshot>(
+        order: (Int) throws -> [Int],
+        step: (_ batch: [Int], _ epoch: Int) throws -> StepResult?,
+        validate: ((Int) throws -> ValidationResult)? = nil,
+        snapshot: () throws -> Snapshot
+    ) throws -> TrainingOutcome<Snapshot> {
+        var outcome = TrainingOutcome<Snapshot>(epochs: [], best: nil, stoppedEarly: false)
+        var plateau = schedule.plateau
+        var epochsWithoutImprovement = 0
+        let epochs = schedule.epochs, batchSize = max(1, schedule.batchSize)
+        for epoch in 1...max(1, epochs) {
+            let learningRate = update.optimizers.first?.learningRate ?? 0
+            let items = try order(epoch)
+            let steps = (items.count + batchSize - 1) / batchSize
+            var lossSum = 0.0, used = 0
+            var metricNames: [String] = []
+            var metricSums: [String: Double] = [:]
+            for s in 0..<steps {
+                try checkCancellation()
+                let batch = Array(items[(s * batchSize)..<min(items.count, (s + 1) * batchSize)])
+                if batch.count < schedule.minimumBatch { continue }
+                if case .optimizer(_, let parameters) = update { for p in parameters { p.zeroGrad() } }
+                guard let result = try step(batch, epoch) else { continue }
+                guard result.loss.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch, step: s + 1, value: result.loss) }
+                if case .optimizer(let optimizer, let parameters) = update { optimizer.step(parameters) }
+                lossSum += result.loss
+                used += 1
+                for (name, value) in result.metrics {
+                    if metricSums[name] == nil { metricNames.append(name) }
+                    metricSums[name, default: 0] += value
+                }
+                var running = ["loss": lossSum / Double(used)]
+                for name in metricNames { running[name] = metricSums[name]! / Double(used) }
+                progress(TrainingProgress(epoch: epoch, epochs: epochs, step: s + 1, steps: steps, metrics: running, epochFinished: false))
+            }
+            let trainLoss = used > 0 ? lossSum / Double(used) : .nan
+            let validation = try validate?(epoch)
+            if let validation, !validation.loss.isFinite { throw TrainingError.nonFiniteValidation(epoch: epoch, value: validation.loss) }
+            let record = EpochRecord(epoch: epoch, learningRate: learningRate, trainLoss: trainLoss,
+                                     trainMetrics: metricNames.map { ($0, metricSums[$0]! / Double(max(1, used))) }, validation: validation)
+            outcome.epochs.append(record)
+            var finished = ["loss": trainLoss]
+            if let validation {
+                finished["val_loss"] = validation.loss
+                for (name, value) in validation.metrics { finished["val_" + name] = value }
+            }
+            progress(TrainingProgress(epoch: epoch, epochs: epochs, step: steps, steps: steps, metrics: finished, epochFinished: true))
+
+            // The monitored loss: validation when there is one, else training (NaN when no batch ran).
+            let monitored = validation?.loss ?? trainLoss
+            guard monitored.isFinite else { continue }
+            if outcome.best == nil || monitored < outcome.best!.loss {
+                outcome.best = (epoch, monitored, try snapshot())
+                epochsWithoutImprovement = 0
+            } else {
+                epochsWithoutImprovement += 1
+            }
+            if plateau != nil, let first = update.optimizers.first {
+                plateau!.update(monitored, optimizer: first)
+                for optimizer in update.optimizers.dropFirst() { optimizer.learningRate = first.learningRate }
+            }
+            if let patience = schedule.earlyStopping, epochsWithoutImprovement >= patience, epoch < epochs {
+                outcome.stoppedEarly = true
+                break
+            }
+        }
+        return outcome
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Neural
+import XCTest
+
+/// The one training loop: what it promises every training node.
+final class TrainerTests: XCTestCase {
+    /// y = 3x − 1 by a dense layer: small enough to watch every step.
+    func makeLine() throws -> (Network, [Float], [Float]) {
+        let net = try Architecture.parse(yaml: "input: [1]\nlayers: [{dense: 1}]", file: "line.yaml").build(seed: 3)
+        let xs = (0..<20).map { Float($0) / 10 }
+        return (net, xs, xs.map { 3 * $0 - 1 })
+    }
+
+    func testVisitsEveryItemOnceAnEpochSkipsLoneBatchesAndLearns() throws {
+        let (net, x, y) = try makeLine()
+        let optimizer = Adam(learningRate: 0.05)
+        let trainer = Trainer(schedule: TrainingSchedule(epochs: 30, batchSize: 6), update: .optimizer(optimizer, parameters: net.parameters))
+        var seen: [Int: [Int]] = [:]
+        let outcome = try trainer.fit(
+            order: Trainer.shuffledEachEpoch(Array(0..<19), seed: 7),  // 19 items: batches 6, 6, 6, 1
+            step: { batch, epoch in
+                seen[epoch, default: []] += batch
+                XCTAssertGreaterThanOrEqual(batch.count, 2, "a lone item must wait for the next epoch")
+                let out = try net.forward(Tensor(shape: [batch.count, 1], data: batch.map { x[$0] }), training: true)
+                let loss = try Loss.meanSquaredError(out, batch.map { y[$0] })
+                try net.backward(loss.gradient)
+                return StepResult(loss: loss.value, metrics: [("items", Double(batch.count))])
+            },
+            snapshot: { net.stateDict() })
+        XCTAssertEqual(outcome.epochs.count, 30)
+        for epoch in 1...30 {
+            XCTAssertEqual(seen[epoch]!.count, 18)
+            XCTAssertEqual(Set(seen[epoch]!).count, 18, "no item twice in an epoch")
+        }
+        XCTAssertNotEqual(seen[1], seen[2], "each epoch has its own order")
+        XCTAssertLessThan(outcome.epochs.last!.trainLoss, outcome.epochs.first!.trainLoss / 10)
+        XCTAssertEqual(outcome.epochs[0].trainMetrics.first?.1, 6)
+        let curves = outcome.curves
+        XCTAssertEqual(curves.columns, ["epoch", "learning_rate", "train_loss", "items"])
+        XCTAssertEqual(curves.rows.count, 30)
+    }
+
+    func testSameSeedSameOrderAndEveryItemOnce() {
+        let a = Trainer.shuffledEachEpoch(Array(10..<60), seed: 5), b = Trainer.shuffledEachEpoch(Array(10..<60), seed: 5)
+        for epoch in 1...3 {
+            XCTAssertEqual(a(epoch), b(epoch))
+            XCTAssertEqual(a(epoch).sorted(), Array(10..<60))
+        }
+    }
+
+    func testPlateauLowersTheRateAndBestSnapshotAndEarlyStopping() throws {
+        let optimizer = SGD(learningRate: 1)
+        var schedule = TrainingSchedule(epochs: 20, batchSize: 2, plateau: ReduceOnPlateau(factor: 0.5, patience: 1, minLearningRate: 0.01))
+        schedule.earlyStopping = 4
+        let trainer = Trainer(schedule: schedule, update: .optimizer(optimizer, parameters: []))
+        // Validation improves until epoch 3, then gets worse.
+        let validation: [Double] = [5, 4, 3, 3.5, 3.6, 3.7, 3.8, 3.9, 4, 4.1]
+        let outcome = try trainer.fit(order: { _ in [0, 1] }, step: { _, _ in StepResult(loss: 1) },
+                                      validate: { epoch in ValidationResult(loss: validation[epoch - 1], metrics: [("auc", 0.5)]) },
+                                      snapshot: { optimizer.learningRate })
+        XCTAssertEqual(outcome.best?.epoch, 3)
+        XCTAssertEqual(outcome.best?.loss, 3)
+        XCTAssertTrue(outcome.stoppedEarly)
+        XCTAssertEqual(outcome.epochs.count, 7, "4 epochs without improvement after epoch 3")
+        XCTAssertEqual(outcome.epochs.map(\.learningRate), [1, 1, 1, 1, 1, 0.5, 0.5])
+        XCTAssertEqual(outcome.curves.columns, ["epoch", "learning_rate", "train_loss", "val_loss", "val_auc"])
+    }
+
+    func testDivergenceAndSkippedStepsAndCancellation() throws {
+        let optimizer = SGD(learningRate: 1)
+        var trainer = Trainer(schedule: TrainingSchedule(epochs: 3, batchSize: 2), update: .optimizer(optimizer, parameters: []))
+        XCTAssertThrowsError(try trainer.fit(order: { _ in [0, 1, 2, 3] }, step: { _, epoch in StepResult(loss: epoch == 2 ? .nan : 1) },
+                                             snapshot: { () })) { error in
+            XCTAssertTrue("\(error)".contains("epoch 2 step 1"), "\(error)")
+        }
+        let skipped = try trainer.fit(order: { _ in [0, 1] }, step: { _, _ in nil }, snapshot: { () })
+        XCTAssertTrue(skipped.epochs.allSatisfy { $0.trainLoss.isNaN })
+        XCTAssertNil(skipped.best)
+
+        struct Stop: Error {}
+        var steps = 0
+        trainer.checkCancellation = { if steps == 2 { throw Stop() } }
+        XCTAssertThrowsError(try trainer.fit(order: { _ in [0, 1, 2, 3] }, step: { _, _ in steps += 1; return StepResult(loss: 1) }, snapshot: { () }))
+        XCTAssertEqual(steps, 2)
+    }
+}
