@@ -40,10 +40,7 @@ enum ContrastiveTraining {
         }
         let images = try (0..<patchSet.count).map { try patchSet.patch($0) }
         let augmenter = try patchSet.augmenter()
-        var rng = Neural.SeededGenerator(seed: seed ^ 0xC0DE)
-        let order = rng.permutation(images.count)
-        let held = Int(Double(images.count) * params.validation)
-        let validation = Array(order.prefix(held)), train = Array(order.dropFirst(held))
+        let (train, validation) = EncoderNode.holdOut(images.count, fraction: params.validation, seed: seed ^ 0xC0DE)
         let slideList = Array(slides).sorted()
 
         /// (anchor, partner, same) pairs for these anchors, drawn with `pairRng`.
@@ -110,16 +107,9 @@ enum ContrastiveTraining {
             },
             snapshot: { (encoder: encoder.stateDict(), head: head.stateDict()) })
         info.training = "contrastive"
-        info.epochs = outcome.epochs.count
-        info.bestEpoch = outcome.best?.epoch
         info.trainPatches = train.count
         info.validationPatches = validation.count
-        if let best = outcome.best?.snapshot {
-            try EncoderNode.writeWeights(best.encoder, to: out.appendingPathComponent("encoder.safetensors"))
-            try EncoderNode.writeWeights(best.head, to: out.appendingPathComponent("heads.safetensors"))
-        }
-        try FileManager.default.copyItem(at: headURL, to: out.appendingPathComponent("contrastive-head.yaml"))
-        try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
-        try EncoderNode.writeInfo(info, to: out)
+        try EncoderNode.writeTrained(outcome, info: info, weights: { [("encoder.safetensors", $0.encoder), ("heads.safetensors", $0.head)] },
+                                     definitions: [(headURL, "contrastive-head.yaml")], to: out)
     }
 }

@@ -154,21 +154,9 @@ public struct EncoderNode: NodeType {
                 return ValidationResult(loss: validation.loss, metrics: metrics)
             },
             snapshot: { (encoder: encoder.stateDict(), heads: tasks.flatMap { $0.network.stateDict() }) })
-        info.epochs = outcome.epochs.count
-        info.bestEpoch = outcome.best?.epoch
         info.tasks = tasks.map(\.info)
-        if let best = outcome.best?.snapshot {
-            try Self.writeWeights(best.encoder, to: out.appendingPathComponent("encoder.safetensors"))
-            try Self.writeWeights(best.heads, to: out.appendingPathComponent("heads.safetensors"))
-        }
-        let headsFolder = out.appendingPathComponent("heads")
-        try FileManager.default.createDirectory(at: headsFolder, withIntermediateDirectories: true)
-        for task in tasks {
-            try FileManager.default.copyItem(at: URL(fileURLWithPath: task.info.head),
-                                             to: headsFolder.appendingPathComponent("\(task.info.name).yaml"))
-        }
-        try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
-        try write(info, to: out)
+        try Self.writeTrained(outcome, info: info, weights: { [("encoder.safetensors", $0.encoder), ("heads.safetensors", $0.heads)] },
+                              definitions: tasks.map { (URL(fileURLWithPath: $0.info.head), "heads/\($0.info.name).yaml") }, to: out)
     }
 
     func write(_ info: EncoderModel.Info, to out: URL) throws { try Self.writeInfo(info, to: out) }

@@ -28,3 +28,33 @@ extension TrainingOutcome {
         try CSVTable(columns: table.columns, rows: table.rows).write(to: url)
     }
 }
+
+extension EncoderNode {
+    /// A seeded draw of `fraction` of the patches for validation (unsupervised training has no
+    /// slide-level labels to keep apart); the rest, in the drawn order, train.
+    static func holdOut(_ count: Int, fraction: Double, seed: UInt64) -> (train: [Int], validation: [Int]) {
+        var rng = Neural.SeededGenerator(seed: seed)
+        let order = rng.permutation(count)
+        let held = Int(Double(count) * fraction)
+        return (Array(order.dropFirst(held)), Array(order.prefix(held)))
+    }
+
+    /// What every trained encoder leaves in its model folder: the best epoch's weights (file name →
+    /// state), copies of the definitions it was built from, curves.csv and model.json.
+    static func writeTrained<Snapshot>(_ outcome: TrainingOutcome<Snapshot>, info: EncoderModel.Info, weights: (Snapshot) -> [(String, [(String, Safetensors.Value)])],
+                                       definitions: [(URL, String)], to out: URL) throws {
+        var info = info
+        info.epochs = outcome.epochs.count
+        info.bestEpoch = outcome.best?.epoch
+        if let best = outcome.best?.snapshot {
+            for (file, state) in weights(best) { try writeWeights(state, to: out.appendingPathComponent(file)) }
+        }
+        for (source, name) in definitions {
+            let target = out.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: source, to: target)
+        }
+        try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
+        try writeInfo(info, to: out)
+    }
+}

@@ -24,10 +24,7 @@ enum VAETraining {
         let klWeight = Float(params.klWeight)
         let images = try (0..<patchSet.count).map { try patchSet.patch($0) }
         let augmenter = try patchSet.augmenter()
-        var rng = Neural.SeededGenerator(seed: seed ^ 0x5EED)
-        let order = rng.permutation(images.count)
-        let held = Int(Double(images.count) * params.validation)
-        let validation = Array(order.prefix(held)), train = Array(order.dropFirst(held))
+        let (train, validation) = EncoderNode.holdOut(images.count, fraction: params.validation, seed: seed ^ 0x5EED)
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
         let d = info.downsample
 
@@ -69,16 +66,9 @@ enum VAETraining {
         info.training = "vae"
         info.codeSize = codeSize
         info.codeFrom = codeSize
-        info.epochs = outcome.epochs.count
-        info.bestEpoch = outcome.best?.epoch
         info.trainPatches = train.count
         info.validationPatches = validation.count
-        if let best = outcome.best?.snapshot {
-            try EncoderNode.writeWeights(best.encoder, to: out.appendingPathComponent("encoder.safetensors"))
-            try EncoderNode.writeWeights(best.decoder, to: out.appendingPathComponent("decoder.safetensors"))
-        }
-        try FileManager.default.copyItem(at: decoderURL, to: out.appendingPathComponent("decoder.yaml"))
-        try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
-        try EncoderNode.writeInfo(info, to: out)
+        try EncoderNode.writeTrained(outcome, info: info, weights: { [("encoder.safetensors", $0.encoder), ("decoder.safetensors", $0.decoder)] },
+                                     definitions: [(decoderURL, "decoder.yaml")], to: out)
     }
 }

@@ -121,35 +121,36 @@ extension ParamChoice {
     public var paramValue: ParamValue { .string(rawValue) }
 }
 
-/// A file on disk (`ParamType.file`); it enters the cache key by content. The default, when one is
-/// written, is a path relative to the pipeline file.
-public struct FileParam: ParamConvertible, ExpressibleByStringLiteral, Hashable {
-    public let path: String
-    public init(stringLiteral value: String) { path = value }
-    public init(_ path: String) { self.path = path }
+/// A param naming something on disk by path.
+public protocol PathParam: ParamConvertible, ExpressibleByStringLiteral, Hashable {
+    var path: String { get }
+    init(_ path: String)
+}
+
+extension PathParam {
+    public init(stringLiteral value: String) { self.init(value) }
     public var url: URL { URL(fileURLWithPath: path) }
-    public static var paramType: ParamType { .file }
-    public static var placeholder: FileParam { FileParam(stringLiteral: "") }
+    public static var placeholder: Self { Self("") }
     public init?(paramValue value: ParamValue) {
         guard let s = value.stringValue else { return nil }
-        path = s
+        self.init(s)
     }
     public var paramValue: ParamValue { .string(path) }
 }
 
-/// A folder on disk (`ParamType.directory`); it enters the cache key by the content of every file below it.
-public struct DirectoryParam: ParamConvertible, ExpressibleByStringLiteral, Hashable {
+/// A file on disk (`ParamType.file`); it enters the cache key by content. The default, when one is
+/// written, is a path relative to the pipeline file.
+public struct FileParam: PathParam {
     public let path: String
-    public init(stringLiteral value: String) { path = value }
     public init(_ path: String) { self.path = path }
-    public var url: URL { URL(fileURLWithPath: path) }
+    public static var paramType: ParamType { .file }
+}
+
+/// A folder on disk (`ParamType.directory`); it enters the cache key by the content of every file below it.
+public struct DirectoryParam: PathParam {
+    public let path: String
+    public init(_ path: String) { self.path = path }
     public static var paramType: ParamType { .directory }
-    public static var placeholder: DirectoryParam { DirectoryParam(stringLiteral: "") }
-    public init?(paramValue value: ParamValue) {
-        guard let s = value.stringValue else { return nil }
-        path = s
-    }
-    public var paramValue: ParamValue { .string(path) }
 }
 
 /// A reusable YAML definition (an architecture, a recipe, usually under `nodes/`): `run` gets its
