@@ -103,7 +103,8 @@ let package = Package(
         // The pathology node types (tile sampler, augmenter, encoder, compressor, patient model, evaluators).
         .target(
             name: "NICNodes",
-            dependencies: ["Flow", "NICBasics", "Neural", "Slides", "Stats", "TensorStore"]
+            dependencies: ["Flow", "NICBasics", "Neural", "Slides", "Stats", "TensorStore"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // The command line, as a library so that test tools can run it with extra node types.
         .target(

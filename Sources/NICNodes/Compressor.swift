@@ -1,6 +1,7 @@
 import Dispatch
 import Flow
 import Foundation
+import NICBasics
 import Neural
 import Slides
 import TensorStore
@@ -104,21 +105,14 @@ public struct Compressor: NodeType {
         // Bands of grid rows; the next band's patches are read while this band is encoded.
         let bands = (rows + chunkRows - 1) / chunkRows
         let cellsByBand = (0..<bands).map { b in cells.filter { $0.row / chunkRows == b } }
-        func read(_ band: Int) throws -> [RGBImage] {
+        // Reading shares the node's thread budget (the encoder runs between reads, on the same budget).
+        let readers = context.threads
+        let read: @Sendable (Int) throws -> [RGBImage] = { band in
             let bandCells = cellsByBand[band]
-            var images = [RGBImage?](repeating: nil, count: bandCells.count)
-            var failure: Error?
-            let lock = NSLock()
-            images.withUnsafeMutableBufferPointer { buffer in
-                let base = buffer.baseAddress!
-                DispatchQueue.concurrentPerform(iterations: bandCells.count) { i in
-                    let origin = grid.origin(column: bandCells[i].column, row: bandCells[i].row)
-                    do { base[i] = try slide.readRegion(x: origin.x, y: origin.y, width: size, height: size, mpp: mpp) }
-                    catch { lock.lock(); failure = error; lock.unlock() }
-                }
+            return try concurrentMap(bandCells.count, workers: readers) { i in
+                let origin = grid.origin(column: bandCells[i].column, row: bandCells[i].row)
+                return try slide.readRegion(x: origin.x, y: origin.y, width: size, height: size, mpp: mpp)
             }
-            if let failure { throw failure }
-            return images.map { $0! }
         }
         var codes = [Float16](repeating: 0, count: chunkRows * columns * c)
         let next = NextBand(Result { try read(0) })

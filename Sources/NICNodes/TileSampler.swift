@@ -1,4 +1,5 @@
 import Flow
+import NICBasics
 import Foundation
 import Slides
 
@@ -192,7 +193,7 @@ public struct TileSampler: NodeType {
         let size = writer.size
         for k in 0..<writer.chunkCount {
             let range = (k * PatchSet.chunkPatches)..<min(records.count, (k + 1) * PatchSet.chunkPatches)
-            let results = ResultSlots<RGBImage>(count: range.count)
+            let results = Locked([RGBImage?](repeating: nil, count: range.count))
             var single: [Int] = []
             var byGrid: [String: [Int]] = [:]
             for i in 0..<range.count {
@@ -202,70 +203,41 @@ public struct TileSampler: NodeType {
             for (stem, indices) in byGrid.sorted(by: { $0.key < $1.key }) {
                 let cells = indices.map { (column: records[range.lowerBound + $0].column!, row: records[range.lowerBound + $0].row!) }
                 let reader = GridReader(slide: try slides.slide(stem), grid: grids[stem]!, mpp: mpp, size: size, tolerance: tolerance)
-                try reader.read(cells, workers: threads) { j, tile in results.put(indices[j], tile) }
+                try reader.read(cells, workers: threads) { j, tile in results.withLock { $0[indices[j]] = tile } }
             }
-            let workers = max(1, min(threads, single.count))
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                for i in stride(from: w, to: single.count, by: workers) {
-                    results.set(single[i]) {
-                        let r = records[range.lowerBound + single[i]]
-                        let slide = try slides.slide(r.slide)
-                        let half = Double(size) * mpp / 2
-                        let x = Int((Double(r.x) - half / slide.mppX).rounded()), y = Int((Double(r.y) - half / slide.mppY).rounded())
-                        return try slide.readRegion(x: x, y: y, width: size, height: size, mpp: mpp, tolerance: tolerance)
-                    }
-                }
+            let singles = single
+            let readSingles = try concurrentMap(singles.count, workers: threads) { i in
+                let r = records[range.lowerBound + singles[i]]
+                let slide = try slides.slide(r.slide)
+                let half = Double(size) * mpp / 2
+                let x = Int((Double(r.x) - half / slide.mppX).rounded()), y = Int((Double(r.y) - half / slide.mppY).rounded())
+                return try slide.readRegion(x: x, y: y, width: size, height: size, mpp: mpp, tolerance: tolerance)
             }
-            try writer.writeChunk(k, patches: try results.values())
+            results.withLock { slots in for (i, image) in zip(singles, readSingles) { slots[i] = image } }
+            try writer.writeChunk(k, patches: results.current.map { $0! })
             try progress(range.upperBound)
         }
     }
 }
 
 /// Open slides of a SlideSet, shared by reader threads (a `Slide` is thread-safe), opened on first use.
-public final class SlideCache: @unchecked Sendable {
+public final class SlideCache: Sendable {
     public let set: SlideSet
-    private let lock = NSLock()
-    private var open: [String: Slide] = [:]
+    private let open = Locked<[String: Slide]>([:])
 
     public init(_ set: SlideSet) { self.set = set }
 
     public func slide(_ stem: String) throws -> Slide {
-        lock.lock()
-        defer { lock.unlock() }
-        if let s = open[stem] { return s }
-        guard let entry = set[stem] else { throw NodeError("slide '\(stem)' is not in the slide set") }
-        do {
-            let s = try entry.open()
-            open[stem] = s
-            return s
-        } catch let error as SlideError {
-            throw NodeError(error.description)
+        try open.withLock { open in
+            if let s = open[stem] { return s }
+            guard let entry = set[stem] else { throw NodeError("slide '\(stem)' is not in the slide set") }
+            do {
+                let s = try entry.open()
+                open[stem] = s
+                return s
+            } catch let error as SlideError {
+                throw NodeError(error.description)
+            }
         }
-    }
-}
-
-/// Per-index results filled from concurrent workers; the first error wins.
-final class ResultSlots<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [T?]
-    private var error: Error?
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func put(_ i: Int, _ value: T) { lock.lock(); slots[i] = value; lock.unlock() }
-
-    func set(_ i: Int, _ make: () throws -> T) {
-        do {
-            let v = try make()
-            lock.lock(); slots[i] = v; lock.unlock()
-        } catch {
-            lock.lock(); if self.error == nil { self.error = error }; lock.unlock()
-        }
-    }
-
-    func values() throws -> [T] {
-        if let error { throw error }
-        return slots.map { $0! }
     }
 }
