@@ -132,7 +132,7 @@ let package = Package(
             dependencies: ["NICCLI", "ToyNodes", "TensorStore"],
             path: "Tests/NicTestKit"
         ),
-        .testTarget(name: "NICBasicsTests", dependencies: ["NICBasics", "Neural", "Slides", "Stats"]),
+        .testTarget(name: "NICBasicsTests", dependencies: ["NICBasics"]),
         .testTarget(name: "TensorStoreTests", dependencies: ["TensorStore"]),
         .testTarget(name: "FlowTests", dependencies: ["Flow", "ToyNodes", "TensorStore"]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),

@@ -1,11 +1,10 @@
-import Neural
-@testable import Slides  // hashUnit is internal
-import Stats
+import NICBasics
 import XCTest
 
 /// Every seeded result of nic (synthetic cohorts, augmentations, weight initialisation, shuffles,
 /// folds, bootstrap) hangs on these streams: a changed stream changes every result. The values were
-/// taken from the generators as they stood; they must never move.
+/// taken from the three generators nic had before NICBasics (SplitMix64 in Stats and in Slides,
+/// xoshiro256** in Neural); they must never move.
 final class SeededStreamTests: XCTestCase {
     static let pinned: [String: [UInt64]] = [
         "hashUnit": [0x3fe1133df0fc18e8, 0x3fe00fcc2d074101, 0x3fe999b6a42bf61d, 0x3fc062a2f0682458],
@@ -28,22 +27,22 @@ final class SeededStreamTests: XCTestCase {
     func streams() -> [String: [UInt64]] {
         var streams: [String: [UInt64]] = [:]
         for seed: UInt64 in [0, 1, 3, 42] {
-            var splitmix = Stats.SeededGenerator(seed: seed)
+            var splitmix = SplitMix64(seed: seed)
             streams["splitmix \(seed)"] = (0..<4).map { _ in splitmix.next() }
-            var xoshiro = Neural.SeededGenerator(seed: seed)
+            var xoshiro = Xoshiro256StarStar(seed: seed)
             streams["xoshiro \(seed)"] = (0..<4).map { _ in xoshiro.next() }
         }
         for (seed, keys) in [(3, [0]), (3, [1, 2]), (11, [-1]), (7, [5, 0, 9])] as [(UInt64, [Int])] {
-            var keyed: SeededRandom
+            var keyed: SplitMix64
             switch keys.count {
-            case 1: keyed = SeededRandom(seed: seed, keys[0])
-            case 2: keyed = SeededRandom(seed: seed, keys[0], keys[1])
-            default: keyed = SeededRandom(seed: seed, keys[0], keys[1], keys[2])
+            case 1: keyed = SplitMix64(seed: seed, keys[0])
+            case 2: keyed = SplitMix64(seed: seed, keys[0], keys[1])
+            default: keyed = SplitMix64(seed: seed, keys[0], keys[1], keys[2])
             }
             streams["keyed \(seed) \(keys)"] = (0..<3).map { _ in keyed.next() }
         }
 
-        var slides = SeededRandom(seed: 5)
+        var slides = SplitMix64(seed: 5)
         streams["slides helpers"] = [
             slides.unit().bitPattern, slides.unit().bitPattern, slides.normal().bitPattern, slides.normal().bitPattern,
             slides.uniform(-1, 2).bitPattern, UInt64(slides.int(below: 7)), UInt64(slides.int(below: 1000)),
@@ -53,7 +52,7 @@ final class SeededStreamTests: XCTestCase {
             hashUnit(UInt64(seed), a, b, c).bitPattern
         }
 
-        var neural = Neural.SeededGenerator(seed: 5)
+        var neural = Xoshiro256StarStar(seed: 5)
         let derived = neural.derived(3)
         var child = derived
         streams["neural helpers"] = [
@@ -69,5 +68,15 @@ final class SeededStreamTests: XCTestCase {
             .map { "        \"\($0.key)\": [\($0.value.map { String(format: "0x%016llx", $0) }.joined(separator: ", "))]," }
             .joined(separator: "\n")
         XCTAssertEqual(streams, Self.pinned, "seeded streams changed; now:\n\(listing)")
+    }
+}
+
+extension SeededStreamTests {
+    /// The bare-state step (Neural's BLAS probe) walks the same stream as the generator.
+    func testBareStateStepIsTheStream() {
+        var state: UInt64 = 42
+        var generator = SplitMix64(seed: 42)
+        for _ in 0..<5 { XCTAssertEqual(SplitMix64.next(&state), generator.next()) }
+        XCTAssertEqual(state, generator.state)
     }
 }
