@@ -134,7 +134,7 @@ let package = Package(
         ),
         .testTarget(name: "NICBasicsTests", dependencies: ["NICBasics"]),
         .testTarget(name: "TensorStoreTests", dependencies: ["TensorStore"]),
-        .testTarget(name: "FlowTests", dependencies: ["Flow", "ToyNodes", "TensorStore"]),
+        .testTarget(name: "FlowTests", dependencies: ["Flow", "NICBasics", "ToyNodes", "TensorStore"]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
         .testTarget(name: "StatsTests", dependencies: ["Stats"], exclude: ["Fixtures"]),
         .testTarget(name: "NeuralTests", dependencies: ["Neural", "TensorStore"]),

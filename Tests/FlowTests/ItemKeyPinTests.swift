@@ -1,6 +1,7 @@
 @testable import Flow
 import Foundation
 import Logging
+import NICBasics
 import XCTest
 
 /// A per-item cache key (one slide of the compressor) is a promise to existing caches like a node's
@@ -18,7 +19,7 @@ final class ItemKeyPinTests: XCTestCase {
         let inputKeys = ["slides": String(repeating: "a", count: 64) + "/slides", "encoder": String(repeating: "b", count: 64) + "/model"]
         let context = NodeContext(
             nodeName: "grids", params: keyParams, paths: [:], inputFolders: [:], outputRoot: root.appendingPathComponent("out"),
-            threads: 1, logger: Logger(label: "test"), cancellation: CancellationFlag(), fileHasher: cache.fileHasher,
+            threads: 1, logger: Logger(label: "test"), cancellation: Locked(false), fileHasher: cache.fileHasher,
             itemScope: ItemScope(cache: cache, pipeline: "demo", typeName: "compressor", version: 1, keyParams: keyParams, inputKeys: inputKeys),
             onProgress: { _ in })
         let slide = try context.cachedItem("sha256:feed", excludingInputs: ["slides"]) { folder in
@@ -28,7 +29,7 @@ final class ItemKeyPinTests: XCTestCase {
             try Data("y".utf8).write(to: folder.appendingPathComponent("grid"))
         }
         XCTAssertFalse(slide.reused || whole.reused)
-        XCTAssertEqual(context.itemKeys, [
+        XCTAssertEqual(context.itemKeys.current, [
             "289a432657e9cd9bf1e2f60fb8ca44aa62e8daaf6b6a5bc51c53a9ebca0da8cd",
             "6284c1802bfb0b8450a744215d8c9c21c4c8c0cdb39e1766e0fa005134721c7c",
         ])

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NICBasics
 
 /// Thrown inside a node when the run is being stopped (SIGINT/SIGTERM); the engine discards the
 /// node's partial output.
@@ -46,13 +47,6 @@ struct ItemScope {
     let inputKeys: [String: String]
 }
 
-final class CancellationFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-    func set() { lock.lock(); value = true; lock.unlock() }
-}
-
 /// Everything a node's `run` may use: its params, its inputs' folders, folders for its outputs, and
 /// ways to report progress and notice cancellation.
 public final class NodeContext: @unchecked Sendable {
@@ -64,16 +58,17 @@ public final class NodeContext: @unchecked Sendable {
     public let threads: Int
     let inputFolders: [String: URL]
     let outputRoot: URL
-    let cancellation: CancellationFlag
+    /// Set once by the executor (a signal), read by every worker.
+    let cancellation: Locked<Bool>
     let onProgress: (NodeProgress) -> Void
     let fileHasher: FileHasher
     /// For per-item cache entries (see `cachedItem`).
     let itemScope: ItemScope?
-    private let itemLock = NSLock()
-    private(set) var itemKeys: [String] = []
+    /// The keys of the items this node used, for its manifest (items are cached from several workers).
+    let itemKeys = Locked<[String]>([])
 
     init(nodeName: String, params: [String: ParamValue], paths: [String: URL], inputFolders: [String: URL],
-         outputRoot: URL, threads: Int, logger: Logger, cancellation: CancellationFlag, fileHasher: FileHasher,
+         outputRoot: URL, threads: Int, logger: Logger, cancellation: Locked<Bool>, fileHasher: FileHasher,
          itemScope: ItemScope? = nil, onProgress: @escaping (NodeProgress) -> Void) {
         self.fileHasher = fileHasher
         self.itemScope = itemScope
@@ -140,7 +135,7 @@ public final class NodeContext: @unchecked Sendable {
             "inputs": .map(inputs.mapValues { .string($0) }), "item": .string(identity),
         ])
         let key = Hashing.sha256Hex(document.canonicalJSON)
-        itemLock.lock(); itemKeys.append(key); itemLock.unlock()
+        itemKeys.withLock { $0.append(key) }
         if case .valid(let url, _) = scope.cache.lookup(key) {
             scope.cache.touch(key)
             return (url, true)
@@ -175,10 +170,10 @@ public final class NodeContext: @unchecked Sendable {
 
     // MARK: Progress and cancellation
 
-    public var isCancelled: Bool { cancellation.isSet }
+    public var isCancelled: Bool { cancellation.current }
 
     public func checkCancellation() throws {
-        if cancellation.isSet { throw RunCancelled() }
+        if cancellation.current { throw RunCancelled() }
     }
 
     public func progress(_ completed: Int, of total: Int? = nil, unit: String = "items", message: String? = nil,
