@@ -110,6 +110,7 @@ let package = Package(
             name: "NICCLI",
             dependencies: [
                 "Flow",
+                "NICBasics",
                 "TensorStore",
                 "Neural",
                 "Slides",
@@ -133,7 +134,7 @@ let package = Package(
             path: "Tests/NicTestKit"
         ),
         .testTarget(name: "NICBasicsTests", dependencies: ["NICBasics"]),
-        .testTarget(name: "TensorStoreTests", dependencies: ["TensorStore"]),
+        .testTarget(name: "TensorStoreTests", dependencies: ["NICBasics", "TensorStore"]),
         .testTarget(name: "FlowTests", dependencies: ["Flow", "NICBasics", "ToyNodes", "TensorStore"]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
         .testTarget(name: "StatsTests", dependencies: ["Stats"], exclude: ["Fixtures"]),
