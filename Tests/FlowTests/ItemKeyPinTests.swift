@@ -20,7 +20,7 @@ final class ItemKeyPinTests: XCTestCase {
         let context = NodeContext(
             nodeName: "grids", params: keyParams, paths: [:], inputFolders: [:], outputRoot: root.appendingPathComponent("out"),
             threads: 1, logger: Logger(label: "test"), cancellation: Locked(false), fileHasher: cache.fileHasher,
-            itemScope: ItemScope(cache: cache, pipeline: "demo", typeName: "compressor", version: 1, keyParams: keyParams, inputKeys: inputKeys),
+            itemScope: ItemScope(cache: cache, pipeline: "demo", node: CacheKey(type: "compressor", version: 1, params: keyParams, inputs: inputKeys)),
             onProgress: { _ in })
         let slide = try context.cachedItem("sha256:feed", excludingInputs: ["slides"]) { folder in
             try Data("x".utf8).write(to: folder.appendingPathComponent("grid"))

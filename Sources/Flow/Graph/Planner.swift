@@ -20,6 +20,9 @@ public struct NodePlan {
     public let inputKeys: [String: String]
     /// The cache entry when cached.
     public let entry: URL?
+
+    /// What `key` was computed from.
+    public var cacheKey: CacheKey { CacheKey(type: typeName, version: version, params: keyParams, inputs: inputKeys) }
 }
 
 public struct Plan {
@@ -63,13 +66,7 @@ public enum Planner {
             }
             var inputKeys: [String: String] = [:]
             for (port, source) in node.inputs { inputKeys[port] = keys[source.node]! + "/" + source.port }
-            let document: ParamValue = .map([
-                "type": .string(node.type.name),
-                "version": .int(node.type.version),
-                "params": .map(keyParams),
-                "inputs": .map(inputKeys.mapValues { .string($0) }),
-            ])
-            let key = Hashing.sha256Hex(document.canonicalJSON)
+            let key = CacheKey(type: node.type.name, version: node.type.version, params: keyParams, inputs: inputKeys).hex
             keys[node.name] = key
 
             var status = NodePlan.Status.willRun

@@ -37,14 +37,11 @@ public struct NodeProgress: Sendable {
     }
 }
 
-/// What a node's per-item cache keys are made of.
+/// Where a node's per-item entries go, and the node's own key they are derived from.
 struct ItemScope {
     let cache: Cache
     let pipeline: String
-    let typeName: String
-    let version: Int
-    let keyParams: [String: ParamValue]
-    let inputKeys: [String: String]
+    let node: CacheKey
 }
 
 /// Everything a node's `run` may use: its params, its inputs' folders, folders for its outputs, and
@@ -129,12 +126,8 @@ public final class NodeContext: @unchecked Sendable {
     /// cache; `produce` fills a fresh folder when the item is not cached. Safe from several threads.
     public func cachedItem(_ identity: String, excludingInputs: Set<String> = [], produce: (URL) throws -> Void) throws -> (folder: URL, reused: Bool) {
         guard let scope = itemScope else { throw NodeError("per-item caching is not available here") }
-        let inputs = scope.inputKeys.filter { !excludingInputs.contains($0.key) }
-        let document: ParamValue = .map([
-            "type": .string(scope.typeName), "version": .int(scope.version), "params": .map(scope.keyParams),
-            "inputs": .map(inputs.mapValues { .string($0) }), "item": .string(identity),
-        ])
-        let key = Hashing.sha256Hex(document.canonicalJSON)
+        let itemKey = scope.node.item(identity, excludingInputs: excludingInputs)
+        let key = itemKey.hex
         itemKeys.withLock { $0.append(key) }
         if case .valid(let url, _) = scope.cache.lookup(key) {
             scope.cache.touch(key)
@@ -149,8 +142,8 @@ public final class NodeContext: @unchecked Sendable {
             try? FileManager.default.removeItem(at: folder)
             throw error
         }
-        let manifest = EntryManifest(key: key, pipeline: scope.pipeline, node: "\(nodeName)[\(identity.prefix(40))]", type: scope.typeName,
-                                     version: scope.version, params: params, keyParams: scope.keyParams, inputs: inputs,
+        let manifest = EntryManifest(key: key, pipeline: scope.pipeline, node: "\(nodeName)[\(identity.prefix(40))]", type: itemKey.type,
+                                     version: itemKey.version, params: params, keyParams: itemKey.params, inputs: itemKey.inputs,
                                      created: Date(), seconds: Date().timeIntervalSince(start), files: [])
         return (try scope.cache.commit(temporary: folder, manifest: manifest), false)
     }

@@ -179,8 +179,7 @@ public final class Executor: @unchecked Sendable {
             let context = NodeContext(nodeName: name, params: node.params, paths: node.paths, inputFolders: inputFolders,
                                       outputRoot: folder, threads: max(1, ProcessInfo.processInfo.activeProcessorCount / jobs),
                                       logger: nodeLogger, cancellation: cancellation, fileHasher: cache.fileHasher,
-                                      itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, typeName: node.type.name,
-                                                           version: node.type.version, keyParams: nodePlan.keyParams, inputKeys: nodePlan.inputKeys),
+                                      itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, node: nodePlan.cacheKey),
                                       onProgress: { [weak self] progress in self?.observer?.nodeProgress(name, progress) })
             try node.type.init().run(context)
             try context.checkCancellation()
