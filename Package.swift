@@ -93,10 +93,15 @@ let package = Package(
             dependencies: ["COpenBLAS", "NICBasics", "TensorStore", .product(name: "Yams", package: "Yams")],
             swiftSettings: vectorSettings
         ),
-        // OpenSlide reading at a target µm/px, tissue masks, colour transforms, pyramidal TIFF writing.
+        // OpenSlide reading at a target µm/px, tissue masks, tiling, colour transforms, augmentation.
         .target(
             name: "Slides",
-            dependencies: ["COpenSlide", "CTIFF", "NICBasics", "Stats", "TensorStore"]
+            dependencies: ["COpenSlide", "NICBasics"]
+        ),
+        // `nic synth`: synthetic H&E cohorts with known ground truth, written as pyramidal TIFFs (libtiff).
+        .target(
+            name: "Synthetic",
+            dependencies: ["CTIFF", "NICBasics", "Slides", "Stats"]
         ),
         // Patient-level statistics: rank correlation, ROC/AUC, concordance, Kaplan–Meier, log-rank, Cox, bootstrap.
         .target(name: "Stats", dependencies: ["NICBasics"]),
@@ -114,6 +119,7 @@ let package = Package(
                 "TensorStore",
                 "Neural",
                 "Slides",
+                "Synthetic",
                 "NICNodes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -139,8 +145,9 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
         .testTarget(name: "StatsTests", dependencies: ["Stats"], exclude: ["Fixtures"]),
         .testTarget(name: "NeuralTests", dependencies: ["Neural", "TensorStore"]),
-        .testTarget(name: "SlidesTests", dependencies: ["Slides", "TensorStore"], exclude: ["Fixtures"]),
-        .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "TensorStore"]),
+        .testTarget(name: "SlidesTests", dependencies: ["NICBasics", "Slides", "Synthetic"], exclude: ["Fixtures"]),
+        .testTarget(name: "SyntheticTests", dependencies: ["Slides", "Synthetic"]),
+        .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "Synthetic", "TensorStore"]),
     ],
     swiftLanguageModes: [.v5]
 )

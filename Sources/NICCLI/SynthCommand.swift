@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NICBasics
 import Slides
+import Synthetic
 
 /// `nic synth`: a synthetic cohort with known ground truth (see `SyntheticCohort` for the model).
 struct SynthCommand: ParsableCommand {

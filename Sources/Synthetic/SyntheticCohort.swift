@@ -1,5 +1,6 @@
 import Foundation
 import NICBasics
+import Slides
 import Stats
 
 /// A synthetic cohort with known ground truth, for trying nic before real data arrives and for judging

@@ -1,5 +1,6 @@
 import Foundation
 import NICBasics
+import Slides
 
 /// What a synthetic slide is made of at a point.
 public enum TissueClass: String, Sendable, CaseIterable {
