@@ -130,13 +130,13 @@ let package = Package(
         // Test-only node types (sleepers, failers, counters, slow tensor writers).
         .target(
             name: "ToyNodes",
-            dependencies: ["Flow", "NICNodes", "TensorStore"],
+            dependencies: ["Flow", "NICBasics", "NICNodes", "TensorStore"],
             path: "Tests/ToyNodes"
         ),
         // `nic` plus the toy nodes: lets CLI tests kill and interrupt real processes.
         .executableTarget(
             name: "nic-testkit",
-            dependencies: ["NICCLI", "ToyNodes", "TensorStore"],
+            dependencies: ["NICBasics", "NICCLI", "ToyNodes", "TensorStore"],
             path: "Tests/NicTestKit"
         ),
         .testTarget(name: "NICBasicsTests", dependencies: ["NICBasics"]),
