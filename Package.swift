@@ -69,7 +69,7 @@ let package = Package(
             pkgConfig: "libtiff-4",
             providers: [.apt(["libtiff-dev"])]
         ),
-        // Small pieces every module shares: the lock box, the seeded random generators.
+        // Small pieces every module shares: the lock box, the first-error box, the seeded random generators.
         .target(name: "NICBasics"),
         // zarr v3 arrays (bytes -> zstd -> crc32c): the on-disk tensor format of every node output.
         .target(

@@ -49,11 +49,11 @@ public final class Executor: @unchecked Sendable {
 
     private let cancellation = Locked(false)
     private let queue = DispatchQueue(label: "nic.executor", attributes: .concurrent)
-    private let state = Locked(Progress())
+    private let state = Locked(Schedule())
     private let records: RecordKeeper
 
     /// What the scheduler knows, changed only under the lock: workers finish concurrently.
-    private struct Progress {
+    private struct Schedule {
         var summary = RunSummary()
         var running = 0
         var pending: [String] = []
@@ -107,7 +107,7 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Starts every ready node while slots are free; runs under the lock (`s` is the locked state).
-    private func schedule(_ s: inout Progress, _ group: DispatchGroup) {
+    private func schedule(_ s: inout Schedule, _ group: DispatchGroup) {
         var index = 0
         while index < s.pending.count {
             let name = s.pending[index]
