@@ -1,9 +1,9 @@
 import Foundation
 
-// nic's only random numbers. Swift's SystemRandomNumberGenerator cannot be seeded, and every result
-// (synthetic cohorts, augmentations, weight initialisation, shuffles, folds, bootstrap) must be the
-// same for the same seed on every machine, so the algorithms are written out here, once. Both
-// streams are pinned by NICBasicsTests: changing a single draw changes every result downstream.
+// All of nic's seeded random numbers. Swift's SystemRandomNumberGenerator cannot be seeded, and
+// every result (synthetic cohorts, augmentations, weight initialisation, shuffles, folds, bootstrap)
+// must be the same for the same seed on every machine, so the algorithms are written out here, once.
+// Both streams are pinned by NICBasicsTests: changing a single draw changes every result downstream.
 
 /// SplitMix64 (Steele, Lea & Flood 2014): fully determined by its 64-bit state, and cheap enough to
 /// create one per item (per patch, per slide, per task) from a key.
