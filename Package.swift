@@ -69,7 +69,7 @@ let package = Package(
             pkgConfig: "libtiff-4",
             providers: [.apt(["libtiff-dev"])]
         ),
-        // Small pieces every module shares: the lock box, the seeded random generators.
+        // Small pieces every module shares: the lock box, the first-error box, the seeded random generators.
         .target(name: "NICBasics"),
         // zarr v3 arrays (bytes -> zstd -> crc32c): the on-disk tensor format of every node output.
         .target(
@@ -93,10 +93,15 @@ let package = Package(
             dependencies: ["COpenBLAS", "NICBasics", "TensorStore", .product(name: "Yams", package: "Yams")],
             swiftSettings: vectorSettings
         ),
-        // OpenSlide reading at a target µm/px, tissue masks, colour transforms, pyramidal TIFF writing.
+        // OpenSlide reading at a target µm/px, tissue masks, tiling, colour transforms, augmentation.
         .target(
             name: "Slides",
-            dependencies: ["COpenSlide", "CTIFF", "NICBasics", "Stats", "TensorStore"]
+            dependencies: ["COpenSlide", "NICBasics"]
+        ),
+        // `nic synth`: synthetic H&E cohorts with known ground truth, written as pyramidal TIFFs (libtiff).
+        .target(
+            name: "Synthetic",
+            dependencies: ["CTIFF", "NICBasics", "Slides", "Stats"]
         ),
         // Patient-level statistics: rank correlation, ROC/AUC, concordance, Kaplan–Meier, log-rank, Cox, bootstrap.
         .target(name: "Stats", dependencies: ["NICBasics"]),
@@ -111,9 +116,11 @@ let package = Package(
             name: "NICCLI",
             dependencies: [
                 "Flow",
+                "NICBasics",
                 "TensorStore",
                 "Neural",
                 "Slides",
+                "Synthetic",
                 "NICNodes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -124,22 +131,24 @@ let package = Package(
         // Test-only node types (sleepers, failers, counters, slow tensor writers).
         .target(
             name: "ToyNodes",
-            dependencies: ["Flow", "NICNodes", "TensorStore"],
+            dependencies: ["Flow", "NICBasics", "NICNodes", "TensorStore"],
             path: "Tests/ToyNodes"
         ),
         // `nic` plus the toy nodes: lets CLI tests kill and interrupt real processes.
         .executableTarget(
             name: "nic-testkit",
-            dependencies: ["NICCLI", "ToyNodes", "TensorStore"],
+            dependencies: ["NICBasics", "NICCLI", "ToyNodes", "TensorStore"],
             path: "Tests/NicTestKit"
         ),
-        .testTarget(name: "TensorStoreTests", dependencies: ["TensorStore"]),
-        .testTarget(name: "FlowTests", dependencies: ["Flow", "ToyNodes", "TensorStore"]),
+        .testTarget(name: "NICBasicsTests", dependencies: ["NICBasics"]),
+        .testTarget(name: "TensorStoreTests", dependencies: ["NICBasics", "TensorStore"]),
+        .testTarget(name: "FlowTests", dependencies: ["Flow", "NICBasics", "ToyNodes", "TensorStore"]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
         .testTarget(name: "StatsTests", dependencies: ["Stats"], exclude: ["Fixtures"]),
         .testTarget(name: "NeuralTests", dependencies: ["Neural", "TensorStore"]),
-        .testTarget(name: "SlidesTests", dependencies: ["Slides", "TensorStore"], exclude: ["Fixtures"]),
-        .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "TensorStore"]),
+        .testTarget(name: "SlidesTests", dependencies: ["NICBasics", "Slides", "Synthetic"], exclude: ["Fixtures"]),
+        .testTarget(name: "SyntheticTests", dependencies: ["Slides", "Synthetic"]),
+        .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "Synthetic", "TensorStore"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,6 +1,7 @@
 import Flow
 import Foundation
 import Logging
+import NICBasics
 
 /// How a run shows itself. On a terminal: permanent lines for events above a live region with one
 /// line per running node (bar, rate, ETA, epoch, losses), redrawn in place. Elsewhere (CI, logs):
@@ -22,12 +23,16 @@ final class ProgressDisplay: RunObserver, @unchecked Sendable {
     let live: Bool
     let interval: TimeInterval
     private let width: Int
-    private let lock = NSLock()
-    private var running: [String: Running] = [:]
-    private var order: [String] = []
-    private var drawnLines = 0
-    private var lastPlain: [String: Date] = [:]
+    /// Workers report, the timer redraws and events print concurrently; the screen is one.
+    private let screen = Locked(Screen())
     private var timer: DispatchSourceTimer?
+
+    private struct Screen {
+        var running: [String: Running] = [:]
+        var order: [String] = []
+        var drawnLines = 0
+        var lastPlain: [String: Date] = [:]
+    }
 
     init(verbosity: Verbosity, names: [String], live: Bool, interval: TimeInterval = 10) {
         self.verbosity = verbosity
@@ -52,9 +57,7 @@ final class ProgressDisplay: RunObserver, @unchecked Sendable {
     func stop() {
         timer?.cancel()
         timer = nil
-        lock.lock()
-        clearLocked()
-        lock.unlock()
+        screen.withLock { clear(&$0) }
     }
 
     // MARK: Output
@@ -65,46 +68,46 @@ final class ProgressDisplay: RunObserver, @unchecked Sendable {
         return 100
     }
 
-    private func clearLocked() {
-        guard live, drawnLines > 0 else { return }
-        FileHandle.standardOutput.write(Data("\u{1B}[\(drawnLines)F\u{1B}[J".utf8))
-        drawnLines = 0
+    private func clear(_ screen: inout Screen) {
+        guard live, screen.drawnLines > 0 else { return }
+        FileHandle.standardOutput.write(Data("\u{1B}[\(screen.drawnLines)F\u{1B}[J".utf8))
+        screen.drawnLines = 0
     }
 
     /// Prints a permanent line (above the live region on a terminal).
     func emit(_ text: String, toStandardError: Bool = false) {
-        lock.lock()
-        defer { lock.unlock() }
-        clearLocked()
-        if toStandardError {
-            FileHandle.standardError.write(Data((text + "\n").utf8))
-        } else {
-            FileHandle.standardOutput.write(Data((text + "\n").utf8))
+        screen.withLock { screen in
+            clear(&screen)
+            if toStandardError {
+                FileHandle.standardError.write(Data((text + "\n").utf8))
+            } else {
+                FileHandle.standardOutput.write(Data((text + "\n").utf8))
+            }
+            draw(&screen)
         }
-        drawLocked()
     }
 
     private func redraw() {
-        lock.lock()
-        defer { lock.unlock() }
-        clearLocked()
-        drawLocked()
+        screen.withLock { screen in
+            clear(&screen)
+            draw(&screen)
+        }
     }
 
-    private func drawLocked() {
+    private func draw(_ screen: inout Screen) {
         guard live, verbosity > .quiet else { return }
         let columns = terminalWidth()
         var text = ""
         var lines = 0
-        for name in order {
-            guard let state = running[name] else { continue }
+        for name in screen.order {
+            guard let state = screen.running[name] else { continue }
             var line = "  \u{25B8} " + pad(name) + "  " + Self.describe(state, now: Date(), bar: true)
             if line.count > columns - 1 { line = String(line.prefix(columns - 2)) + "…" }
             text += line + "\n"
             lines += 1
         }
         FileHandle.standardOutput.write(Data(text.utf8))
-        drawnLines = lines
+        screen.drawnLines = lines
     }
 
     private func pad(_ name: String) -> String {
@@ -180,40 +183,36 @@ final class ProgressDisplay: RunObserver, @unchecked Sendable {
     }
 
     func nodeStarted(_ name: String) {
-        lock.lock()
-        running[name] = Running(started: Date())
-        order.append(name)
-        lock.unlock()
+        screen.withLock { screen in
+            screen.running[name] = Running(started: Date())
+            screen.order.append(name)
+        }
         if verbosity > .quiet && !live { line("start", name) }
     }
 
     func nodeProgress(_ name: String, _ progress: NodeProgress) {
-        lock.lock()
-        guard var state = running[name] else { lock.unlock(); return }
-        let now = Date()
-        state.progress = progress
-        state.samples.append((now, progress.completed))
-        // Keep ~30 s of samples so the rate and ETA follow the current pace.
-        while state.samples.count > 2, now.timeIntervalSince(state.samples[0].0) > 30 { state.samples.removeFirst() }
-        running[name] = state
-        var plain: String?
-        if !live && verbosity > .quiet {
-            let due = lastPlain[name].map { now.timeIntervalSince($0) >= interval } ?? true
-            if due {
-                lastPlain[name] = now
-                plain = Self.describe(state, now: now, bar: false)
-            }
+        let plain: String? = screen.withLock { screen in
+            guard var state = screen.running[name] else { return nil }
+            let now = Date()
+            state.progress = progress
+            state.samples.append((now, progress.completed))
+            // Keep ~30 s of samples so the rate and ETA follow the current pace.
+            while state.samples.count > 2, now.timeIntervalSince(state.samples[0].0) > 30 { state.samples.removeFirst() }
+            screen.running[name] = state
+            guard !live && verbosity > .quiet else { return nil }
+            guard screen.lastPlain[name].map({ now.timeIntervalSince($0) >= interval }) ?? true else { return nil }
+            screen.lastPlain[name] = now
+            return Self.describe(state, now: now, bar: false)
         }
-        lock.unlock()
         if let plain { line("...", name, plain) }
     }
 
     private func finished(_ name: String) {
-        lock.lock()
-        running[name] = nil
-        order.removeAll { $0 == name }
-        lastPlain[name] = nil
-        lock.unlock()
+        screen.withLock { screen in
+            screen.running[name] = nil
+            screen.order.removeAll { $0 == name }
+            screen.lastPlain[name] = nil
+        }
     }
 
     func nodeFinished(_ name: String, entry: URL, seconds: Double) {

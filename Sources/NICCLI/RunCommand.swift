@@ -3,6 +3,7 @@ import Dispatch
 import Flow
 import Foundation
 import Logging
+import NICBasics
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a pipeline; only nodes whose inputs or params changed are computed.")
@@ -68,8 +69,7 @@ struct RunCommand: ParsableCommand {
 /// exit are removed by the next run.
 final class SignalTrap {
     private var sources: [DispatchSourceSignal] = []
-    private var count = 0
-    private let lock = NSLock()
+    private let received = Locked(0)
 
     init(onFirst: @escaping () -> Void) {
         for sig in [SIGINT, SIGTERM] {
@@ -77,11 +77,7 @@ final class SignalTrap {
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler { [weak self] in
                 guard let self else { return }
-                self.lock.lock()
-                self.count += 1
-                let n = self.count
-                self.lock.unlock()
-                if n == 1 {
+                if self.received.fetchAndIncrement() == 0 {
                     standardError("nic: \(sig == SIGINT ? "interrupt" : "terminate") received; stopping running nodes (again to exit at once)")
                     onFirst()
                 } else {
@@ -102,34 +98,29 @@ final class SignalTrap {
 
 /// swift-log goes through the live display while a run is on screen, straight to stderr otherwise.
 enum RunLogging {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var display: ProgressDisplay?
-    nonisolated(unsafe) private static var level: Logger.Level = .info
-    nonisolated(unsafe) private static var bootstrapped = false
+    private struct Route {
+        var display: ProgressDisplay?
+        var level: Logger.Level = .info
+        var bootstrapped = false
+    }
+
+    /// Loggers are made and used on any thread, and swift-log may be bootstrapped only once.
+    private static let route = Locked(Route())
 
     static func install(display: ProgressDisplay, level: Logger.Level) {
-        lock.lock()
-        defer { lock.unlock() }
-        Self.display = display
-        Self.level = level
-        if !bootstrapped {
-            bootstrapped = true
+        route.withLock { route in
+            route.display = display
+            route.level = level
+            guard !route.bootstrapped else { return }
+            route.bootstrapped = true
             LoggingSystem.bootstrap { label in
-                lock.lock()
-                let current = RunLogging.level
-                lock.unlock()
-                return DisplayLogHandler(label: label, display: {
-                    lock.lock()
-                    defer { lock.unlock() }
-                    return RunLogging.display
-                }, logLevel: current)
+                DisplayLogHandler(label: label, display: { RunLogging.route.withLock { $0.display } },
+                                  logLevel: RunLogging.route.withLock { $0.level })
             }
         }
     }
 
     static func detach() {
-        lock.lock()
-        display = nil
-        lock.unlock()
+        route.withLock { $0.display = nil }
     }
 }

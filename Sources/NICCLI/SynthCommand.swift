@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import NICBasics
 import Slides
+import Synthetic
 
 /// `nic synth`: a synthetic cohort with known ground truth (see `SyntheticCohort` for the model).
 struct SynthCommand: ParsableCommand {
@@ -91,37 +93,30 @@ struct SynthCommand: ParsableCommand {
                 for workers in Array(Set([1, threads])).sorted() {
                     // A fresh handle per run: OpenSlide's tile cache must not carry over between runs.
                     let fresh = try Slide(url: url)
-                    let sums = Checksums(count: origins.count)
+                    // Per-tile checksums, so the reads cannot be optimised away.
+                    let sums = Locked([Int](repeating: 0, count: origins.count))
                     let start = Date()
                     if blocked {
                         try GridReader(slide: fresh, grid: grid, mpp: 0.5, size: 128).read(cells, workers: workers) { i, tile in
-                            sums.set(i, Int(tile.pixels[(64 * 128 + 64) * 3]))
+                            sums.withLock { $0[i] = Int(tile.pixels[(64 * 128 + 64) * 3]) }
                         }
                     } else {
                         // Contiguous shares: threads interleaving cell by cell would decode the same TIFF tiles twice.
                         DispatchQueue.concurrentPerform(iterations: workers) { w in
                             for i in (w * origins.count / workers)..<((w + 1) * origins.count / workers) {
                                 let tile = try? fresh.readRegion(x: origins[i].x, y: origins[i].y, width: 128, height: 128, mpp: 0.5)
-                                sums.set(i, tile.map { Int($0.pixels[(64 * 128 + 64) * 3]) } ?? -1)
+                                sums.withLock { $0[i] = tile.map { Int($0.pixels[(64 * 128 + 64) * 3]) } ?? -1 }
                             }
                         }
                     }
                     let seconds = Date().timeIntervalSince(start)
-                    guard sums.all.allSatisfy({ $0 >= 0 }) else { throw SlideError(.unreadable, path: url.path, "a tile failed to read") }
-                    print("read-benchmark \(entry.stem) \(slide.width)x\(slide.height): \(origins.count) tissue tiles, \(blocked ? "GridReader (2x2-cell blocks)" : "one read per tile"), \(workers) worker\(workers == 1 ? "" : "s"): \(String(format: "%.2f", seconds)) s, \(String(format: "%.0f", Double(origins.count) / seconds)) tiles/s (checksum \(sums.all.reduce(0, +)))")
+                    let checksums = sums.current
+                    guard checksums.allSatisfy({ $0 >= 0 }) else { throw SlideError(.unreadable, path: url.path, "a tile failed to read") }
+                    print("read-benchmark \(entry.stem) \(slide.width)x\(slide.height): \(origins.count) tissue tiles, \(blocked ? "GridReader (2x2-cell blocks)" : "one read per tile"), \(workers) worker\(workers == 1 ? "" : "s"): \(String(format: "%.2f", seconds)) s, \(String(format: "%.0f", Double(origins.count) / seconds)) tiles/s (checksum \(checksums.reduce(0, +)))")
                 }
             }
         }
         try csv.write(to: folder.appendingPathComponent("bench-tiles.csv"), atomically: true, encoding: .utf8)
         print("tile list: \(folder.appendingPathComponent("bench-tiles.csv").path)")
     }
-}
-
-/// Per-tile checksums written from several threads (each index by one thread), so the reads cannot be optimised away.
-final class Checksums: @unchecked Sendable {
-    private var values: [Int]
-    private let lock = NSLock()
-    init(count: Int) { values = Array(repeating: 0, count: count) }
-    func set(_ i: Int, _ v: Int) { lock.lock(); values[i] = v; lock.unlock() }
-    var all: [Int] { lock.lock(); defer { lock.unlock() }; return values }
 }

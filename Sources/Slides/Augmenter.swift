@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// One step of an augmentation recipe: applied with probability `probability`, with a magnitude drawn
 /// uniformly from `range` (its meaning depends on the kind; see `Kind`).
@@ -85,14 +86,14 @@ public struct Augmenter: Sendable {
     }
 
     public func apply(to patch: RGBImage, epoch: Int, index: Int) -> RGBImage {
-        var rng = SeededRandom(seed: seed, epoch, index)
+        var rng = SplitMix64(seed: seed, epoch, index)
         var image = FloatImage(patch)
         for op in recipe.ops {
             // Both draws happen whether or not the op applies, so one op's probability never shifts
             // another op's random numbers.
             let applies = rng.unit() < op.probability
             let magnitude = op.range.lowerBound + (op.range.upperBound - op.range.lowerBound) * rng.unit()
-            var opRandom = SeededRandom(seed: rng.next())
+            var opRandom = SplitMix64(seed: rng.next())
             guard applies else { continue }
             image.apply(op, magnitude: magnitude, random: &opRandom)
         }
@@ -122,7 +123,7 @@ public struct FloatImage: Sendable {
         RGBImage(width: width, height: height, pixels: values.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) })
     }
 
-    mutating func apply(_ op: AugmentationOp, magnitude m: Double, random: inout SeededRandom) {
+    mutating func apply(_ op: AugmentationOp, magnitude m: Double, random: inout SplitMix64) {
         switch op.kind {
         case .dihedral: self = dihedral(random.int(below: 8))
         case .hed:
@@ -263,7 +264,7 @@ public struct FloatImage: Sendable {
         values = out
     }
 
-    mutating func elastic(alpha: Double, sigma: Double, random: inout SeededRandom) {
+    mutating func elastic(alpha: Double, sigma: Double, random: inout SplitMix64) {
         var dx = (0..<(width * height)).map { _ in Float(random.uniform(-1, 1)) }
         var dy = (0..<(width * height)).map { _ in Float(random.uniform(-1, 1)) }
         FloatImage.blur(&dx, width: width, height: height, channels: 1, sigma: sigma)

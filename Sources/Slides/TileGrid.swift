@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// The stride = size grid of patches over a slide at a target µm/px: the positions a compressor encodes.
 /// Cell (c, r) covers level-0 [c·w, (c+1)·w) × [r·h, (r+1)·h) with w = size·mpp / mppX (likewise h);
@@ -82,7 +83,7 @@ public struct GridReader: Sendable {
         // neighbouring blocks (which may share pyramid tiles at other levels) stay in one worker's cache use.
         DispatchQueue.concurrentPerform(iterations: n) { w in
             for k in (w * keys.count / n)..<((w + 1) * keys.count / n) {
-                if failure.isSet { return }
+                if failure.hasError { return }
                 let key = keys[k]
                 let bc = (key % blockColumns) * block, br = (key / blockColumns) * block
                 let origin = grid.origin(column: bc, row: br)
@@ -93,18 +94,10 @@ public struct GridReader: Sendable {
                         deliver(index, image.crop(x: dc * size, y: dr * size, width: size, height: size))
                     }
                 } catch {
-                    failure.set(error)
+                    failure.record(error)
                 }
             }
         }
-        if let error = failure.error { throw error }
+        try failure.rethrow()
     }
-}
-
-final class FirstError: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Error?
-    var error: Error? { lock.lock(); defer { lock.unlock() }; return stored }
-    var isSet: Bool { error != nil }
-    func set(_ e: Error) { lock.lock(); if stored == nil { stored = e }; lock.unlock() }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// Percentile bootstrap confidence intervals over resampled units (patients), seeded.
 public enum Bootstrap {
@@ -15,7 +16,7 @@ public enum Bootstrap {
     public static func interval(count: Int, resamples: Int, confidence: Double = 0.95, seed: UInt64,
                                 statistic: ([Int]) -> Double?) -> Interval? {
         guard count > 0, let estimate = statistic(Array(0..<count)) else { return nil }
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var values: [Double] = []
         values.reserveCapacity(resamples)
         var indices = [Int](repeating: 0, count: count)

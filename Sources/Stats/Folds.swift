@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// Patient-level cross-validation folds: every slide of a patient lands in the same fold, so no
 /// patient is ever in training and validation at once.
@@ -8,7 +9,7 @@ public enum Folds {
     public static func assign(patients: [String], k: Int, seed: UInt64, strata: [String: String] = [:]) -> [String: Int] {
         precondition(k >= 2, "folds: k must be at least 2")
         let unique = Array(Set(patients)).sorted()
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var groups: [String: [String]] = [:]
         for patient in unique { groups[strata[patient] ?? "", default: []].append(patient) }
         var result: [String: Int] = [:]

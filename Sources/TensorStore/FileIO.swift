@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 #if canImport(Glibc)
 import Glibc
@@ -112,14 +113,13 @@ enum FileIO {
         return stat(path, &info) == 0
     }
 
-    private static let counterLock = NSLock()
-    nonisolated(unsafe) private static var counter: UInt64 = 0
+    private static let counter = Locked<UInt64>(0)
 
     private static func nextTemporaryNumber() -> UInt64 {
-        counterLock.lock()
-        defer { counterLock.unlock() }
-        counter &+= 1
-        return counter
+        counter.withLock { count in
+            count &+= 1
+            return count
+        }
     }
 }
 

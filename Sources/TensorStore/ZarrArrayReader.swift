@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// Reads a zarr v3 array (bytes codec, optionally zstd and crc32c, in any order after bytes).
 /// Safe to use from several threads at once.
@@ -104,17 +105,18 @@ public final class ZarrArrayReader: @unchecked Sendable {
     /// not belong to the grid. Throws only if the folder cannot be listed.
     public func verify() throws -> [ZarrError] {
         let m = metadata
-        let problems = ProblemList()
+        let problems = Locked<[ZarrError]>([])
         DispatchQueue.concurrentPerform(iterations: m.chunkCount) { linear in
             do {
                 _ = try readStoredChunk(m.chunkIndex(linear: linear))
             } catch let error as ZarrError {
-                problems.append(error)
+                problems.withLock { $0.append(error) }
             } catch {
-                problems.append(ZarrError(path: chunkURL(m.chunkIndex(linear: linear)).path, message: "\(error)"))
+                let problem = ZarrError(path: chunkURL(m.chunkIndex(linear: linear)).path, message: "\(error)")
+                problems.withLock { $0.append(problem) }
             }
         }
-        var found = problems.sorted()
+        var found = problems.current.sorted { $0.path < $1.path }
         if case .default(separator: "/") = m.chunkKeyEncoding {
             found += try strayChunkFiles()
         }
@@ -217,23 +219,5 @@ public final class ZarrArrayReader: @unchecked Sendable {
             }
             initialized = count
         }
-    }
-}
-
-/// Collects per-chunk problems from parallel verification.
-private final class ProblemList: @unchecked Sendable {
-    private let lock = NSLock()
-    private var items: [ZarrError] = []
-
-    func append(_ e: ZarrError) {
-        lock.lock()
-        items.append(e)
-        lock.unlock()
-    }
-
-    func sorted() -> [ZarrError] {
-        lock.lock()
-        defer { lock.unlock() }
-        return items.sorted { $0.path < $1.path }
     }
 }

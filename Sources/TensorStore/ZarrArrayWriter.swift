@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// Creates a zarr v3 array and writes its chunks.
 ///
@@ -13,8 +14,7 @@ public final class ZarrArrayWriter: @unchecked Sendable {
     private let codec: ChunkCodec
     private let fillElement: [UInt8]
     // Folders known to exist, so that most chunk writes skip the mkdir system calls.
-    private let directoryLock = NSLock()
-    private var knownDirectories: Set<String> = []
+    private let knownDirectories = Locked<Set<String>>([])
 
     /// Creates the folder and its zarr.json (bytes -> zstd(compressionLevel) -> crc32c).
     /// Re-creating an array at a path that already holds one deletes its old chunks,
@@ -52,7 +52,7 @@ public final class ZarrArrayWriter: @unchecked Sendable {
             }
         }
         try FileIO.writeAtomically(metadataPath, Array((metadata.json.serialized() + "\n").utf8))
-        knownDirectories.insert(root)
+        knownDirectories.withLock { _ = $0.insert(root) }
     }
 
     public var chunkCounts: [Int] { metadata.chunkCounts }
@@ -156,37 +156,8 @@ public final class ZarrArrayWriter: @unchecked Sendable {
     }
 
     private func ensureDirectory(_ path: String) throws {
-        directoryLock.lock()
-        let known = knownDirectories.contains(path)
-        directoryLock.unlock()
-        if known { return }
+        if knownDirectories.withLock({ $0.contains(path) }) { return }
         try FileIO.makeDirectories(path)
-        directoryLock.lock()
-        knownDirectories.insert(path)
-        directoryLock.unlock()
-    }
-}
-
-/// Keeps the first error thrown by parallel chunk work so the others can stop early.
-final class FirstError: @unchecked Sendable {
-    private let lock = NSLock()
-    private var error: Error?
-
-    var hasError: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return error != nil
-    }
-
-    func record(_ e: Error) {
-        lock.lock()
-        if error == nil { error = e }
-        lock.unlock()
-    }
-
-    func rethrow() throws {
-        lock.lock()
-        defer { lock.unlock() }
-        if let error { throw error }
+        knownDirectories.withLock { _ = $0.insert(path) }
     }
 }

@@ -1,5 +1,6 @@
 import CZstd
 import Foundation
+import NICBasics
 
 /// One-shot zstd frames (the zarr v3 `zstd` codec).
 public enum Zstd {
@@ -72,8 +73,7 @@ public enum Zstd {
 
 /// A lock-protected free list, so concurrent chunk writers each get a context of their own.
 private final class ContextPool<Context>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var free: [Context] = []
+    private let free = Locked<[Context]>([])
     private let create: () -> Context?
     private let destroy: (Context) -> Void
     private let maxKept = 16
@@ -84,24 +84,17 @@ private final class ContextPool<Context>: @unchecked Sendable {
     }
 
     func take() -> Context {
-        lock.lock()
-        if let c = free.popLast() {
-            lock.unlock()
-            return c
-        }
-        lock.unlock()
+        if let c = free.withLock({ $0.popLast() }) { return c }
         guard let c = create() else { fatalError("zstd: out of memory creating a context") }
         return c
     }
 
     func give(_ context: Context) {
-        lock.lock()
-        if free.count < maxKept {
+        let kept = free.withLock { free in
+            guard free.count < maxKept else { return false }
             free.append(context)
-            lock.unlock()
-        } else {
-            lock.unlock()
-            destroy(context)
+            return true
         }
+        if !kept { destroy(context) }
     }
 }

@@ -2,6 +2,7 @@ import Flow
 import Foundation
 import NICNodes
 import Slides
+import Synthetic
 import TensorStore
 import XCTest
 

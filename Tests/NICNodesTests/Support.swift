@@ -2,6 +2,7 @@ import Flow
 import Foundation
 import NICNodes
 import Slides
+import Synthetic
 import XCTest
 
 /// A temporary project with a small synthetic cohort and a cache, for running pathology pipelines in-process.

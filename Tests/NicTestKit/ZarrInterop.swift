@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 import TensorStore
 
 /// Cross-checks TensorStore against zarr-python 3 (see scripts/zarr_interop.py, whose
@@ -139,16 +140,16 @@ enum ZarrInterop {
                 try all.withUnsafeBytes { try writer.writeAll($0) }
             } else {
                 // Padding edges by hand, as a streaming producer would.
-                let errors = ErrorBox()
+                let errors = FirstError()
                 DispatchQueue.concurrentPerform(iterations: chunkIndices.count) { n in
                     do {
                         let chunk = paddedChunk(all, f, writer, chunkIndices[n])
                         try chunk.withUnsafeBytes { try writer.writeChunk(at: chunkIndices[n], bytes: $0) }
                     } catch {
-                        errors.set(error)
+                        errors.record(error)
                     }
                 }
-                if let error = errors.error { throw error }
+                try errors.rethrow()
             }
         }
     }
@@ -176,16 +177,6 @@ enum ZarrInterop {
             out += inside ? Array(all[flat * size..<(flat + 1) * size]) : fill
         }
         return out
-    }
-
-    private final class ErrorBox: @unchecked Sendable {
-        private let lock = NSLock()
-        private(set) var error: Error?
-        func set(_ e: Error) {
-            lock.lock()
-            if error == nil { error = e }
-            lock.unlock()
-        }
     }
 
     // MARK: - Python writes, Swift checks

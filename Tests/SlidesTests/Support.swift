@@ -49,11 +49,3 @@ func assertSameImage(_ a: RGBImage, _ b: RGBImage, _ message: String = "", file:
     let differing = zip(a.pixels, b.pixels).filter { $0 != $1 }.count
     XCTAssertEqual(differing, 0, "\(differing) of \(a.pixels.count) channel values differ \(message)", file: file, line: line)
 }
-
-/// Values delivered from several threads, by index.
-final class Collected<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: [Int: T] = [:]
-    func put(_ i: Int, _ v: T) { lock.lock(); stored[i] = v; lock.unlock() }
-    var values: [Int: T] { lock.lock(); defer { lock.unlock() }; return stored }
-}

@@ -1,3 +1,4 @@
+import NICBasics
 import XCTest
 
 @testable import TensorStore
@@ -37,7 +38,7 @@ final class CRC32CTests: XCTestCase {
             }
             return ~crc
         }
-        var rng = SplitMix64(state: 42)
+        var rng = SplitMix64(seed: 42)
         let data = (0..<300).map { _ in UInt8.random(in: 0...255, using: &rng) }
         for start in 0..<9 {
             for length in [0, 1, 7, 8, 15, 16, 17, 63, 64, 200] where start + length <= data.count {

@@ -1,9 +1,10 @@
+import NICBasics
 import XCTest
 
 @testable import TensorStore
 
 final class RoundTripTests: TemporaryDirectoryTestCase {
-    private var rng = SplitMix64(state: 7)
+    private var rng = SplitMix64(seed: 7)
 
     private func roundTrip<T: ZarrScalar & Equatable>(
         _ values: [T], shape: [Int], chunkShape: [Int], fill: Double = 0, file: StaticString = #filePath,

@@ -34,18 +34,6 @@ class TemporaryDirectoryTestCase: XCTestCase {
     }
 }
 
-/// Deterministic pseudo-random numbers (SplitMix64), so failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// C-order reference extraction of a chunk's region, padded with `fill`.
 func referenceChunk<T>(_ values: [T], shape: [Int], chunkShape: [Int], index: [Int], fill: T) -> [T] {
     let rank = shape.count

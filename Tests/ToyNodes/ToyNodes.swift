@@ -1,6 +1,7 @@
 import Flow
 import NICNodes
 import Foundation
+import NICBasics
 import TensorStore
 
 /// Node types for tests only: they make execution, timing, failure and crashes observable.
@@ -14,23 +15,26 @@ public extension PortType { static let text: PortType = "Text" }
 /// Records executions across threads so tests can count what ran and how much overlapped.
 public final class ExecutionLog: @unchecked Sendable {
     public static let shared = ExecutionLog()
-    private let lock = NSLock()
-    private var names: [String] = []
-    private var running = 0
-    public private(set) var maxConcurrent = 0
+    private struct Counts {
+        var names: [String] = []
+        var running = 0
+        var maxConcurrent = 0
+    }
+    private let counts = Locked(Counts())
 
-    public func reset() { lock.lock(); names = []; running = 0; maxConcurrent = 0; lock.unlock() }
-    public var executed: [String] { lock.lock(); defer { lock.unlock() }; return names }
+    public func reset() { counts.withLock { $0 = Counts() } }
+    public var executed: [String] { counts.withLock { $0.names } }
+    public var maxConcurrent: Int { counts.withLock { $0.maxConcurrent } }
 
     func begin(_ name: String) {
-        lock.lock()
-        names.append(name)
-        running += 1
-        maxConcurrent = max(maxConcurrent, running)
-        lock.unlock()
+        counts.withLock { c in
+            c.names.append(name)
+            c.running += 1
+            c.maxConcurrent = max(c.maxConcurrent, c.running)
+        }
     }
 
-    func end() { lock.lock(); running -= 1; lock.unlock() }
+    func end() { counts.withLock { $0.running -= 1 } }
 }
 
 func writeText(_ text: String, _ context: NodeContext) throws {
@@ -116,16 +120,16 @@ public struct Rendezvous: NodeType {
         @Param(doc: "seconds to wait", .positive) var timeout = 20.0
         public init() {}
     }
-    static let lock = NSLock()
-    nonisolated(unsafe) static var semaphores: [String: DispatchSemaphore] = [:]
+    static let semaphores = Locked<[String: DispatchSemaphore]>([:])
     static func semaphore(_ name: String) -> DispatchSemaphore {
-        lock.lock(); defer { lock.unlock() }
-        if let s = semaphores[name] { return s }
-        let s = DispatchSemaphore(value: 0)
-        semaphores[name] = s
-        return s
+        semaphores.withLock { all in
+            if let s = all[name] { return s }
+            let s = DispatchSemaphore(value: 0)
+            all[name] = s
+            return s
+        }
     }
-    public static func reset() { lock.lock(); semaphores = [:]; lock.unlock() }
+    public static func reset() { semaphores.withLock { $0 = [:] } }
     public init() {}
     public func run(_ context: NodeContext, _ params: Params) throws {
         ExecutionLog.shared.begin(context.nodeName)

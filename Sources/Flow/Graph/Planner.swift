@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// What the planner decided for one node.
 public struct NodePlan {
@@ -19,6 +20,9 @@ public struct NodePlan {
     public let inputKeys: [String: String]
     /// The cache entry when cached.
     public let entry: URL?
+
+    /// What `key` was computed from.
+    public var cacheKey: CacheKey { CacheKey(type: typeName, version: version, params: keyParams, inputs: inputKeys) }
 }
 
 public struct Plan {
@@ -62,13 +66,7 @@ public enum Planner {
             }
             var inputKeys: [String: String] = [:]
             for (port, source) in node.inputs { inputKeys[port] = keys[source.node]! + "/" + source.port }
-            let document: ParamValue = .map([
-                "type": .string(node.type.name),
-                "version": .int(node.type.version),
-                "params": .map(keyParams),
-                "inputs": .map(inputKeys.mapValues { .string($0) }),
-            ])
-            let key = Hashing.sha256Hex(document.canonicalJSON)
+            let key = CacheKey(type: node.type.name, version: node.type.version, params: keyParams, inputs: inputKeys).hex
             keys[node.name] = key
 
             var status = NodePlan.Status.willRun
@@ -132,32 +130,30 @@ public enum Planner {
 /// Remembers, per pipeline, the key each node last had when it succeeded or was found cached.
 final class RecordKeeper: @unchecked Sendable {
     private let url: URL
-    private var record: PipelineRecord
-    private let lock = NSLock()
+    private let record: Locked<PipelineRecord>
 
     init(cache: Cache, pipeline: String) {
         url = Planner.recordURL(cache: cache, pipeline: pipeline)
-        record = Planner.loadRecord(cache: cache, pipeline: pipeline)
+        record = Locked(Planner.loadRecord(cache: cache, pipeline: pipeline))
     }
 
     /// `flush: false` batches cached nodes into one write; executed nodes are written at once so that a
     /// killed run still remembers what it finished.
     func remember(_ plan: NodePlan, flush: Bool = true) {
-        lock.lock()
-        defer { lock.unlock() }
-        record.nodes[plan.name] = PipelineRecord.Node(key: plan.key, type: plan.typeName, version: plan.version,
-                                                      params: plan.params.mapValues(\.canonicalJSON),
-                                                      keyParams: plan.keyParams.mapValues(\.canonicalJSON), inputs: plan.inputKeys)
-        if flush { writeLocked() }
+        record.withLock { record in
+            record.nodes[plan.name] = PipelineRecord.Node(key: plan.key, type: plan.typeName, version: plan.version,
+                                                          params: plan.params.mapValues(\.canonicalJSON),
+                                                          keyParams: plan.keyParams.mapValues(\.canonicalJSON), inputs: plan.inputKeys)
+            if flush { write(record) }
+        }
     }
 
     func flush() {
-        lock.lock()
-        defer { lock.unlock() }
-        writeLocked()
+        record.withLock { write($0) }
     }
 
-    private func writeLocked() {
+    /// Called under the lock, so two workers never interleave their writes.
+    private func write(_ record: PipelineRecord) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NICBasics
 
 /// Thrown inside a node when the run is being stopped (SIGINT/SIGTERM); the engine discards the
 /// node's partial output.
@@ -36,21 +37,11 @@ public struct NodeProgress: Sendable {
     }
 }
 
-/// What a node's per-item cache keys are made of.
+/// Where a node's per-item entries go, and the node's own key they are derived from.
 struct ItemScope {
     let cache: Cache
     let pipeline: String
-    let typeName: String
-    let version: Int
-    let keyParams: [String: ParamValue]
-    let inputKeys: [String: String]
-}
-
-final class CancellationFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-    func set() { lock.lock(); value = true; lock.unlock() }
+    let node: CacheKey
 }
 
 /// Everything a node's `run` may use: its params, its inputs' folders, folders for its outputs, and
@@ -64,16 +55,17 @@ public final class NodeContext: @unchecked Sendable {
     public let threads: Int
     let inputFolders: [String: URL]
     let outputRoot: URL
-    let cancellation: CancellationFlag
+    /// Set once by the executor (a signal), read by every worker.
+    let cancellation: Locked<Bool>
     let onProgress: (NodeProgress) -> Void
     let fileHasher: FileHasher
     /// For per-item cache entries (see `cachedItem`).
     let itemScope: ItemScope?
-    private let itemLock = NSLock()
-    private(set) var itemKeys: [String] = []
+    /// The keys of the items this node used, for its manifest (items are cached from several workers).
+    let itemKeys = Locked<[String]>([])
 
     init(nodeName: String, params: [String: ParamValue], paths: [String: URL], inputFolders: [String: URL],
-         outputRoot: URL, threads: Int, logger: Logger, cancellation: CancellationFlag, fileHasher: FileHasher,
+         outputRoot: URL, threads: Int, logger: Logger, cancellation: Locked<Bool>, fileHasher: FileHasher,
          itemScope: ItemScope? = nil, onProgress: @escaping (NodeProgress) -> Void) {
         self.fileHasher = fileHasher
         self.itemScope = itemScope
@@ -120,13 +112,9 @@ public final class NodeContext: @unchecked Sendable {
     /// cache; `produce` fills a fresh folder when the item is not cached. Safe from several threads.
     public func cachedItem(_ identity: String, excludingInputs: Set<String> = [], produce: (URL) throws -> Void) throws -> (folder: URL, reused: Bool) {
         guard let scope = itemScope else { throw NodeError("per-item caching is not available here") }
-        let inputs = scope.inputKeys.filter { !excludingInputs.contains($0.key) }
-        let document: ParamValue = .map([
-            "type": .string(scope.typeName), "version": .int(scope.version), "params": .map(scope.keyParams),
-            "inputs": .map(inputs.mapValues { .string($0) }), "item": .string(identity),
-        ])
-        let key = Hashing.sha256Hex(document.canonicalJSON)
-        itemLock.lock(); itemKeys.append(key); itemLock.unlock()
+        let itemKey = scope.node.item(identity, excludingInputs: excludingInputs)
+        let key = itemKey.hex
+        itemKeys.withLock { $0.append(key) }
         if case .valid(let url, _) = scope.cache.lookup(key) {
             scope.cache.touch(key)
             return (url, true)
@@ -140,8 +128,8 @@ public final class NodeContext: @unchecked Sendable {
             try? FileManager.default.removeItem(at: folder)
             throw error
         }
-        let manifest = EntryManifest(key: key, pipeline: scope.pipeline, node: "\(nodeName)[\(identity.prefix(40))]", type: scope.typeName,
-                                     version: scope.version, params: params, keyParams: scope.keyParams, inputs: inputs,
+        let manifest = EntryManifest(key: key, pipeline: scope.pipeline, node: "\(nodeName)[\(identity.prefix(40))]", type: itemKey.type,
+                                     version: itemKey.version, params: params, keyParams: itemKey.params, inputs: itemKey.inputs,
                                      created: Date(), seconds: Date().timeIntervalSince(start), files: [])
         return (try scope.cache.commit(temporary: folder, manifest: manifest), false)
     }
@@ -161,10 +149,10 @@ public final class NodeContext: @unchecked Sendable {
 
     // MARK: Progress and cancellation
 
-    public var isCancelled: Bool { cancellation.isSet }
+    public var isCancelled: Bool { cancellation.current }
 
     public func checkCancellation() throws {
-        if cancellation.isSet { throw RunCancelled() }
+        if cancellation.current { throw RunCancelled() }
     }
 
     public func progress(_ completed: Int, of total: Int? = nil, unit: String = "items", message: String? = nil,

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NICBasics
 
 /// Hears what happens during a run (the CLI prints it; tests record it). Called from worker threads.
 public protocol RunObserver: AnyObject, Sendable {
@@ -46,14 +47,18 @@ public final class Executor: @unchecked Sendable {
     public var observer: RunObserver?
     public var logger = Logger(label: "nic.run")
 
-    private let cancellation = CancellationFlag()
-    private let lock = NSLock()
+    private let cancellation = Locked(false)
     private let queue = DispatchQueue(label: "nic.executor", attributes: .concurrent)
-    private var summary = RunSummary()
-    private var running = 0
-    private var pending: [String] = []
-    private var done: [String: URL] = [:]
+    private let state = Locked(Schedule())
     private let records: RecordKeeper
+
+    /// What the scheduler knows, changed only under the lock: workers finish concurrently.
+    private struct Schedule {
+        var summary = RunSummary()
+        var running = 0
+        var pending: [String] = []
+        var done: [String: URL] = [:]
+    }
 
     public init(plan: Plan, cache: Cache, jobs: Int, observer: RunObserver? = nil) {
         self.plan = plan
@@ -63,80 +68,80 @@ public final class Executor: @unchecked Sendable {
         self.records = RecordKeeper(cache: cache, pipeline: plan.graph.spec.name)
     }
 
-    public func cancel() { cancellation.set() }
-    public var isCancelled: Bool { cancellation.isSet }
+    public func cancel() { cancellation.withLock { $0 = true } }
+    public var isCancelled: Bool { cancellation.current }
 
     public func run() -> RunSummary {
         let start = Date()
         cache.removeAbandonedTemporaries()
         let group = DispatchGroup()
-        lock.lock()
-        for node in plan.nodes {
-            if node.status == .cached, let entry = node.entry {
-                done[node.name] = entry
-                summary.outcomes[node.name] = .cached
-                summary.entries[node.name] = entry
-                cache.touch(node.key)
-                records.remember(node, flush: false)
-                observer?.nodeCached(node.name, entry: entry)
-            } else {
-                pending.append(node.name)
+        state.withLock { s in
+            for node in plan.nodes {
+                if node.status == .cached, let entry = node.entry {
+                    s.done[node.name] = entry
+                    s.summary.outcomes[node.name] = .cached
+                    s.summary.entries[node.name] = entry
+                    cache.touch(node.key)
+                    records.remember(node, flush: false)
+                    observer?.nodeCached(node.name, entry: entry)
+                } else {
+                    s.pending.append(node.name)
+                }
             }
+            records.flush()
+            schedule(&s, group)
         }
-        records.flush()
-        scheduleLocked(group)
-        lock.unlock()
         group.wait()
 
         cache.fileHasher.save()
-        lock.lock()
-        defer { lock.unlock() }
-        for name in pending {
-            summary.outcomes[name] = .skipped("interrupted before it started")
-            observer?.nodeSkipped(name, reason: "interrupted before it started")
+        return state.withLock { s in
+            for name in s.pending {
+                s.summary.outcomes[name] = .skipped("interrupted before it started")
+                observer?.nodeSkipped(name, reason: "interrupted before it started")
+            }
+            s.pending.removeAll()
+            s.summary.interrupted = cancellation.current
+            s.summary.wallSeconds = Date().timeIntervalSince(start)
+            return s.summary
         }
-        pending.removeAll()
-        summary.interrupted = cancellation.isSet
-        summary.wallSeconds = Date().timeIntervalSince(start)
-        return summary
     }
 
-    /// Starts every ready node while slots are free. Caller holds `lock`.
-    private func scheduleLocked(_ group: DispatchGroup) {
+    /// Starts every ready node while slots are free; runs under the lock (`s` is the locked state).
+    private func schedule(_ s: inout Schedule, _ group: DispatchGroup) {
         var index = 0
-        while index < pending.count {
-            let name = pending[index]
+        while index < s.pending.count {
+            let name = s.pending[index]
             let node = plan.graph.node(named: name)!
             // An input that failed or was skipped poisons this node.
-            if let bad = node.inputs.values.first(where: { isBlocked(summary.outcomes[$0.node]) }) {
-                pending.remove(at: index)
+            if let bad = node.inputs.values.first(where: { isBlocked(s.summary.outcomes[$0.node]) }) {
+                s.pending.remove(at: index)
                 let reason = "upstream node '\(bad.node)' did not complete"
-                summary.outcomes[name] = .skipped(reason)
+                s.summary.outcomes[name] = .skipped(reason)
                 observer?.nodeSkipped(name, reason: reason)
                 index = 0  // newly skipped nodes may block others earlier in the list
                 continue
             }
-            let ready = node.inputs.values.allSatisfy { done[$0.node] != nil }
-            if ready && running < jobs && !cancellation.isSet {
-                pending.remove(at: index)
-                running += 1
+            let ready = node.inputs.values.allSatisfy { s.done[$0.node] != nil }
+            if ready && s.running < jobs && !cancellation.current {
+                s.pending.remove(at: index)
+                s.running += 1
                 group.enter()
                 queue.async {
                     let result = self.execute(name)
-                    self.lock.lock()
-                    self.running -= 1
-                    switch result {
-                    case .success(let (entry, seconds)):
-                        self.done[name] = entry
-                        self.summary.outcomes[name] = .executed
-                        self.summary.entries[name] = entry
-                        self.summary.seconds[name] = seconds
-                    case .failure(let failure):
-                        self.summary.outcomes[name] = failure.cancelled ? .skipped("interrupted") : .failed(failure.message)
-                        self.summary.seconds[name] = failure.seconds
+                    self.state.withLock { s in
+                        s.running -= 1
+                        switch result {
+                        case .success(let (entry, seconds)):
+                            s.done[name] = entry
+                            s.summary.outcomes[name] = .executed
+                            s.summary.entries[name] = entry
+                            s.summary.seconds[name] = seconds
+                        case .failure(let failure):
+                            s.summary.outcomes[name] = failure.cancelled ? .skipped("interrupted") : .failed(failure.message)
+                            s.summary.seconds[name] = failure.seconds
+                        }
+                        self.schedule(&s, group)
                     }
-                    self.scheduleLocked(group)
-                    self.lock.unlock()
                     group.leave()
                 }
             } else {
@@ -167,16 +172,14 @@ public final class Executor: @unchecked Sendable {
         do {
             let folder = try cache.makeTemporary(for: nodePlan.key)
             temporary = folder
-            lock.lock()
+            let done = state.withLock { $0.done }
             let inputFolders = node.inputs.mapValues { done[$0.node]!.appendingPathComponent($0.port) }
-            lock.unlock()
             var nodeLogger = logger
             nodeLogger[metadataKey: "node"] = "\(name)"
             let context = NodeContext(nodeName: name, params: node.params, paths: node.paths, inputFolders: inputFolders,
                                       outputRoot: folder, threads: max(1, ProcessInfo.processInfo.activeProcessorCount / jobs),
                                       logger: nodeLogger, cancellation: cancellation, fileHasher: cache.fileHasher,
-                                      itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, typeName: node.type.name,
-                                                           version: node.type.version, keyParams: nodePlan.keyParams, inputKeys: nodePlan.inputKeys),
+                                      itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, node: nodePlan.cacheKey),
                                       onProgress: { [weak self] progress in self?.observer?.nodeProgress(name, progress) })
             try node.type.init().execute(context)
             try context.checkCancellation()
@@ -190,7 +193,8 @@ public final class Executor: @unchecked Sendable {
             var manifest = EntryManifest(key: nodePlan.key, pipeline: plan.graph.spec.name, node: name, type: node.type.name,
                                          version: node.type.version, params: node.params, keyParams: nodePlan.keyParams,
                                          inputs: nodePlan.inputKeys, created: Date(), seconds: seconds, files: [])
-            manifest.items = context.itemKeys.isEmpty ? nil : Array(Set(context.itemKeys)).sorted()
+            let itemKeys = context.itemKeys.current
+            manifest.items = itemKeys.isEmpty ? nil : Array(Set(itemKeys)).sorted()
             let entry = try cache.commit(temporary: folder, manifest: manifest)
             records.remember(nodePlan)
             observer?.nodeFinished(name, entry: entry, seconds: seconds)

@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// Forwards run events to several observers (the terminal display, the run record, ...).
 public final class ObserverGroup: RunObserver, @unchecked Sendable {
@@ -82,10 +83,14 @@ public struct RunRecord: Codable, Sendable {
 /// `events.jsonl` (progress with metrics, for curves) and `outputs/<node>` links to cache entries.
 public final class RunRecorder: RunObserver, @unchecked Sendable {
     public let folder: URL
-    private var record: RunRecord
-    private let lock = NSLock()
     private let events: FileHandle?
-    private var lastEvent: [String: (Date, String?)] = [:]
+    /// Nodes report from several workers; the record, the events file and its rate limit change together.
+    private let state: Locked<State>
+
+    private struct State {
+        var record: RunRecord
+        var lastEvent: [String: (Date, String?)] = [:]
+    }
 
     public init(runsRoot: URL, plan: Plan, cache: Cache, jobs: Int, now: Date = Date()) throws {
         let formatter = DateFormatter()
@@ -115,7 +120,7 @@ public final class RunRecorder: RunObserver, @unchecked Sendable {
                 status: "pending", started: nil, finished: nil, seconds: nil, entry: nil, error: nil,
                 inputs: graphNode.inputs.mapValues { "\($0.node).\($0.port)" }, params: node.params, progress: nil, metrics: nil)
         }
-        record = RunRecord(pipeline: plan.graph.spec.name, specFile: plan.graph.spec.file, cache: cache.root.path,
+        let record = RunRecord(pipeline: plan.graph.spec.name, specFile: plan.graph.spec.file, cache: cache.root.path,
                            status: "running", started: now, finished: nil, seconds: nil, jobs: jobs,
                            order: plan.nodes.map(\.name), nodes: nodes)
         // The resolved spec: every node with its type, version, typed params (defaults filled in) and key.
@@ -136,10 +141,11 @@ public final class RunRecorder: RunObserver, @unchecked Sendable {
         let eventsURL = folder.appendingPathComponent("events.jsonl")
         FileManager.default.createFile(atPath: eventsURL.path, contents: nil)
         events = FileHandle(forWritingAtPath: eventsURL.path)
-        writeLocked()
+        state = Locked(State(record: record))
+        write(record)
     }
 
-    private func writeLocked() {
+    private func write(_ record: RunRecord) {
         if let data = try? RunRecord.encoder.encode(record) {
             try? data.write(to: folder.appendingPathComponent("run.json"), options: .atomic)
         }
@@ -154,13 +160,13 @@ public final class RunRecorder: RunObserver, @unchecked Sendable {
     }
 
     private func update(_ name: String, _ change: (inout RunRecord.Node) -> Void) {
-        lock.lock()
-        defer { lock.unlock() }
-        if var node = record.nodes[name] {
-            change(&node)
-            record.nodes[name] = node
+        state.withLock { s in
+            if var node = s.record.nodes[name] {
+                change(&node)
+                s.record.nodes[name] = node
+            }
+            write(s.record)
         }
-        writeLocked()
     }
 
     private func link(_ name: String, to entry: URL) {
@@ -175,26 +181,27 @@ public final class RunRecorder: RunObserver, @unchecked Sendable {
     }
 
     public func nodeStarted(_ name: String) {
-        lock.lock(); event(name, "start"); lock.unlock()
+        state.withLock { _ in event(name, "start") }
         update(name) { $0.status = "running"; $0.started = Date() }
     }
 
     public func nodeProgress(_ name: String, _ progress: NodeProgress) {
-        lock.lock()
-        // Every change of stage (epoch) is kept for curves; plain counts at most once a second.
-        let now = Date()
-        let last = lastEvent[name]
-        let due = last == nil || last!.1 != progress.stage || now.timeIntervalSince(last!.0) >= 1 || progress.completed == progress.total
-        if due {
-            lastEvent[name] = (now, progress.stage)
-            var extra: [String: ParamValue] = ["completed": .int(progress.completed), "unit": .string(progress.unit)]
-            if let total = progress.total { extra["total"] = .int(total) }
-            if let stage = progress.stage { extra["stage"] = .string(stage) }
-            if let message = progress.message { extra["message"] = .string(message) }
-            if !progress.metrics.isEmpty { extra["metrics"] = .map(progress.metrics.mapValues { .float($0) }) }
-            event(name, "progress", extra)
+        let due = state.withLock { s in
+            // Every change of stage (epoch) is kept for curves; plain counts at most once a second.
+            let now = Date()
+            let last = s.lastEvent[name]
+            let due = last == nil || last!.1 != progress.stage || now.timeIntervalSince(last!.0) >= 1 || progress.completed == progress.total
+            if due {
+                s.lastEvent[name] = (now, progress.stage)
+                var extra: [String: ParamValue] = ["completed": .int(progress.completed), "unit": .string(progress.unit)]
+                if let total = progress.total { extra["total"] = .int(total) }
+                if let stage = progress.stage { extra["stage"] = .string(stage) }
+                if let message = progress.message { extra["message"] = .string(message) }
+                if !progress.metrics.isEmpty { extra["metrics"] = .map(progress.metrics.mapValues { .float($0) }) }
+                event(name, "progress", extra)
+            }
+            return due
         }
-        lock.unlock()
         guard due else { return }
         update(name) { node in
             node.progress = "\(progress.completed)\(progress.total.map { "/\($0)" } ?? "") \(progress.unit)\(progress.stage.map { ", \($0)" } ?? "")"
@@ -204,12 +211,12 @@ public final class RunRecorder: RunObserver, @unchecked Sendable {
 
     public func nodeFinished(_ name: String, entry: URL, seconds: Double) {
         link(name, to: entry)
-        lock.lock(); event(name, "done", ["seconds": .float(seconds)]); lock.unlock()
+        state.withLock { _ in event(name, "done", ["seconds": .float(seconds)]) }
         update(name) { $0.status = "done"; $0.finished = Date(); $0.seconds = seconds; $0.entry = entry.path }
     }
 
     public func nodeFailed(_ name: String, message: String, seconds: Double) {
-        lock.lock(); event(name, "failed", ["message": .string(message)]); lock.unlock()
+        state.withLock { _ in event(name, "failed", ["message": .string(message)]) }
         update(name) { $0.status = "failed"; $0.finished = Date(); $0.seconds = seconds; $0.error = message }
     }
 
@@ -219,12 +226,12 @@ public final class RunRecorder: RunObserver, @unchecked Sendable {
 
     /// Seals the record with the run's outcome.
     public func finish(_ summary: RunSummary) {
-        lock.lock()
-        defer { lock.unlock() }
-        record.status = summary.interrupted ? "interrupted" : (summary.succeeded ? "done" : "failed")
-        record.finished = Date()
-        record.seconds = summary.wallSeconds
-        writeLocked()
-        try? events?.close()
+        state.withLock { s in
+            s.record.status = summary.interrupted ? "interrupted" : (summary.succeeded ? "done" : "failed")
+            s.record.finished = Date()
+            s.record.seconds = summary.wallSeconds
+            write(s.record)
+            try? events?.close()
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NICBasics
 
 enum Hashing {
     static func sha256Hex(_ string: String) -> String {
@@ -44,18 +45,26 @@ public final class FileHasher: @unchecked Sendable {
     }
 
     private let stateFile: URL?
-    private var entries: [String: Entry] = [:]
-    private var dirty = false
-    private let lock = NSLock()
+    /// Nodes hash files from several workers.
+    private let state: Locked<State>
+
+    private struct State {
+        var entries: [String: Entry] = [:]
+        var dirty = false
+        var filesRead = 0
+    }
+
     /// How many files were actually read (tests use it to prove the state file works).
-    public private(set) var filesRead = 0
+    public var filesRead: Int { state.withLock { $0.filesRead } }
 
     public init(stateFile: URL?) {
         self.stateFile = stateFile
+        var known = State()
         if let stateFile, let data = try? Data(contentsOf: stateFile),
            let decoded = try? JSONDecoder().decode([String: Entry].self, from: data) {
-            entries = decoded
+            known.entries = decoded
         }
+        state = Locked(known)
     }
 
     public func hash(fileAt url: URL) throws -> String {
@@ -64,18 +73,17 @@ public final class FileHasher: @unchecked Sendable {
         let size = Int64(st.st_size)
         let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         let inode = UInt64(st.st_ino)
-        lock.lock()
-        if let known = entries[url.path], known.size == size, known.mtimeNanoseconds == mtime, known.inode == inode {
-            lock.unlock()
+        let remembered = state.withLock { $0.entries[url.path] }
+        if let known = remembered, known.size == size, known.mtimeNanoseconds == mtime, known.inode == inode {
             return known.sha256
         }
-        lock.unlock()
+        // Hashed outside the lock: a gigabyte slide must not hold up the other workers.
         let digest = try Hashing.sha256Hex(fileAt: url)
-        lock.lock()
-        entries[url.path] = Entry(size: size, mtimeNanoseconds: mtime, inode: inode, sha256: digest)
-        dirty = true
-        filesRead += 1
-        lock.unlock()
+        state.withLock { s in
+            s.entries[url.path] = Entry(size: size, mtimeNanoseconds: mtime, inode: inode, sha256: digest)
+            s.dirty = true
+            s.filesRead += 1
+        }
         return digest
     }
 
@@ -106,14 +114,14 @@ public final class FileHasher: @unchecked Sendable {
 
     /// Writes the state file if anything was learned (atomically: a crash keeps the old file).
     public func save() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard dirty, let stateFile else { return }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(entries) else { return }
-        try? FileManager.default.createDirectory(at: stateFile.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try? data.write(to: stateFile, options: .atomic)
-        dirty = false
+        state.withLock { s in
+            guard s.dirty, let stateFile else { return }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            guard let data = try? encoder.encode(s.entries) else { return }
+            try? FileManager.default.createDirectory(at: stateFile.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try? data.write(to: stateFile, options: .atomic)
+            s.dirty = false
+        }
     }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import NICBasics
+import Slides
 import Stats
 
 /// A synthetic cohort with known ground truth, for trying nic before real data arrives and for judging
@@ -60,7 +62,7 @@ public struct SyntheticCohort {
 
     public init(_ options: Options) {
         self.options = options
-        var rng = SeededRandom(seed: options.seed)
+        var rng = SplitMix64(seed: options.seed)
         var patients: [PatientTruth] = []
         var specs: [(String, String, SyntheticSlideSpec)] = []
         for p in 0..<options.patients {
@@ -141,7 +143,7 @@ public struct SyntheticCohort {
 
     /// The patch-level annotations of one slide (rows of patches.csv).
     public func annotations(_ slide: SyntheticSlide, stem: String) -> [String] {
-        var rng = SeededRandom(seed: slide.spec.seed ^ 0xA11C_E5ED)
+        var rng = SplitMix64(seed: slide.spec.seed ^ 0xA11C_E5ED)
         let half = Double(options.patchSize) / 2
         let w = Double(slide.spec.width), h = Double(slide.spec.height)
         func truth(_ cx: Double, _ cy: Double) -> (TissueClass, Bool, Int) {

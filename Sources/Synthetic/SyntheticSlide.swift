@@ -1,4 +1,6 @@
 import Foundation
+import NICBasics
+import Slides
 
 /// What a synthetic slide is made of at a point.
 public enum TissueClass: String, Sendable, CaseIterable {
@@ -72,7 +74,7 @@ public final class SyntheticSlide: @unchecked Sendable {
 
     public init(_ spec: SyntheticSlideSpec) {
         self.spec = spec
-        var rng = SeededRandom(seed: spec.seed)
+        var rng = SplitMix64(seed: spec.seed)
         seedTissue = rng.next(); seedTumour = rng.next(); seedCells = rng.next(); seedPixel = rng.next(); seedTexture = rng.next()
         if spec.penMark {
             let w = Double(spec.width), h = Double(spec.height)
@@ -228,7 +230,7 @@ public final class SyntheticSlide: @unchecked Sendable {
                     let b = f[(gj + 1) * gw + gi] * (1 - fx) + f[(gj + 1) * gw + gi + 1] * fx
                     return a * (1 - fy) + b * fy
                 }
-                var hash = SeededRandom.mix(seedPixel ^ UInt64(truncatingIfNeeded: y &* 0x1_0000_0001 &+ x))
+                var hash = SplitMix64.mix(seedPixel ^ UInt64(truncatingIfNeeded: y &* 0x1_0000_0001 &+ x))
                 let noise = Double(Int(hash & 0xFF) - 128) / 128  // −1...1
                 hash >>= 8
                 let o = (py * w + px) * 3

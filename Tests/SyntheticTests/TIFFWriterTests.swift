@@ -1,6 +1,7 @@
 import Foundation
+import Slides
 import XCTest
-@testable import Slides
+@testable import Synthetic
 
 final class TIFFWriterTests: XCTestCase {
     func testDeflateRoundTripIsExactAtEveryLevel() throws {

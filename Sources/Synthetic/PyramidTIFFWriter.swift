@@ -1,5 +1,6 @@
 import CTIFF
 import Foundation
+import Slides
 
 /// Writes a tiled, pyramidal RGB TIFF that OpenSlide opens with its generic-tiff driver: level 0 in
 /// the first directory, each further directory a tiled 2× reduction, down to the level that fits in one

@@ -1,0 +1,147 @@
+import Flow
+import Foundation
+import NICNodes
+import XCTest
+
+/// Cache keys are a promise to every existing cache: a refactor that keeps a node's meaning (typed
+/// params, moved code, a new key builder) must keep its key, or every user's cache silently reruns.
+/// The keys below were taken from the code as it stood; change them only with a version bump or a
+/// deliberate change of what a node computes, and say so in the commit.
+final class CacheKeyPinTests: XCTestCase {
+    /// The pipeline of `pipelines/demo.yaml`, on small files written here, so the keys depend on
+    /// nothing outside this test.
+    static let pipeline = """
+    pipeline: demo
+    inputs:
+      cohort:      {kind: slides, dir: data/demo/slides, pattern: "*.tif", labels: data/demo/labels.csv}
+      annotations: {kind: table, path: data/demo/patches.csv}
+    nodes:
+      tiles:
+        type: tile_sampler
+        in: {slides: cohort, annotations: annotations}
+        params: {mode: training, mpp: 0.5, size: 128, per_task: 600, seed: 1}
+      augmented:
+        type: augmenter
+        in: {patches: tiles}
+        params: {recipe: nodes/augment/heavy.yaml, seed: 2}
+      mtl:
+        type: encoder
+        in: {patches: augmented}
+        params:
+          architecture: nodes/encoders/nic-encoder.yaml
+          tasks: {tissue: classification, mitosis: binary, nuclei: regression}
+          epochs: 6
+          seed: 3
+      mean_rgb:
+        type: encoder
+        in: {patches: tiles}
+        params: {architecture: nodes/encoders/mean-rgb.yaml, training: none}
+      grids_mtl: {type: compressor, in: {slides: cohort, encoder: mtl}, params: {mpp: 0.5}}
+      grids_rgb: {type: compressor, in: {slides: cohort, encoder: mean_rgb}, params: {mpp: 0.5, orientations: "8"}}
+      score_mtl:
+        type: patient_model
+        in: {grids: grids_mtl}
+        params: {architecture: nodes/patient/small.yaml, head: nodes/heads/regression.yaml, target: [score], epochs: 20, seed: 4}
+      grade_rgb:
+        type: patient_model
+        in: {grids: grids_rgb}
+        params: {architecture: nodes/patient/small.yaml, head: nodes/heads/binary.yaml, target: [high_grade], folds: 3}
+      survival_mtl:
+        type: patient_model
+        in: {grids: grids_mtl}
+        params: {architecture: nodes/patient/small.yaml, head: nodes/heads/cox.yaml, target: [time, event], epochs: 20, seed: 4}
+      eval_score_mtl:    {type: evaluator, in: {predictions: score_mtl}, params: {bootstrap: 2000}}
+      eval_grade_rgb:    {type: evaluator, in: {predictions: grade_rgb}, params: {metrics: [auc], bootstrap: 500, seed: 7}}
+      eval_survival_mtl: {type: evaluator, in: {predictions: survival_mtl}, params: {bootstrap: 2000}}
+    """
+
+    /// Every file the pipeline reads, with fixed content. Slides are opaque bytes: planning hashes
+    /// them and never opens them.
+    static let files: [String: String] = [
+        "data/demo/slides/p001-a.tif": "II*\u{0}slide one",
+        "data/demo/slides/p002-a.tif": "II*\u{0}slide two",
+        "data/demo/slides/notes.txt": "not matched by the pattern, still part of the folder's hash",
+        "data/demo/labels.csv": "slide,patient,score,high_grade,time,event\np001-a,p001,1.5,1,12.0,1\np002-a,p002,-0.25,0,30.5,0\n",
+        "data/demo/patches.csv": "slide,x,y,task,label\np001-a,100,200,tissue,tumour\np002-a,300,400,mitosis,1\np002-a,50,60,nuclei,17.5\n",
+        "nodes/augment/heavy.yaml": """
+        # comments never reach the key
+        name: heavy
+        ops:
+          - {op: dihedral, p: 1.0}
+          - {op: hed, p: 1.0, range: [0.0, 0.2]}
+          - {op: elastic, p: 0.2, range: [1.0, 4.0], sigma: 8}
+        """,
+        "nodes/encoders/nic-encoder.yaml": """
+        name: nic-encoder
+        input: [64, 64, 3]
+        layers:
+          - conv: {filters: 8, kernel: 3, stride: 2, padding: valid}
+          - leaky_relu: 0.2
+          - batchnorm: {momentum: 0.1, eps: 0.001}
+          - flatten
+          - dense: 16
+        """,
+        "nodes/encoders/mean-rgb.yaml": "name: mean-rgb\ninput: [64, 64, 3]\nlayers:\n  - global_avg_pool\n",
+        "nodes/encoders/contrastive-head.yaml": """
+        name: contrastive-head
+        inputs: {a: [16], b: [16]}
+        blocks:
+          - name: joint
+            from: [a, b]
+            layers: [{dense: 8}, {leaky_relu: 0.2}, {dense: 1}]
+        loss: binary_cross_entropy
+        """,
+        "nodes/bigan/generator.yaml": "name: generator\ninput: [16]\nlayers:\n  - dense: 12\n",
+        "nodes/bigan/discriminator.yaml": "name: discriminator\ninput: [64, 64, 3]\nlayers:\n  - flatten\n  - dense: 1\n",
+        "nodes/vae/decoder.yaml": "name: decoder\ninput: [16]\nlayers:\n  - dense: 12\n",
+        "nodes/heads/regression.yaml": "name: regression\nlayers:\n  - dense: 1\nloss: mse\n",
+        "nodes/heads/binary.yaml": "name: binary\nlayers:\n  - dense: 1\nloss: binary_cross_entropy\n",
+        "nodes/heads/cox.yaml": "name: cox\nlayers:\n  - dense: 1\nloss: {type: cox, ties: efron}\n",
+        "nodes/patient/small.yaml": """
+        name: small
+        input: [16, 16, 16]
+        layers:
+          - separable_conv: {filters: 8, kernel: 3, stride: 2, padding: valid, l2: 1.0e-5}
+          - batchnorm: {momentum: 0.1}
+          - leaky_relu: 0.2
+          - flatten
+          - dense: {units: 8, l2: 1.0e-5}
+        """,
+    ]
+
+    static let pinned: [String: String] = [
+        "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
+        "augmented": "39a6e69b546bd6a7efe8ddc2e5a13b38af77ef53d24ca4e2148db43d248813a3",
+        "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
+        "eval_grade_rgb": "a9355420392d9475e427065aee9f12747ef1264128f519856b9e7781812e2a6b",
+        "eval_score_mtl": "7d40398f41ea6c33aed73b2cb2eaf04328a556bb6f950fdb8cef644b6d378b7b",
+        "eval_survival_mtl": "ad470fdc6e51a006635f06613c3845e3c4ce2e4233936ebd40c0133a34702678",
+        "grade_rgb": "b318e37b113179c1538790d767839f33553f3a886b9024aba6a32c64996f72ff",
+        "grids_mtl": "7435091aecff6c8fd4f7b8ed3aae5e42aeb89de06e738ebe909f643cc6b1ea3b",
+        "grids_rgb": "5313293bc7e90c6bae2ea08a91e316dadf935bbc189a6eb1a47ea69a3a4e85d7",
+        "mean_rgb": "b4158fb4cddb6fdd40ad390dce2e21d4a8f13278487ab7efaf1959c455572221",
+        "mtl": "76924555367e971c6815d21531fd2c2cdc99f7d090c621d632bc3a5461562f4b",
+        "score_mtl": "0d5856898dcaa55ceeb06133aaec46235cfae79755fce33d4d0c0874fc7897ca",
+        "survival_mtl": "00650b0a2e9bd21fc828e95e78cec0396438a1628f015336c8c83412120aa2d2",
+        "tiles": "05918347b74031cdd8bdda7d4094afc4f25833d818d9dde7401864db048f27b9",
+    ]
+
+    func testDemoPipelineKeysArePinned() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("nic-keys-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        for (relative, text) in Self.files {
+            let url = root.appendingPathComponent(relative)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: url)
+        }
+        let specURL = root.appendingPathComponent("pipeline.yaml")
+        try Data(Self.pipeline.utf8).write(to: specURL)
+        let graph = try PipelineGraph.build(try SpecParser.parse(file: specURL, displayPath: "pipeline.yaml"),
+                                            registry: PathologyNodes.registry)
+        let plan = try Planner.plan(graph, cache: try Cache(root: root.appendingPathComponent(".nic/cache")))
+        let keys = Dictionary(uniqueKeysWithValues: plan.nodes.map { ($0.name, $0.key) })
+        // Printed in source form, so a deliberate change is re-pinned by pasting.
+        let listing = keys.sorted { $0.key < $1.key }.map { "        \"\($0.key)\": \"\($0.value)\"," }.joined(separator: "\n")
+        XCTAssertEqual(keys, Self.pinned, "cache keys changed; now:\n\(listing)")
+    }
+}
