@@ -91,7 +91,7 @@ let package = Package(
         .target(
             name: "Neural",
             dependencies: ["COpenBLAS", "NICBasics", "TensorStore", .product(name: "Yams", package: "Yams")],
-            swiftSettings: vectorSettings
+            swiftSettings: vectorSettings + [.swiftLanguageMode(.v5)]  // until the compute-context rework lands
         ),
         // OpenSlide reading at a target µm/px, tissue masks, tiling, colour transforms, augmentation.
         .target(
@@ -150,5 +150,5 @@ let package = Package(
         .testTarget(name: "SyntheticTests", dependencies: ["Slides", "Synthetic"]),
         .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "Synthetic", "TensorStore"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -303,8 +303,9 @@ public final class SyntheticSlide: @unchecked Sendable {
             let blocks = (w + block - 1) / block
             var strip = [UInt8](repeating: 0, count: w * rows * 3)
             strip.withUnsafeMutableBufferPointer { out in
-                let base = out.baseAddress!
+                let shared = DisjointAccess(out.baseAddress!)  // each block writes its own columns
                 DispatchQueue.concurrentPerform(iterations: blocks) { k in
+                    let base = shared.pointer
                     let bx = k * block, bw = min(block, w - bx)
                     let pixels = self.render(x: bx, y: y, width: bw, height: rows)
                     for r in 0..<rows {

@@ -150,8 +150,10 @@ public final class ZarrArrayReader: @unchecked Sendable {
             count = rowBytes
         }
         let failures = FirstError()
+        let shared = DisjointAccess(out)
         DispatchQueue.concurrentPerform(iterations: m.chunkCount) { linear in
             if failures.hasError { return }
+            let out = shared.pointer
             let index = m.chunkIndex(linear: linear)
             let chunk: [UInt8]?
             do {

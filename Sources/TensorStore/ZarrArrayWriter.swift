@@ -120,8 +120,10 @@ public final class ZarrArrayWriter: @unchecked Sendable {
         let count = m.chunkCount
         guard count > 0, m.elementCount > 0 else { return }
         let failures = FirstError()
+        let shared = DisjointAccess(bytes)
         DispatchQueue.concurrentPerform(iterations: count) { linear in
             if failures.hasError { return }
+            let bytes = shared.pointer
             let index = m.chunkIndex(linear: linear)
             let (origin, extent) = m.chunkRegion(index)
             let size = m.chunkByteCount

@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 import XCTest
 @testable import Slides
@@ -18,10 +19,8 @@ final class AugmenterTests: XCTestCase {
         assertSameImage(first, Augmenter(recipe: heavy, seed: 42).apply(to: patch, epoch: 0, index: 5))
         // Order and threads do not matter: parallel calls reproduce the serial results.
         let serial = (0..<16).map { a.apply(to: patch, epoch: $0 / 4, index: $0 % 4) }
-        let slots = UnsafeMutableBufferPointer<RGBImage>.allocate(capacity: 16)
-        defer { slots.deallocate() }
-        DispatchQueue.concurrentPerform(iterations: 16) { i in (slots.baseAddress! + (15 - i)).initialize(to: a.apply(to: patch, epoch: (15 - i) / 4, index: (15 - i) % 4)) }
-        for i in 0..<16 { assertSameImage(slots[i], serial[i]) }
+        let parallel = try concurrentMap(16, workers: 4) { i in a.apply(to: patch, epoch: (15 - i) / 4, index: (15 - i) % 4) }
+        for i in 0..<16 { assertSameImage(parallel[15 - i], serial[i]) }
         // Every (epoch, index) gets its own draw.
         let distinct = Set(serial.map(\.pixels))
         XCTAssertEqual(distinct.count, 16)

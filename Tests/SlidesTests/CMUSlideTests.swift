@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 import XCTest
 @testable import Slides
@@ -82,13 +83,10 @@ final class CMUSlideTests: XCTestCase {
         let slide = try Slide(url: try cmuSlideURL())
         let positions = (0..<64).map { ($0 % 8 * 250, $0 / 8 * 350) }
         let serial = try positions.map { try slide.readRegion(x: $0.0, y: $0.1, width: 128, height: 128, mpp: 0.5) }
-        let results = UnsafeMutableBufferPointer<RGBImage?>.allocate(capacity: positions.count)
-        results.initialize(repeating: nil)
-        defer { results.deallocate() }
-        DispatchQueue.concurrentPerform(iterations: positions.count) { i in
-            results[i] = try? slide.readRegion(x: positions[i].0, y: positions[i].1, width: 128, height: 128, mpp: 0.5)
+        let results = try concurrentMap(positions.count, workers: 8) { i in
+            try slide.readRegion(x: positions[i].0, y: positions[i].1, width: 128, height: 128, mpp: 0.5)
         }
-        for i in positions.indices { XCTAssertNotNil(results[i]); if let r = results[i] { assertSameImage(r, serial[i]) } }
+        for i in positions.indices { assertSameImage(results[i], serial[i]) }
     }
 
     /// The slide is a strip of skin: by eye a third to two fifths of the field is tissue (the detector

@@ -5,7 +5,7 @@ import XCTest
 /// Values computed once by scipy, scikit-learn, lifelines and scikit-survival
 /// (scripts/stats_fixtures.py) on data with ties in scores and times.
 final class ReferenceTests: XCTestCase {
-    static let fixture: [String: Any] = {
+    nonisolated(unsafe) static let fixture: [String: Any] = {  // read-only after its one initialisation
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/stats.json")
         let data = try! Data(contentsOf: url)
         return try! JSONSerialization.jsonObject(with: data) as! [String: Any]

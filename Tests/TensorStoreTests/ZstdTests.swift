@@ -1,3 +1,4 @@
+import NICBasics
 import XCTest
 
 @testable import TensorStore
@@ -34,12 +35,11 @@ final class ZstdTests: XCTestCase {
 
     func testConcurrentUse() throws {
         let inputs = (0..<16).map { n in (0..<20_000).map { UInt8(truncatingIfNeeded: $0 % (n + 3)) } }
-        let results = UnsafeMutableBufferPointer<Bool>.allocate(capacity: inputs.count)
-        defer { results.deallocate() }
+        let results = Locked([Bool](repeating: false, count: inputs.count))
         DispatchQueue.concurrentPerform(iterations: inputs.count) { i in
             let ok = (try? Zstd.decompress(Zstd.compress(inputs[i], level: 3), expectedSize: inputs[i].count)) == inputs[i]
-            results[i] = ok
+            results.withLock { $0[i] = ok }
         }
-        XCTAssertTrue(results.allSatisfy { $0 })
+        XCTAssertTrue(results.current.allSatisfy { $0 })
     }
 }
