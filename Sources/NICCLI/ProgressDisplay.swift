@@ -6,7 +6,7 @@ import NICBasics
 /// How a run shows itself. On a terminal: permanent lines for events above a live region with one
 /// line per running node (bar, rate, ETA, epoch, losses), redrawn in place. Elsewhere (CI, logs):
 /// plain lines only, with a progress line per node at most every `interval` seconds.
-final class ProgressDisplay: RunObserver, @unchecked Sendable {
+final class ProgressDisplay: RunObserver, Sendable {
     enum Verbosity: Int, Comparable {
         case quiet, normal, verbose
         static func < (a: Verbosity, b: Verbosity) -> Bool { a.rawValue < b.rawValue }
@@ -25,7 +25,7 @@ final class ProgressDisplay: RunObserver, @unchecked Sendable {
     private let width: Int
     /// Workers report, the timer redraws and events print concurrently; the screen is one.
     private let screen = Locked(Screen())
-    private var timer: DispatchSourceTimer?
+    private let timer = Locked<DispatchSourceTimer?>(nil)
 
     private struct Screen {
         var running: [String: Running] = [:]
@@ -44,7 +44,7 @@ final class ProgressDisplay: RunObserver, @unchecked Sendable {
             timer.schedule(deadline: .now() + 0.2, repeating: 0.2)
             timer.setEventHandler { [weak self] in self?.redraw() }
             timer.resume()
-            self.timer = timer
+            self.timer.withLock { $0 = timer }
         }
     }
 
@@ -55,8 +55,10 @@ final class ProgressDisplay: RunObserver, @unchecked Sendable {
     }
 
     func stop() {
-        timer?.cancel()
-        timer = nil
+        timer.withLock { timer in
+            timer?.cancel()
+            timer = nil
+        }
         screen.withLock { clear(&$0) }
     }
 

@@ -228,7 +228,7 @@ public struct Compressor: NodeType {
 
 /// The next band's patches, read on another thread while this band is encoded; the DispatchGroup
 /// wait orders the write before the read.
-private final class NextBand: @unchecked Sendable {
+private final class NextBand: @unchecked Sendable {  // one writer, then the group wait, then one reader
     var value: Result<[RGBImage], Error>
     init(_ value: Result<[RGBImage], Error>) { self.value = value }
 }

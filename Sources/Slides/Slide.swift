@@ -27,7 +27,7 @@ public enum ResolutionSource: String, Sendable {
 ///
 /// One handle serves many threads: OpenSlide documents every function except `openslide_close` as
 /// thread-safe, and this class closes the handle only in `deinit`, when no reader can hold it.
-public final class Slide: @unchecked Sendable {
+public final class Slide: @unchecked Sendable {  // the OpenSlide handle is thread-safe (above)
     public let url: URL
     public let levels: [SlideLevel]
     public let properties: [String: String]

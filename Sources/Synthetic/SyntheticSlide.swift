@@ -61,7 +61,7 @@ public struct SyntheticSlideSpec: Sendable, Equatable {
 /// sparse elongated ones (15 %); a tumour nucleus is mitotic with probability `mitosisRate` and drawn as
 /// a dark, clumped figure. Colour is Beer–Lambert with the haematoxylin and eosin absorbance vectors of
 /// `HED.rgbFromHED`, scaled per slide by the stain strengths.
-public final class SyntheticSlide: @unchecked Sendable {
+public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is written only in init, before sharing
     public let spec: SyntheticSlideSpec
     static let cell = 16
     static let tissueScale = 1400.0

@@ -3,7 +3,7 @@ import NICBasics
 
 /// Reads a zarr v3 array (bytes codec, optionally zstd and crc32c, in any order after bytes).
 /// Safe to use from several threads at once.
-public final class ZarrArrayReader: @unchecked Sendable {
+public final class ZarrArrayReader: Sendable {
     public let url: URL
     public let metadata: ZarrArrayMetadata
 

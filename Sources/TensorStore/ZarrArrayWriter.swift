@@ -6,7 +6,7 @@ import NICBasics
 /// Chunks are independent files, so `writeChunk` may be called for different chunks from
 /// several threads at once, and only one chunk is in memory per call: arrays larger than
 /// memory can be produced chunk by chunk. Chunks never written read back as the fill value.
-public final class ZarrArrayWriter: @unchecked Sendable {
+public final class ZarrArrayWriter: Sendable {
     public let url: URL
     public let metadata: ZarrArrayMetadata
 

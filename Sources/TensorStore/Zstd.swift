@@ -72,7 +72,7 @@ public enum Zstd {
 }
 
 /// A lock-protected free list, so concurrent chunk writers each get a context of their own.
-private final class ContextPool<Context>: @unchecked Sendable {
+private final class ContextPool<Context>: @unchecked Sendable {  // contexts move between threads only through the locked list
     private let free = Locked<[Context]>([])
     private let create: () -> Context?
     private let destroy: (Context) -> Void

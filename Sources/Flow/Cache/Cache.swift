@@ -27,7 +27,7 @@ public struct EntryManifest: Codable, Sendable {
 /// The content-addressed store of node outputs: `objects/ab/<key>/` holding one folder per output port
 /// and `manifest.json`. Entries appear only by an atomic rename of a finished temporary folder, so a
 /// killed run never leaves a half entry that a later run would trust.
-public final class Cache: @unchecked Sendable {
+public final class Cache: Sendable {
     public let root: URL
     public var objects: URL { root.appendingPathComponent("objects") }
     public var temporary: URL { root.appendingPathComponent("tmp") }

@@ -128,7 +128,7 @@ public enum Planner {
 }
 
 /// Remembers, per pipeline, the key each node last had when it succeeded or was found cached.
-final class RecordKeeper: @unchecked Sendable {
+final class RecordKeeper: Sendable {
     private let url: URL
     private let record: Locked<PipelineRecord>
 

@@ -46,7 +46,7 @@ struct ItemScope {
 
 /// Everything a node's `run` may use: its params, its inputs' folders, folders for its outputs, and
 /// ways to report progress and notice cancellation.
-public final class NodeContext: @unchecked Sendable {
+public final class NodeContext: Sendable {
     public let nodeName: String
     public let params: [String: ParamValue]
     public let paths: [String: URL]
@@ -57,7 +57,7 @@ public final class NodeContext: @unchecked Sendable {
     let outputRoot: URL
     /// Set once by the executor (a signal), read by every worker.
     let cancellation: Locked<Bool>
-    let onProgress: (NodeProgress) -> Void
+    let onProgress: @Sendable (NodeProgress) -> Void
     let fileHasher: FileHasher
     /// For per-item cache entries (see `cachedItem`).
     let itemScope: ItemScope?
@@ -66,7 +66,7 @@ public final class NodeContext: @unchecked Sendable {
 
     init(nodeName: String, params: [String: ParamValue], paths: [String: URL], inputFolders: [String: URL],
          outputRoot: URL, threads: Int, logger: Logger, cancellation: Locked<Bool>, fileHasher: FileHasher,
-         itemScope: ItemScope? = nil, onProgress: @escaping (NodeProgress) -> Void) {
+         itemScope: ItemScope? = nil, onProgress: @escaping @Sendable (NodeProgress) -> Void) {
         self.fileHasher = fileHasher
         self.itemScope = itemScope
         self.nodeName = nodeName

@@ -40,7 +40,7 @@ public struct RunSummary {
 /// Runs a plan: every node whose inputs are ready starts on a Dispatch worker, at most `jobs` at a
 /// time. A failure stops the failed node's descendants only; independent branches finish. `cancel()`
 /// (from a signal handler) lets running nodes stop at their next cancellation check and starts nothing new.
-public final class Executor: @unchecked Sendable {
+public final class Executor: @unchecked Sendable {  // plan is read-only; observer and logger are set before run()
     public let plan: Plan
     public let cache: Cache
     public let jobs: Int

@@ -2,7 +2,7 @@ import Foundation
 import NICBasics
 
 /// Forwards run events to several observers (the terminal display, the run record, ...).
-public final class ObserverGroup: RunObserver, @unchecked Sendable {
+public final class ObserverGroup: RunObserver, Sendable {
     private let observers: [RunObserver]
     public init(_ observers: [RunObserver]) { self.observers = observers }
     public func nodeCached(_ name: String, entry: URL) { observers.forEach { $0.nodeCached(name, entry: entry) } }
@@ -81,7 +81,7 @@ public struct RunRecord: Codable, Sendable {
 /// Writes `runs/<UTC time>-<pipeline>/`: the spec as written, the resolved spec, `run.json` (per-node
 /// status, timings, cache hit or miss, reasons, errors; rewritten atomically as the run goes),
 /// `events.jsonl` (progress with metrics, for curves) and `outputs/<node>` links to cache entries.
-public final class RunRecorder: RunObserver, @unchecked Sendable {
+public final class RunRecorder: RunObserver, Sendable {
     public let folder: URL
     private let events: FileHandle?
     /// Nodes report from several workers; the record, the events file and its rate limit change together.

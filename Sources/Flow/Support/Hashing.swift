@@ -36,7 +36,7 @@ public struct FlowError: Error, CustomStringConvertible, Sendable {
 
 /// Content hashes of external files, remembered by (path, size, mtime, inode) so that unchanged large
 /// files are not read again; any change to those four re-reads the file (never trusts mtime alone).
-public final class FileHasher: @unchecked Sendable {
+public final class FileHasher: Sendable {
     struct Entry: Codable {
         var size: Int64
         var mtimeNanoseconds: Int64
