@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// A network of blocks. Each block takes one or more named sources (network inputs or earlier blocks),
 /// concatenates them along the last axis, and runs its layers in order. A plain sequential model is a
@@ -30,12 +31,15 @@ public final class Network {
     /// so they are placed where they are cheap: the network output (on failure the forward pass is run
     /// again layer by layer to find the culprit) and each layer's parameter gradients (small tensors).
     public var checksFinite = true
+    /// The thread budget of this network's forward and backward passes (every core unless told).
+    public var compute: ComputeContext
 
-    public init(name: String, inputs: [(name: String, shape: [Int])], blocks: [Block]) {
-        Compute.keepLargeAllocations
+    public init(name: String, inputs: [(name: String, shape: [Int])], blocks: [Block], compute: ComputeContext = .allCores) {
+        Compute.configureProcess()
         self.name = name
         self.inputs = inputs
         self.blocks = blocks
+        self.compute = compute
     }
 
     public var outputShape: [Int] { blocks.last!.outputShape }
@@ -58,42 +62,36 @@ public final class Network {
     /// Items per chunk in inference; 0 picks a size whose activations stay in cache.
     public var inferenceChunk = 0
 
-    /// Inference runs the batch as chunks, one worker per core, each with single-threaded BLAS: the
-    /// activations of a chunk stay in cache between layers and no GEMM pays for thread hand-offs.
+    /// Inference runs the batch as chunks, one worker per thread of `compute`: the activations of a
+    /// chunk stay in cache between layers and no GEMM pays for thread hand-offs.
     public func forward(_ xs: [Tensor], training: Bool) throws -> Tensor {
         let n = xs.first?.batch ?? 0
-        let workers = Compute.workers
-        guard !training, workers > 1, n > 1, !Compute.isSerialThread, xs.allSatisfy({ $0.batch == n }) else {
-            return try forwardWhole(xs, training: training)
+        let workers = compute.threads
+        guard !training, workers > 1, n > 1, xs.allSatisfy({ $0.batch == n }) else {
+            return try compute.run { try forwardWhole(xs, training: training) }
         }
         let chunk = inferenceChunk > 0 ? inferenceChunk : defaultChunk(batch: n, workers: workers)
         let starts = Array(Swift.stride(from: 0, to: n, by: chunk))
-        if starts.count < 2 { return try forwardWhole(xs, training: false) }
-        var outputs = [Tensor?](repeating: nil, count: starts.count)
-        var failure: Error?
-        let lock = NSLock()
-        let savedThreads = BLAS.threads
-        BLAS.setBLASThreadsOnly(1)
-        defer { BLAS.setBLASThreadsOnly(savedThreads) }
-        let next = ManagedAtomicCounter()
-        DispatchQueue.concurrentPerform(iterations: min(workers, starts.count)) { _ in
-            Compute.runSerially {
-                while true {
-                    let i = next.increment()
-                    if i >= starts.count { return }
-                    let range = starts[i]..<min(starts[i] + chunk, n)
-                    do {
-                        let y = try forwardWhole(xs.map { $0.items(range) }, training: false)
-                        lock.lock(); outputs[i] = y; lock.unlock()
-                    } catch {
-                        lock.lock(); failure = failure ?? error; lock.unlock()
-                        return
-                    }
+        if starts.count < 2 { return try compute.run { try forwardWhole(xs, training: false) } }
+        let outputs = Locked([Tensor?](repeating: nil, count: starts.count))
+        let failure = Locked<Error?>(nil)
+        let next = Locked(0)
+        compute.runWorkers(min(workers, starts.count)) { _ in
+            while true {
+                let i = next.fetchAndIncrement()
+                if i >= starts.count { return }
+                let range = starts[i]..<min(starts[i] + chunk, n)
+                do {
+                    let y = try forwardWhole(xs.map { $0.items(range) }, training: false)
+                    outputs.withLock { $0[i] = y }
+                } catch {
+                    failure.withLock { $0 = $0 ?? error }
+                    return
                 }
             }
         }
-        if let failure { throw failure }
-        let parts = outputs.map { $0! }
+        if let error = failure.current { throw error }
+        let parts = outputs.current.map { $0! }
         var data = [Float]()
         data.reserveCapacity(parts.reduce(0) { $0 + $1.count })
         for p in parts { data.append(contentsOf: p.data) }
@@ -207,6 +205,10 @@ public final class Network {
     /// layers that read the inputs compute parameter gradients only, and an empty list is returned.
     @discardableResult
     public func backward(_ dy: Tensor, inputGradients: Bool = true) throws -> [Tensor] {
+        try compute.run { try backwardWhole(dy, inputGradients: inputGradients) }
+    }
+
+    private func backwardWhole(_ dy: Tensor, inputGradients: Bool) throws -> [Tensor] {
         var grads: [String: Tensor] = [blocks.last!.name: dy]
         let inputNames = Set(inputs.map(\.name))
         for block in blocks.reversed() {
@@ -253,18 +255,5 @@ public final class Network {
             for (k, g) in grads where g.firstNonFinite != nil { throw NeuralError.nonFinite(layer: "\(name) input '\(k)'", what: "gradient") }
         }
         return inputs.map { grads[$0.name] ?? Tensor(zeros: [dy.batch] + $0.shape) }
-    }
-}
-
-/// A shared counter handing out work items to the inference workers.
-final class ManagedAtomicCounter: @unchecked Sendable {
-    private var value = 0
-    private let lock = NSLock()
-    func increment() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        let v = value
-        value += 1
-        return v
     }
 }

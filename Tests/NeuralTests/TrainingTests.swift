@@ -180,7 +180,8 @@ final class InferenceFusionTests: XCTestCase {
             let x = GradCheck.random([3, 9, 9, 3], seed: 4)
             var y = x
             for layer in net.layers { y = try layer.forward(y, training: false) }
-            let fused = try Compute.runSerially { try net.forward(x, training: false) }
+            net.compute = ComputeContext(threads: 1)
+            let fused = try net.forward(x, training: false)
             XCTAssertLessThanOrEqual(fused.maxAbsDifference(y), 1e-5, yaml)
             XCTAssertGreaterThan(y.data.map(abs).max()!, 0.01)
         }
@@ -234,9 +235,7 @@ final class TrainingFusionTests: XCTestCase {
     /// With several workers a convolution splits the batch into fixed shares, each with its own
     /// single-threaded GEMMs and weight-gradient buffer; results must equal one share on one thread.
     func testConvolutionWorkerSharesEqualOneThread() throws {
-        let saved = Compute.workers
-        Compute.workers = 3
-        defer { Compute.workers = saved }
+        let three = ComputeContext(threads: 3), one = ComputeContext(threads: 1)
         for (cin, f, k, s, pad, groups) in [(3, 8, 3, 2, Padding.valid, 1), (4, 6, 3, 1, .same, 2), (2, 5, 2, 2, .same, 1)] {
             var rng = SeededGenerator(seed: 7)
             let conv = try Conv2D(name: "c", inChannels: cin, filters: f, kernel: (k, k), stride: s, padding: pad, groups: groups, rng: &rng)
@@ -249,8 +248,8 @@ final class TrainingFusionTests: XCTestCase {
                 let dx = try conv.backward(dy)
                 return (y, dx, conv.weight.grad, conv.bias!.grad)
             }
-            let shared = try run()
-            let serial = try Compute.runSerially { try run() }
+            let shared = try three.run { try run() }
+            let serial = try one.run { try run() }
             let what = "groups \(groups) stride \(s) \(pad)"
             XCTAssertLessThanOrEqual(shared.0.maxAbsDifference(serial.0), 1e-5, what)
             XCTAssertLessThanOrEqual(shared.1.maxAbsDifference(serial.1), 1e-5, what)

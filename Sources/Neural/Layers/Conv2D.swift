@@ -95,8 +95,8 @@ public final class Conv2D: Layer {
     private var cachedCols: [Float]?
     /// Bytes of im2col buffer kept between forward and backward before recomputing is preferred.
     static let colsCacheLimit = 1 << 30
-    /// im2col floats processed at once on the calling thread (multi-threaded BLAS), and per worker when
-    /// each worker runs its own single-threaded GEMMs: a chunk stays in cache (L3; a core's 1 MB L2)
+    /// im2col floats processed at once on the calling thread (GEMMs split over the workers), and per
+    /// worker when each worker runs its own GEMMs: a chunk stays in cache (L3; a core's 1 MB L2)
     /// between being written and multiplied.
     static let colsChunkFloats = 1 << 21
     static let colsChunkFloatsPerWorker = 1 << 18
@@ -355,32 +355,27 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// Contiguous image shares, one per worker, each running its own single-threaded GEMMs on chunks
-    /// that stay in its core's cache (as inference does); one share on the calling thread (with
-    /// multi-threaded BLAS) inside a worker or with one core. Shares depend only on the batch size and
-    /// the worker count, and partial weight gradients are added in share order: results are
-    /// deterministic.
+    /// Contiguous image shares, one per worker of the current context, each running its own
+    /// single-threaded GEMMs on chunks that stay in its core's cache (as inference does); one share on
+    /// the calling thread inside a worker, with one thread, or for one image (its GEMMs then split
+    /// their rows over the workers). Shares depend only on the batch size and the context's threads,
+    /// and partial weight gradients are added in share order: results are deterministic.
     private func workerShares(_ n: Int) -> [Range<Int>] {
-        guard !Compute.isSerialThread, Compute.workers > 1, n > 1 else { return [0..<n] }
+        guard !CurrentCompute.isWorker, CurrentCompute.context.threads > 1, n > 1 else { return [0..<n] }
         return splitRange(n)
     }
 
     private func chunkImages(_ g: Geometry, parallel: Bool) -> Int {
         let colsPerImage = g.ho * g.wo * g.kh * g.kw * (g.c / groups)
         // Inside a worker (this share, or an inference chunk) the columns should stay in one core's L2.
-        let budget = parallel || Compute.isSerialThread ? Conv2D.colsChunkFloatsPerWorker : Conv2D.colsChunkFloats
+        let budget = parallel || CurrentCompute.isWorker ? Conv2D.colsChunkFloatsPerWorker : Conv2D.colsChunkFloats
         return max(1, budget / max(1, colsPerImage))
     }
 
-    /// Runs `body(shareIndex, share)` for every share; several shares run on workers, one BLAS thread each.
+    /// Runs `body(shareIndex, share)` for every share; several shares run as workers of the context.
     private func forEachShare(_ shares: [Range<Int>], _ body: (Int, Range<Int>) -> Void) {
         if shares.count == 1 { return body(0, shares[0]) }
-        let saved = BLAS.threads
-        BLAS.setBLASThreadsOnly(1)
-        defer { BLAS.setBLASThreadsOnly(saved) }
-        DispatchQueue.concurrentPerform(iterations: shares.count) { i in
-            Compute.runSerially { body(i, shares[i]) }
-        }
+        CurrentCompute.context.runWorkers(shares.count) { i in body(i, shares[i]) }
     }
 
     private func im2colForward(_ x: Tensor, _ g: Geometry, keep: Bool, biasInGEMM: Bool) -> Tensor {
