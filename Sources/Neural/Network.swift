@@ -196,8 +196,8 @@ public final class Network {
             consumed += 1
         }
         guard consumed > 0 else { return nil }
-        if let c = layer as? Conv2D { return (try c.forwardInference(x, epilogue: e), consumed) }
-        return (try (layer as! SeparableConv2D).forwardInference(x, epilogue: e), consumed)
+        if let c = layer as? Conv2D { return (try c.forward(x, epilogue: e), consumed) }
+        return (try (layer as! SeparableConv2D).forward(x, epilogue: e), consumed)
     }
 
     /// Back-propagates the gradient of the output; returns the gradient for each network input and
