@@ -40,6 +40,16 @@ public final class Network {
         self.inputs = inputs
         self.blocks = blocks
         self.compute = compute
+        replan()
+    }
+
+    /// Each block's layers as run in training and in inference: `layers` rewritten by `Fusion`.
+    private var trainingSteps: [[Layer]] = []
+    private var inferenceSteps: [[Layer]] = []
+
+    private func replan() {
+        trainingSteps = blocks.map { fusesTraining ? Fusion.training($0.layers) : $0.layers }
+        inferenceSteps = blocks.map { fusesInference ? Fusion.inference($0.layers) : $0.layers }
     }
 
     public var outputShape: [Int] { blocks.last!.outputShape }
@@ -55,9 +65,9 @@ public final class Network {
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor { try forward([x], training: training) }
 
     /// Fold LeakyReLU/BatchNorm into the preceding convolution in inference (off only to compare).
-    public var fusesInference = true
+    public var fusesInference = true { didSet { replan() } }
     /// Training runs LeakyReLU → BatchNorm pairs as one layer (same values; off only to test that).
-    public var fusesTraining = true
+    public var fusesTraining = true { didSet { replan() } }
 
     /// Items per chunk in inference; 0 picks a size whose activations stay in cache.
     public var inferenceChunk = 0
@@ -138,30 +148,9 @@ public final class Network {
             values[spec.name] = x
         }
         var x = Tensor(zeros: [0])
-        for block in blocks {
+        for (block, steps) in zip(blocks, training ? trainingSteps : inferenceSteps) {
             x = try block.concat.forward(block.sources.map { values[$0]! })
-            var index = 0
-            while index < block.layers.count {
-                let layer = block.layers[index]
-                index += 1
-                if !training, fusesInference, let (fused, consumed) = try LayerProfile.measure(layer.name, backward: false, {
-                    try fusedInference(layer, block.layers[index...], x)
-                }) {
-                    x = fused
-                    index += consumed
-                    continue
-                }
-                // Training: a LeakyReLU followed by batch norm runs inside the batch norm (see
-                // BatchNorm.forward(_:training:leakyAlpha:)); backward skips the LeakyReLU.
-                if training, fusesTraining, let leaky = layer as? LeakyReLU, leaky.alpha <= 1,
-                   index < block.layers.count, let bn = block.layers[index] as? BatchNorm {
-                    index += 1
-                    x = try LayerProfile.measure(bn.name, backward: false) { try bn.forward(x, training: true, leakyAlpha: leaky.alpha) }
-                    if checkEachLayer, x.firstNonFinite != nil {
-                        throw NeuralError.nonFinite(layer: bn.name, what: "output")
-                    }
-                    continue
-                }
+            for layer in steps {
                 x = try LayerProfile.measure(layer.name, backward: false) { try layer.forward(x, training: training) }
                 if checkEachLayer, x.firstNonFinite != nil {
                     throw NeuralError.nonFinite(layer: layer.name, what: "output")
@@ -170,34 +159,6 @@ public final class Network {
             values[block.name] = x
         }
         return x
-    }
-
-    /// A convolution followed by LeakyReLU and/or BatchNorm runs as one conv plus one fused pass in
-    /// inference: two fewer passes over each activation. Returns nil when nothing follows to fuse.
-    private func fusedInference(_ layer: Layer, _ rest: ArraySlice<Layer>, _ x: Tensor) throws -> (Tensor, Int)? {
-        guard layer is Conv2D || layer is SeparableConv2D else { return nil }
-        var e = Epilogue()
-        var consumed = 0
-        var sawLeaky = false, sawNorm = false
-        for next in rest.prefix(2) {
-            if let l = next as? LeakyReLU, !sawLeaky, l.alpha <= 1 {
-                e.alpha = l.alpha
-                sawLeaky = true
-                if !sawNorm { e.leakyFirst = true }
-            } else if let bn = next as? BatchNorm, !sawNorm {
-                let (s, t) = bn.inferenceAffine()
-                e.scale = s
-                e.shift = t
-                if !sawLeaky { e.leakyFirst = false }
-                sawNorm = true
-            } else {
-                break
-            }
-            consumed += 1
-        }
-        guard consumed > 0 else { return nil }
-        if let c = layer as? Conv2D { return (try c.forward(x, epilogue: e), consumed) }
-        return (try (layer as! SeparableConv2D).forward(x, epilogue: e), consumed)
     }
 
     /// Back-propagates the gradient of the output; returns the gradient for each network input and
@@ -211,34 +172,18 @@ public final class Network {
     private func backwardWhole(_ dy: Tensor, inputGradients: Bool) throws -> [Tensor] {
         var grads: [String: Tensor] = [blocks.last!.name: dy]
         let inputNames = Set(inputs.map(\.name))
-        for block in blocks.reversed() {
+        for (block, steps) in zip(blocks, trainingSteps).reversed() {
             guard var g = grads.removeValue(forKey: block.name) else { continue }
             let readsOnlyInputs = block.sources.allSatisfy { inputNames.contains($0) }
-            var skipsFusedLeaky = false
-            for (index, layer) in block.layers.enumerated().reversed() {
-                if skipsFusedLeaky {
-                    // This LeakyReLU ran inside the batch norm after it, whose gradient is already for its input.
-                    skipsFusedLeaky = false
-                    if layer is LeakyReLU {
-                        if index == 0, readsOnlyInputs, !inputGradients { g = Tensor(zeros: [0]); break }
-                        continue
-                    }
-                }
-                if let bn = layer as? BatchNorm, bn.fusedLeakyAlpha != nil { skipsFusedLeaky = true }
+            for (index, layer) in steps.enumerated().reversed() {
                 if index == 0, readsOnlyInputs, !inputGradients {
                     try LayerProfile.measure(layer.name, backward: true) { try layer.backwardParameters(g) }
-                    for p in layer.parameters where checksFinite && p.grad.firstNonFinite != nil {
-                        throw NeuralError.nonFinite(layer: layer.name, what: "gradient of '\(p.key)'")
-                    }
+                    try checkGradients(of: layer)
                     g = Tensor(zeros: [0])
                     break
                 }
                 g = try LayerProfile.measure(layer.name, backward: true) { try layer.backward(g) }
-                if checksFinite {
-                    for p in layer.parameters where p.grad.firstNonFinite != nil {
-                        throw NeuralError.nonFinite(layer: layer.name, what: "gradient of '\(p.key)'")
-                    }
-                }
+                try checkGradients(of: layer)
             }
             if g.count == 0, !inputGradients, readsOnlyInputs { continue }
             let parts = block.concat.backward(g, shapes: block.inputShapes.map { [g.batch] + $0 })
@@ -255,5 +200,12 @@ public final class Network {
             for (k, g) in grads where g.firstNonFinite != nil { throw NeuralError.nonFinite(layer: "\(name) input '\(k)'", what: "gradient") }
         }
         return inputs.map { grads[$0.name] ?? Tensor(zeros: [dy.batch] + $0.shape) }
+    }
+
+    private func checkGradients(of layer: Layer) throws {
+        guard checksFinite else { return }
+        for p in layer.parameters where p.grad.firstNonFinite != nil {
+            throw NeuralError.nonFinite(layer: layer.name, what: "gradient of '\(p.key)'")
+        }
     }
 }

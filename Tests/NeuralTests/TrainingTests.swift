@@ -225,6 +225,22 @@ final class TrainingFusionTests: XCTestCase {
         for (g, h) in zip(a.buffers, b.buffers) { XCTAssertLessThanOrEqual(g.maxAbsDifference(h), 1e-5) }
     }
 
+    /// Fusion rewrites the layer list at build time; what optimisers and safetensors see stays the same.
+    func testFusionRewritesLayersAndKeepsParameters() throws {
+        let net = try Architecture.parse(yaml: Self.encoderLike, file: "e.yaml").build(seed: 3)
+        let training = Fusion.training(net.layers), inference = Fusion.inference(net.layers)
+        XCTAssertEqual(training.map { "\(type(of: $0))" }, ["Conv2D", "LeakyBatchNorm", "Conv2D", "LeakyBatchNorm", "Flatten", "Dense"])
+        XCTAssertEqual(inference.map { "\(type(of: $0))" }, ["ConvWithEpilogue", "ConvWithEpilogue", "Flatten", "Dense"])
+        XCTAssertEqual(net.layers.count, 8)
+        for steps in [training, inference] {
+            XCTAssertEqual(steps.flatMap(\.parameters).map(\.key), net.parameters.map(\.key))
+            XCTAssertEqual(steps.flatMap(\.buffers).map(\.key), net.buffers.map(\.key))
+        }
+        var shape = net.inputs[0].shape
+        for layer in inference { shape = try layer.outputShape(shape) }
+        XCTAssertEqual(shape, net.outputShape)
+    }
+
     /// The fused backward against finite differences (leaky kinks kept away from ±h by the input scale).
     func testFusedLeakyBatchNormGradients() throws {
         let net = try Architecture.parse(yaml: "input: [5, 5, 2]\nlayers: [{conv: {filters: 3, kernel: 3}}, {leaky_relu: 0.2}, {batchnorm: {}}, flatten, {dense: 2}]",
