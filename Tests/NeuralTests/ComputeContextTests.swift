@@ -94,9 +94,13 @@ final class ComputeContextTests: XCTestCase {
             return c
         }
         let two = ComputeContext(threads: 2)
-        for transB in [false, true, false, true] {
-            XCTAssertLessThanOrEqual(product(two, transB: transB).maxAbsDifference(product(ComputeContext(threads: 1), transB: false)), 1e-4)
+        let truth = product(ComputeContext(threads: 1), transB: false)
+        for transB in [false, true] {
+            XCTAssertLessThanOrEqual(product(two, transB: transB).maxAbsDifference(truth), 1e-4)
         }
+        // Two blocks of a few milliseconds each: a loaded machine may run them one after the other on
+        // the calling thread now and then, but not every time.
+        for _ in 0..<50 where two.peakWorkers < 2 { _ = product(two, transB: false) }
         XCTAssertEqual(two.peakWorkers, 2)
         XCTAssertEqual(BLAS.gemmBlocks(m: 8, n: 8, k: 8), [0..<8])
     }
