@@ -117,12 +117,8 @@ extension Conv2D {
     /// Recalling forward: y = cols · Wᵀ per group. So dW += dyᵀ · cols (from the kept columns, or
     /// columns re-created chunk by chunk) and dcols = dy · W, which col2im gathers back into dx.
     func im2colBackward(_ x: Tensor, _ dy: Tensor, _ g: Geometry, inputGradient: Bool) -> Tensor {
-        let cg = g.c / groups, fg = filters / groups
-        let K = g.kh * g.kw * cg
         // Every input pixel's gradient is written by col2im (gathering), so dx starts uninitialised.
         var dx = inputGradient ? Tensor(uninitialized: x.shape) { _, _ in } : Tensor(zeros: [0])
-        let rowsPerImage = g.ho * g.wo
-        let groupStride = g.n * rowsPerImage * K
         let kept = cachedCols
         let shares = workerShares(g.n)
         let chunk = chunkImages(g, parallel: shares.count > 1)
@@ -138,43 +134,8 @@ extension Conv2D {
                                 let partialBase = pp.baseAddress, gradBase = gwp.baseAddress!
                                 forEachShare(shares) { index, share in
                                     let gw = shares.count > 1 ? partialBase! + index * wCount : gradBase
-                                    // dW for the whole share in one GEMM per group when the columns were kept.
-                                    if let kept {
-                                        kept.withUnsafeBufferPointer { kb in
-                                            for group in 0..<groups {
-                                                BLAS.sgemm(transA: true, m: fg, n: K, k: share.count * rowsPerImage,
-                                                           a: dyp.baseAddress! + share.lowerBound * rowsPerImage * filters + group * fg, lda: filters,
-                                                           b: kb.baseAddress! + group * groupStride + share.lowerBound * rowsPerImage * K, ldb: K,
-                                                           beta: 1, c: gw + group * fg * K, ldc: K)
-                                            }
-                                        }
-                                        if !inputGradient { return }
-                                    }
-                                    // Chunks keep the columns (or their gradient) in cache between GEMM and col2im.
-                                    let bufferFloats = min(chunk, share.count) * rowsPerImage * K
-                                    var cols = [Float](uninitializedCount: kept == nil ? bufferFloats : 0)
-                                    var dcols = [Float](uninitializedCount: inputGradient ? bufferFloats : 0)
-                                    cols.withUnsafeMutableBufferPointer { cp in
-                                        dcols.withUnsafeMutableBufferPointer { dcp in
-                                            for start in Swift.stride(from: share.lowerBound, to: share.upperBound, by: chunk) {
-                                                let images = min(chunk, share.upperBound - start)
-                                                let rows = images * rowsPerImage
-                                                for group in 0..<groups {
-                                                    let dyg = dyp.baseAddress! + start * rowsPerImage * filters + group * fg
-                                                    if kept == nil {
-                                                        Conv2D.im2col(xp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, cols: cp.baseAddress!)
-                                                        BLAS.sgemm(transA: true, m: fg, n: K, k: rows, a: dyg, lda: filters,
-                                                                   b: cp.baseAddress!, ldb: K, beta: 1, c: gw + group * fg * K, ldc: K)
-                                                    }
-                                                    if inputGradient {
-                                                        BLAS.sgemm(m: rows, n: K, k: fg, a: dyg, lda: filters, b: wp.baseAddress! + group * fg * K, ldb: K,
-                                                                   c: dcp.baseAddress!, ldc: K)
-                                                        Conv2D.col2im(dcp.baseAddress!, g, images: start..<(start + images), c0: group * cg, cg: cg, dx: dxp.baseAddress!)
-                                                    }
-                                                }
-                                            }
-                                        }
-                                    }
+                                    im2colBackward(share, g, chunk: chunk, x: xp.baseAddress!, dy: dyp.baseAddress!, w: wp.baseAddress!,
+                                                   kept: kept, gw: gw, dx: inputGradient ? dxp.baseAddress! : nil)
                                 }
                                 if shares.count > 1 {
                                     for index in 0..<shares.count {
@@ -189,6 +150,53 @@ extension Conv2D {
             }
         }
         return dx
+    }
+
+    /// Backward over the images of one share: adds its weight gradient into `gw` and, unless `dx` is
+    /// nil, writes the input gradient of its images.
+    private func im2colBackward(_ share: Range<Int>, _ g: Geometry, chunk: Int, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                w: UnsafePointer<Float>, kept: [Float]?, gw: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        let cg = g.c / groups, fg = filters / groups
+        let K = g.kh * g.kw * cg
+        let rowsPerImage = g.ho * g.wo
+        // dW for the whole share in one GEMM per group when the columns were kept.
+        if let kept {
+            let groupStride = g.n * rowsPerImage * K
+            kept.withUnsafeBufferPointer { kb in
+                for group in 0..<groups {
+                    BLAS.sgemm(transA: true, m: fg, n: K, k: share.count * rowsPerImage,
+                               a: dy + share.lowerBound * rowsPerImage * filters + group * fg, lda: filters,
+                               b: kb.baseAddress! + group * groupStride + share.lowerBound * rowsPerImage * K, ldb: K,
+                               beta: 1, c: gw + group * fg * K, ldc: K)
+                }
+            }
+            if dx == nil { return }
+        }
+        // Chunks keep the columns (or their gradient) in cache between GEMM and col2im.
+        let bufferFloats = min(chunk, share.count) * rowsPerImage * K
+        var cols = [Float](uninitializedCount: kept == nil ? bufferFloats : 0)
+        var dcols = [Float](uninitializedCount: dx != nil ? bufferFloats : 0)
+        cols.withUnsafeMutableBufferPointer { cp in
+            dcols.withUnsafeMutableBufferPointer { dcp in
+                for start in Swift.stride(from: share.lowerBound, to: share.upperBound, by: chunk) {
+                    let images = start..<min(start + chunk, share.upperBound)
+                    let rows = images.count * rowsPerImage
+                    for group in 0..<groups {
+                        let dyg = dy + start * rowsPerImage * filters + group * fg
+                        if kept == nil {
+                            Conv2D.im2col(x, g, images: images, c0: group * cg, cg: cg, cols: cp.baseAddress!)
+                            BLAS.sgemm(transA: true, m: fg, n: K, k: rows, a: dyg, lda: filters,
+                                       b: cp.baseAddress!, ldb: K, beta: 1, c: gw + group * fg * K, ldc: K)
+                        }
+                        if let dx {
+                            BLAS.sgemm(m: rows, n: K, k: fg, a: dyg, lda: filters, b: w + group * fg * K, ldb: K,
+                                       c: dcp.baseAddress!, ldc: K)
+                            Conv2D.col2im(dcp.baseAddress!, g, images: images, c0: group * cg, cg: cg, dx: dx)
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Rows (n, oh, ow) of [kh, kw, cg] input values for channels c0..<c0+cg, zeros outside the image.
