@@ -15,11 +15,11 @@ struct DoctorCommand: ParsableCommand {
 struct DoctorInfo: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "info", abstract: "Libraries, BLAS kernel and threads, measured sgemm GFLOP/s (the default).")
 
-    @Option(name: .long, help: "BLAS threads (default: OpenBLAS's choice).") var threads: Int?
+    @Option(name: .long, help: "Worker threads for the sgemm measurement (default: every core).") var threads: Int?
     @Flag(name: .long, help: "Skip the sgemm measurement.") var noMeasure = false
 
     func run() throws {
-        if let threads { BLAS.threads = threads }
+        let compute = threads.map { ComputeContext(threads: $0) } ?? .allCores
         let cpu = BLAS.cpuInfo()
         let wide = ["avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"].filter { cpu.flags.contains($0) }
         print("cpu:        \(cpu.model) (\(cpu.vendor)), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(wide.joined(separator: " "))")
@@ -34,12 +34,12 @@ struct DoctorInfo: ParsableCommand {
             let wouldPick = BLAS.preferredCoreType(coreName: BLAS.coreName, cpuFlags: cpu.flags, vendor: cpu.vendor)
             print("override:   not needed (\(wouldPick.map { "would force \($0)" } ?? "kernel matches the CPU"))")
         }
-        print("threads:    \(BLAS.threads) BLAS, \(Compute.workers) element-wise workers")
+        print("threads:    \(compute.threads) nic workers, each with \(BLAS.threads)-thread OpenBLAS")
         print("codegen:    \(Compute.codegen) for nic's own loops")
         print("zstd:       \(ZstdInfo.version)")
         if !noMeasure {
             for n in [1024, 2048] {
-                print(String(format: "sgemm %d³: %.1f GFLOP/s", n, BLAS.measureGFLOPS(n: n, seconds: 0.5)))
+                print(String(format: "sgemm %d³: %.1f GFLOP/s", n, BLAS.measureGFLOPS(n: n, seconds: 0.5, compute: compute)))
             }
         }
     }
@@ -52,16 +52,16 @@ struct DoctorBench: ParsableCommand {
     )
 
     @Option(name: .long, help: "The nodes/ folder holding the architectures.") var nodes = "nodes"
-    @Option(name: .long, help: "BLAS and element-wise threads.") var threads: Int?
+    @Option(name: .long, help: "Worker threads of the networks (default: every core).") var threads: Int?
     @Flag(name: .long, help: "Skip the patient CNN (needs about 8 GiB and tens of seconds).") var noPatient = false
     @Flag(name: .long, help: "Also print the time of every layer, forward and backward, per benchmark.") var profile = false
 
     func run() throws {
-        if let threads { BLAS.threads = threads }
-        let peak = max(BLAS.measureGFLOPS(n: 1024, seconds: 0.5), BLAS.measureGFLOPS(n: 2048, seconds: 0.5))
-        print("kernel \(BLAS.coreName), codegen \(Compute.codegen), \(BLAS.threads) threads, sgemm peak \(String(format: "%.1f", peak)) GFLOP/s")
+        let compute = threads.map { ComputeContext(threads: $0) } ?? .allCores
+        let peak = max(BLAS.measureGFLOPS(n: 1024, seconds: 0.5, compute: compute), BLAS.measureGFLOPS(n: 2048, seconds: 0.5, compute: compute))
+        print("kernel \(BLAS.coreName), codegen \(Compute.codegen), \(compute.threads) threads, sgemm peak \(String(format: "%.1f", peak)) GFLOP/s")
         LayerProfile.enabled = profile
-        let results = try NeuralBench.run(nodes: nodes, patient: !noPatient) { line in
+        let results = try NeuralBench.run(nodes: nodes, patient: !noPatient, compute: compute) { line in
             print(line)
             if profile {
                 print(LayerProfile.table(title: "  layers"))
@@ -101,8 +101,10 @@ struct DoctorParity: ParsableCommand {
 /// Process start-up for `nic` and tools built on NICCLI.
 public enum NICProcess {
     /// Call first in `main`: when OpenBLAS loaded a generic kernel on a CPU with AVX2/AVX-512, re-executes
-    /// the program once with OPENBLAS_CORETYPE set (OpenBLAS reads it only while loading).
-    public static func reexecWithFastBLASIfNeeded() {
+    /// the program once with OPENBLAS_CORETYPE set (OpenBLAS reads it only while loading); then sets
+    /// the numerical stack up once for the whole run (one-thread OpenBLAS, large blocks kept).
+    public static func start() {
         BLAS.reexecWithFastKernelIfNeeded()
+        Compute.configureProcess()
     }
 }

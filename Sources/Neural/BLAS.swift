@@ -6,7 +6,10 @@ import Glibc
 
 /// Matrix products on OpenBLAS, and the choice of its kernel.
 public enum BLAS {
-    /// C[m×n] = alpha · op(A) · op(B) + beta · C, row-major.
+    /// C[m×n] = alpha · op(A) · op(B) + beta · C, row-major. OpenBLAS runs one thread
+    /// (`Compute.configureProcess`); a large product called outside nic's workers (a Dense layer, a
+    /// convolution on one image) is split into blocks of C's rows or columns, one per worker of the
+    /// current ComputeContext. Each element of C is still one dot product in OpenBLAS's order.
     @inline(__always)
     public static func sgemm(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
@@ -19,20 +22,45 @@ public enum BLAS {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
+        let blocks = gemmBlocks(m: m, n: n, k: k)
+        guard blocks.count > 1 else {
+            return call(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        }
+        parallelFor(blocks.count) { index in
+            let r = blocks[index]
+            if m >= n {
+                call(transA, transB, r.count, n, k, alpha, transA ? a + r.lowerBound : a + r.lowerBound * lda, lda,
+                     b, ldb, beta, c + r.lowerBound * ldc, ldc)
+            } else {
+                call(transA, transB, m, r.count, k, alpha, a, lda,
+                     transB ? b + r.lowerBound * ldb : b + r.lowerBound, ldb, beta, c + r.lowerBound, ldc)
+            }
+        }
+    }
+
+    /// Multiply-adds below which a product stays in one piece: worker hand-off costs microseconds.
+    static let gemmSplitMinimum = 1 << 21
+
+    /// Blocks of the longer of C's two sides, multiples of 16 (OpenBLAS's row unroll) where possible.
+    static func gemmBlocks(m: Int, n: Int, k: Int) -> [Range<Int>] {
+        let side = max(m, n)
+        guard !CurrentCompute.isWorker, m * n * k >= gemmSplitMinimum, side >= 32 else { return [0..<side] }
+        let parts = min(CurrentCompute.context.threads, side / 16)
+        guard parts > 1 else { return [0..<side] }
+        let unit = (side / parts + 15) / 16 * 16
+        return Swift.stride(from: 0, to: side, by: unit).map { $0..<min($0 + unit, side) }
+    }
+
+    @inline(__always)
+    private static func call(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                             _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                             _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    public static var threads: Int {
-        get { Int(openblas_get_num_threads()) }
-        set {
-            openblas_set_num_threads(Int32(newValue))
-            Compute.workers = max(1, newValue)
-        }
-    }
-
-    /// Sets OpenBLAS's own thread count only (workers running their own GEMMs use 1).
-    static func setBLASThreadsOnly(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+    /// OpenBLAS's own thread count: 1 once `Compute.configureProcess` ran.
+    public static var threads: Int { Int(openblas_get_num_threads()) }
 
     /// The kernel set OpenBLAS picked at load time (e.g. "Haswell", "Zen", "SkylakeX", "Prescott").
     public static var coreName: String { String(cString: openblas_get_corename()) }
@@ -99,8 +127,14 @@ public enum BLAS {
         unsetenv(reexecMarker)
     }
 
-    /// Measured sgemm speed on n×n×n products, in GFLOP/s (best of the runs in about `seconds`).
-    public static func measureGFLOPS(n: Int, seconds: Double = 0.5) -> Double {
+    /// Measured sgemm speed on n×n×n products, in GFLOP/s (best of the runs in about `seconds`), with
+    /// the product split over the workers of `compute`.
+    public static func measureGFLOPS(n: Int, seconds: Double = 0.5, compute: ComputeContext = .allCores) -> Double {
+        Compute.configureProcess()
+        return compute.run { bestGFLOPS(n: n, seconds: seconds) }
+    }
+
+    private static func bestGFLOPS(n: Int, seconds: Double) -> Double {
         var state: UInt64 = 42
         let a = (0..<(n * n)).map { _ in Float(SplitMix64.next(&state) % 1000) / 1000 - 0.5 }
         let b = (0..<(n * n)).map { _ in Float(SplitMix64.next(&state) % 1000) / 1000 - 0.5 }

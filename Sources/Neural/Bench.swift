@@ -68,9 +68,12 @@ public enum NeuralBench {
         return Result(name: name, seconds: s, items: batch, flop: 3 * (try forwardFLOP(net)) * Double(batch))
     }
 
-    /// Runs the three benchmarks on the architectures under `nodes` (repository root's `nodes/`).
-    public static func run(nodes: String, patient: Bool = true, report: (String) -> Void) throws -> [Result] {
+    /// Runs the three benchmarks on the architectures under `nodes` (repository root's `nodes/`), each
+    /// network within the thread budget `compute`.
+    public static func run(nodes: String, patient: Bool = true, compute: ComputeContext = .allCores,
+                           report: (String) -> Void) throws -> [Result] {
         let encoder = try Architecture.load(file: nodes + "/encoders/nic-encoder.yaml").build(seed: 1)
+        encoder.compute = compute
         var results: [Result] = []
         let r1 = try encoderInference(encoder)
         report(format(r1)); results.append(r1)
@@ -80,6 +83,7 @@ public enum NeuralBench {
             let trunk = try Architecture.load(file: nodes + "/patient/nic-sepconv8.yaml")
             let head = try Architecture.load(file: nodes + "/heads/regression.yaml")
             let net = try Network.chain(trunk.build(seed: 1), head.build(seed: 2, inputShapes: [[128]], prefix: "head"))
+            net.compute = compute
             let r3 = try trainingStep(net, batch: 16, repeats: 2, name: "patient CNN training step (16×400×400×128)")
             report(format(r3)); results.append(r3)
         }
@@ -107,6 +111,6 @@ extension Network {
             blocks.append(Network.Block(name: b.name, sources: sources, layers: b.layers,
                                         inputShapes: b.inputShapes, outputShape: b.outputShape))
         }
-        return Network(name: "\(trunk.name)+\(head.name)", inputs: trunk.inputs, blocks: blocks)
+        return Network(name: "\(trunk.name)+\(head.name)", inputs: trunk.inputs, blocks: blocks, compute: trunk.compute)
     }
 }

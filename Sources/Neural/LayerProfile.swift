@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// Wall time per layer and direction, for `nic doctor bench --profile`: where a training step goes
 /// (GEMM-heavy convolutions vs memory-bound normalisation and activations). Off by default; when on,
@@ -10,12 +11,15 @@ public enum LayerProfile {
     }
 
     nonisolated(unsafe) public static var enabled = false
-    nonisolated(unsafe) private static var entries: [String: Entry] = [:]
-    nonisolated(unsafe) private static var order: [String] = []
-    private static let lock = NSLock()
+    private static let state = Locked(Table())
+
+    private struct Table {
+        var entries: [String: Entry] = [:]
+        var order: [String] = []
+    }
 
     public static func reset() {
-        lock.lock(); entries = [:]; order = []; lock.unlock()
+        state.withLock { $0 = Table() }
     }
 
     static func measure<T>(_ layer: String, backward: Bool, _ body: () throws -> T) rethrows -> T {
@@ -23,18 +27,18 @@ public enum LayerProfile {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let result = try body()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        lock.lock()
-        if entries[layer] == nil { order.append(layer) }
-        var e = entries[layer, default: Entry()]
-        if backward { e.backward += seconds } else { e.forward += seconds; e.calls += 1 }
-        entries[layer] = e
-        lock.unlock()
+        state.withLock { table in
+            if table.entries[layer] == nil { table.order.append(layer) }
+            var e = table.entries[layer, default: Entry()]
+            if backward { e.backward += seconds } else { e.forward += seconds; e.calls += 1 }
+            table.entries[layer] = e
+        }
         return result
     }
 
     /// One line per layer in network order: seconds per call forward and backward, and share of the total.
     public static func table(title: String) -> String {
-        lock.lock(); defer { lock.unlock() }
+        let (entries, order) = state.withLock { ($0.entries, $0.order) }
         let total = entries.values.reduce(0) { $0 + $1.forward + $1.backward }
         func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
         var lines = ["\(title) (ms per call; share of profiled time)", "  \(pad("layer", 20))  forward  backward  share"]

@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// A network of blocks. Each block takes one or more named sources (network inputs or earlier blocks),
 /// concatenates them along the last axis, and runs its layers in order. A plain sequential model is a
@@ -30,12 +31,25 @@ public final class Network {
     /// so they are placed where they are cheap: the network output (on failure the forward pass is run
     /// again layer by layer to find the culprit) and each layer's parameter gradients (small tensors).
     public var checksFinite = true
+    /// The thread budget of this network's forward and backward passes (every core unless told).
+    public var compute: ComputeContext
 
-    public init(name: String, inputs: [(name: String, shape: [Int])], blocks: [Block]) {
-        Compute.keepLargeAllocations
+    public init(name: String, inputs: [(name: String, shape: [Int])], blocks: [Block], compute: ComputeContext = .allCores) {
+        Compute.configureProcess()
         self.name = name
         self.inputs = inputs
         self.blocks = blocks
+        self.compute = compute
+        replan()
+    }
+
+    /// Each block's layers as run in training and in inference: `layers` rewritten by `Fusion`.
+    private var trainingSteps: [[Layer]] = []
+    private var inferenceSteps: [[Layer]] = []
+
+    private func replan() {
+        trainingSteps = blocks.map { fusesTraining ? Fusion.training($0.layers) : $0.layers }
+        inferenceSteps = blocks.map { fusesInference ? Fusion.inference($0.layers) : $0.layers }
     }
 
     public var outputShape: [Int] { blocks.last!.outputShape }
@@ -51,49 +65,43 @@ public final class Network {
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor { try forward([x], training: training) }
 
     /// Fold LeakyReLU/BatchNorm into the preceding convolution in inference (off only to compare).
-    public var fusesInference = true
+    public var fusesInference = true { didSet { replan() } }
     /// Training runs LeakyReLU → BatchNorm pairs as one layer (same values; off only to test that).
-    public var fusesTraining = true
+    public var fusesTraining = true { didSet { replan() } }
 
     /// Items per chunk in inference; 0 picks a size whose activations stay in cache.
     public var inferenceChunk = 0
 
-    /// Inference runs the batch as chunks, one worker per core, each with single-threaded BLAS: the
-    /// activations of a chunk stay in cache between layers and no GEMM pays for thread hand-offs.
+    /// Inference runs the batch as chunks, one worker per thread of `compute`: the activations of a
+    /// chunk stay in cache between layers and no GEMM pays for thread hand-offs.
     public func forward(_ xs: [Tensor], training: Bool) throws -> Tensor {
         let n = xs.first?.batch ?? 0
-        let workers = Compute.workers
-        guard !training, workers > 1, n > 1, !Compute.isSerialThread, xs.allSatisfy({ $0.batch == n }) else {
-            return try forwardWhole(xs, training: training)
+        let workers = compute.threads
+        guard !training, workers > 1, n > 1, xs.allSatisfy({ $0.batch == n }) else {
+            return try compute.run { try forwardWhole(xs, training: training) }
         }
         let chunk = inferenceChunk > 0 ? inferenceChunk : defaultChunk(batch: n, workers: workers)
         let starts = Array(Swift.stride(from: 0, to: n, by: chunk))
-        if starts.count < 2 { return try forwardWhole(xs, training: false) }
-        var outputs = [Tensor?](repeating: nil, count: starts.count)
-        var failure: Error?
-        let lock = NSLock()
-        let savedThreads = BLAS.threads
-        BLAS.setBLASThreadsOnly(1)
-        defer { BLAS.setBLASThreadsOnly(savedThreads) }
-        let next = ManagedAtomicCounter()
-        DispatchQueue.concurrentPerform(iterations: min(workers, starts.count)) { _ in
-            Compute.runSerially {
-                while true {
-                    let i = next.increment()
-                    if i >= starts.count { return }
-                    let range = starts[i]..<min(starts[i] + chunk, n)
-                    do {
-                        let y = try forwardWhole(xs.map { $0.items(range) }, training: false)
-                        lock.lock(); outputs[i] = y; lock.unlock()
-                    } catch {
-                        lock.lock(); failure = failure ?? error; lock.unlock()
-                        return
-                    }
+        if starts.count < 2 { return try compute.run { try forwardWhole(xs, training: false) } }
+        let outputs = Locked([Tensor?](repeating: nil, count: starts.count))
+        let failure = Locked<Error?>(nil)
+        let next = Locked(0)
+        compute.runWorkers(min(workers, starts.count)) { _ in
+            while true {
+                let i = next.fetchAndIncrement()
+                if i >= starts.count { return }
+                let range = starts[i]..<min(starts[i] + chunk, n)
+                do {
+                    let y = try forwardWhole(xs.map { $0.items(range) }, training: false)
+                    outputs.withLock { $0[i] = y }
+                } catch {
+                    failure.withLock { $0 = $0 ?? error }
+                    return
                 }
             }
         }
-        if let failure { throw failure }
-        let parts = outputs.map { $0! }
+        if let error = failure.current { throw error }
+        let parts = outputs.current.map { $0! }
         var data = [Float]()
         data.reserveCapacity(parts.reduce(0) { $0 + $1.count })
         for p in parts { data.append(contentsOf: p.data) }
@@ -140,30 +148,9 @@ public final class Network {
             values[spec.name] = x
         }
         var x = Tensor(zeros: [0])
-        for block in blocks {
+        for (block, steps) in zip(blocks, training ? trainingSteps : inferenceSteps) {
             x = try block.concat.forward(block.sources.map { values[$0]! })
-            var index = 0
-            while index < block.layers.count {
-                let layer = block.layers[index]
-                index += 1
-                if !training, fusesInference, let (fused, consumed) = try LayerProfile.measure(layer.name, backward: false, {
-                    try fusedInference(layer, block.layers[index...], x)
-                }) {
-                    x = fused
-                    index += consumed
-                    continue
-                }
-                // Training: a LeakyReLU followed by batch norm runs inside the batch norm (see
-                // BatchNorm.forward(_:training:leakyAlpha:)); backward skips the LeakyReLU.
-                if training, fusesTraining, let leaky = layer as? LeakyReLU, leaky.alpha <= 1,
-                   index < block.layers.count, let bn = block.layers[index] as? BatchNorm {
-                    index += 1
-                    x = try LayerProfile.measure(bn.name, backward: false) { try bn.forward(x, training: true, leakyAlpha: leaky.alpha) }
-                    if checkEachLayer, x.firstNonFinite != nil {
-                        throw NeuralError.nonFinite(layer: bn.name, what: "output")
-                    }
-                    continue
-                }
+            for layer in steps {
                 x = try LayerProfile.measure(layer.name, backward: false) { try layer.forward(x, training: training) }
                 if checkEachLayer, x.firstNonFinite != nil {
                     throw NeuralError.nonFinite(layer: layer.name, what: "output")
@@ -174,69 +161,29 @@ public final class Network {
         return x
     }
 
-    /// A convolution followed by LeakyReLU and/or BatchNorm runs as one conv plus one fused pass in
-    /// inference: two fewer passes over each activation. Returns nil when nothing follows to fuse.
-    private func fusedInference(_ layer: Layer, _ rest: ArraySlice<Layer>, _ x: Tensor) throws -> (Tensor, Int)? {
-        guard layer is Conv2D || layer is SeparableConv2D else { return nil }
-        var e = Epilogue()
-        var consumed = 0
-        var sawLeaky = false, sawNorm = false
-        for next in rest.prefix(2) {
-            if let l = next as? LeakyReLU, !sawLeaky, l.alpha <= 1 {
-                e.alpha = l.alpha
-                sawLeaky = true
-                if !sawNorm { e.leakyFirst = true }
-            } else if let bn = next as? BatchNorm, !sawNorm {
-                let (s, t) = bn.inferenceAffine()
-                e.scale = s
-                e.shift = t
-                if !sawLeaky { e.leakyFirst = false }
-                sawNorm = true
-            } else {
-                break
-            }
-            consumed += 1
-        }
-        guard consumed > 0 else { return nil }
-        if let c = layer as? Conv2D { return (try c.forwardInference(x, epilogue: e), consumed) }
-        return (try (layer as! SeparableConv2D).forwardInference(x, epilogue: e), consumed)
-    }
-
     /// Back-propagates the gradient of the output; returns the gradient for each network input and
     /// adds parameter gradients (call `zeroGrad` between steps). With `inputGradients: false` the
     /// layers that read the inputs compute parameter gradients only, and an empty list is returned.
     @discardableResult
     public func backward(_ dy: Tensor, inputGradients: Bool = true) throws -> [Tensor] {
+        try compute.run { try backwardWhole(dy, inputGradients: inputGradients) }
+    }
+
+    private func backwardWhole(_ dy: Tensor, inputGradients: Bool) throws -> [Tensor] {
         var grads: [String: Tensor] = [blocks.last!.name: dy]
         let inputNames = Set(inputs.map(\.name))
-        for block in blocks.reversed() {
+        for (block, steps) in zip(blocks, trainingSteps).reversed() {
             guard var g = grads.removeValue(forKey: block.name) else { continue }
             let readsOnlyInputs = block.sources.allSatisfy { inputNames.contains($0) }
-            var skipsFusedLeaky = false
-            for (index, layer) in block.layers.enumerated().reversed() {
-                if skipsFusedLeaky {
-                    // This LeakyReLU ran inside the batch norm after it, whose gradient is already for its input.
-                    skipsFusedLeaky = false
-                    if layer is LeakyReLU {
-                        if index == 0, readsOnlyInputs, !inputGradients { g = Tensor(zeros: [0]); break }
-                        continue
-                    }
-                }
-                if let bn = layer as? BatchNorm, bn.fusedLeakyAlpha != nil { skipsFusedLeaky = true }
+            for (index, layer) in steps.enumerated().reversed() {
                 if index == 0, readsOnlyInputs, !inputGradients {
                     try LayerProfile.measure(layer.name, backward: true) { try layer.backwardParameters(g) }
-                    for p in layer.parameters where checksFinite && p.grad.firstNonFinite != nil {
-                        throw NeuralError.nonFinite(layer: layer.name, what: "gradient of '\(p.key)'")
-                    }
+                    try checkGradients(of: layer)
                     g = Tensor(zeros: [0])
                     break
                 }
                 g = try LayerProfile.measure(layer.name, backward: true) { try layer.backward(g) }
-                if checksFinite {
-                    for p in layer.parameters where p.grad.firstNonFinite != nil {
-                        throw NeuralError.nonFinite(layer: layer.name, what: "gradient of '\(p.key)'")
-                    }
-                }
+                try checkGradients(of: layer)
             }
             if g.count == 0, !inputGradients, readsOnlyInputs { continue }
             let parts = block.concat.backward(g, shapes: block.inputShapes.map { [g.batch] + $0 })
@@ -254,17 +201,11 @@ public final class Network {
         }
         return inputs.map { grads[$0.name] ?? Tensor(zeros: [dy.batch] + $0.shape) }
     }
-}
 
-/// A shared counter handing out work items to the inference workers.
-final class ManagedAtomicCounter: @unchecked Sendable {
-    private var value = 0
-    private let lock = NSLock()
-    func increment() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        let v = value
-        value += 1
-        return v
+    private func checkGradients(of layer: Layer) throws {
+        guard checksFinite else { return }
+        for p in layer.parameters where p.grad.firstNonFinite != nil {
+            throw NeuralError.nonFinite(layer: layer.name, what: "gradient of '\(p.key)'")
+        }
     }
 }

@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A contiguous, row-major Float32 tensor. Images are NHWC: a 1×1 convolution is then a plain GEMM and
 /// im2col rows are contiguous runs of channels.
@@ -111,81 +108,6 @@ extension Tensor: CustomStringConvertible {
     public var description: String {
         let head = data.prefix(8).map { String(format: "%.4g", $0) }.joined(separator: ", ")
         return "Tensor\(shape)[\(head)\(count > 8 ? ", …" : "")]"
-    }
-}
-
-/// Runs `body(chunk)` for `chunks` pieces of work across cores; with one chunk it runs inline.
-@inline(__always)
-func parallelFor(_ chunks: Int, _ body: (Int) -> Void) {
-    if chunks <= 1 || Compute.isSerialThread {
-        if chunks == 1 { body(0) }
-        return
-    }
-    DispatchQueue.concurrentPerform(iterations: chunks, execute: body)
-}
-
-/// Splits `0..<count` into about one range per core, each at least `minimum` long.
-func splitRange(_ count: Int, minimum: Int = 1) -> [Range<Int>] {
-    let parts = Compute.isSerialThread ? 1 : max(1, min(Compute.workers, count / max(1, minimum)))
-    var ranges: [Range<Int>] = []
-    var start = 0
-    for p in 0..<parts {
-        let end = count * (p + 1) / parts
-        if end > start { ranges.append(start..<end) }
-        start = end
-    }
-    return ranges
-}
-
-/// Runs `body(range)` on disjoint pieces of `0..<count`, in parallel when worth it. Inlined so that
-/// element-wise closures are specialised into the loop instead of called per element.
-@inline(__always)
-func parallelRanges(_ count: Int, minimum: Int = 1, _ body: (Range<Int>) -> Void) {
-    let ranges = splitRange(count, minimum: minimum)
-    parallelFor(ranges.count) { body(ranges[$0]) }
-}
-
-/// How many threads the element-wise loops (im2col, batch norm, activations) use. Matches the BLAS
-/// threads so that the two never oversubscribe the cores.
-public enum Compute {
-    /// The instruction set nic's own loops were compiled for (Package.swift picks x86-64-v3 when the
-    /// building machine has AVX2 and FMA; NIC_PORTABLE=1 keeps the baseline).
-    public static var codegen: String {
-        #if NIC_X86_64_V3
-        return "x86-64-v3 (AVX2, FMA)"
-        #else
-        return "baseline (no AVX2/FMA codegen)"
-        #endif
-    }
-
-    /// glibc serves every allocation above 32 MB with a fresh mmap and returns it on free, so each
-    /// training step page-faults (and zero-fills in the kernel) every large activation again: most of
-    /// a patient-CNN step was system time. Keeping large blocks in the heap lets steps reuse them.
-    static let keepLargeAllocations: Void = {
-        #if canImport(Glibc)
-        // mallopt is in <malloc.h>, which the Glibc module does not export; values from that header.
-        typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
-        let mallopt = unsafeBitCast(symbol, to: MallOpt.self)
-        let M_TRIM_THRESHOLD: Int32 = -1, M_MMAP_MAX: Int32 = -4
-        _ = mallopt(M_MMAP_MAX, 0)
-        _ = mallopt(M_TRIM_THRESHOLD, Int32.max)
-        #endif
-    }()
-
-    nonisolated(unsafe) public static var workers: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
-
-    private static let serialKey = "nic.neural.serial"
-
-    /// True inside `runSerially`: this thread already is one of the parallel workers.
-    static var isSerialThread: Bool { Thread.current.threadDictionary[serialKey] != nil }
-
-    /// Runs `body` with element-wise loops kept on this thread (the caller parallelises at a coarser grain).
-    static func runSerially<T>(_ body: () throws -> T) rethrows -> T {
-        let dict = Thread.current.threadDictionary
-        dict[serialKey] = true
-        defer { dict.removeObject(forKey: serialKey) }
-        return try body()
     }
 }
 

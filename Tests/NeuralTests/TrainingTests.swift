@@ -180,7 +180,8 @@ final class InferenceFusionTests: XCTestCase {
             let x = GradCheck.random([3, 9, 9, 3], seed: 4)
             var y = x
             for layer in net.layers { y = try layer.forward(y, training: false) }
-            let fused = try Compute.runSerially { try net.forward(x, training: false) }
+            net.compute = ComputeContext(threads: 1)
+            let fused = try net.forward(x, training: false)
             XCTAssertLessThanOrEqual(fused.maxAbsDifference(y), 1e-5, yaml)
             XCTAssertGreaterThan(y.data.map(abs).max()!, 0.01)
         }
@@ -224,6 +225,22 @@ final class TrainingFusionTests: XCTestCase {
         for (g, h) in zip(a.buffers, b.buffers) { XCTAssertLessThanOrEqual(g.maxAbsDifference(h), 1e-5) }
     }
 
+    /// Fusion rewrites the layer list at build time; what optimisers and safetensors see stays the same.
+    func testFusionRewritesLayersAndKeepsParameters() throws {
+        let net = try Architecture.parse(yaml: Self.encoderLike, file: "e.yaml").build(seed: 3)
+        let training = Fusion.training(net.layers), inference = Fusion.inference(net.layers)
+        XCTAssertEqual(training.map { "\(type(of: $0))" }, ["Conv2D", "LeakyBatchNorm", "Conv2D", "LeakyBatchNorm", "Flatten", "Dense"])
+        XCTAssertEqual(inference.map { "\(type(of: $0))" }, ["ConvWithEpilogue", "ConvWithEpilogue", "Flatten", "Dense"])
+        XCTAssertEqual(net.layers.count, 8)
+        for steps in [training, inference] {
+            XCTAssertEqual(steps.flatMap(\.parameters).map(\.key), net.parameters.map(\.key))
+            XCTAssertEqual(steps.flatMap(\.buffers).map(\.key), net.buffers.map(\.key))
+        }
+        var shape = net.inputs[0].shape
+        for layer in inference { shape = try layer.outputShape(shape) }
+        XCTAssertEqual(shape, net.outputShape)
+    }
+
     /// The fused backward against finite differences (leaky kinks kept away from ±h by the input scale).
     func testFusedLeakyBatchNormGradients() throws {
         let net = try Architecture.parse(yaml: "input: [5, 5, 2]\nlayers: [{conv: {filters: 3, kernel: 3}}, {leaky_relu: 0.2}, {batchnorm: {}}, flatten, {dense: 2}]",
@@ -234,9 +251,7 @@ final class TrainingFusionTests: XCTestCase {
     /// With several workers a convolution splits the batch into fixed shares, each with its own
     /// single-threaded GEMMs and weight-gradient buffer; results must equal one share on one thread.
     func testConvolutionWorkerSharesEqualOneThread() throws {
-        let saved = Compute.workers
-        Compute.workers = 3
-        defer { Compute.workers = saved }
+        let three = ComputeContext(threads: 3), one = ComputeContext(threads: 1)
         for (cin, f, k, s, pad, groups) in [(3, 8, 3, 2, Padding.valid, 1), (4, 6, 3, 1, .same, 2), (2, 5, 2, 2, .same, 1)] {
             var rng = SeededGenerator(seed: 7)
             let conv = try Conv2D(name: "c", inChannels: cin, filters: f, kernel: (k, k), stride: s, padding: pad, groups: groups, rng: &rng)
@@ -249,8 +264,8 @@ final class TrainingFusionTests: XCTestCase {
                 let dx = try conv.backward(dy)
                 return (y, dx, conv.weight.grad, conv.bias!.grad)
             }
-            let shared = try run()
-            let serial = try Compute.runSerially { try run() }
+            let shared = try three.run { try run() }
+            let serial = try one.run { try run() }
             let what = "groups \(groups) stride \(s) \(pad)"
             XCTAssertLessThanOrEqual(shared.0.maxAbsDifference(serial.0), 1e-5, what)
             XCTAssertLessThanOrEqual(shared.1.maxAbsDifference(serial.1), 1e-5, what)

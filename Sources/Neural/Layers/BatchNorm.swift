@@ -15,7 +15,8 @@ public final class BatchNorm: Layer {
     private var savedInput: Tensor?
     private var savedMean: [Float] = []
     private var invStd: [Float] = []
-    /// α of the LeakyReLU fused in front by the last training forward, nil when none was.
+    /// α of the LeakyReLU the last training forward normalised through (LeakyBatchNorm), nil when none:
+    /// backward recomputes z from the saved input with it.
     private(set) var fusedLeakyAlpha: Float?
 
     public init(name: String, channels: Int, momentum: Float = 0.01, eps: Float = 1e-3) {
@@ -70,8 +71,8 @@ public final class BatchNorm: Layer {
         try forward(x, training: training, leakyAlpha: nil)
     }
 
-    /// Training-mode batch norm of z = x, or of z = LeakyReLU_α(x) when `leakyAlpha` is given: the
-    /// network hands a preceding LeakyReLU's input here, so the activation's output is never stored
+    /// Training-mode batch norm of z = x, or of z = LeakyReLU_α(x) when `leakyAlpha` is given: a
+    /// LeakyBatchNorm hands its LeakyReLU's input here, so the activation's output is never stored
     /// (one tensor fewer to write, read and keep) and `backward` returns the gradient for x.
     /// Two passes over x: per-channel shifted sums and sums of squares, then the output.
     func forward(_ x: Tensor, training: Bool, leakyAlpha: Float?) throws -> Tensor {

@@ -175,8 +175,8 @@ public final class SeparableConv2D: Layer {
     public func forward(_ x: Tensor, training: Bool) throws -> Tensor {
         try pointwise.forward(depthwise.forward(x, training: training), training: training)
     }
-    func forwardInference(_ x: Tensor, epilogue: Epilogue) throws -> Tensor {
-        try pointwise.forwardInference(depthwise.forward(x, training: false), epilogue: epilogue)
+    func forward(_ x: Tensor, epilogue: Epilogue) throws -> Tensor {
+        try pointwise.forward(depthwise.forward(x, training: false), epilogue: epilogue)
     }
     public func backward(_ dy: Tensor) throws -> Tensor { try depthwise.backward(pointwise.backward(dy)) }
     public func backwardParameters(_ dy: Tensor) throws { try depthwise.backwardParameters(pointwise.backward(dy)) }
