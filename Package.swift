@@ -91,7 +91,7 @@ let package = Package(
         .target(
             name: "Neural",
             dependencies: ["COpenBLAS", "NICBasics", "TensorStore", .product(name: "Yams", package: "Yams")],
-            swiftSettings: vectorSettings + [.swiftLanguageMode(.v5)]  // until the compute-context rework lands
+            swiftSettings: vectorSettings
         ),
         // OpenSlide reading at a target µm/px, tissue masks, tiling, colour transforms, augmentation.
         .target(
@@ -108,8 +108,7 @@ let package = Package(
         // The pathology node types (tile sampler, augmenter, encoder, compressor, patient model, evaluators).
         .target(
             name: "NICNodes",
-            dependencies: ["Flow", "NICBasics", "Neural", "Slides", "Stats", "TensorStore"],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            dependencies: ["Flow", "NICBasics", "Neural", "Slides", "Stats", "TensorStore"]
         ),
         // The command line, as a library so that test tools can run it with extra node types.
         .target(

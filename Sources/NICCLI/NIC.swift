@@ -5,7 +5,7 @@ import Foundation
 
 /// The node types the `nic` executable knows; test tools add their own before calling `main`.
 public enum NICEnvironment {
-    nonisolated(unsafe) public static var registry: NodeRegistry = PathologyNodes.registry
+    nonisolated(unsafe) public static var registry: NodeRegistry = PathologyNodes.registry  // set in main, before any command runs
 }
 
 public struct NIC: ParsableCommand {

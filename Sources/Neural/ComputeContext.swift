@@ -46,7 +46,13 @@ public final class ComputeContext: Sendable {
     /// `count` at once (callers keep `count` ≤ `threads`).
     func runWorkers(_ count: Int, _ body: (Int) -> Void) {
         if count == 1 { return worker { body(0) } }
-        if count > 1 { DispatchQueue.concurrentPerform(iterations: count) { i in worker { body(i) } } }
+        guard count > 1 else { return }
+        // Each piece touches its own part of the caller's buffers (every caller's contract), so the
+        // one closure may run on several threads at once.
+        withoutActuallyEscaping(body) { body in
+            let pieces = DisjointAccess(body)
+            DispatchQueue.concurrentPerform(iterations: count) { i in worker { pieces.pointer(i) } }
+        }
     }
 
     private func worker(_ body: () -> Void) {

@@ -10,7 +10,7 @@ public enum LayerProfile {
         public var forward = 0.0, backward = 0.0, calls = 0
     }
 
-    nonisolated(unsafe) public static var enabled = false
+    nonisolated(unsafe) public static var enabled = false  // set once by `doctor bench --profile` before any network runs
     private static let state = Locked(Table())
 
     private struct Table {

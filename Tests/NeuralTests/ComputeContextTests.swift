@@ -23,7 +23,7 @@ final class ComputeContextTests: XCTestCase {
     """
 
     /// `steps` Adam steps on fixed random batches; returns the weights and running statistics.
-    func train(seed: UInt64, compute: ComputeContext, steps: Int = 4, batch: Int = 24) throws -> [Tensor] {
+    static func train(seed: UInt64, compute: ComputeContext, steps: Int = 4, batch: Int = 24) throws -> [Tensor] {
         let net = try Architecture.parse(yaml: Self.yaml, file: "c.yaml").build(seed: seed)
         net.compute = compute
         let adam = Adam(learningRate: 1e-2)
@@ -40,7 +40,7 @@ final class ComputeContextTests: XCTestCase {
     }
 
     func testConcurrentNetworksKeepTheirBudgetsAndTheirResults() throws {
-        let sequential = try [1, 2].map { try train(seed: UInt64($0), compute: ComputeContext(threads: 1)) }
+        let sequential = try [1, 2].map { try Self.train(seed: UInt64($0), compute: ComputeContext(threads: 1)) }
 
         let contexts = [ComputeContext(threads: 1), ComputeContext(threads: 1)]
         let results = Locked<[Int: Result<[Tensor], Error>]>([:])
@@ -48,7 +48,7 @@ final class ComputeContextTests: XCTestCase {
         for (index, compute) in contexts.enumerated() {
             done.enter()
             let thread = Thread {
-                let outcome = Result { try self.train(seed: UInt64(index + 1), compute: compute) }
+                let outcome = Result { try ComputeContextTests.train(seed: UInt64(index + 1), compute: compute) }
                 results.withLock { $0[index] = outcome }
                 done.leave()
             }
@@ -65,9 +65,9 @@ final class ComputeContextTests: XCTestCase {
 
     func testTwoThreadsRunTwoWorkersAndGiveTheSameWeights() throws {
         let two = ComputeContext(threads: 2), one = ComputeContext(threads: 1)
-        let parallel = try train(seed: 3, compute: two, steps: 2, batch: 64)
+        let parallel = try Self.train(seed: 3, compute: two, steps: 2, batch: 64)
         XCTAssertEqual(two.peakWorkers, 2)
-        let serial = try train(seed: 3, compute: one, steps: 2, batch: 64)
+        let serial = try Self.train(seed: 3, compute: one, steps: 2, batch: 64)
         XCTAssertEqual(one.peakWorkers, 1)
         // Shares and partial sums differ with the thread count, so only close, not bitwise.
         for (p, q) in zip(parallel, serial) {
