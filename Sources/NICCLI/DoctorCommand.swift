@@ -1,3 +1,4 @@
+import NICBasics
 import ArgumentParser
 import Foundation
 import Neural

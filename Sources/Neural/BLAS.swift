@@ -1,3 +1,4 @@
+import NICBasics
 import COpenBLAS
 import Foundation
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 
 /// Timings of the NIC encoder and patient CNN (what `nic doctor --bench` prints and

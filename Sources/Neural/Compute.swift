@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 #if canImport(Glibc)
 import Glibc

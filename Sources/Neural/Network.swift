@@ -31,10 +31,12 @@ public final class Network {
     /// so they are placed where they are cheap: the network output (on failure the forward pass is run
     /// again layer by layer to find the culprit) and each layer's parameter gradients (small tensors).
     public var checksFinite = true
-    /// The thread budget of this network's forward and backward passes (every core unless told).
-    public var compute: ComputeContext
+    /// The thread budget of this network's forward and backward passes; nil takes the budget current
+    /// where a pass is called (a pipeline node's: the engine runs every node inside its own), else
+    /// every core.
+    public var compute: ComputeContext?
 
-    public init(name: String, inputs: [(name: String, shape: [Int])], blocks: [Block], compute: ComputeContext = .allCores) {
+    public init(name: String, inputs: [(name: String, shape: [Int])], blocks: [Block], compute: ComputeContext? = nil) {
         Compute.configureProcess()
         self.name = name
         self.inputs = inputs
@@ -76,6 +78,7 @@ public final class Network {
     /// chunk stay in cache between layers and no GEMM pays for thread hand-offs.
     public func forward(_ xs: [Tensor], training: Bool) throws -> Tensor {
         let n = xs.first?.batch ?? 0
+        let compute = self.compute ?? CurrentCompute.context
         let workers = compute.threads
         guard !training, workers > 1, n > 1, xs.allSatisfy({ $0.batch == n }) else {
             return try compute.run { try forwardWhole(xs, training: training) }
@@ -166,7 +169,7 @@ public final class Network {
     /// layers that read the inputs compute parameter gradients only, and an empty list is returned.
     @discardableResult
     public func backward(_ dy: Tensor, inputGradients: Bool = true) throws -> [Tensor] {
-        try compute.run { try backwardWhole(dy, inputGradients: inputGradients) }
+        try (compute ?? CurrentCompute.context).run { try backwardWhole(dy, inputGradients: inputGradients) }
     }
 
     private func backwardWhole(_ dy: Tensor, inputGradients: Bool) throws -> [Tensor] {

@@ -1,3 +1,5 @@
+import NICBasics
+
 /// Runs `body(chunk)` for `chunks` pieces of work as workers of the current context; inside a worker
 /// the pieces run in turn on its thread.
 @inline(__always)

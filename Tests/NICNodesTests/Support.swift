@@ -40,11 +40,12 @@ final class CohortWorkspace {
         return url
     }
 
-    func run(_ yaml: String) throws -> RunSummary {
+    func run(_ yaml: String, jobs: Int = 2, cache: Cache? = nil) throws -> RunSummary {
         let url = try write("pipeline.yaml", yaml)
         let spec = try SpecParser.parse(file: url, displayPath: "pipeline.yaml")
         let graph = try PipelineGraph.build(spec, registry: PathologyNodes.registry)
-        return Executor(plan: try Planner.plan(graph, cache: cache), cache: cache, jobs: 2).run()
+        let cache = cache ?? self.cache
+        return Executor(plan: try Planner.plan(graph, cache: cache), cache: cache, jobs: jobs).run()
     }
 
     /// The folder of a node's output port after a successful run.

@@ -1,3 +1,4 @@
+import NICBasics
 import XCTest
 @testable import Neural
 

@@ -53,6 +53,8 @@ public final class NodeContext: Sendable {
     public let logger: Logger
     /// Threads this node may use for its own data parallelism.
     public let threads: Int
+    /// The same budget for the neural core and for `concurrentMap`-style loops, and what they used.
+    public let compute: ComputeContext
     let inputFolders: [String: URL]
     let outputRoot: URL
     /// Set once by the executor (a signal), read by every worker.
@@ -75,6 +77,7 @@ public final class NodeContext: Sendable {
         self.inputFolders = inputFolders
         self.outputRoot = outputRoot
         self.threads = threads
+        self.compute = ComputeContext(threads: threads)
         self.logger = logger
         self.cancellation = cancellation
         self.onProgress = onProgress

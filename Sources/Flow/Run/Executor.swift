@@ -25,6 +25,13 @@ public struct RunSummary {
     public var seconds: [String: Double] = [:]
     public var interrupted = false
     public var wallSeconds = 0.0
+    /// Per executed node: its thread budget and the most of its workers that ran at once.
+    public var threads: [String: ThreadUse] = [:]
+
+    public struct ThreadUse: Equatable, Sendable {
+        public var budget: Int
+        public var peak: Int
+    }
 
     public var executed: [String] { outcomes.filter { $0.value == .executed }.map(\.key).sorted() }
     public var cached: [String] { outcomes.filter { $0.value == .cached }.map(\.key).sorted() }
@@ -181,7 +188,9 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
                                       logger: nodeLogger, cancellation: cancellation, fileHasher: cache.fileHasher,
                                       itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, node: nodePlan.cacheKey),
                                       onProgress: { [weak self] progress in self?.observer?.nodeProgress(name, progress) })
-            try node.type.init().execute(context)
+            // The node's thread budget is current while it runs: its networks and loops keep to it.
+            defer { state.withLock { $0.summary.threads[name] = .init(budget: context.compute.threads, peak: context.compute.peakWorkers) } }
+            try context.compute.run { try node.type.init().execute(context) }
             try context.checkCancellation()
             for port in node.type.outputs {
                 var isDir: ObjCBool = false

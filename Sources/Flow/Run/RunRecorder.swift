@@ -34,6 +34,9 @@ public struct RunRecord: Codable, Sendable {
         /// The last progress seen: completed/total, stage and metrics.
         public var progress: String?
         public var metrics: [String: Double]?
+        /// The node's thread budget (cores ÷ `--jobs`) and the most of its workers that ran at once.
+        public var threads: Int?
+        public var peakThreads: Int?
     }
     public var format = 1
     public var pipeline: String
@@ -230,6 +233,10 @@ public final class RunRecorder: RunObserver, Sendable {
             s.record.status = summary.interrupted ? "interrupted" : (summary.succeeded ? "done" : "failed")
             s.record.finished = Date()
             s.record.seconds = summary.wallSeconds
+            for (name, use) in summary.threads {
+                s.record.nodes[name]?.threads = use.budget
+                s.record.nodes[name]?.peakThreads = use.peak
+            }
             write(s.record)
             try? events?.close()
         }

@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 
 /// im2col + GEMM: each output pixel's [kh, kw, in/groups] inputs are copied into a row of a column

@@ -1,5 +1,5 @@
-import Foundation
 import NICBasics
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,7 +7,8 @@ import Glibc
 /// The thread budget of one computation (a network's training or inference), and a record of what it
 /// used. Several networks may run at once in one process (pipeline nodes with `--jobs 2`), so the
 /// budget travels with the call instead of living in OpenBLAS's or nic's process-wide state: every
-/// parallel loop in Neural takes its worker count from the context current on its thread.
+/// parallel loop of the neural core takes its worker count from the context current on its thread, and
+/// the engine gives every node one, sized by `--jobs` (cores ÷ jobs).
 public final class ComputeContext: Sendable {
     /// Workers that may run at once: nic's own loops, convolution batch shares, inference chunks and
     /// GEMM row blocks all split their work into at most this many pieces. OpenBLAS itself runs one
@@ -44,7 +45,7 @@ public final class ComputeContext: Sendable {
     /// Runs `body(i)` for i in 0..<count, each as one worker of this context: loops inside a worker stay
     /// on its thread. One piece runs on the calling thread; more run on Dispatch's pool, at most
     /// `count` at once (callers keep `count` ≤ `threads`).
-    func runWorkers(_ count: Int, _ body: (Int) -> Void) {
+    public func runWorkers(_ count: Int, _ body: (Int) -> Void) {
         if count == 1 { return worker { body(0) } }
         guard count > 1 else { return }
         // Each piece touches its own part of the caller's buffers (every caller's contract), so the
@@ -67,7 +68,7 @@ public final class ComputeContext: Sendable {
 
 /// The context current on this thread, and whether this thread is one of its workers. Thread-local,
 /// because the workers of two networks run side by side on Dispatch's shared pool.
-enum CurrentCompute {
+public enum CurrentCompute {
     private static let contextKey = makeKey()
     private static let workerKey = makeKey()
 
@@ -78,13 +79,13 @@ enum CurrentCompute {
     }
 
     /// The context of the Network call in progress on this thread, else every core.
-    static var context: ComputeContext {
+    public static var context: ComputeContext {
         guard let p = pthread_getspecific(contextKey) else { return .allCores }
         return Unmanaged<ComputeContext>.fromOpaque(p).takeUnretainedValue()
     }
 
     /// True inside a worker: the caller already split the work, so loops here run on this thread.
-    static var isWorker: Bool { pthread_getspecific(workerKey) != nil }
+    public static var isWorker: Bool { pthread_getspecific(workerKey) != nil }
 
     static func with<T>(_ context: ComputeContext, worker: Bool, _ body: () throws -> T) rethrows -> T {
         let savedContext = pthread_getspecific(contextKey), savedWorker = pthread_getspecific(workerKey)
