@@ -57,94 +57,31 @@ public struct PatientModel: NodeType {
         guard let architecture = params.architecture else { throw NodeError("param 'architecture' is required with 'grids'") }
         let trunkArchitecture = try Architecture.load(file: architecture.path)
         let headURL = params.head.url
-        let headLoss = try LossSpec(try Heads.architecture(file: headURL, outputs: 1))
-        let target = params.target
-        let task: Predictions.Task
-        switch headLoss {
-        case .meanSquaredError: task = .regression
-        case .binaryCrossEntropy: task = .binary
-        case .softmaxCrossEntropy: task = .multiclass
-        case .cox: task = .survival
-        }
-        guard target.count == (task == .survival ? 2 : 1) else {
-            throw NodeError("param 'target': a \(task.rawValue) head (\(headURL.lastPathComponent)) takes \(task == .survival ? "[time, event]" : "one label column"), got \(target)")
-        }
-        for column in ["patient"] + target where !gridSet.slideSet.labelColumns.contains(column) {
+        for column in ["patient"] + params.target where !gridSet.slideSet.labelColumns.contains(column) {
             throw NodeError("param 'target': the cohort's labels.csv has no column '\(column)'; it has \(gridSet.slideSet.labelColumns.joined(separator: ", "))")
         }
-
-        // Patient labels (every slide of a patient must agree).
-        var patientLabels: [String: [String]] = [:]
-        for slide in gridSet.slideSet.slides {
-            guard let patient = slide.labels["patient"], !patient.isEmpty else { continue }
-            let values = target.map { slide.labels[$0] ?? "" }
-            if values.contains(where: \.isEmpty) { continue }  // unlabelled slides do not take part
-            if let known = patientLabels[patient], known != values {
-                throw NodeError("patient '\(patient)' has slides with different labels (\(known) vs \(values))")
-            }
-            patientLabels[patient] = values
-        }
-        let patients = patientLabels.keys.sorted()
+        let targets = try PatientTargets(loss: try LossSpec(try Heads.architecture(file: headURL, outputs: 1)), head: headURL.lastPathComponent,
+                                         columns: params.target, classes: params.classes,
+                                         slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) })
+        let patients = targets.patients
         guard patients.count >= params.folds else {
             throw NodeError("\(patients.count) labelled patient(s); \(params.folds)-fold cross-validation needs at least as many")
         }
-        var classes = params.classes
-        if classes.isEmpty && (task == .binary || task == .multiclass) {
-            classes = Array(Set(patients.map { patientLabels[$0]![0] })).sorted { (Double($0) ?? .infinity, $0) < (Double($1) ?? .infinity, $1) }
-        }
-        if task == .binary && classes.count != 2 { throw NodeError("a binary head needs 2 classes, the labels have \(classes.count): \(classes)") }
 
-        // Targets per patient.
-        var value: [String: Float] = [:], time: [String: Double] = [:], event: [String: Bool] = [:], classIndex: [String: Int] = [:]
-        for p in patients {
-            let labels = patientLabels[p]!
-            switch task {
-            case .regression:
-                guard let v = Float(labels[0]) else { throw NodeError("patient '\(p)': '\(labels[0])' in column '\(target[0])' is not a number") }
-                value[p] = v
-            case .binary, .multiclass:
-                guard let k = classes.firstIndex(of: labels[0]) else { throw NodeError("patient '\(p)': label '\(labels[0])' is not one of \(classes)") }
-                classIndex[p] = k
-            case .survival:
-                guard let t = Double(labels[0]), let e = Int(labels[1]), e == 0 || e == 1 else {
-                    throw NodeError("patient '\(p)': time '\(labels[0])' and event '\(labels[1])' must be a number and 0/1")
-                }
-                time[p] = t
-                event[p] = e == 1
-            }
-        }
-        let regressionMean = task == .regression ? patients.map { Double(value[$0]!) }.reduce(0, +) / Double(patients.count) : 0
-        let regressionStd = task == .regression
-            ? max(1e-6, (patients.map { pow(Double(value[$0]!) - regressionMean, 2) }.reduce(0, +) / Double(max(1, patients.count - 1))).squareRoot()) : 1
-
-        // Grids in memory with their crop weights.
         let crop = trunkArchitecture.inputs.first?.shape?.first ?? 0
         guard crop > 0 else { throw NodeError("the architecture must declare its input [size, size, channels]") }
-        var slides: [SlideGrids] = []
-        for entry in gridSet.slideSet.slides {
-            guard let patient = entry.labels["patient"], patientLabels[patient] != nil else { continue }
-            var views: [(grid: [Float], weights: [Float], rows: Int, columns: Int)] = []
-            for k in 0..<gridSet.info.orientations {
-                let loaded = try gridSet.load(entry.stem, orientation: k)
-                let distance = GridCrops.distanceToBackground(mask: loaded.mask, height: loaded.rows, width: loaded.columns)
-                views.append((loaded.grid, distance, loaded.rows, loaded.columns))
-            }
-            slides.append(SlideGrids(stem: entry.stem, patient: patient, views: views))
-        }
+        let slides = try Self.loadSlides(gridSet, patients: Set(patients))
         let channels = gridSet.info.codeSize
-        let strata: [String: String] = Dictionary(uniqueKeysWithValues: patients.map { p in
-            (p, task == .survival ? (event[p]! ? "event" : "censored") : (task == .regression ? "" : classes[classIndex[p]!]))
-        })
+        let strata = Dictionary(uniqueKeysWithValues: patients.map { ($0, targets.stratum($0)) })
         let seed = UInt64(truncatingIfNeeded: params.seed)
         let folds = Folds.assign(patients: patients, k: params.folds, seed: seed, strata: strata)
         let foldCount = params.folds, epochs = params.epochs, batchSize = params.batchSize
-        let outputs = task == .multiclass ? classes.count : 1
+        let outputs = targets.outputs
         var scores: [String: [Double]] = [:]
         var curves = [[String]](repeating: [], count: epochs)
 
         for fold in 0..<foldCount {
             let trainSlides = slides.indices.filter { folds[slides[$0].patient] != fold }
-            let testPatients = patients.filter { folds[$0] == fold }
             let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
             let trunk = try trunkArchitecture.build(seed: foldSeed, inputShapes: [[crop, crop, channels]], prefix: "model")
             let features = trunk.outputShape.reduce(1, *)
@@ -171,21 +108,11 @@ public struct PatientModel: NodeType {
                 },
                 step: { batch, _ in
                     let batchPatients = batch.map { slides[$0].patient }
-                    if task == .survival && !batchPatients.contains(where: { event[$0]! }) { return nil }
+                    guard targets.canTrain(on: batchPatients) else { return nil }
                     let x = try crops(batch.map { slides[$0] }, crop: crop, channels: channels, rng: &rng, orientation: nil)
                     let features = try trunk.forward(x, training: true)
                     let output = try head.forward(features.reshaped([batch.count, features.count / batch.count]), training: true)
-                    let result: LossResult
-                    switch headLoss {
-                    case .meanSquaredError:
-                        result = try Loss.meanSquaredError(output, batchPatients.map { Float((Double(value[$0]!) - regressionMean) / regressionStd) })
-                    case .binaryCrossEntropy(let w):
-                        result = try Loss.binaryCrossEntropy(logits: output, targets: batchPatients.map { Float(classIndex[$0]!) }, positiveWeight: w)
-                    case .softmaxCrossEntropy(let w):
-                        result = try Loss.softmaxCrossEntropy(logits: output, labels: batchPatients.map { classIndex[$0]! }, classWeights: w)
-                    case .cox(let ties):
-                        result = try Loss.cox(risk: output, time: batchPatients.map { time[$0]! }, event: batchPatients.map { event[$0]! }, ties: ties)
-                    }
+                    let result = try targets.loss(output, patients: batchPatients)
                     let dFeatures = try head.backward(result.gradient)[0]
                     try trunk.backward(dFeatures.reshaped(features.shape))
                     return StepResult(loss: result.value)
@@ -194,7 +121,7 @@ public struct PatientModel: NodeType {
             for record in outcome.epochs { curves[record.epoch - 1].append("\(record.trainLoss)") }
             // Out-of-fold predictions: average over slides × orientations × crops.
             var testRng = Stats.SeededGenerator(seed: foldSeed &+ 3)
-            for patient in testPatients {
+            for patient in patients where folds[patient] == fold {
                 var sum = [Double](repeating: 0, count: outputs), n = 0.0
                 for slide in slides where slide.patient == patient {
                     for k in slide.views.indices {
@@ -203,17 +130,8 @@ public struct PatientModel: NodeType {
                         let features = try trunk.forward(x, training: false)
                         let output = try head.forward(features.reshaped([batch.count, features.count / batch.count]), training: false)
                         for i in 0..<batch.count {
-                            let row = (0..<outputs).map { Double(output.data[i * outputs + $0]) }
-                            let converted: [Double]
-                            switch task {
-                            case .binary: converted = [1 / (1 + exp(-row[0]))]
-                            case .multiclass:
-                                let m = row.max()!, e = row.map { exp($0 - m) }, s = e.reduce(0, +)
-                                converted = e.map { $0 / s }
-                            case .regression: converted = [row[0] * regressionStd + regressionMean]
-                            case .survival: converted = row
-                            }
-                            for j in 0..<outputs { sum[j] += converted[j] }
+                            let prediction = targets.prediction((0..<outputs).map { Double(output.data[i * outputs + $0]) })
+                            for j in 0..<outputs { sum[j] += prediction[j] }
                             n += 1
                         }
                     }
@@ -222,21 +140,28 @@ public struct PatientModel: NodeType {
             }
         }
 
-        var predictions = Predictions(task: task, targetColumns: target, classes: classes, patients: [], folds: [], labels: [], time: [], event: [], scores: [])
-        for p in patients {
-            guard let score = scores[p] else { continue }
-            predictions.patients.append(p)
-            predictions.folds.append(folds[p]! + 1)
-            predictions.labels.append(task == .survival ? "" : patientLabels[p]![0])
-            predictions.time.append(time[p] ?? 0)
-            predictions.event.append(event[p] ?? false)
-            predictions.scores.append(score)
-        }
+        let predictions = targets.predictions(scores: scores, folds: folds)
         let out = try context.output("predictions")
         try predictions.write(to: out)
         try CSVTable(columns: ["epoch"] + (1...foldCount).map { "fold\($0)_loss" },
                      rows: curves.enumerated().map { [String($0.offset + 1)] + $0.element })
             .write(to: out.appendingPathComponent("curves.csv"))
+    }
+
+    /// Every labelled slide's grids, in each stored orientation, with the crop-centre weights.
+    static func loadSlides(_ gridSet: GridSet, patients: Set<String>) throws -> [SlideGrids] {
+        var slides: [SlideGrids] = []
+        for entry in gridSet.slideSet.slides {
+            guard let patient = entry.labels["patient"], patients.contains(patient) else { continue }
+            var views: [(grid: [Float], weights: [Float], rows: Int, columns: Int)] = []
+            for k in 0..<gridSet.info.orientations {
+                let loaded = try gridSet.load(entry.stem, orientation: k)
+                let distance = GridCrops.distanceToBackground(mask: loaded.mask, height: loaded.rows, width: loaded.columns)
+                views.append((loaded.grid, distance, loaded.rows, loaded.columns))
+            }
+            slides.append(SlideGrids(stem: entry.stem, patient: patient, views: views))
+        }
+        return slides
     }
 
     /// A batch of crops [n, crop, crop, C]: centres ∝ distance to background; orientation random
