@@ -145,8 +145,10 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
         .testTarget(name: "StatsTests", dependencies: ["Stats"], exclude: ["Fixtures"]),
         .testTarget(name: "NeuralTests", dependencies: ["Neural", "TensorStore"]),
-        .testTarget(name: "SlidesTests", dependencies: ["NICBasics", "Slides", "Synthetic"], exclude: ["Fixtures"]),
-        .testTarget(name: "SyntheticTests", dependencies: ["Slides", "Synthetic"]),
+        // Image helpers (test pattern, exact comparison) shared by the slide and synthetic-cohort tests.
+        .target(name: "ImageTestSupport", dependencies: ["Slides"], path: "Tests/ImageTestSupport"),
+        .testTarget(name: "SlidesTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Synthetic"], exclude: ["Fixtures"]),
+        .testTarget(name: "SyntheticTests", dependencies: ["ImageTestSupport", "Slides", "Synthetic"]),
         .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "Synthetic", "TensorStore"]),
     ],
     swiftLanguageModes: [.v6]

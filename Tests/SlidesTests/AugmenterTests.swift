@@ -1,5 +1,6 @@
 import NICBasics
 import Foundation
+import ImageTestSupport
 import XCTest
 @testable import Slides
 

@@ -1,5 +1,6 @@
 import Foundation
 import Synthetic
+import ImageTestSupport
 import XCTest
 @testable import Slides
 

@@ -1,6 +1,7 @@
 import Foundation
 import NICBasics
 import Synthetic
+import ImageTestSupport
 import XCTest
 @testable import Slides
 

@@ -1,4 +1,5 @@
 import Foundation
+import ImageTestSupport
 import XCTest
 @testable import Slides
 

@@ -1,5 +1,6 @@
 import Foundation
 import Slides
+import ImageTestSupport
 import XCTest
 @testable import Synthetic
 

@@ -2,15 +2,16 @@ import Foundation
 import Slides
 import XCTest
 
-func temporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("nic-synthetic-\(UUID().uuidString)")
+/// A fresh folder under the system's temporary directory.
+public func temporaryDirectory(prefix: String = "nic-test") throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
 
 /// A deterministic, textured test image (smooth gradients plus a checker) so both JPEG and resampling
 /// errors are visible.
-func patternImage(width: Int, height: Int) -> RGBImage {
+public func patternImage(width: Int, height: Int) -> RGBImage {
     var pixels = [UInt8](repeating: 0, count: width * height * 3)
     for y in 0..<height {
         for x in 0..<width {
@@ -25,7 +26,7 @@ func patternImage(width: Int, height: Int) -> RGBImage {
 }
 
 /// Compares images without dumping megabytes of pixels into the log on failure.
-func assertSameImage(_ a: RGBImage, _ b: RGBImage, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) {
+public func assertSameImage(_ a: RGBImage, _ b: RGBImage, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) {
     guard a.width == b.width, a.height == b.height else {
         XCTFail("size \(a.width)×\(a.height) vs \(b.width)×\(b.height) \(message)", file: file, line: line)
         return
