@@ -124,7 +124,10 @@ public struct Compressor: NodeType {
             let images = try next.value.get()
             let reader = DispatchGroup()
             if band + 1 < bands {
-                DispatchQueue.global().async(group: reader) { next.value = Result { try read(band + 1) } }
+                // Counted in the node's budget; overlapping reads with encoding can reach twice it
+                // (a reader per thread beside the encoder's workers).
+                let compute = context.compute
+                DispatchQueue.global().async(group: reader) { next.value = compute.run { Result { try read(band + 1) } } }
             }
             let bandCells = cellsByBand[band]
             for k in 0..<orientations {
