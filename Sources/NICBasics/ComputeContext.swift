@@ -1,33 +1,55 @@
-import NICBasics
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The thread budget of one computation (a network's training or inference), and a record of what it
-/// used. Several networks may run at once in one process (pipeline nodes with `--jobs 2`), so the
-/// budget travels with the call instead of living in OpenBLAS's or nic's process-wide state: every
-/// parallel loop of the neural core takes its worker count from the context current on its thread, and
-/// the engine gives every node one, sized by `--jobs` (cores ÷ jobs).
+/// The thread budget of one computation (a pipeline node, a network's training or inference), and a
+/// record of what it used. Several nodes may run at once in one process (`--jobs 2`), so the budget
+/// travels with the call instead of living in OpenBLAS's or nic's process-wide state: every parallel
+/// loop of the neural core takes its worker count from the context current on its thread. The engine
+/// gives every running node one and re-divides the cores whenever a node starts or finishes, so a
+/// node running alone uses the whole machine and two running together share it.
 public final class ComputeContext: Sendable {
-    /// Workers that may run at once: nic's own loops, convolution batch shares, inference chunks and
-    /// GEMM row blocks all split their work into at most this many pieces. OpenBLAS itself runs one
-    /// thread (`Compute.configureProcess`).
-    public let threads: Int
-    private let activity = Locked(Activity())
+    private let activity: Locked<Activity>
 
     struct Activity {
+        var threads: Int
+        var mostThreads: Int
         var running = 0
         var peak = 0
     }
 
     public init(threads: Int) {
-        self.threads = max(1, threads)
+        activity = Locked(Activity(threads: max(1, threads), mostThreads: max(1, threads)))
     }
+
+    /// Workers that may run at once: nic's own loops, convolution batch shares, inference chunks and
+    /// GEMM row blocks all split their work into at most this many pieces when they start (OpenBLAS
+    /// itself runs one thread, `Compute.configureProcess`). Results do not depend on it.
+    public var threads: Int { activity.withLock { $0.threads } }
+
+    /// A new budget, taken up by every loop that starts from now on.
+    public func setThreads(_ threads: Int) {
+        activity.withLock {
+            $0.threads = max(1, threads)
+            $0.mostThreads = max($0.mostThreads, $0.threads)
+        }
+    }
+
+    /// The largest budget this context has had.
+    public var mostThreads: Int { activity.withLock { $0.mostThreads } }
 
     /// Every core: what a `Network` uses unless given another context, and what layers called outside
     /// a network use.
     public static let allCores = ComputeContext(threads: ProcessInfo.processInfo.activeProcessorCount)
+
+    /// How `cores` are shared by `running` computations: as evenly as possible, the first ones
+    /// (the earliest started) taking the remainder, at least one each.
+    public static func shares(cores: Int, running: Int) -> [Int] {
+        guard running > 0 else { return [] }
+        let base = cores / running, extra = cores % running
+        return (0..<running).map { max(1, base + ($0 < extra ? 1 : 0)) }
+    }
 
     /// The most workers of this context that ran at once (measured around each worker's body), so a
     /// caller can check that the budget held.
@@ -42,17 +64,21 @@ public final class ComputeContext: Sendable {
         try CurrentCompute.with(self, worker: false, body)
     }
 
-    /// Runs `body(i)` for i in 0..<count, each as one worker of this context: loops inside a worker stay
-    /// on its thread. One piece runs on the calling thread; more run on Dispatch's pool, at most
-    /// `count` at once (callers keep `count` ≤ `threads`).
+    /// Runs `body(i)` for every piece i in 0..<count on at most `threads` workers of this context
+    /// (a worker takes pieces i, i + workers, …); loops inside a worker stay on its thread. How work is
+    /// cut into pieces is the caller's choice and may not depend on `threads`, so that results do not
+    /// depend on the budget a computation happened to get.
     public func runWorkers(_ count: Int, _ body: (Int) -> Void) {
-        if count == 1 { return worker { body(0) } }
-        guard count > 1 else { return }
+        guard count > 0 else { return }
+        let workers = min(count, threads)
+        if workers == 1 { return worker { for i in 0..<count { body(i) } } }
         // Each piece touches its own part of the caller's buffers (every caller's contract), so the
         // one closure may run on several threads at once.
         withoutActuallyEscaping(body) { body in
             let pieces = DisjointAccess(body)
-            DispatchQueue.concurrentPerform(iterations: count) { i in worker { pieces.pointer(i) } }
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                worker { for i in Swift.stride(from: w, to: count, by: workers) { pieces.pointer(i) } }
+            }
         }
     }
 

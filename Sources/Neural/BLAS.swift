@@ -46,7 +46,7 @@ public enum BLAS {
     static func gemmBlocks(m: Int, n: Int, k: Int) -> [Range<Int>] {
         let side = max(m, n)
         guard !CurrentCompute.isWorker, m * n * k >= gemmSplitMinimum, side >= 32 else { return [0..<side] }
-        let parts = min(CurrentCompute.context.threads, side / 16)
+        let parts = min(Compute.pieces, side / 16)  // the cut never depends on the budget
         guard parts > 1 else { return [0..<side] }
         let unit = (side / parts + 15) / 16 * 16
         return Swift.stride(from: 0, to: side, by: unit).map { $0..<min($0 + unit, side) }

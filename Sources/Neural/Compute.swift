@@ -17,6 +17,12 @@ public enum Compute {
         #endif
     }
 
+    /// How many pieces the neural core cuts parallel work into (batch shares, reduction ranges): the
+    /// machine's core count, whatever budget a call has. A budget of fewer threads runs several
+    /// pieces per worker, and partial results are combined in piece order, so a network computes the
+    /// same bits with one thread or all of them, alone or beside another node.
+    public static let pieces = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
     /// Call once at start-up (the CLI's `main` does, after the BLAS re-exec). Idempotent, and a
     /// `Network` calls it too, so a library user who forgot still gets it before the first GEMM.
     public static func configureProcess() { _ = configured }

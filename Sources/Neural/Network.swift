@@ -74,12 +74,13 @@ public final class Network {
     /// Items per chunk in inference; 0 picks a size whose activations stay in cache.
     public var inferenceChunk = 0
 
-    /// Inference runs the batch as chunks, one worker per thread of `compute`: the activations of a
-    /// chunk stay in cache between layers and no GEMM pays for thread hand-offs.
+    /// Inference runs the batch as chunks taken by the workers of `compute`: the activations of a
+    /// chunk stay in cache between layers and no GEMM pays for thread hand-offs. Chunks are cut for
+    /// the machine (`Compute.pieces`), not for the budget, so outputs do not depend on it.
     public func forward(_ xs: [Tensor], training: Bool) throws -> Tensor {
         let n = xs.first?.batch ?? 0
         let compute = self.compute ?? CurrentCompute.context
-        let workers = compute.threads
+        let workers = Compute.pieces
         guard !training, workers > 1, n > 1, xs.allSatisfy({ $0.batch == n }) else {
             return try compute.run { try forwardWhole(xs, training: training) }
         }

@@ -11,10 +11,11 @@ func parallelFor(_ chunks: Int, _ body: (Int) -> Void) {
     CurrentCompute.context.runWorkers(chunks, body)
 }
 
-/// Splits `0..<count` into about one range per worker of the current context, each at least
-/// `minimum` long; one range inside a worker.
+/// Splits `0..<count` into `Compute.pieces` ranges (fewer when a range would be shorter than
+/// `minimum`); one range inside a worker. The cut never depends on the thread budget: reductions
+/// over the ranges then add the same partial sums in the same order on any budget.
 func splitRange(_ count: Int, minimum: Int = 1) -> [Range<Int>] {
-    let parts = CurrentCompute.isWorker ? 1 : max(1, min(CurrentCompute.context.threads, count / max(1, minimum)))
+    let parts = CurrentCompute.isWorker ? 1 : max(1, min(Compute.pieces, count / max(1, minimum)))
     var ranges: [Range<Int>] = []
     var start = 0
     for p in 0..<parts {

@@ -1,11 +1,12 @@
 import Flow
 import Foundation
+import NICBasics
 import NICNodes
 import XCTest
 
-/// `--jobs N` gives every node cores ÷ N threads, and the engine holds it to that: two training nodes
-/// running at once each stay within their budget (measured by their compute context) and compute
-/// exactly what they compute alone.
+/// The engine shares the cores among the nodes running at a time and holds each to its share: two
+/// training nodes running at once stay within their budgets (measured by their compute contexts) and
+/// compute exactly what they compute alone, whatever threads they had.
 final class ComputeBudgetTests: XCTestCase {
     func pipeline(models seeds: [Int]) -> String {
         var yaml = """
@@ -28,6 +29,16 @@ final class ComputeBudgetTests: XCTestCase {
             """
         }
         return yaml
+    }
+
+    func testCoresAreSharedAmongRunningNodes() {
+        XCTAssertEqual(ComputeContext.shares(cores: 2, running: 1), [2])
+        XCTAssertEqual(ComputeContext.shares(cores: 2, running: 2), [1, 1])
+        XCTAssertEqual(ComputeContext.shares(cores: 3, running: 2), [2, 1])
+        XCTAssertEqual(ComputeContext.shares(cores: 2, running: 3), [1, 1, 1], "never below one thread")
+        for cores in 1...16 {
+            for running in 1...cores { XCTAssertEqual(ComputeContext.shares(cores: cores, running: running).reduce(0, +), cores) }
+        }
     }
 
     func testConcurrentTrainingNodesKeepTheirBudgetsAndTheirResults() throws {
@@ -53,12 +64,12 @@ final class ComputeBudgetTests: XCTestCase {
         """)
         let cores = ProcessInfo.processInfo.activeProcessorCount
 
-        // Both models at once: each gets cores ÷ 2 threads.
+        // Both models at once: they share the cores (each gets the whole machine once the other is done).
         let together = try ws.run(pipeline(models: [1, 2]), jobs: 2)
         XCTAssertTrue(together.succeeded, "\(together.failures)")
         for model in ["model1", "model2"] {
             let use = try XCTUnwrap(together.threads[model])
-            XCTAssertEqual(use.budget, max(1, cores / 2))
+            XCTAssertLessThanOrEqual(use.budget, cores)
             XCTAssertGreaterThanOrEqual(use.peak, 1, "\(model) ran no worker")
             XCTAssertLessThanOrEqual(use.peak, use.budget, "\(model) used more threads than its budget")
         }

@@ -51,10 +51,11 @@ public final class NodeContext: Sendable {
     public let params: [String: ParamValue]
     public let paths: [String: URL]
     public let logger: Logger
-    /// Threads this node may use for its own data parallelism.
-    public let threads: Int
-    /// The same budget for the neural core and for `concurrentMap`-style loops, and what they used.
+    /// The node's thread budget for the neural core and its own loops (`concurrentMap`), and what
+    /// they used. The engine re-divides the cores as nodes start and finish.
     public let compute: ComputeContext
+    /// Threads this node may use now for its own data parallelism.
+    public var threads: Int { compute.threads }
     let inputFolders: [String: URL]
     let outputRoot: URL
     /// Set once by the executor (a signal), read by every worker.
@@ -76,7 +77,6 @@ public final class NodeContext: Sendable {
         self.paths = paths
         self.inputFolders = inputFolders
         self.outputRoot = outputRoot
-        self.threads = threads
         self.compute = ComputeContext(threads: threads)
         self.logger = logger
         self.cancellation = cancellation

@@ -25,7 +25,7 @@ public struct RunSummary {
     public var seconds: [String: Double] = [:]
     public var interrupted = false
     public var wallSeconds = 0.0
-    /// Per executed node: its thread budget and the most of its workers that ran at once.
+    /// Per executed node: the largest thread budget it had and the most of its workers that ran at once.
     public var threads: [String: ThreadUse] = [:]
 
     public struct ThreadUse: Equatable, Sendable {
@@ -65,6 +65,14 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
         var running = 0
         var pending: [String] = []
         var done: [String: URL] = [:]
+        /// The thread budgets of the nodes running now, in the order they started.
+        var budgets: [(node: String, compute: ComputeContext)] = []
+
+        /// Shares the cores among the running nodes; called whenever one starts or finishes.
+        func rebalance() {
+            let shares = ComputeContext.shares(cores: ProcessInfo.processInfo.activeProcessorCount, running: budgets.count)
+            for (budget, share) in zip(budgets, shares) { budget.compute.setThreads(share) }
+        }
     }
 
     public init(plan: Plan, cache: Cache, jobs: Int, observer: RunObserver? = nil) {
@@ -189,7 +197,17 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
                                       itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, node: nodePlan.cacheKey),
                                       onProgress: { [weak self] progress in self?.observer?.nodeProgress(name, progress) })
             // The node's thread budget is current while it runs: its networks and loops keep to it.
-            defer { state.withLock { $0.summary.threads[name] = .init(budget: context.compute.threads, peak: context.compute.peakWorkers) } }
+            state.withLock { schedule in
+                schedule.budgets.append((name, context.compute))
+                schedule.rebalance()
+            }
+            defer {
+                state.withLock { schedule in
+                    schedule.budgets.removeAll { $0.node == name }
+                    schedule.rebalance()
+                    schedule.summary.threads[name] = .init(budget: context.compute.mostThreads, peak: context.compute.peakWorkers)
+                }
+            }
             try context.compute.run { try node.type.init().execute(context) }
             try context.checkCancellation()
             for port in node.type.outputs {

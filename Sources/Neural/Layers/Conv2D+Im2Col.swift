@@ -49,13 +49,13 @@ extension Conv2D {
 
     // MARK: columns, then a GEMM per group
 
-    /// Contiguous image shares, one per worker of the current context, each running its own
-    /// single-threaded GEMMs on chunks that stay in its core's cache (as inference does); one share on
-    /// the calling thread inside a worker, with one thread, or for one image (its GEMMs then split
-    /// their rows over the workers). Shares depend only on the batch size and the context's threads,
-    /// and partial weight gradients are added in share order: results are deterministic.
+    /// Contiguous image shares, one per core (`Compute.pieces`), run by the workers of the current
+    /// context, each share with its own single-threaded GEMMs on chunks that stay in a core's cache (as
+    /// inference does); one share inside a worker, on one core, or for one image (its GEMMs then split
+    /// their rows over the workers). Shares depend only on the batch size and the machine, never on
+    /// the budget, and partial weight gradients are added in share order: the same bits on any budget.
     func workerShares(_ n: Int) -> [Range<Int>] {
-        guard !CurrentCompute.isWorker, CurrentCompute.context.threads > 1, n > 1 else { return [0..<n] }
+        guard !CurrentCompute.isWorker, Compute.pieces > 1, n > 1 else { return [0..<n] }
         return splitRange(n)
     }
 
