@@ -143,13 +143,13 @@ let package = Package(
         .testTarget(name: "TensorStoreTests", dependencies: ["NICBasics", "TensorStore"]),
         .testTarget(name: "FlowTests", dependencies: ["Flow", "NICBasics", "ToyNodes", "TensorStore"]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
-        .testTarget(name: "StatsTests", dependencies: ["Stats"], exclude: ["Fixtures"]),
-        .testTarget(name: "NeuralTests", dependencies: ["Neural", "TensorStore"]),
+        .testTarget(name: "StatsTests", dependencies: ["NICBasics", "Stats"], exclude: ["Fixtures"]),
+        .testTarget(name: "NeuralTests", dependencies: ["NICBasics", "Neural", "TensorStore"]),
         // Image helpers (test pattern, exact comparison) shared by the slide and synthetic-cohort tests.
         .target(name: "ImageTestSupport", dependencies: ["Slides"], path: "Tests/ImageTestSupport"),
         .testTarget(name: "SlidesTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Synthetic"], exclude: ["Fixtures"]),
-        .testTarget(name: "SyntheticTests", dependencies: ["ImageTestSupport", "Slides", "Synthetic"]),
-        .testTarget(name: "NICNodesTests", dependencies: ["NICNodes", "Flow", "Neural", "Slides", "Synthetic", "TensorStore"]),
+        .testTarget(name: "SyntheticTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Synthetic"]),
+        .testTarget(name: "NICNodesTests", dependencies: ["NICBasics", "NICNodes", "Flow", "Neural", "Slides", "Synthetic", "TensorStore"]),
     ],
     swiftLanguageModes: [.v6]
 )

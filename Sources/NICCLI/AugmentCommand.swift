@@ -1,3 +1,4 @@
+import NICBasics
 import ArgumentParser
 import Flow
 import Foundation
@@ -41,7 +42,7 @@ struct AugmentPreviewCommand: ParsableCommand {
             let grid = TileGrid(slide: source, mpp: mpp, size: size, mask: mask)
             let cells = grid.tissueCells(minTissue: 0.6)
             guard !cells.isEmpty else { throw SlideError(.invalidArgument, path: slide, "no tissue cells of \(size) px at \(mpp) µm/px to preview") }
-            var rng = SeededRandom(seed: UInt64(bitPattern: Int64(seed)), 0)
+            var rng = SplitMix64(seed: UInt64(bitPattern: Int64(seed)), 0)
             let chosen = cells.indices.shuffled(using: &rng).prefix(patches).sorted()
             let images = try chosen.map { i -> RGBImage in
                 let o = grid.origin(column: cells[i].column, row: cells[i].row)

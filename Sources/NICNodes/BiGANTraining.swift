@@ -1,3 +1,4 @@
+import NICBasics
 import Flow
 import Foundation
 import Neural
@@ -27,7 +28,7 @@ enum BiGANTraining {
         let geOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geParameters = generator.parameters + encoder.parameters
         let d = info.downsample
-        var noise = Neural.SeededGenerator(seed: seed &+ 47)
+        var noise = Xoshiro256StarStar(seed: seed &+ 47)
 
         // D and (G, E) each take their own step inside one training step, so the step applies them.
         var schedule = params.schedule

@@ -1,3 +1,4 @@
+import NICBasics
 import Flow
 import Foundation
 import Neural
@@ -44,7 +45,7 @@ enum ContrastiveTraining {
         let slideList = Array(slides).sorted()
 
         /// (anchor, partner, same) pairs for these anchors, drawn with `pairRng`.
-        func pairs(_ anchors: [Int], _ pairRng: inout Neural.SeededGenerator) -> [(Int, Int, Bool)] {
+        func pairs(_ anchors: [Int], _ pairRng: inout Xoshiro256StarStar) -> [(Int, Int, Bool)] {
             anchors.map { a in
                 if pairRng.nextUnitFloat() < 0.75 {
                     let options = neighbours[a]
@@ -85,14 +86,14 @@ enum ContrastiveTraining {
         let trainer = Trainer(schedule: params.schedule, update: .optimizer(optimizer, parameters: encoder.parameters + head.parameters), context: context)
         let outcome = try trainer.fit(
             order: { epoch in
-                var pairRng = Neural.SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+                var pairRng = Xoshiro256StarStar(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
                 let anchors = pairRng.permutation(train.count).map { train[$0] }
                 epochPairs = pairs(anchors, &pairRng)
                 return Array(epochPairs.indices)
             },
             step: { batch, epoch in StepResult(loss: try step(batch.map { epochPairs[$0] }, epoch: epoch, training: true).loss) },
             validate: { _ in
-                var validationRng = Neural.SeededGenerator(seed: seed &+ 0xFACE)
+                var validationRng = Xoshiro256StarStar(seed: seed &+ 0xFACE)
                 let validationPairs = pairs(validation.isEmpty ? train : validation, &validationRng)
                 var valLoss = 0.0, correct = 0, batches = 0
                 for start in stride(from: 0, to: validationPairs.count, by: 128) {

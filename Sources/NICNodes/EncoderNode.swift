@@ -1,3 +1,4 @@
+import NICBasics
 import Flow
 import Foundation
 import Neural
@@ -94,7 +95,7 @@ public struct EncoderNode: NodeType {
 
         // Hold out whole slides, so validation measures generalisation to unseen slides.
         let slides = Array(Set(patchSet.records.map(\.slide))).sorted()
-        var rng = Neural.SeededGenerator(seed: seed ^ 0x5EED)
+        var rng = Xoshiro256StarStar(seed: seed ^ 0x5EED)
         let order = rng.permutation(slides.count).map { slides[$0] }
         let held = slides.count >= 2 ? max(1, Int((Double(slides.count) * params.validation).rounded())) : 0
         let validationSlides = Set(order.prefix(min(held, slides.count - 1)))

@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 import Stats
 
@@ -60,7 +61,7 @@ public enum GridCrops {
     }
 
     /// `count` centres (y, x) drawn with replacement, probability ∝ weight; nil if every weight is 0.
-    public static func sampleCentres(weights: [Float], width: Int, count: Int, using rng: inout SeededGenerator) -> [(y: Int, x: Int)]? {
+    public static func sampleCentres(weights: [Float], width: Int, count: Int, using rng: inout SplitMix64) -> [(y: Int, x: Int)]? {
         var cumulative = [Double](repeating: 0, count: weights.count)
         var total = 0.0
         for (i, w) in weights.enumerated() { total += Double(max(0, w)); cumulative[i] = total }

@@ -1,3 +1,4 @@
+import NICBasics
 import Flow
 import Foundation
 import Neural
@@ -99,7 +100,7 @@ public struct PatientModel: NodeType {
                                  stage: "fold \(fold + 1)/\(foldCount) epoch \(p.epoch)/\(epochs)", metrics: ["loss": p.metrics["loss"] ?? .nan])
             }
             // One generator draws both the epoch's order and its crops.
-            var rng = Stats.SeededGenerator(seed: foldSeed &+ 2)
+            var rng = SplitMix64(seed: foldSeed &+ 2)
             let outcome = try trainer.fit(
                 order: { _ in
                     var order = trainSlides
@@ -120,7 +121,7 @@ public struct PatientModel: NodeType {
                 snapshot: { () })
             for record in outcome.epochs { curves[record.epoch - 1].append("\(record.trainLoss)") }
             // Out-of-fold predictions: average over slides × orientations × crops.
-            var testRng = Stats.SeededGenerator(seed: foldSeed &+ 3)
+            var testRng = SplitMix64(seed: foldSeed &+ 3)
             for patient in patients where folds[patient] == fold {
                 var sum = [Double](repeating: 0, count: outputs), n = 0.0
                 for slide in slides where slide.patient == patient {
@@ -166,7 +167,7 @@ public struct PatientModel: NodeType {
 
     /// A batch of crops [n, crop, crop, C]: centres ∝ distance to background; orientation random
     /// unless given.
-    func crops(_ batch: [SlideGrids], crop: Int, channels: Int, rng: inout Stats.SeededGenerator, orientation: Int?) throws -> Tensor {
+    func crops(_ batch: [SlideGrids], crop: Int, channels: Int, rng: inout SplitMix64, orientation: Int?) throws -> Tensor {
         var data = [Float](repeating: 0, count: batch.count * crop * crop * channels)
         for (i, slide) in batch.enumerated() {
             let k = orientation ?? Int(rng.next() % UInt64(slide.views.count))

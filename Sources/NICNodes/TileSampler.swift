@@ -114,7 +114,7 @@ public struct TileSampler: NodeType {
         var tasks: [PatchTask] = []
         for (t, name) in byTask.keys.sorted().enumerated() {
             let items = byTask[name]!
-            var rng = SeededRandom(seed: seed, t)
+            var rng = SplitMix64(seed: seed, t)
             let labels = items.map(\.label)
             let numeric = labels.allSatisfy { Double($0) != nil }
             let distinct = Set(labels)
@@ -139,13 +139,13 @@ public struct TileSampler: NodeType {
                 }
             }
         }
-        var rng = SeededRandom(seed: seed, -1)
+        var rng = SplitMix64(seed: seed, -1)
         records.shuffle(using: &rng)
         return (records, tasks)
     }
 
     /// `count` items: without replacement while possible, then with replacement.
-    static func draw(_ items: [PatchRecord], count: Int, rng: inout SeededRandom) -> [PatchRecord] {
+    static func draw(_ items: [PatchRecord], count: Int, rng: inout SplitMix64) -> [PatchRecord] {
         var out: [PatchRecord] = []
         while out.count < count && !items.isEmpty {
             if count - out.count >= items.count {
@@ -171,7 +171,7 @@ public struct TileSampler: NodeType {
             grids[entry.stem] = tileGrid
             var cells = tileGrid.tissueCells(minTissue: minTissue)
             if maxPerSlide > 0 && cells.count > maxPerSlide {
-                var rng = SeededRandom(seed: seed, n)
+                var rng = SplitMix64(seed: seed, n)
                 cells = Array(cells.indices.shuffled(using: &rng).prefix(maxPerSlide).sorted().map { cells[$0] })
             }
             for (c, r) in cells {

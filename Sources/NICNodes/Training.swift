@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 import Flow
 import Neural
@@ -33,7 +34,7 @@ extension EncoderNode {
     /// A seeded draw of `fraction` of the patches for validation (unsupervised training has no
     /// slide-level labels to keep apart); the rest, in the drawn order, train.
     static func holdOut(_ count: Int, fraction: Double, seed: UInt64) -> (train: [Int], validation: [Int]) {
-        var rng = Neural.SeededGenerator(seed: seed)
+        var rng = Xoshiro256StarStar(seed: seed)
         let order = rng.permutation(count)
         let held = Int(Double(count) * fraction)
         return (Array(order.dropFirst(held)), Array(order.prefix(held)))

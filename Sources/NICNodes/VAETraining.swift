@@ -1,3 +1,4 @@
+import NICBasics
 import Flow
 import Foundation
 import Neural
@@ -20,7 +21,7 @@ enum VAETraining {
         guard decoder.outputShape == info.input else {
             throw NodeError("training 'vae': the decoder gives \(decoder.outputShape), the encoder takes \(info.input)")
         }
-        let sampler = SampleGaussian(name: "sample", rng: Neural.SeededGenerator(seed: seed &+ 29))
+        let sampler = SampleGaussian(name: "sample", rng: Xoshiro256StarStar(seed: seed &+ 29))
         let klWeight = Float(params.klWeight)
         let images = try (0..<patchSet.count).map { try patchSet.patch($0) }
         let augmenter = try patchSet.augmenter()

@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 import Yams
 
@@ -193,7 +194,7 @@ public struct Architecture {
             shapes[input.name] = s
             resolvedInputs.append((input.name, s))
         }
-        var rng = SeededGenerator(seed: seed)
+        var rng = Xoshiro256StarStar(seed: seed)
         var built: [Network.Block] = []
         var layerIndex: UInt64 = 0
         for block in blocks {
@@ -231,7 +232,7 @@ public struct Architecture {
     }
 
     private func makeLayer(_ spec: LayerSpec, _ p: inout LayerParams, name: String, input: [Int], flattened: [Int]?,
-                           previousKind: String?, next: LayerSpec?, rng: inout SeededGenerator) throws -> Layer {
+                           previousKind: String?, next: LayerSpec?, rng: inout Xoshiro256StarStar) throws -> Layer {
         let channels = input.last ?? 0
         func needImage() throws {
             guard input.count == 3 else { throw NeuralError.shapeMismatch(layer: name, expected: "[H, W, C] (\(spec.kind) needs an image)", got: input) }

@@ -44,7 +44,7 @@ public enum NeuralBench {
     }
 
     static func input(_ shape: [Int], seed: UInt64) -> Tensor {
-        var rng = SeededGenerator(seed: seed)
+        var rng = Xoshiro256StarStar(seed: seed)
         return Tensor(uninitialized: shape) { p, n in for i in 0..<n { p[i] = rng.nextUnitFloat() * 2 - 1 } }
     }
 

@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 
 /// Writes what scripts/parity_neural.py compares with PyTorch: the weights (PyTorch layout), a seeded
@@ -17,7 +18,7 @@ public enum NeuralParity {
         _ = try net.forward(warm, training: true)
         try net.save(to: out.appendingPathComponent("weights.safetensors"))
 
-        var rng = SeededGenerator(seed: seed + 2)
+        var rng = Xoshiro256StarStar(seed: seed + 2)
         let x = NeuralBench.input([batch] + net.inputs[0].shape, seed: seed + 3)
         let evalOut = try net.forward(x, training: false)
         let target = (0..<evalOut.count).map { _ in rng.nextNormal() }

@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 
 /// How long and how fast a model trains: epochs, batches, the learning-rate schedule, early stopping.
@@ -141,7 +142,7 @@ public struct Trainer {
     /// The usual order: a fresh seeded permutation of `items` each epoch, fixed by (seed, epoch).
     public static func shuffledEachEpoch(_ items: [Int], seed: UInt64) -> (Int) -> [Int] {
         { epoch in
-            var shuffler = SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            var shuffler = Xoshiro256StarStar(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
             return shuffler.permutation(items.count).map { items[$0] }
         }
     }

@@ -1,3 +1,4 @@
+import NICBasics
 import Flow
 import Foundation
 import NICNodes
@@ -31,7 +32,7 @@ final class EvaluatorTests: XCTestCase {
     func testSurvivalMetricsWithIntervals() throws {
         var rows = ["patient,fold,time,event,risk"]
         var time: [Double] = [], event: [Bool] = [], risk: [Double] = []
-        var rng = SeededGenerator(seed: 3)
+        var rng = SplitMix64(seed: 3)
         for i in 0..<60 {
             let t = Double(rng.next() % 50 + 1), e = rng.next() % 4 != 0, r = -t / 10 + Double(rng.next() % 100) / 50
             time.append(t); event.append(e); risk.append(r)

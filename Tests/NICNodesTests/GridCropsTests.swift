@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 import NICNodes
 import Stats
@@ -14,7 +15,7 @@ final class GridCropsTests: XCTestCase {
     }
 
     func testDistanceTransformMatchesBruteForce() {
-        var rng = SeededGenerator(seed: 4)
+        var rng = SplitMix64(seed: 4)
         for (h, w) in [(1, 1), (5, 9), (12, 7), (20, 20)] {
             let mask = (0..<(h * w)).map { _ in rng.next() % 5 != 0 }
             let fast = GridCrops.distanceToBackground(mask: mask, height: h, width: w)
@@ -27,7 +28,7 @@ final class GridCropsTests: XCTestCase {
         let h = 30, w = 30
         let mask = (0..<(h * w)).map { i in (i / w) >= 5 && (i / w) < 25 && (i % w) >= 5 && (i % w) < 25 }
         let distance = GridCrops.distanceToBackground(mask: mask, height: h, width: w)
-        var rng = SeededGenerator(seed: 1)
+        var rng = SplitMix64(seed: 1)
         let centres = GridCrops.sampleCentres(weights: distance, width: w, count: 2000, using: &rng)!
         XCTAssertTrue(centres.allSatisfy { mask[$0.y * w + $0.x] })
         let inner = centres.filter { $0.y >= 10 && $0.y < 20 && $0.x >= 10 && $0.x < 20 }.count
@@ -36,7 +37,7 @@ final class GridCropsTests: XCTestCase {
         let expected = Double(innerMass / distance.reduce(0, +))
         XCTAssertGreaterThan(expected, 0.25)
         XCTAssertEqual(Double(inner) / 2000, expected, accuracy: 0.04)
-        var empty = SeededGenerator(seed: 1)
+        var empty = SplitMix64(seed: 1)
         XCTAssertNil(GridCrops.sampleCentres(weights: [0, 0], width: 2, count: 1, using: &empty))
     }
 

@@ -1,3 +1,4 @@
+import NICBasics
 import XCTest
 @testable import Neural
 
@@ -8,13 +9,13 @@ import XCTest
 /// give O(1) errors). Inputs of piecewise-linear layers are kept ≥ 2h away from kinks and ties.
 enum GradCheck {
     static func random(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
-        var rng = SeededGenerator(seed: seed)
+        var rng = Xoshiro256StarStar(seed: seed)
         return Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in (rng.nextUnitFloat() * 2 - 1) * scale })
     }
 
     /// Values at least `gap` apart from each other and from zero (no kinks for ReLU/max within ±h).
     static func separated(_ shape: [Int], seed: UInt64, gap: Float = 0.05) -> Tensor {
-        var rng = SeededGenerator(seed: seed)
+        var rng = Xoshiro256StarStar(seed: seed)
         let n = shape.reduce(1, *)
         let perm = rng.permutation(n)
         return Tensor(shape: shape, data: perm.map { Float($0 - n / 2) * gap + gap / 2 })
@@ -28,7 +29,7 @@ enum GradCheck {
 
     static func indices(_ count: Int, max: Int, seed: UInt64) -> [Int] {
         if count <= max { return Array(0..<count) }
-        var rng = SeededGenerator(seed: seed)
+        var rng = Xoshiro256StarStar(seed: seed)
         return Array(rng.permutation(count).prefix(max))
     }
 

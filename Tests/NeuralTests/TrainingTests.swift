@@ -5,7 +5,7 @@ import XCTest
 final class TrainingTests: XCTestCase {
     /// Two Gaussian blobs of 8×8×1 "images" (bright centre vs bright border) plus noise.
     func dataset(_ n: Int, seed: UInt64) -> (Tensor, [Float]) {
-        var rng = SeededGenerator(seed: seed)
+        var rng = Xoshiro256StarStar(seed: seed)
         var x = [Float](), y = [Float]()
         for i in 0..<n {
             let label = Float(i % 2)
@@ -38,7 +38,7 @@ final class TrainingTests: XCTestCase {
         let net = try Architecture.parse(yaml: Self.yaml, file: "tiny.yaml").build(seed: seed)
         let (x, y) = dataset(128, seed: 1)
         let opt = Adam(learningRate: 1e-2)
-        var rng = SeededGenerator(seed: seed)
+        var rng = Xoshiro256StarStar(seed: seed)
         var losses: [Double] = []
         for _ in 0..<steps {
             let batch = Array(rng.permutation(128).prefix(32))
@@ -158,10 +158,10 @@ final class TrainingTests: XCTestCase {
     }
 
     func testSeededShuffling() {
-        var a = SeededGenerator(seed: 11), b = SeededGenerator(seed: 11)
+        var a = Xoshiro256StarStar(seed: 11), b = Xoshiro256StarStar(seed: 11)
         XCTAssertEqual(a.permutation(50), b.permutation(50))
         XCTAssertEqual(Set(a.permutation(50)), Set(0..<50))
-        var c = SeededGenerator(seed: 12)
+        var c = Xoshiro256StarStar(seed: 12)
         XCTAssertNotEqual(c.permutation(50), b.permutation(50))
     }
 }
@@ -254,7 +254,7 @@ final class TrainingFusionTests: XCTestCase {
     func testConvolutionWorkerSharesEqualOneThread() throws {
         let three = ComputeContext(threads: 3), one = ComputeContext(threads: 1)
         for (cin, f, k, s, pad, groups) in [(3, 8, 3, 2, Padding.valid, 1), (4, 6, 3, 1, .same, 2), (2, 5, 2, 2, .same, 1)] {
-            var rng = SeededGenerator(seed: 7)
+            var rng = Xoshiro256StarStar(seed: 7)
             let conv = try Conv2D(name: "c", inChannels: cin, filters: f, kernel: (k, k), stride: s, padding: pad, groups: groups, rng: &rng)
             let x = GradCheck.random([7, 9, 8, cin], seed: 8)
             let outShape = try conv.outputShape([9, 8, cin])

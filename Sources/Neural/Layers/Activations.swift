@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 
 /// max(x, αx); α = 0 is ReLU.
@@ -92,14 +93,14 @@ public final class Dropout: Layer {
     public let name: String
     public let rate: Float
     public let spatial: Bool
-    private var rng: SeededGenerator
+    private var rng: Xoshiro256StarStar
     private var mask: [Float]?
     /// Off: identity in training too (parity checks against another framework's random masks).
     public var enabled = true
     /// Tests only: reuse the last mask, so that finite differences see one fixed function.
     var frozen = false
 
-    public init(name: String, rate: Float, spatial: Bool = false, rng: SeededGenerator) throws {
+    public init(name: String, rate: Float, spatial: Bool = false, rng: Xoshiro256StarStar) throws {
         guard rate >= 0, rate < 1 else { throw NeuralError.invalidArgument("layer '\(name)': dropout rate must be in [0, 1), got \(rate)") }
         self.name = name
         self.rate = rate

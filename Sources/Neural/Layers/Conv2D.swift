@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 
 public enum Padding: String, Sendable {
@@ -41,7 +42,7 @@ public final class Conv2D: Layer {
 
     public init(name: String, inChannels: Int, filters: Int, kernel: (Int, Int), stride: Int = 1,
                 padding: Padding = .valid, groups: Int = 1, bias useBias: Bool = true, l2: Float = 0,
-                rng: inout SeededGenerator) throws {
+                rng: inout Xoshiro256StarStar) throws {
         guard groups >= 1, inChannels % groups == 0, filters % groups == 0 else {
             throw NeuralError.invalidArgument("layer '\(name)': in channels \(inChannels) and filters \(filters) must both divide by groups \(groups)")
         }

@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 
 /// Fully connected layer, y = x Wᵀ + b, with W stored as PyTorch's [out, in].
@@ -12,7 +13,7 @@ public final class Dense: Layer {
     /// the [H, W, C] a Reshape after it makes. nic flattens NHWC, PyTorch NCHW: on export the weight's
     /// columns (and rows, and bias) are reordered so the PyTorch model computes the same function.
     public init(name: String, inFeatures: Int, units: Int, bias useBias: Bool = true, l2: Float = 0,
-                inputImage: [Int]? = nil, outputImage: [Int]? = nil, rng: inout SeededGenerator) {
+                inputImage: [Int]? = nil, outputImage: [Int]? = nil, rng: inout Xoshiro256StarStar) {
         self.name = name
         self.inFeatures = inFeatures
         self.units = units

@@ -1,3 +1,4 @@
+import NICBasics
 import Foundation
 
 /// [N, ...] → [N, product]. On NHWC data the order is H, W, C (Keras); `Dense` reorders its weights on
@@ -162,7 +163,7 @@ public final class SeparableConv2D: Layer {
     public let depthwise: Conv2D, pointwise: Conv2D
 
     public init(name: String, inChannels: Int, filters: Int, kernel: (Int, Int), stride: Int, padding: Padding,
-                bias: Bool = true, l2: Float = 0, rng: inout SeededGenerator) throws {
+                bias: Bool = true, l2: Float = 0, rng: inout Xoshiro256StarStar) throws {
         self.name = name
         depthwise = try Conv2D(name: name + ".depthwise", inChannels: inChannels, filters: inChannels, kernel: kernel,
                                stride: stride, padding: padding, groups: inChannels, bias: false, l2: l2, rng: &rng)
@@ -185,12 +186,12 @@ public final class SeparableConv2D: Layer {
 /// VAE sampling: input [N, 2D] holding (μ, log σ²); output z = μ + ε·exp(½ log σ²) in training, μ in inference.
 public final class SampleGaussian: Layer {
     public let name: String
-    private var rng: SeededGenerator
+    private var rng: Xoshiro256StarStar
     private var state: (input: Tensor, eps: [Float])?
     /// Tests only: reuse the last noise, so that finite differences see one fixed function.
     var frozen = false
 
-    public init(name: String, rng: SeededGenerator) {
+    public init(name: String, rng: Xoshiro256StarStar) {
         self.name = name
         self.rng = rng
     }
