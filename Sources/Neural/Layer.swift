@@ -87,6 +87,17 @@ extension Layer {
     }
 }
 
+/// A layer whose backward can skip the input gradient (a GEMM and its scatter, for a first layer):
+/// it writes one `backward(_:inputGradient:)` and gets both `Layer` entry points.
+protocol SkipsInputGradient: Layer {
+    func backward(_ dy: Tensor, inputGradient: Bool) throws -> Tensor
+}
+
+extension SkipsInputGradient {
+    public func backward(_ dy: Tensor) throws -> Tensor { try backward(dy, inputGradient: true) }
+    public func backwardParameters(_ dy: Tensor) throws { _ = try backward(dy, inputGradient: false) }
+}
+
 /// Element-wise helpers shared by the layers, parallel over large arrays.
 enum Elementwise {
     @inline(__always)

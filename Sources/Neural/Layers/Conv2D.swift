@@ -23,7 +23,7 @@ func convGeometry(input: Int, kernel: Int, stride: Int, padding: Padding) -> (ou
 /// 2-D convolution on NHWC, with groups (depthwise when groups == channels). Weights are kept as
 /// [out, kh, kw, in/groups] so that im2col rows ([kh, kw, in] runs) multiply them with one sgemm;
 /// safetensors get PyTorch's [out, in/groups, kh, kw].
-public final class Conv2D: Layer {
+public final class Conv2D: SkipsInputGradient {
     public let name: String
     public let inChannels: Int, filters: Int, kernel: (h: Int, w: Int), stride: Int, padding: Padding, groups: Int
     public let weight: Parameter
@@ -160,16 +160,6 @@ public final class Conv2D: Layer {
         case .direct: return directForward(x, g, epilogue: epilogue)
         case .im2col: return im2colForward(x, g, keep: training, epilogue: epilogue)
         }
-    }
-
-    public func backward(_ dy: Tensor) throws -> Tensor {
-        try backward(dy, inputGradient: true)
-    }
-
-    /// The first layer of a network needs no input gradient: skipping it saves a GEMM and col2im
-    /// (or, depthwise, a pass over the largest tensor of the patient model).
-    public func backwardParameters(_ dy: Tensor) throws {
-        _ = try backward(dy, inputGradient: false)
     }
 
     func backward(_ dy: Tensor, inputGradient: Bool) throws -> Tensor {

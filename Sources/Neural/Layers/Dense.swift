@@ -2,7 +2,7 @@ import NICBasics
 import Foundation
 
 /// Fully connected layer, y = x Wᵀ + b, with W stored as PyTorch's [out, in].
-public final class Dense: Layer {
+public final class Dense: SkipsInputGradient {
     public let name: String
     public let inFeatures: Int, units: Int
     public let weight: Parameter
@@ -66,14 +66,6 @@ public final class Dense: Layer {
             }
         }
         return out
-    }
-
-    public func backward(_ dy: Tensor) throws -> Tensor {
-        try backward(dy, inputGradient: true)
-    }
-
-    public func backwardParameters(_ dy: Tensor) throws {
-        _ = try backward(dy, inputGradient: false)
     }
 
     func backward(_ dy: Tensor, inputGradient: Bool) throws -> Tensor {
