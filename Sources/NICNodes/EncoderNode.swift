@@ -3,6 +3,7 @@ import Flow
 import Foundation
 import Neural
 import Slides
+import Stats
 
 /// Trains a patch encoder on patch-level tasks (supervised multi-task learning, the MTL-NIC method),
 /// or packages a weight-free encoder (mean-RGB, the floor), as a `Model`.
@@ -15,7 +16,7 @@ import Slides
 /// weights are kept.
 public struct EncoderNode: NodeType {
     public static let name = "encoder"
-    public static let version = 1
+    public static let version = 2
     public static let summary = "Trains a patch encoder by supervised multi-task learning (or packages mean-RGB) as a Model."
     public static let inputs = [PortSpec("patches", .patchSet, doc: "training patches with task labels (e.g. tile_sampler → augmenter)")]
     public static let outputs = [PortSpec("model", .model, doc: "model.json, encoder.yaml/.safetensors, heads, curves.csv")]
@@ -33,14 +34,17 @@ public struct EncoderNode: NodeType {
         @Param(doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads")
         var tasks: ParamValue = .null
         @Param(doc: "folder of head definitions") var headsDir: DirectoryParam? = DirectoryParam("nodes/heads")
-        @Param(doc: "training epochs", .within(1, 100_000)) var epochs = 8
+        @Param(doc: "the most epochs to train (with early stopping, a cap)", .within(1, 100_000)) var epochs = 8
+        @Param(doc: "stop after this many epochs without a better validation loss, keeping the best epoch (0: train every epoch)", .atLeast(0))
+        var earlyStopping = 0
         @Param(doc: "patches per step (batch norm needs 2)", .within(2, 65536)) var batchSize = 64
         @Param(doc: "Adam learning rate", .positive) var learningRate = 1e-3
         @Param(doc: "L2 weight decay", .atLeast(0)) var weightDecay = 0.0
         @Param(doc: "fraction of slides held out for validation", .within(0, 0.9)) var validation = 0.2
         @Param(doc: "epochs without validation improvement before the learning rate ÷10", .atLeast(1)) var patience = 2
         @Param(doc: "floor of the plateau schedule", .atLeast(0)) var minLearningRate = 1e-5
-        @Param(doc: "box-average factor from patch to network input (128 px → 64)", .within(1, 64)) var downsample = 2
+        @Param(doc: "box-average factor from patch to network input; default: patch size ÷ the architecture's input size (2 for nic-encoder.yaml's 64 px, 1 for nic-encoder-128.yaml)", .within(1, 64))
+        var downsample: Int? = nil
         @Param(doc: "initialisation, shuffling and augmentation seed") var seed = 0
         public init() {}
     }
@@ -58,10 +62,7 @@ public struct EncoderNode: NodeType {
         let patchSet = try PatchSet(folder: try context.input("patches"))
         let architectureURL = params.architecture.url
         let architecture = try Architecture.load(file: architectureURL.path)
-        let downsample = params.downsample
-        guard patchSet.info.size % downsample == 0 else {
-            throw NodeError("param 'downsample': \(downsample) does not divide the patch size \(patchSet.info.size)")
-        }
+        let downsample = try Self.downsample(params.downsample, patch: patchSet.info.size, architecture: architecture, file: architectureURL.lastPathComponent)
         let side = patchSet.info.size / downsample
         let seed = UInt64(truncatingIfNeeded: params.seed)
         let encoder = try architecture.build(seed: seed, inputShapes: [[side, side, 3]], prefix: "encoder")
@@ -150,17 +151,37 @@ public struct EncoderNode: NodeType {
                 var metrics: [(String, Double)] = []
                 for t in tasks.indices {
                     metrics.append(("\(tasks[t].info.name)_loss", validation.perTask[t].loss))
-                    metrics.append(("\(tasks[t].info.name)_\(tasks[t].info.kind == "regression" ? "r" : "accuracy")", validation.perTask[t].score))
+                    metrics += validation.perTask[t].scores.map { ("\(tasks[t].info.name)_\($0.0)", $0.1) }
                 }
                 return ValidationResult(loss: validation.loss, metrics: metrics)
             },
             snapshot: { (encoder: encoder.stateDict(), heads: tasks.flatMap { $0.network.stateDict() }) })
+        if let best = outcome.best, let validation = outcome.epochs[best.epoch - 1].validation {
+            for t in tasks.indices {
+                let prefix = tasks[t].info.name + "_"
+                tasks[t].info.validation = Dictionary(validation.metrics.filter { $0.0.hasPrefix(prefix) }.map { (String($0.0.dropFirst(prefix.count)), $0.1) },
+                                                      uniquingKeysWith: { a, _ in a })
+            }
+        }
         info.tasks = tasks.map(\.info)
         try Self.writeTrained(outcome, info: info, weights: { [("encoder.safetensors", $0.encoder), ("heads.safetensors", $0.heads)] },
                               definitions: tasks.map { (URL(fileURLWithPath: $0.info.head), "heads/\($0.info.name).yaml") }, to: out)
     }
 
     func write(_ info: EncoderModel.Info, to out: URL) throws { try Self.writeInfo(info, to: out) }
+
+    /// The patch → input factor: given, or what makes the patch fit the architecture's declared input.
+    static func downsample(_ given: Int?, patch: Int, architecture: Architecture, file: String) throws -> Int {
+        let input = architecture.inputs.first?.shape?.first
+        guard let factor = given ?? input.map({ max(1, patch / max(1, $0)) }) else { return 1 }
+        guard patch % factor == 0 else {
+            throw NodeError("param 'downsample': \(factor) does not divide the patch size \(patch)")
+        }
+        if let input, patch / factor != input {
+            throw NodeError("\(file) takes \(input) px inputs, but \(patch) px patches ÷ downsample \(factor) give \(patch / factor) px; set 'downsample' to \(patch / input) or use an architecture for \(patch / factor) px")
+        }
+        return factor
+    }
 
     /// A training snapshot (`Network.stateDict()`) as a PyTorch-layout safetensors file.
     static func writeWeights(_ state: [(String, Safetensors.Value)], to url: URL) throws {
@@ -242,10 +263,13 @@ public struct EncoderNode: NodeType {
 
     struct Evaluation {
         var loss: Double
-        var perTask: [(loss: Double, score: Double)]
+        /// Per task, in order: its loss and its scores (accuracy and AUC for classification, R² for regression).
+        var perTask: [(loss: Double, scores: [(String, Double)])]
     }
 
-    /// Validation loss (sum of weighted task losses) and per task: loss, and accuracy or Pearson r.
+    /// Validation loss (sum of weighted task losses) and per task its loss and scores: accuracy and
+    /// AUC (macro one-vs-rest over classes) for classification, R² (on the standardised targets) for
+    /// regression. Unlabelled patches of a task (NaN) take no part in its scores.
     func evaluate(encoder: Network, tasks: [Task], images: [RGBImage], indices: [Int], downsample: Int, codeSize: Int,
                   context: NodeContext) throws -> Evaluation {
         var outputs = tasks.map { _ in [Float]() }
@@ -256,36 +280,44 @@ public struct EncoderNode: NodeType {
                 .reshaped([batch.count, codeSize])
             for t in tasks.indices { outputs[t] += try tasks[t].network.forward(code, training: false).data }
         }
-        var perTask: [(Double, Double)] = []
+        var perTask: [(loss: Double, scores: [(String, Double)])] = []
         var total = 0.0
         for t in tasks.indices {
             let width = outputs[t].count / max(1, indices.count)
             let output = Tensor(shape: [indices.count, width], data: outputs[t])
             let loss = try Self.loss(tasks[t], output: output, indices: indices).value
             total += tasks[t].info.weight * loss
-            var score = Double.nan
             let targets = indices.map { tasks[t].targets[$0] }
             let labelled = targets.indices.filter { !targets[$0].isNaN }
-            if !labelled.isEmpty {
-                switch tasks[t].info.kind {
-                case "classification":
-                    let correct = labelled.filter { i in
-                        let row = outputs[t][(i * width)..<((i + 1) * width)]
-                        return row.indices.max { row[$0] < row[$1] }! - i * width == Int(targets[i])
-                    }.count
-                    score = Double(correct) / Double(labelled.count)
-                case "binary":
-                    score = Double(labelled.filter { (outputs[t][$0] > 0) == (targets[$0] > 0.5) }.count) / Double(labelled.count)
-                default:
-                    let p = labelled.map { Double(outputs[t][$0]) }, y = labelled.map { Double(targets[$0]) }
-                    let mp = p.reduce(0, +) / Double(p.count), my = y.reduce(0, +) / Double(y.count)
-                    let sxy = zip(p, y).reduce(0) { $0 + ($1.0 - mp) * ($1.1 - my) }
-                    let sxx = p.reduce(0) { $0 + ($1 - mp) * ($1 - mp) }, syy = y.reduce(0) { $0 + ($1 - my) * ($1 - my) }
-                    score = sxx > 0 && syy > 0 ? sxy / (sxx * syy).squareRoot() : .nan
-                }
-            }
-            perTask.append((loss, score))
+            let rows = labelled.map { i in (0..<width).map { Double(outputs[t][i * width + $0]) } }
+            let truth = labelled.map { Double(targets[$0]) }
+            perTask.append((loss, Self.scores(kind: tasks[t].info.kind, rows: rows, truth: truth)))
         }
-        return Evaluation(loss: total, perTask: perTask.map { (loss: $0.0, score: $0.1) })
+        return Evaluation(loss: total, perTask: perTask)
+    }
+
+    /// A task's validation scores from its output rows and labels (class index, 0/1, or value).
+    static func scores(kind: String, rows: [[Double]], truth: [Double]) -> [(String, Double)] {
+        guard !rows.isEmpty else { return kind == "regression" ? [("r2", .nan)] : [("accuracy", .nan), ("auc", .nan)] }
+        switch kind {
+        case "regression":
+            let mean = truth.reduce(0, +) / Double(truth.count)
+            let total = truth.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
+            let residual = zip(rows, truth).reduce(0) { $0 + ($1.0[0] - $1.1) * ($1.0[0] - $1.1) }
+            return [("r2", total > 0 ? 1 - residual / total : .nan)]
+        case "binary":
+            let positive = truth.map { $0 > 0.5 }
+            let accuracy = Double(zip(rows, positive).filter { ($0.0[0] > 0) == $0.1 }.count) / Double(rows.count)
+            return [("accuracy", accuracy), ("auc", ROC.auc(labels: positive, scores: rows.map { $0[0] }) ?? .nan)]
+        default:
+            let labels = truth.map { Int($0) }
+            let predicted = rows.map { row in row.indices.max { row[$0] < row[$1] }! }
+            let accuracy = Double(zip(predicted, labels).filter { $0 == $1 }.count) / Double(rows.count)
+            let probabilities = rows.map { row -> [Double] in
+                let m = row.max()!, e = row.map { exp($0 - m) }, s = e.reduce(0, +)
+                return e.map { $0 / s }
+            }
+            return [("accuracy", accuracy), ("auc", ROC.macroAUC(labels: labels, probabilities: probabilities) ?? .nan)]
+        }
     }
 }

@@ -30,6 +30,8 @@ public struct EncoderModel {
         /// Regression targets are standardised for training; predictions are mapped back with these.
         public var mean: Double?
         public var std: Double?
+        /// Validation scores at the kept (best) epoch: loss, accuracy and AUC, or R².
+        public var validation: [String: Double]?
     }
 
     public struct Info: Codable, Equatable {
@@ -45,9 +47,13 @@ public struct EncoderModel {
         public var validationPatches: Int
         /// The code is the first `codeFrom` outputs of the network (a VAE's μ of its [μ, log σ²]); nil: all.
         public var codeFrom: Int?
+        /// The epoch cap, and whether early stopping ended training before it.
+        public var maxEpochs: Int?
+        public var stoppedEarly: Bool?
 
         enum CodingKeys: String, CodingKey {
             case training, downsample, input, tasks, epochs, codeFrom = "code_from"
+            case maxEpochs = "max_epochs", stoppedEarly = "stopped_early"
             case patchSize = "patch_size", codeSize = "code_size", bestEpoch = "best_epoch"
             case trainPatches = "train_patches", validationPatches = "validation_patches"
         }

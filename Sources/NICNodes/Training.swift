@@ -19,7 +19,8 @@ extension EncoderNode.Params {
     /// Epochs, batches and the validation-loss plateau every encoder training shares.
     var schedule: TrainingSchedule {
         TrainingSchedule(epochs: epochs, batchSize: batchSize,
-                         plateau: ReduceOnPlateau(factor: 0.1, patience: patience, minLearningRate: Float(minLearningRate)))
+                         plateau: ReduceOnPlateau(factor: 0.1, patience: patience, minLearningRate: Float(minLearningRate)),
+                         earlyStopping: earlyStopping > 0 ? earlyStopping : nil)
     }
 }
 
@@ -46,6 +47,8 @@ extension EncoderNode {
                                        definitions: [(URL, String)], to out: URL) throws {
         var info = info
         info.epochs = outcome.epochs.count
+        info.maxEpochs = outcome.scheduledEpochs
+        info.stoppedEarly = outcome.stoppedEarly
         info.bestEpoch = outcome.best?.epoch
         if let best = outcome.best?.snapshot {
             for (file, state) in weights(best) { try writeWeights(state, to: out.appendingPathComponent(file)) }

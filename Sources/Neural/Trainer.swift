@@ -104,6 +104,8 @@ public struct TrainingOutcome<Snapshot> {
     public var best: (epoch: Int, loss: Double, snapshot: Snapshot)?
     /// True when early stopping ended the run before the last scheduled epoch.
     public var stoppedEarly: Bool
+    /// The epochs the schedule allowed (the cap).
+    public var scheduledEpochs: Int
 
     /// `epoch, learning_rate, train_loss[, val_loss]`, the step metrics, then the validation metrics
     /// (prefixed `val_`, as in the progress display).
@@ -157,7 +159,7 @@ public struct Trainer {
         validate: ((Int) throws -> ValidationResult)? = nil,
         snapshot: () throws -> Snapshot
     ) throws -> TrainingOutcome<Snapshot> {
-        var outcome = TrainingOutcome<Snapshot>(epochs: [], best: nil, stoppedEarly: false)
+        var outcome = TrainingOutcome<Snapshot>(epochs: [], best: nil, stoppedEarly: false, scheduledEpochs: max(1, schedule.epochs))
         var plateau = schedule.plateau
         var epochsWithoutImprovement = 0
         let epochs = schedule.epochs, batchSize = max(1, schedule.batchSize)
