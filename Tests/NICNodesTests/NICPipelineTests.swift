@@ -156,6 +156,8 @@ final class VAEEncoderTests: XCTestCase {
         let model = try ws.output(summary, "vae", "model")
         let info = try JSONDecoder().decode(EncoderModel.Info.self, from: Data(contentsOf: model.appendingPathComponent("model.json")))
         XCTAssertEqual(info.training, "vae")
+        XCTAssertEqual([info.epochs, info.maxEpochs], [2, 2])
+        XCTAssertEqual(info.stoppedEarly, false)
         XCTAssertEqual(info.codeSize, 128)
         XCTAssertEqual(info.codeFrom, 128)
         let curves = try CSVTable.read(model.appendingPathComponent("curves.csv"))
