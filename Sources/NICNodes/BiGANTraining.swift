@@ -27,7 +27,7 @@ enum BiGANTraining {
         let dOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geParameters = generator.parameters + encoder.parameters
-        let d = info.downsample
+        let d = info.downsample, smoothing = Float(params.labelSmoothing)
         var noise = Xoshiro256StarStar(seed: seed &+ 47)
 
         // D and (G, E) each take their own step inside one training step, so the step applies them.
@@ -46,7 +46,9 @@ enum BiGANTraining {
                 let code = try encoder.forward(x, training: true).reshaped([n, codeSize])
                 let fake = try generator.forward(z, training: true)
                 let realLogits = try discriminator.forward([x, code], training: true)
-                let realLoss = try Loss.binaryCrossEntropy(logits: realLogits, targets: [Float](repeating: 1, count: n))
+                // One-sided label smoothing: D aims at 1 − ε for real pairs, so it cannot grow certain
+                // (and its gradients vanish for G and E) early in training.
+                let realLoss = try Loss.binaryCrossEntropy(logits: realLogits, targets: [Float](repeating: 1 - smoothing, count: n))
                 _ = try discriminator.backward(realLoss.gradient)
                 let fakeLogits = try discriminator.forward([fake, z], training: true)
                 let fakeLoss = try Loss.binaryCrossEntropy(logits: fakeLogits, targets: [Float](repeating: 0, count: n))
@@ -66,7 +68,11 @@ enum BiGANTraining {
                 try generator.backward(dFake)
                 geOptimizer.step(geParameters)
                 let dLoss = realLoss.value + fakeLoss.value, geLoss = geReal.value + geFake.value
-                return StepResult(loss: dLoss + geLoss, metrics: [("d_loss", dLoss), ("ge_loss", geLoss)])
+                // How often D is right on each side: both near 1 means D has won and G, E stall.
+                let realRight = Double(realLogits.data.filter { $0 > 0 }.count) / Double(n)
+                let fakeRight = Double(fakeLogits.data.filter { $0 < 0 }.count) / Double(n)
+                return StepResult(loss: dLoss + geLoss, metrics: [("d_loss", dLoss), ("ge_loss", geLoss),
+                                                                  ("d_real_accuracy", realRight), ("d_fake_accuracy", fakeRight)])
             },
             snapshot: { () })
         info.training = "bigan"

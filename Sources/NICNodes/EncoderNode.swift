@@ -31,6 +31,8 @@ public struct EncoderNode: NodeType {
         @Param(doc: "contrastive: the pair head") var contrastiveHead: Reference? = Reference("nodes/encoders/contrastive-head.yaml")
         @Param(doc: "vae: the decoder architecture") var decoder: Reference? = Reference("nodes/vae/decoder.yaml")
         @Param(doc: "vae: weight γ of the KL term", .atLeast(0)) var klWeight = 5e-5
+        @Param(doc: "bigan: one-sided label smoothing ε (the discriminator aims at 1 − ε for real pairs)", .within(0, 0.5))
+        var labelSmoothing = 0.1
         @Param(doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads")
         var tasks: ParamValue = .null
         @Param(doc: "folder of head definitions") var headsDir: DirectoryParam? = DirectoryParam("nodes/heads")

@@ -110,22 +110,22 @@ final class CacheKeyPinTests: XCTestCase {
     ]
 
     /// Re-pinned once on purpose: the encoder node's version 2 (issue 11: early stopping, derived
-    /// downsample, per-task AUC/R²) moves the keys of the encoders and everything downstream; the
+    /// downsample, per-task AUC/R², BiGAN label smoothing) moves the keys of the encoders and everything downstream; the
     /// tile sampler, augmenter and sources kept theirs.
     static let pinned: [String: String] = [
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
         "augmented": "39a6e69b546bd6a7efe8ddc2e5a13b38af77ef53d24ca4e2148db43d248813a3",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "d878440f821463ef2fb8bd9e7ca12f8248573d8582665e3f3bfb5246efc60346",
-        "eval_score_mtl": "e22ed578780226b2b2fc4178cdb3072ebf31892c99f08d25faf23f77494d8399",
-        "eval_survival_mtl": "65fd34e99a5d3b31122a11403c7f993b2ca0afa25223ba13a0a93f0f9e8fc823",
-        "grade_rgb": "99909ab4e79a4cf33594c3cbc35f3731528d98dd984138127d18193630f55c43",
-        "grids_mtl": "c6b2c57d83c87ec1c1eb4dc028981965fa65a352a08cc6fb4090f882bf321cf0",
-        "grids_rgb": "527521eb3dd92efded8fd6715b7af64b21f74161aeeb764211781c0c8ecc832d",
-        "mean_rgb": "1ec220d35258203a6674eee316409c38a501029ae815e53438931f065196c7f5",
-        "mtl": "e8ef466b7d4e194630765f6fe678827b4f8bb4498864ed787b0613b7d692366c",
-        "score_mtl": "f8c55a9df2c7d8440071ad8ea1127f940df7b47bab6816a8e99e207bc31a5d90",
-        "survival_mtl": "2f59f5d90d6f1975277e9475b8eebd962fb9f8ec77190f73e45735ea246123e2",
+        "eval_grade_rgb": "45e92ad530223814e233991f40540d795ff8fd01f79b1944c898c730f25c1f1b",
+        "eval_score_mtl": "cb085acec75eb9102307f45f7de24e6f8ae7a50ab97f667ae7d47376e7df7a29",
+        "eval_survival_mtl": "7dd651d4d0d306d4caa272e9b0229f7c95921f2ea37c3ff4ee648b13a79321f3",
+        "grade_rgb": "3a70115f00da7708753c662f705874041f5ee61215d52bf69109a5685ec61a1a",
+        "grids_mtl": "760b168ed57a87e87aa2cc10524e5859db332c480bc63d301f1f510fe55c4ffe",
+        "grids_rgb": "870f34acd552caaac584b82b2a527e45ebceb3f29fcc02898d7f63e5e11f5bbb",
+        "mean_rgb": "715f13abb23a518d290b19e41daf82dddf2e47877b3fc4a9e045b6f5f2907fbb",
+        "mtl": "e7f70ce7a21a609e9e6e1674ca84d16a161a4e42b65024fb0eaf91bb77282a82",
+        "score_mtl": "c95e297041d8bdad12455b5ff106e47f50bf31ac6ed6df334b30888664629356",
+        "survival_mtl": "5664d469744c6ff2d6d31eb87cff136cb910c705da6fe3394170c7a0df0dc014",
         "tiles": "05918347b74031cdd8bdda7d4094afc4f25833d818d9dde7401864db048f27b9",
     ]
 

@@ -219,6 +219,10 @@ final class VAEEncoderTests: XCTestCase {
         let curves = try CSVTable.read(model.appendingPathComponent("curves.csv"))
         XCTAssertEqual(curves.rows.count, 2)
         XCTAssertTrue(curves.rows.allSatisfy { Double($0[1])!.isFinite && Double($0[2])!.isFinite })
+        // The report can show whether one side won: the discriminator's hit rate on each side.
+        for column in ["d_loss", "ge_loss", "d_real_accuracy", "d_fake_accuracy"] {
+            XCTAssertTrue(curves.column(column)?.allSatisfy { (0...100).contains(Double($0) ?? -1) } ?? false, column)
+        }
         let encoder = try EncoderModel(folder: model)
         XCTAssertEqual(encoder.info.training, "bigan")
         for name in ["encoder", "generator", "discriminator"] {
