@@ -8,8 +8,9 @@ import Foundation
 /// - ridge, loss `½ (y − ŷ)²`: `Ridge(alpha = n · λ)`;
 /// - logistic, loss `log(1 + e^η) − y η`: `LogisticRegression(C = 1 / (n · λ))`;
 /// - multinomial, loss `−log softmax(η)_y`: the same `C`, every class's weights penalised (as
-///   scikit-learn's multinomial fit); the intercepts, free up to a common constant, are pinned to
-///   sum 0 by a 1e-10 ridge, which changes no probability.
+///   scikit-learn's multinomial fit). The intercepts are free up to a common constant: the fit holds
+///   the last one at 0 (a flat direction would leave Newton's system singular) and reports them
+///   shifted to sum 0, as scikit-learn's are; no probability changes.
 /// Cox (`CoxRegression.fit(penalty:)`) follows the same convention, which is lifelines'.
 public enum PenalizedRegression {
     public struct Fit: Equatable {
@@ -60,7 +61,7 @@ public enum PenalizedRegression {
                     for b in a..<m { hessian[a][b] += v * xa * (b == 0 ? 1 : row[b - 1]) }
                 }
             }
-            return penalise(loss, gradient, hessian, theta, n: n, penalty: penalty, blocks: 1, block: m)
+            return penalise(loss, gradient, hessian, theta, n: n, penalty: penalty, block: m)
         }
         guard let theta else { return nil }
         return Fit(intercepts: [theta[0]], weights: [Array(theta[1...])])
@@ -70,9 +71,11 @@ public enum PenalizedRegression {
     public static func multinomial(_ z: [[Double]], _ y: [Int], classes k: Int, penalty: Double) -> Fit? {
         let n = z.count
         guard n > 0, n == y.count, k >= 2, y.allSatisfy({ $0 >= 0 && $0 < k }) else { return nil }
-        let p = z[0].count, block = p + 1, m = k * block
-        // θ = [b₀, w₀, b₁, w₁, …]; the Hessian is Σᵢ (diag μᵢ − μᵢμᵢᵀ) ⊗ x̃ᵢx̃ᵢᵀ.
-        let theta = newton(parameters: m) { theta in
+        let p = z[0].count, block = p + 1, m = k * block, pinned = (k - 1) * block
+        // θ = [b₀, w₀, b₁, w₁, …] without b_{k−1} (held at 0); the Hessian is Σᵢ (diag μᵢ − μᵢμᵢᵀ) ⊗ x̃ᵢx̃ᵢᵀ.
+        let free = newton(parameters: m - 1) { free in
+            var theta = free
+            theta.insert(0, at: pinned)
             var loss = 0.0, gradient = [Double](repeating: 0, count: m)
             var hessian = [[Double]](repeating: [Double](repeating: 0, count: m), count: m)
             for (row, label) in zip(z, y) {
@@ -95,17 +98,23 @@ public enum PenalizedRegression {
                     }
                 }
             }
-            return penalise(loss, gradient, hessian, theta, n: n, penalty: penalty, blocks: k, block: block)
+            var (value, g, h) = penalise(loss, gradient, hessian, theta, n: n, penalty: penalty, block: block)
+            g.remove(at: pinned)
+            h.remove(at: pinned)
+            for row in h.indices { h[row].remove(at: pinned) }
+            return (value, g, h)
         }
-        guard let theta else { return nil }
-        return Fit(intercepts: (0..<k).map { theta[$0 * block] },
+        guard var theta = free else { return nil }
+        theta.insert(0, at: pinned)
+        let shift = (0..<k).reduce(0.0) { $0 + theta[$1 * block] } / Double(k)
+        return Fit(intercepts: (0..<k).map { theta[$0 * block] - shift },
                    weights: (0..<k).map { Array(theta[($0 * block + 1)..<(($0 + 1) * block)]) })
     }
 
-    /// Sums over subjects → means, plus the penalty on every weight (the first entry of each block is
-    /// an intercept: only the 1e-10 that pins multinomial intercepts). The Hessian arrives upper-triangular.
+    /// Sums over subjects → means, plus the penalty on every weight (the first entry of each block of
+    /// `block` parameters is an intercept, not penalised). The Hessian arrives upper-triangular.
     private static func penalise(_ loss: Double, _ gradient: [Double], _ hessian: [[Double]], _ theta: [Double],
-                                 n: Int, penalty: Double, blocks: Int, block: Int) -> (Double, [Double], [[Double]]) {
+                                 n: Int, penalty: Double, block: Int) -> (Double, [Double], [[Double]]) {
         let m = theta.count, scale = 1 / Double(n)
         var loss = loss * scale, gradient = gradient.map { $0 * scale }, hessian = hessian
         for a in 0..<m {
@@ -113,7 +122,7 @@ public enum PenalizedRegression {
                 hessian[a][b] *= scale
                 hessian[b][a] = hessian[a][b]
             }
-            let lambda = a % block == 0 ? (blocks > 1 ? 1e-10 : 0) : penalty
+            let lambda = a % block == 0 ? 0 : penalty
             loss += lambda / 2 * theta[a] * theta[a]
             gradient[a] += lambda * theta[a]
             hessian[a][a] += lambda
