@@ -24,7 +24,7 @@ import Stats
 public struct Probe: NodeType {
     public static let name = "probe"
     public static let version = 1
-    public static let summary = "Linear probe on mean/max-pooled codes (ridge, logistic or Cox, L2 penalty chosen by inner CV) on the patient model's folds; out-of-fold Predictions."
+    public static let summary = "Linear probe on mean/max-pooled codes (ridge, logistic, multinomial or Cox; L2 penalty chosen by inner CV) on the patient model's folds; out-of-fold Predictions."
     public static let inputs = [PortSpec("grids", .gridSet, doc: "compressed slides with their labels")]
     public static let outputs = [PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), probe.json (chosen penalty per fold)")]
 
