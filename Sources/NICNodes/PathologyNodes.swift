@@ -3,6 +3,6 @@ import Flow
 /// The pathology node types, added to the engine's generic ones by the `nic` command line.
 public enum PathologyNodes {
     public static var all: [any NodeType.Type] { [PredictionsSource.self, Evaluator.self, SlidesSource.self, TileSampler.self, AugmenterNode.self,
-                                                  EncoderNode.self, Compressor.self, PatientModel.self] }
+                                                  EncoderNode.self, Compressor.self, PatientModel.self, Probe.self, Compare.self] }
     public static var registry: NodeRegistry { NodeRegistry.builtin.merging(all) }
 }

@@ -73,9 +73,8 @@ public struct PatientModel: NodeType {
         guard crop > 0 else { throw NodeError("the architecture must declare its input [size, size, channels]") }
         let slides = try Self.loadSlides(gridSet, patients: Set(patients))
         let channels = gridSet.info.codeSize
-        let strata = Dictionary(uniqueKeysWithValues: patients.map { ($0, targets.stratum($0)) })
         let seed = UInt64(truncatingIfNeeded: params.seed)
-        let folds = Folds.assign(patients: patients, k: params.folds, seed: seed, strata: strata)
+        let folds = targets.folds(params.folds, seed: seed)
         let foldCount = params.folds, epochs = params.epochs, batchSize = params.batchSize
         let outputs = targets.outputs
         var scores: [String: [Double]] = [:]

@@ -1,6 +1,7 @@
 import Flow
 import Foundation
 import Neural
+import Stats
 
 /// What a patient model learns and predicts for one task, read once from the cohort's labels: the
 /// patients with a label, their targets, the loss of a batch and the conversion of network outputs
@@ -84,6 +85,13 @@ struct PatientTargets {
         case .regression: return ""
         case .binary, .multiclass: return classes[classIndex[patient]!]
         }
+    }
+
+    /// The patient-level cross-validation folds (0-based) of every model on this task: stratified by
+    /// `stratum`, shuffled by `seed`. The CNN and the linear probe both take them from here, so they are
+    /// judged on the same splits.
+    func folds(_ k: Int, seed: UInt64) -> [String: Int] {
+        Folds.assign(patients: patients, k: k, seed: seed, strata: Dictionary(uniqueKeysWithValues: patients.map { ($0, stratum($0)) }))
     }
 
     /// The partial likelihood is undefined on a batch without an observed event.

@@ -16,18 +16,33 @@ public enum Bootstrap {
     public static func interval(count: Int, resamples: Int, confidence: Double = 0.95, seed: UInt64,
                                 statistic: ([Int]) -> Double?) -> Interval? {
         guard count > 0, let estimate = statistic(Array(0..<count)) else { return nil }
+        let values = replicates(count: count, resamples: resamples, seed: seed) { statistic($0).flatMap { $0.isFinite ? $0 : nil } }
+        return percentile(estimate: estimate, replicates: values, confidence: confidence)
+    }
+
+    /// The percentile interval of bootstrap replicates around `estimate` (NaN bounds without any).
+    public static func percentile(estimate: Double, replicates values: [Double], confidence: Double) -> Interval {
+        guard !values.isEmpty else { return Interval(estimate: estimate, low: .nan, high: .nan, valid: 0) }
+        let sorted = values.sorted()
+        let alpha = (1 - confidence) / 2
+        return Interval(estimate: estimate, low: quantile(sorted, alpha), high: quantile(sorted, 1 - alpha), valid: sorted.count)
+    }
+
+    /// The statistic on each of `resamples` resamples of `count` units, in draw order, skipping those
+    /// where it is nil. Resample r draws the same indices for the same seed whatever the statistic, so
+    /// two models judged with one seed see the same patients (a paired bootstrap). The draws: SplitMix64
+    /// from `seed`, index = next() mod count, `count` per resample.
+    public static func replicates<Value>(count: Int, resamples: Int, seed: UInt64, statistic: ([Int]) -> Value?) -> [Value] {
+        guard count > 0 else { return [] }
         var rng = SplitMix64(seed: seed)
-        var values: [Double] = []
+        var values: [Value] = []
         values.reserveCapacity(resamples)
         var indices = [Int](repeating: 0, count: count)
         for _ in 0..<resamples {
             for i in 0..<count { indices[i] = Int(rng.next() % UInt64(count)) }
-            if let v = statistic(indices), v.isFinite { values.append(v) }
+            if let v = statistic(indices) { values.append(v) }
         }
-        guard !values.isEmpty else { return Interval(estimate: estimate, low: .nan, high: .nan, valid: 0) }
-        values.sort()
-        let alpha = (1 - confidence) / 2
-        return Interval(estimate: estimate, low: quantile(values, alpha), high: quantile(values, 1 - alpha), valid: values.count)
+        return values
     }
 
     /// Linear interpolation between order statistics (numpy's default `percentile`).

@@ -1,7 +1,13 @@
 import Foundation
 
 /// Linear Cox proportional-hazards regression by Newton–Raphson on the partial likelihood, with
-/// Breslow or Efron handling of tied event times (as scikit-survival's `CoxPHSurvivalAnalysis`).
+/// Breslow or Efron handling of tied event times (as scikit-survival's `CoxPHSurvivalAnalysis`), and
+/// an optional L2 penalty.
+///
+/// Penalty convention (lifelines' `CoxPHFitter(penalizer: λ, l1_ratio: 0)`): the fit minimises
+/// `−log PL(β) + n · λ/2 · ‖β‖²`, n the number of subjects, i.e. the mean negative log partial
+/// likelihood plus `λ/2 ‖β‖²`. lifelines applies it to covariates it standardises itself (mean 0,
+/// sample sd with n − 1); on covariates already standardised that way the two fits coincide.
 public enum CoxRegression {
     public enum Ties: String { case breslow, efron }
 
@@ -12,7 +18,7 @@ public enum CoxRegression {
     }
 
     /// Negative log partial likelihood, gradient and Hessian at `beta`.
-    static func evaluate(_ x: [[Double]], _ time: [Double], _ event: [Bool], _ beta: [Double], ties: Ties)
+    static func evaluate(_ x: [[Double]], _ time: [Double], _ event: [Bool], _ beta: [Double], ties: Ties, penalty: Double = 0)
         -> (loss: Double, gradient: [Double], hessian: [[Double]]) {
         let n = x.count, p = beta.count
         let order = (0..<n).sorted { time[$0] > time[$1] }  // longest first: risk sets grow as we go
@@ -69,30 +75,47 @@ public enum CoxRegression {
             }
             i = j
         }
+        if penalty > 0 {
+            let weight = Double(n) * penalty
+            for a in 0..<p {
+                loss += weight / 2 * beta[a] * beta[a]
+                gradient[a] += weight * beta[a]
+                hessian[a][a] += weight
+            }
+        }
         return (loss, gradient, hessian)
     }
 
-    /// Fits β by Newton–Raphson with step halving; `x[i]` is subject i's covariates.
-    public static func fit(x: [[Double]], time: [Double], event: [Bool], ties: Ties = .breslow,
+    /// log PL of given linear predictors (risk scores): the Verweij–van Houwelingen cross-validated
+    /// likelihood needs it for a model fitted elsewhere.
+    public static func logPartialLikelihood(risk: [Double], time: [Double], event: [Bool], ties: Ties = .breslow) -> Double {
+        -evaluate(risk.map { [$0] }, time, event, [1], ties: ties).loss
+    }
+
+    /// Fits β by Newton–Raphson with step halving; `x[i]` is subject i's covariates; `penalty` is λ
+    /// above (0: the plain partial likelihood). `logLikelihood` is log PL(β), without the penalty.
+    public static func fit(x: [[Double]], time: [Double], event: [Bool], ties: Ties = .breslow, penalty: Double = 0,
                            maxIterations: Int = 100, tolerance: Double = 1e-9) -> Fit? {
         guard let p = x.first?.count, x.count == time.count, x.count == event.count else { return nil }
         var beta = [Double](repeating: 0, count: p)
-        var current = evaluate(x, time, event, beta, ties: ties)
+        var current = evaluate(x, time, event, beta, ties: ties, penalty: penalty)
+        // log PL without the penalty term, at the current β.
+        func logLikelihood() -> Double { -current.loss + Double(x.count) * penalty / 2 * beta.reduce(0) { $0 + $1 * $1 } }
         for iteration in 1...maxIterations {
             guard let step = LinearAlgebra.solve(current.hessian, current.gradient) else { return nil }
             var scale = 1.0
             var candidate = zip(beta, step).map { $0 - scale * $1 }
-            var next = evaluate(x, time, event, candidate, ties: ties)
+            var next = evaluate(x, time, event, candidate, ties: ties, penalty: penalty)
             while next.loss > current.loss + 1e-12 && scale > 1e-6 {
                 scale /= 2
                 candidate = zip(beta, step).map { $0 - scale * $1 }
-                next = evaluate(x, time, event, candidate, ties: ties)
+                next = evaluate(x, time, event, candidate, ties: ties, penalty: penalty)
             }
             let change = zip(candidate, beta).map { abs($0 - $1) }.max() ?? 0
             beta = candidate
             current = next
-            if change < tolerance { return Fit(coefficients: beta, logLikelihood: -current.loss, iterations: iteration) }
+            if change < tolerance { return Fit(coefficients: beta, logLikelihood: logLikelihood(), iterations: iteration) }
         }
-        return Fit(coefficients: beta, logLikelihood: -current.loss, iterations: maxIterations)
+        return Fit(coefficients: beta, logLikelihood: logLikelihood(), iterations: maxIterations)
     }
 }
