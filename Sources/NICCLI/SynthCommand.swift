@@ -89,6 +89,7 @@ struct SynthCommand: ParsableCommand {
         let densities = summary.counts.map(\.mitoticDensity)
         print("wrote \(cohort.slideSpecs.count) slides of \(patients) patients to \(folder.path) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
         print("mitoses per slide: min \(spread.min), median \(spread.median), max \(spread.max); per mm² of tumour per patient: \(String(format: "%.0f", densities.min() ?? 0))–\(String(format: "%.0f", densities.max() ?? 0))")
+        print("mitosis task negatives: \(summary.hardNegatives) of \(summary.mitosisNegatives) hard (tumour without a mitosis), asked \(Int((hardNegatives * 100).rounded())) %")
         print("oracle (from the true latents):      spearman(score) \(f(o.spearmanScore))  auc(high_grade) \(f(o.aucHighGrade))  c-index(time,event) \(f(o.cIndexSurvival))")
         print("oracle (from the true patch counts): spearman(score) \(f(q.spearmanScore))  auc(high_grade) \(f(q.aucHighGrade))  c-index(time,event) \(f(q.cIndexSurvival))  [mitoses per mm² of tumour, tumour fraction]")
         if readBenchmark {

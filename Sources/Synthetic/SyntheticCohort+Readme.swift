@@ -45,7 +45,8 @@ extension SyntheticCohort {
           months, censoring U(0, 72), time = min(T, C), event = T ≤ C.
         - Patch annotations per slide (\(options.annotationsPerTask) per task): tissue and nuclei at random tissue positions;
           mitosis positives centred on true mitoses (at most half), negatives \(Int((options.hardNegativeFraction * 100).rounded())) % hard (tumour patches
-          without a mitosis) and the rest random tissue patches without a mitosis.
+          without a mitosis) and the rest random tissue patches without a mitosis; on this cohort \(summary.hardNegatives) of
+          \(summary.mitosisNegatives) negatives are hard.
 
         Mitoses per slide on this cohort: min \(spread.min), median \(spread.median), max \(spread.max); per mm² of tumour,
         per patient: \(String(format: "%.0f", densities.first ?? 0))…\(String(format: "%.0f", densities.last ?? 0)).
