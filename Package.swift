@@ -148,7 +148,7 @@ let package = Package(
         // Image helpers (test pattern, exact comparison) shared by the slide and synthetic-cohort tests.
         .target(name: "ImageTestSupport", dependencies: ["Slides"], path: "Tests/ImageTestSupport"),
         .testTarget(name: "SlidesTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Synthetic"], exclude: ["Fixtures"]),
-        .testTarget(name: "SyntheticTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Synthetic"]),
+        .testTarget(name: "SyntheticTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Stats", "Synthetic"]),
         .testTarget(name: "NICNodesTests", dependencies: ["NICBasics", "NICNodes", "Flow", "Neural", "Slides", "Synthetic", "TensorStore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -12,8 +12,21 @@ struct SynthCommand: ParsableCommand {
         discussion: """
         Slides are 0.5 µm/px tiled pyramidal TIFFs that OpenSlide opens. labels.csv has a continuous score, a \
         binary class and survival (time, event); patches.csv has three patch-level tasks (tissue, mitosis, \
-        nuclei). The oracle (best achievable Spearman / AUC / C-index from the true latents) is printed and \
-        written to oracle.json; README.md in the output documents the generative model.
+        nuclei); patch_truth.csv has the true content of every 128 px grid patch.
+
+        Generative model: per patient, proliferation m ~ U(0,1) and tumour burden u ~ U(0.15,0.65). A slide's \
+        tumour fraction is ≈ u; its mitotic index (mitotic tumour cells) is 0.002 + 0.04·m^1.5 (0.2–4.2 %). \
+        Mitotic figures are dark, ragged chromatin (metaphase plates 50 %, clustered clumps 30 %, two \
+        separating groups 20 %) of 1.5–2× a tumour nucleus's area in a clear halo. Look-alikes at per-slide \
+        rates independent of m and u: apoptotic bodies (0.5–1.5 % of tumour cells; small, round, very dark, \
+        pink cytoplasm), lymphocytes (2–6 % of tumour cells, 4–12 % of stroma positions, patchy). \
+        score = m + N(0, 0.1²); high_grade ~ Bernoulli(σ(3(m−0.5) + 8(u−0.4))); survival log-hazard \
+        1.2·z(m) + 0.8·z(u). Mitosis annotations: positives centred on true mitoses, negatives \
+        --hard-negatives of them (default 50 %) from tumour without a mitosis, the rest from random tissue.
+
+        Two oracles are printed and written to oracle.json: from the true latents (the ceiling of any model) \
+        and from the true patch counts (mitoses per mm² of tumour, tumour fraction: what a perfect patch \
+        encoder could give). README.md in the output documents the model in full.
         """)
 
     @Option(name: .shortAndLong, help: "Output folder (created).") var out: String = "data/synth"
@@ -24,6 +37,8 @@ struct SynthCommand: ParsableCommand {
     @Option(help: "Tile compression: jpeg or deflate (lossless).") var compression: String = "jpeg"
     @Option(help: "JPEG quality (1-100).") var quality: Int = 90
     @Option(help: "Annotated patches per task and slide in patches.csv.") var annotations: Int = 60
+    @Option(name: .customLong("hard-negatives"), help: "Fraction of the mitosis task's negatives drawn from tumour without a mitosis (the rest: random tissue without a mitosis).")
+    var hardNegatives: Double = 0.5
     @Option(name: .customLong("second-slide-probability"), help: "Probability that a patient has a second slide.") var secondSlide: Double = 0.35
     @Flag(name: .customLong("read-benchmark"), help: "Then time reading every tissue tile (128 px at 0.5 µm/px, grid mode) of each slide with 1 and with --threads Dispatch workers; the tile list goes to bench-tiles.csv for other readers.")
     var readBenchmark = false
@@ -35,6 +50,7 @@ struct SynthCommand: ParsableCommand {
         guard ["jpeg", "deflate"].contains(compression) else { throw ValidationError("--compression must be jpeg or deflate, got '\(compression)'") }
         guard (1...100).contains(quality) else { throw ValidationError("--quality must be 1-100") }
         guard annotations >= 2 else { throw ValidationError("--annotations must be at least 2") }
+        guard (0...1).contains(hardNegatives) else { throw ValidationError("--hard-negatives must be in 0...1") }
         guard (0...1).contains(secondSlide) else { throw ValidationError("--second-slide-probability must be in 0...1") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
@@ -47,6 +63,7 @@ struct SynthCommand: ParsableCommand {
         options.compression = compression == "jpeg" ? .jpeg(quality: quality) : .deflate
         options.annotationsPerTask = annotations
         options.secondSlideProbability = secondSlide
+        options.hardNegativeFraction = hardNegatives
         let cohort = SyntheticCohort(options)
         let folder = URL(fileURLWithPath: out)
         if let existing = try? FileManager.default.contentsOfDirectory(atPath: folder.path), !existing.isEmpty {
@@ -58,17 +75,23 @@ struct SynthCommand: ParsableCommand {
             try FileManager.default.removeItem(at: folder)
         }
         let start = Date()
+        let summary: SyntheticCohort.Summary
         do {
-            try cohort.write(to: folder) { done, total in
+            summary = try cohort.write(to: folder) { done, total in
                 standardError("synth: slide \(done)/\(total)")
             }
         } catch let error as SlideError {
             standardError("error: \(error)")
             throw ExitCode(ExitStatus.failed)
         }
-        let oracle = cohort.oracle
+        func f(_ v: Double) -> String { String(format: "%.3f", v) }
+        let o = summary.oracle, q = summary.patchOracle, spread = summary.mitosisSpread
+        let densities = summary.counts.map(\.mitoticDensity)
         print("wrote \(cohort.slideSpecs.count) slides of \(patients) patients to \(folder.path) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
-        print("oracle (from the true latents): spearman(score) \(String(format: "%.3f", oracle.spearmanScore))  auc(high_grade) \(String(format: "%.3f", oracle.aucHighGrade))  c-index(time,event) \(String(format: "%.3f", oracle.cIndexSurvival))")
+        print("mitoses per slide: min \(spread.min), median \(spread.median), max \(spread.max); per mm² of tumour per patient: \(String(format: "%.0f", densities.min() ?? 0))–\(String(format: "%.0f", densities.max() ?? 0))")
+        print("mitosis task negatives: \(summary.hardNegatives) of \(summary.mitosisNegatives) hard (tumour without a mitosis), asked \(Int((hardNegatives * 100).rounded())) %")
+        print("oracle (from the true latents):      spearman(score) \(f(o.spearmanScore))  auc(high_grade) \(f(o.aucHighGrade))  c-index(time,event) \(f(o.cIndexSurvival))")
+        print("oracle (from the true patch counts): spearman(score) \(f(q.spearmanScore))  auc(high_grade) \(f(q.aucHighGrade))  c-index(time,event) \(f(q.cIndexSurvival))  [mitoses per mm² of tumour, tumour fraction]")
         if readBenchmark {
             do {
                 try benchmark(cohort, folder: folder)

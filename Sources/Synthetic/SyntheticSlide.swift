@@ -11,18 +11,6 @@ public enum TissueClass: String, Sendable, CaseIterable {
     case ink
 }
 
-/// A nucleus of a synthetic slide (level-0 pixels).
-public struct SyntheticNucleus: Sendable, Equatable {
-    public enum Kind: String, Sendable { case stroma, tumour, mitosis }
-    public let x: Double
-    public let y: Double
-    /// Semi-axes and orientation of the ellipse.
-    public let a: Double
-    public let b: Double
-    public let angle: Double
-    public let kind: Kind
-}
-
 /// The parameters of one synthetic slide.
 public struct SyntheticSlideSpec: Sendable, Equatable {
     public var width: Int
@@ -30,8 +18,16 @@ public struct SyntheticSlideSpec: Sendable, Equatable {
     public var seed: UInt64
     /// Target fraction of the tissue that is tumour.
     public var tumourFraction: Double
-    /// Probability that a tumour nucleus is in mitosis.
+    /// Probability that a tumour cell is in mitosis (the mitotic index).
     public var mitosisRate: Double
+    /// Probability that a tumour cell is an apoptotic body: a mitosis look-alike (small, round, very dark,
+    /// eosinophilic cytoplasm), independent of the mitotic rate so that "dark blobs" alone do not count mitoses.
+    public var apoptosisRate: Double
+    /// Probability that a tumour cell position holds an infiltrating lymphocyte (small round dark nucleus).
+    public var tumourLymphocyteRate: Double
+    /// Mean probability that a stroma lattice cell holds a lymphocyte; patchy (a smooth field modulates it
+    /// between 0 and twice this value), as lymphocytes gather in aggregates.
+    public var stromaLymphocyteRate: Double
     /// Stain strengths (1 = nominal): slide-to-slide staining variation, a nuisance for models.
     public var haematoxylin: Double
     public var eosin: Double
@@ -39,12 +35,16 @@ public struct SyntheticSlideSpec: Sendable, Equatable {
     public var penMark: Bool
 
     public init(width: Int, height: Int, seed: UInt64, tumourFraction: Double = 0.4, mitosisRate: Double = 0.02,
+                apoptosisRate: Double = 0.01, tumourLymphocyteRate: Double = 0.04, stromaLymphocyteRate: Double = 0.08,
                 haematoxylin: Double = 1, eosin: Double = 1, penMark: Bool = false) {
         self.width = width
         self.height = height
         self.seed = seed
         self.tumourFraction = tumourFraction
         self.mitosisRate = mitosisRate
+        self.apoptosisRate = apoptosisRate
+        self.tumourLymphocyteRate = tumourLymphocyteRate
+        self.stromaLymphocyteRate = stromaLymphocyteRate
         self.haematoxylin = haematoxylin
         self.eosin = eosin
         self.penMark = penMark
@@ -57,10 +57,11 @@ public struct SyntheticSlideSpec: Sendable, Equatable {
 ///
 /// Scene: tissue where a low-frequency noise field plus a central envelope exceeds a threshold; inside
 /// it, tumour where a second field exceeds the quantile that gives `tumourFraction`, stroma elsewhere.
-/// Cells sit on a jittered 16 px (8 µm) lattice: tumour cells carry large round nuclei (80 %), stroma
-/// sparse elongated ones (15 %); a tumour nucleus is mitotic with probability `mitosisRate` and drawn as
-/// a dark, clumped figure. Colour is Beer–Lambert with the haematoxylin and eosin absorbance vectors of
-/// `HED.rgbFromHED`, scaled per slide by the stain strengths.
+/// Cells sit on a jittered 16 px (8 µm) lattice (the cell model is in `SyntheticSlide+Cells.swift`):
+/// tumour cells carry large round nuclei, some of them mitotic figures, apoptotic bodies or infiltrating
+/// lymphocytes; stroma carries sparse elongated fibroblast nuclei and patchy lymphocytes. Colour is
+/// Beer–Lambert with the haematoxylin and eosin absorbance vectors of `HED.rgbFromHED`, scaled per slide
+/// by the stain strengths.
 public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is written only in init, before sharing
     public let spec: SyntheticSlideSpec
     static let cell = 16
@@ -70,12 +71,15 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
     /// The tumour field's cut: the (1 − tumourFraction) quantile over tissue. Set once, in `init`.
     public private(set) var tumourCut: Double = 0
     let seedTissue: UInt64, seedTumour: UInt64, seedCells: UInt64, seedPixel: UInt64, seedTexture: UInt64
+    /// The lymphocyte-aggregate field's seed, derived so that the other seeds keep their draws.
+    let seedLymphocytes: UInt64
     let pen: (y0: Double, amplitude: Double, period: Double, halfWidth: Double, x0: Double, x1: Double)?
 
     public init(_ spec: SyntheticSlideSpec) {
         self.spec = spec
         var rng = SplitMix64(seed: spec.seed)
         seedTissue = rng.next(); seedTumour = rng.next(); seedCells = rng.next(); seedPixel = rng.next(); seedTexture = rng.next()
+        seedLymphocytes = SplitMix64.mix(seedCells ^ 0x1E0C_7E5B_A11D_0001)
         if spec.penMark {
             let w = Double(spec.width), h = Double(spec.height)
             let nearTop = rng.bernoulli(0.5)
@@ -146,40 +150,6 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
         return tumourField(x, y) > tumourCut ? .tumour : .stroma
     }
 
-    /// The nucleus of lattice cell (i, j), if it has one.
-    public func nucleus(cellX i: Int, cellY j: Int) -> SyntheticNucleus? {
-        let c = Double(SyntheticSlide.cell)
-        let x = (Double(i) + 0.15 + 0.7 * hashUnit(seedCells, i, j, 1)) * c
-        let y = (Double(j) + 0.15 + 0.7 * hashUnit(seedCells, i, j, 2)) * c
-        guard x < Double(spec.width), y < Double(spec.height) else { return nil }
-        let presence = hashUnit(seedCells, i, j, 3)
-        let angle = .pi * hashUnit(seedCells, i, j, 4)
-        switch tissueClass(x: x, y: y) {
-        case .tumour:
-            guard presence < 0.8 else { return nil }
-            let r = 5.0 + 2.5 * hashUnit(seedCells, i, j, 5)
-            let mitotic = hashUnit(seedCells, i, j, 6) < spec.mitosisRate
-            return SyntheticNucleus(x: x, y: y, a: r, b: r * (0.8 + 0.2 * hashUnit(seedCells, i, j, 7)), angle: angle, kind: mitotic ? .mitosis : .tumour)
-        case .stroma:
-            guard presence < 0.15 else { return nil }
-            return SyntheticNucleus(x: x, y: y, a: 7 + 2 * hashUnit(seedCells, i, j, 5), b: 2.2, angle: angle, kind: .stroma)
-        case .background, .ink:
-            return nil
-        }
-    }
-
-    /// Nuclei whose centres lie in [x0, x1) × [y0, y1) (level-0 pixels).
-    public func nuclei(x0: Double, y0: Double, x1: Double, y1: Double) -> [SyntheticNucleus] {
-        let c = Double(SyntheticSlide.cell)
-        var out: [SyntheticNucleus] = []
-        for j in Int((y0 / c).rounded(.down))...Int((y1 / c).rounded(.down)) {
-            for i in Int((x0 / c).rounded(.down))...Int((x1 / c).rounded(.down)) {
-                if let n = nucleus(cellX: i, cellY: j), n.x >= x0, n.x < x1, n.y >= y0, n.y < y1 { out.append(n) }
-            }
-        }
-        return out
-    }
-
     // MARK: Rendering
 
     /// Level-0 pixels of a rectangle, RGB.
@@ -197,21 +167,13 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
                 texture[j * gw + i] = SyntheticSlide.valueNoise(x / 500, y / 500, seedTexture)
             }
         }
-        // Extra haematoxylin from nuclei (cells whose ellipse may reach into the rectangle).
-        var nuclearH = [Float](repeating: 0, count: w * h)
-        let c = SyntheticSlide.cell, reach = 12
+        // What the cells add: haematoxylin of nuclei and figures, eosin of apoptotic cytoplasm, clear halos.
+        var marks = CellMarks(x: x0, y: y0, width: w, height: h)
+        let c = SyntheticSlide.cell, reach = SyntheticSlide.cellReach
         for j in ((y0 - reach) / c - 1)...((y0 + h + reach) / c) {
             for i in ((x0 - reach) / c - 1)...((x0 + w + reach) / c) {
                 guard let n = nucleus(cellX: i, cellY: j) else { continue }
-                if n.kind == .mitosis {
-                    // Condensed chromosomes: a few overlapping dark blobs, irregular outline.
-                    for k in 0..<7 {
-                        let t = 2 * Double.pi * hashUnit(seedCells, i, j, 10 + k), d = 5.5 * hashUnit(seedCells, i, j, 20 + k)
-                        stamp(&nuclearH, x0, y0, w, h, cx: n.x + d * cos(t), cy: n.y + d * sin(t), a: 3.4, b: 2.2, angle: t, strength: 1.5)
-                    }
-                } else {
-                    stamp(&nuclearH, x0, y0, w, h, cx: n.x, cy: n.y, a: n.a, b: n.b, angle: n.angle, strength: n.kind == .tumour ? 0.55 : 0.7)
-                }
+                draw(n, cellX: i, cellY: j, into: &marks)
             }
         }
         let hv = HED.rgbFromHED[0], ev = HED.rgbFromHED[1]
@@ -254,10 +216,10 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
                         let fibre = SyntheticSlide.valueNoise(u / 40, v / 3.5, seedTexture &+ 7)
                         e = 0.24 * (0.45 + 0.8 * fibre); hh = 0.035
                     }
-                    // Tissue thins out towards its edge.
+                    // Tissue thins out towards its edge; halos clear the background stain, then cells add theirs.
                     let edge = min(1, (t - tissueThreshold) / 0.03)
-                    e *= edge; hh *= edge
-                    hh += Double(nuclearH[py * w + px])
+                    let k = py * w + px, clear = Double(marks.clearing[k])
+                    e = e * edge * clear + Double(marks.eosin[k]); hh = hh * edge * clear + Double(marks.haematoxylin[k])
                     let odR = kH * hh * hv[0] + kE * e * ev[0], odG = kH * hh * hv[1] + kE * e * ev[1], odB = kH * hh * hv[2] + kE * e * ev[2]
                     r = 244 * pow(10, -odR) + 3 * noise; g = 242 * pow(10, -odG) + 3 * noise; b = 245 * pow(10, -odB) + 3 * noise
                 }
@@ -270,27 +232,6 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
             }
         }
         return out
-    }
-
-    private func stamp(_ buffer: inout [Float], _ x0: Int, _ y0: Int, _ w: Int, _ h: Int, cx: Double, cy: Double, a: Double, b: Double,
-                       angle: Double, strength: Double) {
-        let ca = cos(angle), sa = sin(angle)
-        let r = Int(max(a, b).rounded(.up)) + 1
-        let lx = max(x0, Int(cx) - r), hx = min(x0 + w - 1, Int(cx) + r)
-        let ly = max(y0, Int(cy) - r), hy = min(y0 + h - 1, Int(cy) + r)
-        guard lx <= hx, ly <= hy else { return }
-        for y in ly...hy {
-            for x in lx...hx {
-                let dx = Double(x) + 0.5 - cx, dy = Double(y) + 0.5 - cy
-                let u = (dx * ca + dy * sa) / a, v = (-dx * sa + dy * ca) / b
-                let d2 = u * u + v * v
-                if d2 < 1 {
-                    // Chromatin darker towards the rim, as in real nuclei.
-                    let i = (y - y0) * w + (x - x0)
-                    buffer[i] = max(buffer[i], Float(strength * (0.85 + 0.15 * d2)))
-                }
-            }
-        }
     }
 
     /// Renders the whole slide into a pyramidal TIFF, strips rendered in parallel column blocks.

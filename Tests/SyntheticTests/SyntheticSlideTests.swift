@@ -100,9 +100,25 @@ final class SyntheticSlideTests: XCTestCase {
             }
         }
         XCTAssertEqual(tasks, ["tissue", "mitosis", "nuclei"])
-        let oracle = cohort.oracle
-        for v in [oracle.spearmanScore, oracle.aucHighGrade, oracle.cIndexSurvival] { XCTAssertTrue((0...1).contains(v) || v.isNaN) }
+        let oracle = cohort.oracle, patchOracle = PatchOracleProbe.read(dir)
+        XCTAssertEqual(patchOracle.count, 3)
+        for v in [oracle.spearmanScore, oracle.aucHighGrade, oracle.cIndexSurvival] + patchOracle { XCTAssertTrue((-1...1).contains(v) || v.isNaN) }
+        for name in ["patch_truth.csv", "truth.csv", "oracle.json", "README.md"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path), name)
+        }
         // Same seed, same cohort.
         XCTAssertEqual(SyntheticCohort(options).patients.map(\.score), cohort.patients.map(\.score))
+    }
+}
+
+/// The patch-oracle figures of a written cohort's oracle.json.
+enum PatchOracleProbe {
+    static func read(_ dir: URL) -> [Double] {
+        guard let data = try? Data(contentsOf: dir.appendingPathComponent("oracle.json")),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [] }
+        // A metric undefined on a tiny cohort is null (NaN here).
+        return ["patch_spearman_score", "patch_auc_high_grade", "patch_cindex_survival"].compactMap { key in
+            json[key].map { ($0 as? Double) ?? .nan }
+        }
     }
 }
