@@ -30,7 +30,9 @@ public struct PatientModel: NodeType {
         @Param(doc: "label column(s) of labels.csv: one, or [time, event] for Cox", .count(1, 2)) var target: [String]
         @Param(doc: "class labels in order (binary: [negative, positive]); default: sorted values") var classes: [String] = []
         @Param(doc: "patient-level cross-validation folds", .atLeast(2)) var folds = 4
-        @Param(doc: "epochs per fold (one crop per training slide per epoch)", .atLeast(1)) var epochs = 20
+        @Param(doc: "epochs per fold", .atLeast(1)) var epochs = 20
+        @Param(doc: "random crops of each training slide per epoch (each a different place and orientation)", .within(1, 1000))
+        var cropsPerSlide = 1
         @Param(doc: "crops per step (batch norm needs 2)", .atLeast(2)) var batchSize = 16
         @Param(doc: "Adam learning rate (÷10 on a training-loss plateau)", .positive) var learningRate = 1e-3
         @Param(doc: "epochs without improvement before the learning rate drops", .atLeast(1)) var patience = 4
@@ -102,7 +104,7 @@ public struct PatientModel: NodeType {
             var rng = SplitMix64(seed: foldSeed &+ 2)
             let outcome = try trainer.fit(
                 order: { _ in
-                    var order = trainSlides
+                    var order = Array(repeating: trainSlides, count: params.cropsPerSlide).flatMap { $0 }
                     order.shuffle(using: &rng)
                     return order
                 },

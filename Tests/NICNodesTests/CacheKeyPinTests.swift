@@ -109,23 +109,24 @@ final class CacheKeyPinTests: XCTestCase {
         """,
     ]
 
-    /// Re-pinned once on purpose: the encoder node's version 2 (issue 11: early stopping, derived
-    /// downsample, per-task AUC/R², BiGAN label smoothing) moves the keys of the encoders and everything downstream; the
-    /// tile sampler, augmenter and sources kept theirs.
+    /// Re-pinned on purpose for issue 11: the encoder node's version 2 (early stopping, derived
+    /// downsample, per-task AUC/R², BiGAN label smoothing) and the patient model's crops_per_slide
+    /// move the keys of the encoders, the patient models and everything downstream; the tile
+    /// sampler, augmenter and sources kept theirs.
     static let pinned: [String: String] = [
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
         "augmented": "39a6e69b546bd6a7efe8ddc2e5a13b38af77ef53d24ca4e2148db43d248813a3",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "45e92ad530223814e233991f40540d795ff8fd01f79b1944c898c730f25c1f1b",
-        "eval_score_mtl": "cb085acec75eb9102307f45f7de24e6f8ae7a50ab97f667ae7d47376e7df7a29",
-        "eval_survival_mtl": "7dd651d4d0d306d4caa272e9b0229f7c95921f2ea37c3ff4ee648b13a79321f3",
-        "grade_rgb": "3a70115f00da7708753c662f705874041f5ee61215d52bf69109a5685ec61a1a",
+        "eval_grade_rgb": "fc474e71c26bd94248b67dd7a8099e4314f4f90f802eb9fa06072730e12191d8",
+        "eval_score_mtl": "5276b2513b67d4c494c564eb956a89b070ddea10e9a5cc3752204274b0b8707c",
+        "eval_survival_mtl": "76ad3ad4027c4e573ce6e4583ba863b1a96dee8ba17f7bb0e638602977fc862c",
+        "grade_rgb": "7b9bda0fea6984623cf84394ad7782443b2556b15888041b2f8eeedc5cf4329d",
         "grids_mtl": "760b168ed57a87e87aa2cc10524e5859db332c480bc63d301f1f510fe55c4ffe",
         "grids_rgb": "870f34acd552caaac584b82b2a527e45ebceb3f29fcc02898d7f63e5e11f5bbb",
         "mean_rgb": "715f13abb23a518d290b19e41daf82dddf2e47877b3fc4a9e045b6f5f2907fbb",
         "mtl": "e7f70ce7a21a609e9e6e1674ca84d16a161a4e42b65024fb0eaf91bb77282a82",
-        "score_mtl": "c95e297041d8bdad12455b5ff106e47f50bf31ac6ed6df334b30888664629356",
-        "survival_mtl": "5664d469744c6ff2d6d31eb87cff136cb910c705da6fe3394170c7a0df0dc014",
+        "score_mtl": "f7e7481477b41447ca54ea76b668ac9c93f741a71eaf48074f46d7c63277e370",
+        "survival_mtl": "18a23a5ca6da433a823df6d056e4447a9a98a3207cc9fb884a5cc2b0abb2fbcb",
         "tiles": "05918347b74031cdd8bdda7d4094afc4f25833d818d9dde7401864db048f27b9",
     ]
 

@@ -110,7 +110,7 @@ final class NICPipelineTests: XCTestCase {
           model:
             type: patient_model
             in: {grids: grids}
-            params: {architecture: nodes/patient/tiny.yaml, head: nodes/heads/regression.yaml, target: [score], folds: 2, epochs: 2, batch_size: 4, test_crops: 2}
+            params: {architecture: nodes/patient/tiny.yaml, head: nodes/heads/regression.yaml, target: [score], folds: 2, epochs: 2, batch_size: 4, crops_per_slide: 2, test_crops: 2}
           score: {type: evaluator, in: {predictions: model}, params: {bootstrap: 50}}
         """
         let first = try ws.run(regression)
