@@ -107,7 +107,7 @@ final class ParamDeclarationTests: XCTestCase {
             }
         }
         XCTAssertEqual(registry["patient_model"]!.params.map(\.name),
-                       ["architecture", "covariates", "head", "target", "classes", "folds", "epochs", "batch_size", "learning_rate",
+                       ["architecture", "covariates", "head", "target", "classes", "folds", "epochs", "crops_per_slide", "batch_size", "learning_rate",
                         "patience", "test_crops", "seed"])
     }
 }
