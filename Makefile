@@ -48,7 +48,7 @@ report-check:
 	@test -f data/tiny/labels.csv || .build/release/nic synth --out data/tiny --patients 32 --size 2048 --seed 7
 	.build/release/nic run pipelines/nic-tiny.yaml --progress-interval 30
 	.build/release/nic metrics pipelines/nic-tiny.yaml --csv > data/tiny/metrics.csv
-	$(VENV)/bin/python scripts/demo_check.py data/tiny/metrics.csv
+	$(VENV)/bin/python scripts/demo_check.py data/tiny/metrics.csv "$$(.build/release/nic output pipelines/nic-tiny.yaml mtl model)/model.json"
 	$(VENV)/bin/python scripts/report_browser_check.py "$$(ls -d runs/*-nic-tiny | tail -1)/report.html"
 	.build/debug/nic run pipelines/engine-tour.yaml --quiet
 	$(VENV)/bin/python scripts/report_browser_check.py "$$(ls -d runs/*-engine-tour | tail -1)/report.html" --expect dag nodes metrics plots
