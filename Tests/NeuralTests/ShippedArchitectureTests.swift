@@ -1,0 +1,40 @@
+import Foundation
+import XCTest
+@testable import Neural
+
+/// Every architecture shipped under nodes/ builds at its declared input and gives what its users
+/// expect: encoders a 128-d code (mean-RGB: 3), patient models a feature vector for a head.
+final class ShippedArchitectureTests: XCTestCase {
+    static let nodes = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("nodes")
+
+    func build(_ relative: String) throws -> Network {
+        let file = Self.nodes.appendingPathComponent(relative).path
+        return try Architecture.load(file: file).build(seed: 1)
+    }
+
+    func testEncodersGiveTheirCode() throws {
+        for (name, code) in [("nic-encoder", 128), ("nic-encoder-128", 128), ("mean-rgb", 3)] {
+            let net = try build("encoders/\(name).yaml")
+            XCTAssertEqual(net.outputShape.reduce(1, *), code, name)
+        }
+        XCTAssertEqual(try build("encoders/nic-encoder-128.yaml").inputs.first?.shape, [128, 128, 3])
+    }
+
+    func testPatientModelsGiveAFeatureVector() throws {
+        for name in ["nic-sepconv-small", "nic-sepconv8", "nic-cell-pool"] {
+            let net = try build("patient/\(name).yaml")
+            XCTAssertEqual(net.outputShape.count, 1, "\(name) must end in a vector for the head")
+        }
+        // The whole-slide model averages over the grid: a cell's place does not matter.
+        let pool = try build("patient/nic-cell-pool.yaml")
+        var a = Tensor(zeros: [2, 48, 48, 128]), b = Tensor(zeros: [2, 48, 48, 128])
+        for c in 0..<128 {
+            a.data[(3 * 48 + 5) * 128 + c] = Float(c) / 64
+            b.data[(40 * 48 + 30) * 128 + c] = Float(c) / 64
+            a.data[48 * 48 * 128 + c] = 1; b.data[48 * 48 * 128 + c] = 1
+        }
+        let ya = try pool.forward(a, training: false), yb = try pool.forward(b, training: false)
+        XCTAssertLessThanOrEqual(ya.maxAbsDifference(yb), 1e-4)
+    }
+}
