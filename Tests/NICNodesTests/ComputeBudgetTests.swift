@@ -9,16 +9,7 @@ import XCTest
 /// compute exactly what they compute alone, whatever threads they had.
 final class ComputeBudgetTests: XCTestCase {
     func pipeline(models seeds: [Int]) -> String {
-        var yaml = """
-        pipeline: budgets
-        inputs:
-          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
-        nodes:
-          tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 2}}
-          rgb: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/mean-rgb.yaml, training: none}}
-          grids: {type: compressor, in: {slides: cohort, encoder: rgb}, params: {min_tissue: 0.3, previews: 0}}
-
-        """
+        var yaml = CohortWorkspace.meanRGBGrids(pipeline: "budgets")
         for seed in seeds {
             yaml += """
               model\(seed):

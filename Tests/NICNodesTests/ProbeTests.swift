@@ -22,14 +22,7 @@ final class ProbeTests: XCTestCase {
           - flatten
           - dense: 4
         """)
-        let summary = try ws.run("""
-        pipeline: probe
-        inputs:
-          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
-        nodes:
-          tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 2}}
-          rgb: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/mean-rgb.yaml, training: none}}
-          grids: {type: compressor, in: {slides: cohort, encoder: rgb}, params: {min_tissue: 0.3, previews: 0}}
+        let summary = try ws.run(CohortWorkspace.meanRGBGrids(pipeline: "probe") + """
           cnn:
             type: patient_model
             in: {grids: grids}

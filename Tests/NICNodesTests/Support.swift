@@ -48,6 +48,21 @@ final class CohortWorkspace {
         return Executor(plan: try Planner.plan(graph, cache: cache), cache: cache, jobs: jobs).run()
     }
 
+    /// The start of a pipeline compressing the cohort with mean-RGB into `grids` (two cells a slide
+    /// for the encoder's patches); tests append their patient-level nodes.
+    static func meanRGBGrids(pipeline: String, previews: Int = 0) -> String {
+        """
+        pipeline: \(pipeline)
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 2}}
+          rgb: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/mean-rgb.yaml, training: none}}
+          grids: {type: compressor, in: {slides: cohort, encoder: rgb}, params: {min_tissue: 0.3, previews: \(previews)}}
+
+        """
+    }
+
     /// The folder of a node's output port after a successful run.
     func output(_ summary: RunSummary, _ node: String, _ port: String) throws -> URL {
         guard let entry = summary.entries[node] else {
