@@ -124,7 +124,7 @@ public struct Compare: NodeType {
         out.folds = []
         out.scores = []
         for (i, patient) in a.patients.enumerated() {
-            let j = index[patient]!
+            let j = index[patient]!  // invariant: both sides were checked to hold the same patients
             let same = a.task == .survival ? (a.time[i] == b.time[j] && a.event[i] == b.event[j]) : a.labels[i] == b.labels[j]
             guard same else {
                 let truth = { (p: Predictions, k: Int) in p.task == .survival ? "time \(Predictions.format(p.time[k])), event \(p.event[k] ? 1 : 0)" : "'\(p.labels[k])'" }

@@ -11,7 +11,8 @@ struct PatientTargets {
     let loss: LossSpec
     let columns: [String]
     let classes: [String]
-    /// Labelled patients, sorted.
+    /// Labelled patients, sorted. Every one has an entry in `labels` and in its task's target map
+    /// (filled in `init`): the lookups below rely on it.
     let patients: [String]
     /// Each patient's label values, one per target column.
     let labels: [String: [String]]
@@ -46,30 +47,35 @@ struct PatientTargets {
         patients = labels.keys.sorted()
         var classes = classes
         if classes.isEmpty && (task == .binary || task == .multiclass) {
-            classes = Array(Set(patients.map { labels[$0]![0] })).sorted { (Double($0) ?? .infinity, $0) < (Double($1) ?? .infinity, $1) }
+            classes = Array(Set(patients.map { labels[$0]![0] })).sorted { (Double($0) ?? .infinity, $0) < (Double($1) ?? .infinity, $1) }  // invariant: see `patients`
         }
         if task == .binary && classes.count != 2 { throw NodeError("a binary head needs 2 classes, the labels have \(classes.count): \(classes)") }
         self.classes = classes
 
         for p in patients {
-            let values = labels[p]!
+            let values = labels[p]!  // invariant: see `patients`
             switch task {
             case .regression:
-                guard let v = Float(values[0]) else { throw NodeError("patient '\(p)': '\(values[0])' in column '\(columns[0])' is not a number") }
+                guard let v = Float(values[0]), v.isFinite else {
+                    throw NodeError("patient '\(p)': '\(values[0])' in column '\(columns[0])' is not a finite number")
+                }
                 value[p] = v
             case .binary, .multiclass:
                 guard let k = classes.firstIndex(of: values[0]) else { throw NodeError("patient '\(p)': label '\(values[0])' is not one of \(classes)") }
                 classIndex[p] = k
             case .survival:
-                guard let t = Double(values[0]), let e = Int(values[1]), e == 0 || e == 1 else {
-                    throw NodeError("patient '\(p)': time '\(values[0])' and event '\(values[1])' must be a number and 0/1")
+                guard let t = Double(values[0]), t.isFinite, t >= 0, let e = Int(values[1]), e == 0 || e == 1 else {
+                    throw NodeError("patient '\(p)': time '\(values[0])' and event '\(values[1])' must be a finite number ≥ 0 and 0/1")
                 }
                 time[p] = t
                 event[p] = e == 1
             }
         }
+        if task == .survival && !patients.contains(where: { event[$0]! }) {  // invariant: filled above for every patient
+            throw NodeError("no patient has an observed event (column '\(columns[1])' is 0 everywhere): a Cox model cannot be fitted")
+        }
         if task == .regression {
-            let numbers = patients.map { Double(value[$0]!) }
+            let numbers = patients.map { Double(value[$0]!) }  // invariant: see `patients`
             mean = numbers.reduce(0, +) / Double(patients.count)
             std = max(1e-6, (numbers.map { pow($0 - mean, 2) }.reduce(0, +) / Double(max(1, patients.count - 1))).squareRoot())
         }
@@ -81,9 +87,9 @@ struct PatientTargets {
     /// Folds are balanced over these groups: events for survival, classes for classification.
     func stratum(_ patient: String) -> String {
         switch task {
-        case .survival: return event[patient]! ? "event" : "censored"
+        case .survival: return event[patient]! ? "event" : "censored"  // invariant: see `patients`
         case .regression: return ""
-        case .binary, .multiclass: return classes[classIndex[patient]!]
+        case .binary, .multiclass: return classes[classIndex[patient]!]  // invariant: see `patients`
         }
     }
 
@@ -96,19 +102,19 @@ struct PatientTargets {
 
     /// The partial likelihood is undefined on a batch without an observed event.
     func canTrain(on batch: [String]) -> Bool {
-        task != .survival || batch.contains { event[$0]! }
+        task != .survival || batch.contains { event[$0]! }  // invariant: see `patients`
     }
 
     func loss(_ output: Tensor, patients batch: [String]) throws -> LossResult {
         switch loss {
         case .meanSquaredError:
-            return try Loss.meanSquaredError(output, batch.map { Float((Double(value[$0]!) - mean) / std) })
+            return try Loss.meanSquaredError(output, batch.map { Float((Double(value[$0]!) - mean) / std) })  // invariant: see `patients`
         case .binaryCrossEntropy(let w):
-            return try Loss.binaryCrossEntropy(logits: output, targets: batch.map { Float(classIndex[$0]!) }, positiveWeight: w)
+            return try Loss.binaryCrossEntropy(logits: output, targets: batch.map { Float(classIndex[$0]!) }, positiveWeight: w)  // invariant: see `patients`
         case .softmaxCrossEntropy(let w):
-            return try Loss.softmaxCrossEntropy(logits: output, labels: batch.map { classIndex[$0]! }, classWeights: w)
+            return try Loss.softmaxCrossEntropy(logits: output, labels: batch.map { classIndex[$0]! }, classWeights: w)  // invariant: see `patients`
         case .cox(let ties):
-            return try Loss.cox(risk: output, time: batch.map { time[$0]! }, event: batch.map { event[$0]! }, ties: ties)
+            return try Loss.cox(risk: output, time: batch.map { time[$0]! }, event: batch.map { event[$0]! }, ties: ties)  // invariant: see `patients`
         }
     }
 
@@ -130,8 +136,8 @@ struct PatientTargets {
         for p in patients {
             guard let score = scores[p] else { continue }
             predictions.patients.append(p)
-            predictions.folds.append(folds[p]! + 1)
-            predictions.labels.append(task == .survival ? "" : labels[p]![0])
+            predictions.folds.append(folds[p]! + 1)  // invariant: see `patients`
+            predictions.labels.append(task == .survival ? "" : labels[p]![0])  // invariant: see `patients`
             predictions.time.append(time[p] ?? 0)
             predictions.event.append(event[p] ?? false)
             predictions.scores.append(score)

@@ -109,7 +109,7 @@ public struct Probe: NodeType {
 
     /// The targets of `targets.patients`, in that order, as the linear model takes them.
     static func target(_ targets: PatientTargets, loss: LossSpec) throws -> LinearProbe.Target {
-        let values = targets.patients.map { targets.labels[$0]! }
+        let values = targets.patients.map { targets.labels[$0]! }  // invariant: every patient has labels
         switch loss {
         case .meanSquaredError:
             return .regression(values.map { Double($0[0])! })

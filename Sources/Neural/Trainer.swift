@@ -86,11 +86,14 @@ public struct TrainingProgress {
 public enum TrainingError: Error, CustomStringConvertible {
     case nonFiniteLoss(epoch: Int, step: Int, value: Double)
     case nonFiniteValidation(epoch: Int, value: Double)
+    case noUpdate(epochs: Int)
 
     public var description: String {
         switch self {
         case .nonFiniteLoss(let epoch, let step, let value):
             return "training diverged: the loss of epoch \(epoch) step \(step) is \(value); lower the learning rate or check the labels"
+        case .noUpdate(let epochs):
+            return "training made no update in \(epochs) epoch(s): every batch was too small or unusable (e.g. Cox batches without an event); add training data or lower the batch size"
         case .nonFiniteValidation(let epoch, let value):
             return "training diverged: the validation loss after epoch \(epoch) is \(value); lower the learning rate or check the labels"
         }
@@ -162,6 +165,7 @@ public struct Trainer {
         var outcome = TrainingOutcome<Snapshot>(epochs: [], best: nil, stoppedEarly: false, scheduledEpochs: max(1, schedule.epochs))
         var plateau = schedule.plateau
         var epochsWithoutImprovement = 0
+        var updates = 0
         let epochs = schedule.epochs, batchSize = max(1, schedule.batchSize)
         for epoch in 1...max(1, epochs) {
             let learningRate = update.optimizers.first?.learningRate ?? 0
@@ -180,19 +184,21 @@ public struct Trainer {
                 if case .optimizer(let optimizer, let parameters) = update { optimizer.step(parameters) }
                 lossSum += result.loss
                 used += 1
+                updates += 1
                 for (name, value) in result.metrics {
                     if metricSums[name] == nil { metricNames.append(name) }
                     metricSums[name, default: 0] += value
                 }
                 var running = ["loss": lossSum / Double(used)]
-                for name in metricNames { running[name] = metricSums[name]! / Double(used) }
+                for name in metricNames { running[name] = metricSums[name]! / Double(used) }  // invariant: names come from the sums
                 progress(TrainingProgress(epoch: epoch, epochs: epochs, step: s + 1, steps: steps, metrics: running, epochFinished: false))
             }
             let trainLoss = used > 0 ? lossSum / Double(used) : .nan
             let validation = try validate?(epoch)
             if let validation, !validation.loss.isFinite { throw TrainingError.nonFiniteValidation(epoch: epoch, value: validation.loss) }
             let record = EpochRecord(epoch: epoch, learningRate: learningRate, trainLoss: trainLoss,
-                                     trainMetrics: metricNames.map { ($0, metricSums[$0]! / Double(max(1, used))) }, validation: validation)
+                                     trainMetrics: metricNames.map { ($0, metricSums[$0]! / Double(max(1, used))) },  // invariant: as above
+                                     validation: validation)
             outcome.epochs.append(record)
             var finished = ["loss": trainLoss]
             if let validation {
@@ -219,6 +225,8 @@ public struct Trainer {
                 break
             }
         }
+        // An untrained model must not be cached as a result.
+        guard updates > 0 else { throw TrainingError.noUpdate(epochs: outcome.epochs.count) }
         return outcome
     }
 }

@@ -156,7 +156,7 @@ extension LinearProbe {
         let strata = target.strata
         let assignment = Folds.assign(patients: names, k: k, seed: seed,
                                       strata: Dictionary(uniqueKeysWithValues: zip(names, strata)))
-        let fold = names.map { assignment[$0]! }
+        let fold = names.map { assignment[$0]! }  // invariant: folds are assigned for exactly these names
         var deviance: [Double] = []
         for penalty in penalties {
             var total = 0.0

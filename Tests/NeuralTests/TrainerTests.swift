@@ -73,9 +73,12 @@ final class TrainerTests: XCTestCase {
                                              snapshot: { () })) { error in
             XCTAssertTrue("\(error)".contains("epoch 2 step 1"), "\(error)")
         }
-        let skipped = try trainer.fit(order: { _ in [0, 1] }, step: { _, _ in nil }, snapshot: { () })
-        XCTAssertTrue(skipped.epochs.allSatisfy { $0.trainLoss.isNaN })
-        XCTAssertNil(skipped.best)
+        // A run in which no batch could be used trained nothing: an error, never a cached model.
+        XCTAssertThrowsError(try trainer.fit(order: { _ in [0, 1] }, step: { _, _ in nil }, snapshot: { () })) { error in
+            XCTAssertTrue("\(error)".contains("no update in 3 epoch"), "\(error)")
+        }
+        XCTAssertThrowsError(try trainer.fit(order: { _ in [0] }, step: { _, _ in StepResult(loss: 1) }, snapshot: { () }),
+                             "one item makes no batch of two")
 
         struct Stop: Error {}
         var steps = 0

@@ -38,12 +38,12 @@ public struct DescribeTable: NodeType {
         }
         if columns.isEmpty {
             columns = table.columns.filter { name in
-                name != groupColumn && !table.rows.isEmpty && table.column(name)!.allSatisfy { Double($0) != nil }
+                name != groupColumn && !table.rows.isEmpty && (table.column(name) ?? []).allSatisfy { Double($0) != nil }
             }
         }
         var groups: [(String, [[String]])] = [("all", table.rows)]
         if let groupColumn {
-            let g = table.columnIndex(groupColumn)!
+            let g = table.columnIndex(groupColumn)!  // invariant: checked to exist above
             let keys = Array(Set(table.rows.map { $0[g] })).sorted()
             groups = keys.map { key in (key, table.rows.filter { $0[g] == key }) }
         }
@@ -52,7 +52,7 @@ public struct DescribeTable: NodeType {
         for (group, rows) in groups {
             var perColumn: [String: ParamValue] = [:]
             for name in columns {
-                let i = table.columnIndex(name)!
+                let i = table.columnIndex(name)!  // invariant: every column was checked or taken from the table
                 var values: [Double] = []
                 for (r, row) in rows.enumerated() {
                     guard let v = Double(row[i]) else { throw NodeError("column '\(name)' row \(r + 2): '\(row[i])' is not a number") }

@@ -189,7 +189,7 @@ public struct PipelineGraph {
             if cycle != nil { return }
             if state[name] == 2 { return }
             if state[name] == 1 {
-                let start = stack.lastIndex(of: name)!
+                let start = stack.lastIndex(of: name)!  // invariant: state 1 means `name` is on the stack
                 // stack holds readers before what they read; reverse to list "reads" direction from `name`.
                 cycle = Array(stack[start...])
                 return

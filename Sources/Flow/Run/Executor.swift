@@ -126,7 +126,7 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
         var index = 0
         while index < s.pending.count {
             let name = s.pending[index]
-            let node = plan.graph.node(named: name)!
+            let node = plan.graph.node(named: name)!  // invariant: pending holds only the plan's own nodes
             // An input that failed or was skipped poisons this node.
             if let bad = node.inputs.values.first(where: { isBlocked(s.summary.outcomes[$0.node]) }) {
                 s.pending.remove(at: index)
