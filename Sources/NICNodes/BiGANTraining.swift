@@ -80,7 +80,7 @@ enum BiGANTraining {
         info.trainPatches = patchSet.count
         let time = inputs.time
         info.time = time
-        EncoderNode.report(time, context: context)
+        EncoderNode.report(time, lastEpoch: outcome.epochs.last, context: context)
         try encoder.save(to: out.appendingPathComponent("encoder.safetensors"))
         try generator.save(to: out.appendingPathComponent("generator.safetensors"))
         try discriminator.save(to: out.appendingPathComponent("discriminator.safetensors"))

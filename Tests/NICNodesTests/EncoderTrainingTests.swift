@@ -104,6 +104,13 @@ final class EncoderDeterminismTests: XCTestCase {
         XCTAssertLessThanOrEqual(time.firstStep, time.total)
         XCTAssertLessThanOrEqual(time.training + time.validation + time.waitingForData, time.total)
         XCTAssertTrue(["data", "network"].contains(time.bottleneck))
+        // The run record keeps the split (and the last epoch's losses) as the node's metrics.
+        let recorded = try ws.runRecorded(pipeline(seeds: [3]), jobs: 1)
+        XCTAssertTrue(recorded.summary.succeeded, "\(recorded.summary.failures)")
+        let metrics = try XCTUnwrap(recorded.record.nodes["mtl3"]?.metrics)
+        for key in ["time_training_s", "time_loading_s", "time_waiting_for_data_s", "time_augmentation_s", "time_validation_s", "loss", "val_loss"] {
+            XCTAssertNotNil(metrics[key], key)
+        }
         XCTAssertEqual(info.trainPatches + info.validationPatches, try PatchSet(folder: try ws.output(alone, "tiles", "patches")).count)
     }
 }

@@ -48,6 +48,17 @@ final class CohortWorkspace {
         return Executor(plan: try Planner.plan(graph, cache: cache), cache: cache, jobs: jobs).run()
     }
 
+    /// Runs like `run` in the workspace's cache, keeping a run record (run.json) as `nic run` does.
+    func runRecorded(_ yaml: String, jobs: Int = 2) throws -> (summary: RunSummary, record: RunRecord) {
+        let url = try write("pipeline.yaml", yaml)
+        let graph = try PipelineGraph.build(try SpecParser.parse(file: url, displayPath: "pipeline.yaml"), registry: PathologyNodes.registry)
+        let plan = try Planner.plan(graph, cache: cache)
+        let recorder = try RunRecorder(runsRoot: root.appendingPathComponent("runs"), plan: plan, cache: cache, jobs: jobs)
+        let summary = Executor(plan: plan, cache: cache, jobs: jobs, observer: recorder).run()
+        recorder.finish(summary)
+        return (summary, try RunRecord.load(recorder.folder))
+    }
+
     /// The start of a pipeline compressing the cohort with mean-RGB into `grids` (two cells a slide
     /// for the encoder's patches); tests append their patient-level nodes.
     static func meanRGBGrids(pipeline: String, previews: Int = 0) -> String {
