@@ -213,7 +213,7 @@ private final class RecentChunks: Sendable {
 }
 
 /// Writes a PatchSet folder: patches chunk by chunk (so large grids never sit in memory), then the tables.
-public final class PatchSetWriter {
+public final class PatchSetWriter: Sendable {
     public let folder: URL
     public let size: Int
     public let count: Int
