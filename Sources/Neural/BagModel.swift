@@ -8,7 +8,7 @@ import Yams
 ///
 /// ```yaml
 /// name: abmil-gated
-/// input: [128]
+/// # no input: the instances' size comes from the data (a grid's code size)
 /// layers:                      # per instance; may be empty ([]) for pooling the raw vectors
 ///   - dense: 128
 ///   - relu
