@@ -189,6 +189,9 @@ enum BagPatientModel {
         let entries = Dictionary(gridSet.slideSet.slides.map { ($0.stem, $0) }, uniquingKeysWith: { a, _ in a })
         let cellMicrons = Double(gridSet.info.size) * gridSet.info.mpp
         var unreadable: [String] = []
+        // The report shows a few maps beside the compressor's false-colour grid of the same slide.
+        let preview = folder.deletingLastPathComponent().appendingPathComponent("preview")
+        var captions: [String: String] = [:]
         for (index, weights) in attention.sorted(by: { $0.key < $1.key }) {
             try context.checkCancellation()
             let slide = slides[index]
@@ -198,8 +201,19 @@ enum BagPatientModel {
                                 chunkShape: [slide.rows, slide.columns], dataType: .float32).write(map)
             let thumbnail = entries[slide.stem].flatMap { AttentionMaps.thumbnail($0, cellMicrons: cellMicrons, rows: slide.rows, columns: slide.columns) }
             if thumbnail == nil { unreadable.append(slide.stem) }
-            try PNG.write(AttentionMaps.image(map, rows: slide.rows, columns: slide.columns, tissue: slide.cellIndex, thumbnail: thumbnail),
-                          to: folder.appendingPathComponent("\(slide.stem).png"))
+            let png = folder.appendingPathComponent("\(slide.stem).png")
+            try PNG.write(AttentionMaps.image(map, rows: slide.rows, columns: slide.columns, tissue: slide.cellIndex, thumbnail: thumbnail), to: png)
+            let falseColour = gridSet.folder.appendingPathComponent("preview/\(slide.stem)-pca.png")
+            if captions.count < 8, FileManager.default.fileExists(atPath: falseColour.path) {
+                try FileManager.default.createDirectory(at: preview, withIntermediateDirectories: true)
+                try FileManager.default.copyItem(at: png, to: preview.appendingPathComponent("\(slide.stem)-attention.png"))
+                try FileManager.default.copyItem(at: falseColour, to: preview.appendingPathComponent("\(slide.stem)-pca.png"))
+                captions["\(slide.stem)-attention.png"] = "\(slide.stem) (patient \(slide.patient)): attention, out of fold (blue low, red high)"
+                captions["\(slide.stem)-pca.png"] = "\(slide.stem): codes in false colour"
+            }
+        }
+        if !captions.isEmpty {
+            try JSONSerialization.data(withJSONObject: captions, options: [.sortedKeys]).write(to: preview.appendingPathComponent("captions.json"))
         }
         if !unreadable.isEmpty {
             context.logger.warning("attention maps drawn without a thumbnail: slides not readable any more (\(unreadable.prefix(5).joined(separator: ", "))\(unreadable.count > 5 ? ", …" : ""))")

@@ -64,6 +64,10 @@ final class BagPatientModelTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("attention/\(stem).png").path))
         }
         for patient in patients { XCTAssertEqual(mass[patient] ?? 0, 1, accuracy: 1e-4, patient) }
+        // The report's preview: the attention map beside the false-colour grid of the slide the
+        // compressor drew (previews: 1, the first slide).
+        let preview = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("preview").path).sorted()
+        XCTAssertEqual(preview, ["\(stems[0])-attention.png", "\(stems[0])-pca.png", "captions.json"])
     }
 
     func testPatientBagsNeedABagModel() throws {
