@@ -10,7 +10,7 @@ import Slides
 /// cross-entropy, (G, E) with the labels swapped. Adam lr 2e-4 (β₁ 0.5) by default, as the paper.
 enum BiGANTraining {
     static func run(_ context: NodeContext, _ params: EncoderNode.Params, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
-                    out: URL, seed: UInt64) throws {
+                    out: URL, seed: UInt64, started: Stopwatch) throws {
         var info = startInfo
         let codeSize = encoder.outputShape.reduce(1, *)
         guard let generatorURL = params.generator?.url, let discriminatorURL = params.discriminator?.url else {
@@ -21,7 +21,7 @@ enum BiGANTraining {
         guard generator.outputShape == info.input else {
             throw NodeError("training 'bigan': the generator gives \(generator.outputShape), the encoder takes \(info.input)")
         }
-        let inputs = try EncoderInputs(patchSet: patchSet, downsample: info.downsample, params: params, context: context)
+        let inputs = try EncoderInputs(patchSet: patchSet, downsample: info.downsample, params: params, context: context, started: started)
         let learningRate = Float(params.learningRate)
         let dOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geOptimizer = Adam(learningRate: learningRate, beta1: 0.5)

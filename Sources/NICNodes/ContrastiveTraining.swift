@@ -12,7 +12,7 @@ import Slides
 /// pairs with a second augmentation of itself.
 enum ContrastiveTraining {
     static func run(_ context: NodeContext, _ params: EncoderNode.Params, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
-                    out: URL, seed: UInt64) throws {
+                    out: URL, seed: UInt64, started: Stopwatch) throws {
         var info = startInfo
         let codeSize = encoder.outputShape.reduce(1, *)
         guard let headURL = params.contrastiveHead?.url else {
@@ -39,7 +39,7 @@ enum ContrastiveTraining {
                 }
             }
         }
-        let inputs = try EncoderInputs(patchSet: patchSet, downsample: info.downsample, params: params, context: context)
+        let inputs = try EncoderInputs(patchSet: patchSet, downsample: info.downsample, params: params, context: context, started: started)
         let (train, validation) = EncoderNode.holdOut(patchSet.count, fraction: params.validation, seed: seed ^ 0xC0DE)
         let slideList = Array(slides).sorted()
         let count = patchSet.count

@@ -15,13 +15,15 @@ final class EncoderInputs {
     let downsample: Int
     private let seed: UInt64
     private let buffer: Int
-    private let started = DispatchTime.now().uptimeNanoseconds
+    /// Since the node started (reading the PatchSet's tables counts towards the first step).
+    private let started: Stopwatch
     private var firstStep: Double?
     private var training = 0.0, validation = 0.0
     /// The loader's waits during validation passes (part of `validation`, not of the training's waits).
     private var validationWaits = 0.0
 
-    init(patchSet: PatchSet, downsample: Int, params: EncoderNode.Params, context: NodeContext) throws {
+    init(patchSet: PatchSet, downsample: Int, params: EncoderNode.Params, context: NodeContext, started: Stopwatch) throws {
+        self.started = started
         self.patchSet = patchSet
         self.downsample = downsample
         augmenter = try patchSet.augmenter()
@@ -60,18 +62,18 @@ final class EncoderInputs {
     /// A training step on the next batch: `body` gets its input; the time it takes counts as training.
     func step<T>(_ batch: [Int], _ body: (Tensor) throws -> T) throws -> T {
         let x = try loader.next(batch)
-        let began = DispatchTime.now().uptimeNanoseconds
-        if firstStep == nil { firstStep = Double(began - started) / 1e9 }
-        defer { training += Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9 }
+        let clock = Stopwatch()
+        if firstStep == nil { firstStep = started.seconds }
+        defer { training += clock.seconds }
         return try body(x)
     }
 
     /// A validation pass over `items` in batches (inputs not augmented), timed as validation.
     func validate<T>(_ items: [Int], batchSize: Int = 256, assemble: PatchLoader<Tensor>.Assemble? = nil,
                      _ body: ([Int], Tensor) throws -> Void, result: () throws -> T) throws -> T {
-        let began = DispatchTime.now().uptimeNanoseconds, waitedBefore = loader.timing.waiting
+        let clock = Stopwatch(), waitedBefore = loader.timing.waiting
         defer {
-            validation += Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
+            validation += clock.seconds
             validationWaits += loader.timing.waiting - waitedBefore
         }
         try loader.pass(items, batchSize: batchSize, assemble: assemble ?? preprocess, body)
@@ -81,7 +83,7 @@ final class EncoderInputs {
     /// Where the time went so far.
     var time: TrainingTime {
         let loading = loader.timing
-        return TrainingTime(total: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, firstStep: firstStep ?? 0,
+        return TrainingTime(total: started.seconds, firstStep: firstStep ?? 0,
                             loading: loading.reading, augmentation: loading.preparing, waitingForData: loading.waiting - validationWaits,
                             training: training, validation: validation)
     }

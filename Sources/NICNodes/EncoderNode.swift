@@ -63,6 +63,7 @@ public struct EncoderNode: NodeType {
     }
 
     public func run(_ context: NodeContext, _ params: Params) throws {
+        let started = Stopwatch()
         let patchSet = try PatchSet(folder: try context.input("patches"))
         let architectureURL = params.architecture.url
         let architecture = try Architecture.load(file: architectureURL.path)
@@ -87,13 +88,13 @@ public struct EncoderNode: NodeType {
             return
         }
         if training == "vae" {
-            return try VAETraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+            return try VAETraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed, started: started)
         }
         if training == "bigan" {
-            return try BiGANTraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+            return try BiGANTraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed, started: started)
         }
         if training == "contrastive" {
-            return try ContrastiveTraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+            return try ContrastiveTraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed, started: started)
         }
         var tasks = try makeTasks(params, patchSet: patchSet, codeSize: codeSize, seed: seed)
         guard !tasks.isEmpty else { throw NodeError("no tasks to train: the PatchSet has none and param 'tasks' names none") }
@@ -120,7 +121,7 @@ public struct EncoderNode: NodeType {
             tasks[t].targets = tasks[t].targets.map { $0.isNaN ? .nan : Float((Double($0) - mean) / std) }
         }
 
-        let inputs = try EncoderInputs(patchSet: patchSet, downsample: downsample, params: params, context: context)
+        let inputs = try EncoderInputs(patchSet: patchSet, downsample: downsample, params: params, context: context, started: started)
         let parameters = encoder.parameters + tasks.flatMap(\.network.parameters)
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
         let trainer = Trainer(schedule: params.schedule, update: .optimizer(optimizer, parameters: parameters), context: context)

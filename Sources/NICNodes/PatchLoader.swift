@@ -99,14 +99,14 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
     /// The next prepared batch, which must be `items` (the next announced batch); waits while the
     /// loader is behind, and rethrows what failed while preparing it.
     public func next(_ items: [Int]) throws -> Prepared {
-        let began = DispatchTime.now().uptimeNanoseconds
+        let clock = Stopwatch()
         condition.lock()
         defer { condition.unlock() }
         precondition(taken < batches.count && batches[taken] == items, "PatchLoader: batch \(taken) taken out of the announced order")
         while ready[taken] == nil { condition.wait() }
         let result = ready.removeValue(forKey: taken)!  // invariant: the loop waited for it
         taken += 1
-        spent.waiting += Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
+        spent.waiting += clock.seconds
         condition.broadcast()
         return try result.get()
     }
@@ -169,12 +169,7 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
             if stopped { return }
             var reading = 0.0, preparing = 0.0, held = 0
             let result = Result { () throws -> Prepared in
-                var clock = DispatchTime.now().uptimeNanoseconds
-                func lap() -> Double {
-                    let now = DispatchTime.now().uptimeNanoseconds
-                    defer { clock = now }
-                    return Double(now - clock) / 1e9
-                }
+                let clock = Stopwatch()
                 var patches: [RGBImage] = []
                 patches.reserveCapacity(batch.count)
                 for i in batch {
@@ -191,7 +186,7 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
                         decoded[i] = nil
                     }
                 }
-                reading = lap()
+                reading = clock.seconds
                 // Augmenting and assembling run as workers of the loader's own budget.
                 let prepared = try compute.run {
                     if let augment {
@@ -200,7 +195,7 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
                     }
                     return try assemble(batch, patches)
                 }
-                preparing = lap()
+                preparing = clock.seconds - reading
                 return prepared
             }
             condition.lock()

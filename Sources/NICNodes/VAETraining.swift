@@ -9,7 +9,7 @@ import Slides
 /// the reconstruction plus γ·KL(q(z|x) ‖ N(0, I)). The code used for compression is μ.
 enum VAETraining {
     static func run(_ context: NodeContext, _ params: EncoderNode.Params, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
-                    out: URL, seed: UInt64) throws {
+                    out: URL, seed: UInt64, started: Stopwatch) throws {
         var info = startInfo
         let statsWidth = encoder.outputShape.reduce(1, *)
         guard encoder.outputShape.count == 1, statsWidth % 2 == 0 else {
@@ -23,7 +23,7 @@ enum VAETraining {
         }
         let sampler = SampleGaussian(name: "sample", rng: Xoshiro256StarStar(seed: seed &+ 29))
         let klWeight = Float(params.klWeight)
-        let inputs = try EncoderInputs(patchSet: patchSet, downsample: info.downsample, params: params, context: context)
+        let inputs = try EncoderInputs(patchSet: patchSet, downsample: info.downsample, params: params, context: context, started: started)
         let (train, validation) = EncoderNode.holdOut(patchSet.count, fraction: params.validation, seed: seed ^ 0x5EED)
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
 

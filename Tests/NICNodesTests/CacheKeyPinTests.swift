@@ -109,24 +109,29 @@ final class CacheKeyPinTests: XCTestCase {
         """,
     ]
 
-    /// Re-pinned on purpose for issue 16: the encoder node's version 3 (training reads through the
-    /// streaming loader: chunk-order shuffle plus a `shuffle_buffer`, so trained weights change) moves
-    /// the keys of both encoders (one node type, one version) and everything downstream; the tile
-    /// sampler, augmenter and sources kept theirs.
+    /// Re-pinned on purpose for issue 11: the encoder node's version 2 (early stopping, derived
+    /// downsample, per-task AUC/R², BiGAN label smoothing) and the patient model's crops_per_slide
+    /// move the keys of the encoders, the patient models and everything downstream; the tile
+    /// sampler, augmenter and sources kept theirs. Re-pinned for issue 12: the patient model's new
+    /// params (`aggregation`, `bag_cells`; their defaults keep the CNN's behaviour) move the keys of
+    /// the patient models and their evaluators. Re-pinned for issue 16: the encoder node's version 3
+    /// (training reads through the streaming loader: chunk-order shuffle plus a `shuffle_buffer`, so
+    /// trained weights change) moves the keys of both encoders (one node type, one version) and
+    /// everything downstream; the tile sampler, augmenter and sources kept theirs.
     static let pinned: [String: String] = [
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
         "augmented": "39a6e69b546bd6a7efe8ddc2e5a13b38af77ef53d24ca4e2148db43d248813a3",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "2f7e9ed49f3c0101ba5b658548598b9e8bbba2a4ac73fa454bbecfa7f75d1c22",
-        "eval_score_mtl": "c35128fae8477ad359fa4b6ab802f778ec400b3a2f5c035283bab1eef716e358",
-        "eval_survival_mtl": "46ca198a2cc71609e5ffde8a9c4b97b00334e53b7bba479a84542617304bbc1a",
-        "grade_rgb": "bf0d8fc7f0ac740b207487f6651e0d1cd614acf075a21f3f0a5d36b1627c5aa2",
+        "eval_grade_rgb": "7b4d7c8cd5226dd61d21698244514f64de119e7482adc0facdd23d3b8344289c",
+        "eval_score_mtl": "672bb39aadc305dee88e623bada93f524edf7a0223b97556399b53038e09045d",
+        "eval_survival_mtl": "2570c9d667b7f8e7cbabbf527a4aeb1f0f29e88b3f3554358450a960afe1d1e9",
+        "grade_rgb": "bccc34021647c838c42d3d53e68002c68e4d864a60f0b8322d469f3254037576",
         "grids_mtl": "654e573bb0c5ae06df82cc049f0df65c1edd385b998f42971b1494a0076df55d",
         "grids_rgb": "fcb3cf1d537b75d6f250cdc011eeb7ec775a6b72dc9d00da2caccefec024f652",
         "mean_rgb": "3b6b2ff889084fd4bc3b2019f3be0fcef1f63de8804d9f9dd9a3a36210e32d13",
         "mtl": "cde38c10ac38bd452b9d67baa19ef3e51a077e9f92e54e752bda21f08f665e28",
-        "score_mtl": "c8234d9b38d94dcf1e247ec69bd81aee10121d027c8c6d7e41beec8129ee9d0c",
-        "survival_mtl": "66277707ace413d89e38e3d2d8ca2eeae17358471012132bf70036082bfc3071",
+        "score_mtl": "b6e657ec34c5f0a5370b9b158bf8d32cc812b24406c5a5986ae458cfda9321ef",
+        "survival_mtl": "c7503909fd8a169d0cdb448b643be74531451290d8d37e8da3fdbee5c486ba94",
         "tiles": "05918347b74031cdd8bdda7d4094afc4f25833d818d9dde7401864db048f27b9",
     ]
 

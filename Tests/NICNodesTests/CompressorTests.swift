@@ -12,21 +12,7 @@ import XCTest
 final class CompressorTests: XCTestCase {
     func testOverlappedCompressionEqualsCellByCellEncoding() throws {
         let ws = try CohortWorkspace(patients: 2, size: 768, annotations: 6)
-        for name in ["classification.yaml", "binary.yaml", "regression.yaml"] {
-            let target = ws.root.appendingPathComponent("nodes/heads/\(name)")
-            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try FileManager.default.copyItem(at: NICPipelineTests.repo.appendingPathComponent("nodes/heads/\(name)"), to: target)
-        }
-        // Not invariant to rotation, so a code stored for the wrong orientation or cell shows.
-        try ws.write("nodes/encoders/tiny.yaml", """
-        name: tiny
-        input: [16, 16, 3]
-        layers:
-          - conv: {filters: 4, kernel: 3, stride: 2, padding: same}
-          - leaky_relu: 0.2
-          - flatten
-          - dense: 6
-        """)
+        try ws.writeTinyEncoder()  // not invariant to rotation: a code stored for the wrong orientation or cell shows
         let (batchSize, bandRows) = (7, 2)
         let summary = try ws.run("""
         pipeline: compress

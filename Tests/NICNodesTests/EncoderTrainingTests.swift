@@ -66,21 +66,7 @@ final class EncoderDeterminismTests: XCTestCase {
 
     func testSameSeedSameWeightsWhateverTheThreadBudget() throws {
         let ws = try CohortWorkspace(patients: 4, size: 768, annotations: 6)
-        for name in ["classification.yaml", "binary.yaml", "regression.yaml"] {
-            let target = ws.root.appendingPathComponent("nodes/heads/\(name)")
-            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try FileManager.default.copyItem(at: NICPipelineTests.repo.appendingPathComponent("nodes/heads/\(name)"), to: target)
-        }
-        try ws.write("nodes/encoders/tiny.yaml", """
-        name: tiny
-        input: [16, 16, 3]
-        layers:
-          - conv: {filters: 4, kernel: 3, stride: 2, padding: same}
-          - batchnorm: {}
-          - leaky_relu: 0.2
-          - flatten
-          - dense: 8
-        """)
+        try ws.writeTinyEncoder()
         let files = ["encoder.safetensors", "heads.safetensors", "curves.csv"]
         func outputs(_ summary: RunSummary, _ node: String) throws -> [Data] {
             let model = try ws.output(summary, node, "model")
