@@ -54,7 +54,9 @@ struct BenchLoader: ParsableCommand {
         let opened = clock.seconds
         let order = PatchLoader<Tensor>.epochOrder(Array(0..<set.count), epoch: 1, seed: 1, buffer: buffer)
         let batches = stride(from: 0, to: order.count - batch + 1, by: batch).map { Array(order[$0..<($0 + batch)]) }
-        let loader = PatchLoader<Tensor>(patchSet: set, workers: cores)
+        // As in the encoder node: the loader and the steps share the cores (SharedBudget).
+        let budget = SharedBudget(stages: 2, total: { cores })
+        let loader = PatchLoader<Tensor>(patchSet: set, workers: cores, budget: budget, stage: 0)
         let augment: (Int) -> PatchLoader<Tensor>.Augment? = { epoch in
             guard let augmenter else { return nil }
             return { index, patch in augmenter.apply(to: patch, epoch: epoch, index: index) }
@@ -86,6 +88,8 @@ struct BenchLoader: ParsableCommand {
         let parameters = encoder.parameters + head.parameters
         let labels = (0..<batch).map { $0 % 2 }
         func step(_ x: Tensor) throws {
+            compute.setThreads(budget.acquire(1, most: cores))
+            defer { budget.release(1) }
             for p in parameters { p.zeroGrad() }
             let code = try encoder.forward(x, training: true)
             let logits = try head.forward(code, training: true)

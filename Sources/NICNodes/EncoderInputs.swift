@@ -7,12 +7,20 @@ import Slides
 /// The network inputs of an encoder training, streamed from its PatchSet by a `PatchLoader`: each
 /// epoch in the loader's order (chunks, then a shuffle buffer of `shuffle_buffer` patches), freshly
 /// augmented per (epoch, patch) when the PatchSet came through an augmenter, and validation passes
-/// read the same way without augmentation. It also keeps the clock of the training (`time`).
+/// read the same way without augmentation. The loader and the steps share the node's thread budget
+/// (`SharedBudget`): a step takes its threads once its batch is ready, and gives them back after, so
+/// the loader prepares the next batches with what the step leaves free and with everything while a
+/// step waits. It also keeps the clock of the training (`time`).
 final class EncoderInputs {
     let patchSet: PatchSet
     let loader: PatchLoader<Tensor>
     let augmenter: Augmenter?
     let downsample: Int
+    private let budget: SharedBudget
+    /// The networks' threads during a step or a validation batch: what the shared budget gave.
+    private let compute = ComputeContext(threads: 1)
+    private let threads: @Sendable () -> Int
+    static let loading = 0, training = 1
     private let seed: UInt64
     private let buffer: Int
     /// Since the node started (reading the PatchSet's tables counts towards the first step).
@@ -29,8 +37,10 @@ final class EncoderInputs {
         augmenter = try patchSet.augmenter()
         seed = UInt64(truncatingIfNeeded: params.seed)
         buffer = params.shuffleBuffer
-        // The loader's thread prepares one batch at a time; its augmentation uses the node's budget.
-        loader = PatchLoader(patchSet: patchSet, workers: context.threads)
+        let node = context.compute
+        threads = { node.threads }
+        budget = SharedBudget(stages: 2, total: threads)
+        loader = PatchLoader(patchSet: patchSet, workers: node.mostThreads, budget: budget, stage: Self.loading)
     }
 
     deinit { loader.stop() }
@@ -65,7 +75,14 @@ final class EncoderInputs {
         let clock = Stopwatch()
         if firstStep == nil { firstStep = started.seconds }
         defer { training += clock.seconds }
-        return try body(x)
+        return try withThreads { try body(x) }
+    }
+
+    /// Runs `body` on the threads the shared budget gives the training (at least one; waits for it).
+    private func withThreads<T>(_ body: () throws -> T) rethrows -> T {
+        compute.setThreads(budget.acquire(Self.training, most: threads()))
+        defer { budget.release(Self.training) }
+        return try compute.run(body)
     }
 
     /// A validation pass over `items` in batches (inputs not augmented), timed as validation.
@@ -76,7 +93,7 @@ final class EncoderInputs {
             validation += clock.seconds
             validationWaits += loader.timing.waiting - waitedBefore
         }
-        try loader.pass(items, batchSize: batchSize, assemble: assemble ?? preprocess, body)
+        try loader.pass(items, batchSize: batchSize, assemble: assemble ?? preprocess) { batch, x in try withThreads { try body(batch, x) } }
         return try result()
     }
 

@@ -5,7 +5,8 @@ import Slides
 /// A data loader for training on a PatchSet of any size (the shape of PyTorch's `DataLoader` with an
 /// iterable dataset): patches are read chunk by chunk, each chunk decoded once per pass, and a
 /// thread of its own decodes and augments the next batches while the current one trains, up to
-/// `depth` batches ahead. Memory stays bounded whatever the patch count: the decoded patches waiting
+/// `depth` batches ahead. With a `SharedBudget`, the loader takes its threads from the budget it
+/// shares with the training steps (a batch at a time), so the two never run more workers than it. Memory stays bounded whatever the patch count: the decoded patches waiting
 /// in the shuffle window, one chunk, and `depth` prepared batches.
 ///
 /// The order of an epoch comes from `epochOrder` (chunks in a seeded order, then a bounded shuffle
@@ -20,8 +21,10 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
     public typealias Assemble = @Sendable (_ items: [Int], _ patches: [RGBImage]) throws -> Prepared
 
     public let patchSet: PatchSet
-    /// Threads that augment the patches of a batch (besides the loader's own thread).
+    /// The most threads that read and augment a batch (the loader's own thread among them).
     public let workers: Int
+    private let budget: SharedBudget?
+    private let stage: Int
     /// Prepared batches kept ready ahead of the consumer.
     public let depth: Int
 
@@ -34,9 +37,11 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
     private var spent = LoaderTiming()
     private var mostDecoded = 0
 
-    public init(patchSet: PatchSet, workers: Int, depth: Int = 4) {
+    public init(patchSet: PatchSet, workers: Int, depth: Int = 4, budget: SharedBudget? = nil, stage: Int = 0) {
         self.patchSet = patchSet
         self.workers = max(1, workers)
+        self.budget = budget
+        self.stage = stage
         self.depth = max(1, depth)
     }
 
@@ -160,7 +165,7 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
         var remaining: [Int: Int] = [:]
         for batch in batches { for i in batch { remaining[i, default: 0] += 1 } }
         var decoded: [Int: RGBImage] = [:]
-        let compute = ComputeContext(threads: workers)
+        let compute = ComputeContext(threads: 1)
         for (k, batch) in batches.enumerated() {
             condition.lock()
             while generation == current && k - taken >= depth { condition.wait() }
@@ -168,6 +173,8 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
             condition.unlock()
             if stopped { return }
             var reading = 0.0, preparing = 0.0, held = 0
+            let threads = budget?.acquire(stage, most: workers) ?? workers
+            compute.setThreads(threads)
             let result = Result { () throws -> Prepared in
                 let clock = Stopwatch()
                 var patches: [RGBImage] = []
@@ -187,17 +194,18 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
                     }
                 }
                 reading = clock.seconds
-                // Augmenting and assembling run as workers of the loader's own budget.
+                // Augmenting and assembling run on the threads the loader holds.
                 let prepared = try compute.run {
                     if let augment {
                         let raw = patches
-                        patches = try concurrentMap(raw.count, workers: workers) { augment(batch[$0], raw[$0]) }
+                        patches = try concurrentMap(raw.count, workers: threads) { augment(batch[$0], raw[$0]) }
                     }
                     return try assemble(batch, patches)
                 }
                 preparing = clock.seconds - reading
                 return prepared
             }
+            budget?.release(stage)
             condition.lock()
             spent.reading += reading
             spent.preparing += preparing

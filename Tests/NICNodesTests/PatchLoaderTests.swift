@@ -76,19 +76,24 @@ final class PatchLoaderTests: XCTestCase {
         var firstRun: [[RGBImage]]?
         for buffer in [1, 37, 1000] {
             for workers in [1, 3] {
-                let loader = PatchLoader<[RGBImage]>(patchSet: set, workers: workers, depth: 2)
+                // With a budget shared with the consumer (as the encoder's steps do) or without one.
+                let budget = workers == 3 ? SharedBudget(stages: 2, total: { 2 }) : nil
+                let loader = PatchLoader<[RGBImage]>(patchSet: set, workers: workers, depth: 2, budget: budget, stage: 0)
                 let epochBatches = batches(PatchLoader<Int>.epochOrder(items, epoch: 2, seed: 8, buffer: buffer), size: 16)
                 loader.start(epochBatches, augment: augment(2), assemble: { _, patches in patches })
                 var seen: [Int] = []
                 var prepared: [[RGBImage]] = []
                 for batch in epochBatches {
                     let patches = try loader.next(batch)
+                    budget?.acquire(1, most: 2)
+                    defer { budget?.release(1) }
                     XCTAssertEqual(patches, batch.map { i in RGBImage(width: 4, height: 4, pixels: written[i].pixels.map { $0 &+ UInt8(truncatingIfNeeded: i &* 31 &+ 2) }) })
                     seen += batch
                     prepared.append(patches)
                 }
                 XCTAssertEqual(seen.sorted(), items, "every training patch once (buffer \(buffer), \(workers) workers)")
                 XCTAssertLessThanOrEqual(loader.mostHeld, buffer + PatchSet.chunkPatches + 16, "decoded patches held stay bounded by the buffer")
+                if let budget { XCTAssertLessThanOrEqual(budget.peak, 2, "the loader and the consumer together stay within the budget") }
                 if buffer == 1000 {
                     if let firstRun { XCTAssertEqual(prepared, firstRun, "the same batches whatever the workers") } else { firstRun = prepared }
                 }
