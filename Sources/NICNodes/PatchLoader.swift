@@ -177,15 +177,18 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
             compute.setThreads(threads)
             let result = Result { () throws -> Prepared in
                 let clock = Stopwatch()
+                // The chunks this batch needs that are not decoded yet, decoded side by side.
+                let missing = Array(Set(batch.filter { decoded[$0] == nil }.map { $0 / PatchSet.chunkPatches })).sorted()
+                let patchSet = patchSet
+                let chunks = try compute.run { try concurrentMap(missing.count, workers: threads) { try patchSet.chunkImages(missing[$0]) } }
+                for (chunk, images) in zip(missing, chunks) {
+                    let first = chunk * PatchSet.chunkPatches
+                    for j in patchSet.chunkRange(chunk) where remaining[j] != nil && decoded[j] == nil { decoded[j] = images[j - first] }
+                }
+                held = max(held, decoded.count)
                 var patches: [RGBImage] = []
                 patches.reserveCapacity(batch.count)
                 for i in batch {
-                    if decoded[i] == nil {
-                        let chunk = i / PatchSet.chunkPatches, first = chunk * PatchSet.chunkPatches
-                        let images = try patchSet.chunkImages(chunk)
-                        for j in patchSet.chunkRange(chunk) where remaining[j] != nil && decoded[j] == nil { decoded[j] = images[j - first] }
-                    }
-                    held = max(held, decoded.count)
                     patches.append(decoded[i]!)  // invariant: i is still to be handed out, so its chunk put it here
                     remaining[i]! -= 1  // invariant: counted above
                     if remaining[i] == 0 {
