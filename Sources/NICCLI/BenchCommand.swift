@@ -101,6 +101,7 @@ struct BenchLoader: ParsableCommand {
         let held = EncoderModel.preprocess(try set.images(0..<batch), downsample: 2)
         try step(held)  // warm-up: buffers and caches
         var pure: [Double] = [], fed: [Double] = []
+        let before = loader.timing
         for round in 1...max(1, rounds) {
             let a = Stopwatch()
             for _ in 0..<steps { try step(held) }
@@ -115,9 +116,10 @@ struct BenchLoader: ParsableCommand {
         }
         let bestPure = pure.min()!, bestFed = fed.min()!
         let stepsPerEpoch = batches.count
-        print(String(format: "epoch of %d steps: %.0f s fed by the loader vs %.0f s of pure steps: ratio %.2f (goal ≤ 1.3); loader waits %.1f s, reading %.1f s, augmenting %.1f s on its thread",
+        let fedBatches = Double(fed.count * steps), spent = loader.timing
+        print(String(format: "epoch of %d steps: %.0f s fed by the loader vs %.0f s of pure steps: ratio %.2f (goal ≤ 1.3); per fed step: waited %.3f s, the loader read %.3f s and augmented %.3f s (on the threads the steps left it)",
                      stepsPerEpoch, bestFed * Double(stepsPerEpoch), bestPure * Double(stepsPerEpoch), bestFed / bestPure,
-                     loader.timing.waiting, loader.timing.reading, loader.timing.preparing))
+                     (spent.waiting - before.waiting) / fedBatches, (spent.reading - before.reading) / fedBatches, (spent.preparing - before.preparing) / fedBatches))
         print(String(format: "JSON {\"patches\": %d, \"first_batch_s\": %.3f, \"pure_step_s\": %.4f, \"fed_step_s\": %.4f, \"ratio\": %.3f, \"peak_rss_mb\": %.0f}",
                      set.count, first, bestPure, bestFed, bestFed / bestPure, Self.peakRSS()))
     }
