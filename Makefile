@@ -6,7 +6,7 @@ export NIC_TEST_DATA ?= $(HOME)/.cache/nic/data
 SWIFT ?= swift
 TESTKIT = .build/debug/nic-testkit
 
-.PHONY: demo test deps build interop interop-geojson report-check clean
+.PHONY: demo test deps build interop interop-geojson parity report-check clean
 
 deps:
 	@scripts/deps.sh
@@ -31,6 +31,7 @@ test:
 	$(SWIFT) test --skip-build
 	@$(MAKE) --no-print-directory interop
 	@$(MAKE) --no-print-directory report-check
+	@$(MAKE) --no-print-directory parity
 
 # zarr arrays written by nic are read by zarr-python, and the other way round.
 interop:
@@ -51,6 +52,14 @@ interop-geojson:
 	.build/debug/nic run "$$dir/pipeline.yaml" --cache "$$dir/cache" --runs "$$dir/runs" --quiet && \
 	.build/debug/nic export geojson "$$dir/pipeline.yaml" grids --cache "$$dir/cache" --out "$$dir/geojson" --clusters 4 && \
 	$(VENV)/bin/python scripts/geojson_check.py "$$dir/geojson" "$$dir/h5/trident"
+
+# The neural core and the bag (MIL) models against PyTorch references (CPU torch in the venv):
+# outputs, attention and one training step's gradients from the weights nic saved.
+parity:
+	@scripts/deps.sh --torch
+	$(SWIFT) build -c release --product nic
+	$(VENV)/bin/python scripts/parity_mil.py --nic .build/release/nic
+	$(VENV)/bin/python scripts/parity_neural.py --nic .build/release/nic
 
 # NIC end to end on a tiny synthetic cohort (release build: training in a debug build is ~20× slower),
 # checks that the multi-task encoder beats mean-RGB, then opens the run's HTML report in headless

@@ -79,7 +79,7 @@ struct DoctorBench: ParsableCommand {
 struct DoctorParity: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parity",
-        abstract: "Write weights, input, outputs and one training step's gradients for scripts/parity_neural.py."
+        abstract: "Write weights, input, outputs and one training step's gradients for scripts/parity_neural.py (bag models: scripts/parity_mil.py)."
     )
 
     @Option(name: .long, help: "Architecture YAML.") var architecture: String
@@ -94,6 +94,13 @@ struct DoctorParity: ParsableCommand {
             let parts = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !parts.isEmpty else { throw ValidationError("--input: expected a shape like 64,64,3") }
             return parts
+        }
+        if try BagModel.poolSpec(Architecture.load(file: architecture)) != nil {
+            guard let head, let features = shape?.first, shape?.count == 1 else {
+                throw ValidationError("a bag model needs --head and --input with the instance size, e.g. --input 128")
+            }
+            try NeuralParity.runBag(architecture: architecture, head: head, features: features, seed: seed, bags: batch, out: URL(fileURLWithPath: out))
+            return
         }
         try NeuralParity.run(architecture: architecture, head: head, seed: seed, batch: batch, inputShape: shape, out: URL(fileURLWithPath: out))
     }
