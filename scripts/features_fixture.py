@@ -13,6 +13,13 @@ write (see Sources/NICNodes/FeaturesSource.swift for where in their code):
   bad/*.h5                one defect each: rank3, no_coords, count_mismatch, off_grid, overlap, nan
 
     python scripts/features_fixture.py Tests/NICNodesTests/Fixtures/features
+
+With --demo, a cohort for pipelines/trident-features.yaml instead: 48 patients, 128 features per patch
+(the width of nodes/patient/abmil-gated.yaml), grids of 10-16 cells a side; in about 40 % of a slide's
+patches ("tumour", in blobs) features 0-3 carry the patient's score, elsewhere only noise, so an
+attention model has something to attend to:
+
+    python scripts/features_fixture.py --demo data/trident-demo
 """
 import os
 import sys
@@ -107,7 +114,34 @@ def bad(out):
     save_h5(os.path.join(out, "nan.h5"), {"features": nan, "coords": coords}, attrs)
 
 
+def demo(out):
+    rng = np.random.default_rng(48)
+    os.makedirs(out, exist_ok=True)
+    d = 128
+    labels = ["slide,patient,score"]
+    for p in range(48):
+        patient, score = f"T{p:02d}", rng.uniform(0, 1)
+        columns, rows = int(rng.integers(10, 17)), int(rng.integers(10, 17))
+        cells = tissue_cells(rng, columns, rows)
+        tumour = tissue_cells(rng, columns, rows)
+        coords = np.array([(c * SIDE, r * SIDE) for c, r in cells], dtype=np.int64)
+        features = rng.normal(0, 1, size=(len(cells), d)).astype(np.float32)
+        for i, cell in enumerate(cells):
+            if cell in tumour:
+                features[i, :4] += 3 * score
+        save_h5(os.path.join(out, f"{patient}.h5"), {"features": features, "coords": coords},
+                {"features": {"name": patient, "savetodir": out, "encoder": "demo"},
+                 "coords": trident_attrs(patient, "patches", (columns + 1) * SIDE, (rows + 1) * SIDE)})
+        labels.append(f"{patient},{patient},{score:.4f}")
+    with open(os.path.join(out, "labels.csv"), "w") as f:
+        f.write("\n".join(labels) + "\n")
+    print(f"wrote 48 slides to {out}")
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--demo":
+        demo(sys.argv[2])
+        sys.exit(0)
     root = sys.argv[1]
     for name, write in [("trident", trident), ("clam", clam), ("bad", bad)]:
         os.makedirs(os.path.join(root, name), exist_ok=True)

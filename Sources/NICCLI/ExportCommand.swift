@@ -2,6 +2,7 @@ import ArgumentParser
 import Flow
 import Foundation
 import NICNodes
+import TensorStore
 
 /// `nic export`: a pipeline's cached outputs in other tools' formats.
 struct ExportCommand: ParsableCommand {
@@ -21,7 +22,7 @@ struct ExportGeoJSONCommand: ParsableCommand {
         Each <slide>.geojson is a FeatureCollection of square polygons in level-0 pixels (objectType "tile"), \
         one per cell of the tissue mask, classified "cluster k" (k-means of the codes over all exported \
         slides, so colours agree between slides), with measurements: cluster, column, row, cluster distance, \
-        code 0…. In QuPath: File › Import objects (or drag the file onto the open slide); Measure › Show \
+        code 0…, and with --attention the out-of-fold attention weight a bag patient model gave the cell. In QuPath: File › Import objects (or drag the file onto the open slide); Measure › Show \
         measurement maps colours the tiles by a measurement.
         """)
 
@@ -32,6 +33,8 @@ struct ExportGeoJSONCommand: ParsableCommand {
     @Option(help: "Seed of the clustering.") var seed: UInt64 = 1
     @Option(help: "Code channels written as measurements.") var channels = 8
     @Option(name: .customLong("slide"), help: "Export only this slide (repeatable).") var slides: [String] = []
+    @Option(help: "A patient_model node with a bag architecture on this GridSet: its out-of-fold attention weights become the 'attention' measurement.")
+    var attention: String?
     @OptionGroup var cacheOption: CacheOption
 
     func validate() throws {
@@ -53,13 +56,34 @@ struct ExportGeoJSONCommand: ParsableCommand {
             throw ExitCode(ExitStatus.failed)
         }
         let gridSet = try GridSet(folder: entry.appendingPathComponent(port.name))
+        var cellValues: [String: [String: [Double]]] = [:]
+        if let attention {
+            guard graph.node(named: attention) != nil else { throw ValidationError("no node '\(attention)' in pipeline '\(graph.spec.name)'") }
+            guard let modelEntry = plan.node(named: attention)?.entry else {
+                standardError("node '\(attention)' has no cached output for the current spec; run `nic run \(file)` first")
+                throw ExitCode(ExitStatus.failed)
+            }
+            let maps = modelEntry.appendingPathComponent("predictions/attention")
+            for slide in gridSet.info.slides where FileManager.default.fileExists(atPath: maps.appendingPathComponent(slide.stem).path) {
+                let values = try ZarrArrayReader(at: maps.appendingPathComponent(slide.stem)).read(as: Float.self)
+                guard values.count == slide.rows * slide.columns else {
+                    standardError("error: \(maps.path)/\(slide.stem): \(values.count) values for a \(slide.rows) × \(slide.columns) grid; is '\(attention)' a model of '\(node)'?")
+                    throw ExitCode(ExitStatus.failed)
+                }
+                cellValues[slide.stem] = ["attention": values.map(Double.init)]
+            }
+            guard !cellValues.isEmpty else {
+                standardError("error: node '\(attention)' wrote no attention maps (\(maps.path)); only bag architectures (nodes/patient/abmil-gated.yaml, mil-mean.yaml) do")
+                throw ExitCode(ExitStatus.failed)
+            }
+        }
         var exporter = GridSetGeoJSON()
         exporter.clusters = clusters
         exporter.seed = seed
         exporter.channels = channels
         let folder = URL(fileURLWithPath: out ?? "exports/\(graph.spec.name)-\(node)")
         do {
-            let files = try exporter.write(gridSet, to: folder, only: Set(slides))
+            let files = try exporter.write(gridSet, to: folder, only: Set(slides), cellValues: cellValues)
             print("wrote \(files.count) GeoJSON file\(files.count == 1 ? "" : "s") to \(folder.path)")
         } catch let error as NodeError {
             standardError("error: \(error)")

@@ -18,13 +18,7 @@ final class FeaturesSourceTests: XCTestCase {
     func testTridentFilesRoundTripIntoAGridSetWhoseCellsAreTheFeatures() throws {
         let ws = try InteropWorkspace()
         let dir = Self.fixtures.appendingPathComponent("trident")
-        let summary = try ws.run("""
-        pipeline: trident
-        nodes:
-          grids: {type: features, params: {dir: \(dir.path), labels: \(dir.path)/labels.csv}}
-        """)
-        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
-        let gridSet = try GridSet(folder: try ws.output(summary, "grids", "grids"))
+        let gridSet = try ws.tridentGridSet()
         XCTAssertEqual(gridSet.info.codeSize, 8)
         XCTAssertEqual(gridSet.info.size, 256, "patch_size at the target magnification")
         XCTAssertEqual(gridSet.info.mpp, 0.5, accuracy: 1e-9, "40× level 0 (0.25 µm/px) × 512 / 256")

@@ -9,13 +9,7 @@ final class GridSetGeoJSONTests: XCTestCase {
     func testTilesLandOnTheirPatchesWithTheirCodes() throws {
         let ws = try InteropWorkspace()
         let dir = FeaturesSourceTests.fixtures.appendingPathComponent("trident")
-        let summary = try ws.run("""
-        pipeline: export
-        nodes:
-          grids: {type: features, params: {dir: \(dir.path), labels: \(dir.path)/labels.csv}}
-        """)
-        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
-        let gridSet = try GridSet(folder: try ws.output(summary, "grids", "grids"))
+        let gridSet = try ws.tridentGridSet()
         var exporter = GridSetGeoJSON()
         exporter.clusters = 4
         let folder = ws.root.appendingPathComponent("export")

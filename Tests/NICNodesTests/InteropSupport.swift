@@ -51,6 +51,18 @@ final class InteropWorkspace {
         return entry.appendingPathComponent(port)
     }
 
+    /// The GridSet the `features` node makes of the TRIDENT-layout fixture (12 slides, 8 features a patch).
+    func tridentGridSet() throws -> GridSet {
+        let dir = Self.fixtures.appendingPathComponent("features/trident")
+        let summary = try run("""
+        pipeline: trident
+        nodes:
+          grids: {type: features, params: {dir: \(dir.path), labels: \(dir.path)/labels.csv}}
+        """)
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        return try GridSet(folder: try output(summary, "grids", "grids"))
+    }
+
     /// The error message a failed node reported.
     func failure(_ summary: RunSummary, _ node: String) -> String? {
         if case .failed(let message) = summary.outcomes[node] { return message }
