@@ -57,8 +57,10 @@ public struct AnnotationsSource: NodeType {
             let (patches, dropped) = try tasks.patches(annotations, width: entry.width, height: entry.height, mpp: entry.mpp,
                                                        seed: UInt64(bitPattern: Int64(params.seed)), slideIndex: index)
             rows += patches.map { [entry.stem, String($0.x), String($0.y), $0.task, $0.label] }
+            // Patches per task and class; count tasks' labels are numbers, summed up per task.
+            let countTasks = Set(tasks.tasks.filter { if case .count = $0.kind { return true } else { return false } }.map(\.name))
             var counts: [String: Int] = [:]
-            for p in patches { counts["\(p.task)=\(p.label)", default: 0] += 1 }
+            for p in patches { counts[countTasks.contains(p.task) ? p.task : "\(p.task)=\(p.label)", default: 0] += 1 }
             summary[entry.stem] = ["file": name, "patches": counts, "dropped_near_edge": dropped.filter { $0.value > 0 },
                                    "skipped_features": annotations.warnings.count] as [String: Any]
             context.progress(index + 1, of: slides.slides.count, unit: "slides")
