@@ -113,26 +113,27 @@ final class CacheKeyPinTests: XCTestCase {
     /// downsample, per-task AUC/R², BiGAN label smoothing) and the patient model's crops_per_slide
     /// move the keys of the encoders, the patient models and everything downstream; the tile
     /// sampler, augmenter and sources kept theirs. Re-pinned for issue 12: the patient model's new
-    /// params (`aggregation`, `bag_cells`; their defaults keep the CNN's behaviour) move the keys of
-    /// the patient models and their evaluators. Re-pinned for issue 16: the encoder node's version 3
-    /// (training reads through the streaming loader: chunk-order shuffle plus a `shuffle_buffer`, so
-    /// trained weights change) moves the keys of both encoders (one node type, one version) and
-    /// everything downstream; the tile sampler, augmenter and sources kept theirs.
+    /// params (`aggregation`, `bag_cells`) and version 2 (bag models) move the keys of the patient
+    /// models and their evaluators; the CNN's results are unchanged. The tile sampler's `jitter` param
+    /// (default 0: the same patches) moves the tiles' key and everything downstream.
+    /// Re-pinned for issue 16: the encoder node's version 3 (training reads through the streaming
+    /// loader: chunk-order shuffle plus a `shuffle_buffer`, so trained weights change) moves the keys
+    /// of both encoders (one node type, one version) and everything downstream.
     static let pinned: [String: String] = [
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
-        "augmented": "39a6e69b546bd6a7efe8ddc2e5a13b38af77ef53d24ca4e2148db43d248813a3",
+        "augmented": "aa5b2a8cd6d8c63c8cca4374aa046a166f3ed12eee1aeab4b3fa99727ffeb125",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "7b4d7c8cd5226dd61d21698244514f64de119e7482adc0facdd23d3b8344289c",
-        "eval_score_mtl": "672bb39aadc305dee88e623bada93f524edf7a0223b97556399b53038e09045d",
-        "eval_survival_mtl": "2570c9d667b7f8e7cbabbf527a4aeb1f0f29e88b3f3554358450a960afe1d1e9",
-        "grade_rgb": "bccc34021647c838c42d3d53e68002c68e4d864a60f0b8322d469f3254037576",
-        "grids_mtl": "654e573bb0c5ae06df82cc049f0df65c1edd385b998f42971b1494a0076df55d",
-        "grids_rgb": "fcb3cf1d537b75d6f250cdc011eeb7ec775a6b72dc9d00da2caccefec024f652",
-        "mean_rgb": "3b6b2ff889084fd4bc3b2019f3be0fcef1f63de8804d9f9dd9a3a36210e32d13",
-        "mtl": "cde38c10ac38bd452b9d67baa19ef3e51a077e9f92e54e752bda21f08f665e28",
-        "score_mtl": "b6e657ec34c5f0a5370b9b158bf8d32cc812b24406c5a5986ae458cfda9321ef",
-        "survival_mtl": "c7503909fd8a169d0cdb448b643be74531451290d8d37e8da3fdbee5c486ba94",
-        "tiles": "05918347b74031cdd8bdda7d4094afc4f25833d818d9dde7401864db048f27b9",
+        "eval_grade_rgb": "9e7e59411300dcd3f9956cd8d8df907f65d8f655cfcb08dd6a28ed0b70065986",
+        "eval_score_mtl": "e29f5bb717d432bf707cb3fd8f3f31807c68a6b1611d8e51cdf6cb196d08bb0d",
+        "eval_survival_mtl": "34f7ecc850c51e1aba73bea2c288c56e45e575c591d45471813201691e129096",
+        "grade_rgb": "28917163a9ef9d013f04fbe6dcc9bc9f2cb8217039efae6eaaad8a0577d89501",
+        "grids_mtl": "f03c4c12e5596f1f6933f792a6d59b2fd67ac7a13e899d48744103646190c0ad",
+        "grids_rgb": "0a0b424c7c6e59eb5061723b563203d7ce168d7630eda6ebf654b33da6dd14d1",
+        "mean_rgb": "7a8a7215019ee81de41ab8aede2199cfbab6881afec074fc270b617e3b7ab914",
+        "mtl": "3a1a2cc95a4a838bf0120add890b9823c10f43494181cc2ce7d3c3fbaee2e4c7",
+        "score_mtl": "12cfc89c4d4fabebf77c9b3cef2f8473948bd88f0f3cb73bacf41dd5ffbb3a05",
+        "survival_mtl": "ee7059142e9365ff1d39113727bc7cc58bfc7b7ae1cc1a4868c1fe727e518e64",
+        "tiles": "af13d8eff5626b69b1b8bf16957f577a166a48ad40f6c3a5c4e8969910ba98d4",
     ]
 
     func testDemoPipelineKeysArePinned() throws {
