@@ -14,7 +14,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks of data movement at scale (bench/training, bench/compress call these).",
-        subcommands: [BenchLoader.self, BenchCompressBound.self]
+        subcommands: [BenchLoader.self, BenchAugment.self, BenchCompressBound.self]
     )
 }
 
@@ -46,7 +46,7 @@ struct BenchLoader: ParsableCommand {
             try Self.writePatchSet(count: patches, to: folder)
             print(String(format: "wrote %d patches to %@ in %.1f s", patches, folder.path, clock.seconds))
         }
-        let augmenter: Augmenter? = try recipe.isEmpty ? nil : Augmenter(recipe: try AugmentationRecipes.parse(try loadRecipe(), file: recipe), seed: 2)
+        let augmenter: Augmenter? = try recipe.isEmpty ? nil : Augmenter(recipe: try Self.recipe(file: recipe), seed: 2)
 
         // Time to the first batch: opening the PatchSet (its tables) and the loader's first batch.
         let clock = Stopwatch()
@@ -124,21 +124,21 @@ struct BenchLoader: ParsableCommand {
                      set.count, first, bestPure, bestFed, bestFed / bestPure, Self.peakRSS()))
     }
 
-    /// The recipe as the engine parses references (a pipeline that references it, never run).
-    func loadRecipe() throws -> ParamValue {
-        let url = URL(fileURLWithPath: recipe).standardizedFileURL
+    /// A recipe file as the engine parses references (a pipeline that references it, never run).
+    static func recipe(file: String) throws -> AugmentationRecipe {
+        let url = URL(fileURLWithPath: file).standardizedFileURL
         let text = """
-        pipeline: bench-loader
+        pipeline: bench-augment
         inputs:
-          cohort: {kind: slides, dir: "\(work)"}
+          cohort: {kind: slides, dir: "\(url.deletingLastPathComponent().path)"}
         nodes:
           tiles: {type: tile_sampler, in: {slides: cohort}}
           augmented: {type: augmenter, in: {patches: tiles}, params: {recipe: "\(url.path)"}}
         """
-        let graph = try PipelineGraph.build(try SpecParser.parse(text: text, file: "bench loader", directory: url.deletingLastPathComponent()),
+        let graph = try PipelineGraph.build(try SpecParser.parse(text: text, file: "bench", directory: url.deletingLastPathComponent()),
                                             registry: NICEnvironment.registry)
-        guard let value = graph.node(named: "augmented")?.params["recipe"] else { throw ValidationError("\(recipe): could not be read") }
-        return value
+        guard let value = graph.node(named: "augmented")?.params["recipe"] else { throw ValidationError("\(file): could not be read") }
+        return try AugmentationRecipes.parse(value, file: file)
     }
 
     /// A PatchSet of `count` patches cut from a synthetic slide (1,024 distinct places, each repeated
@@ -227,5 +227,39 @@ struct BenchCompressBound: ParsableCommand {
         print(String(format: "%d tissue cells: reading %.0f tiles/s, encoding %.0f patches/s, bound 1/(1/encode + 1/read) %.0f patches/s (%d threads)",
                      cells.count, readRate, encodeRate, bound, cores))
         print(String(format: "JSON {\"cells\": %d, \"read_per_s\": %.1f, \"encode_per_s\": %.1f, \"bound_per_s\": %.1f}", cells.count, readRate, encodeRate, bound))
+    }
+}
+
+/// What each op of an augmentation recipe costs per patch (each applied alone, always), and the
+/// recipe as drawn, on one thread: where a loader's augmentation time goes.
+struct BenchAugment: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "augment",
+        abstract: "Milliseconds per 128 px patch of each op of a recipe (applied alone, p = 1) and of the whole recipe, one thread."
+    )
+
+    @Argument(help: "The recipe, e.g. nodes/augment/heavy.yaml.") var recipe = "nodes/augment/heavy.yaml"
+    @Option(help: "Patches per measurement.") var patches = 256
+
+    func run() throws {
+        let parsed = try BenchLoader.recipe(file: recipe)
+        let slide = SyntheticSlide(SyntheticSlideSpec(width: 4096, height: 4096, seed: 5))
+        let sources = (0..<16).map { i in RGBImage(width: 128, height: 128, pixels: slide.render(x: 1024 + 128 * i, y: 2048, width: 128, height: 128)) }
+        func time(_ augmenter: Augmenter) -> Double {
+            var checksum = 0
+            let clock = Stopwatch()
+            for i in 0..<patches { checksum &+= Int(augmenter.apply(to: sources[i % sources.count], epoch: 1, index: i).pixels[i % 100]) }
+            if checksum == -1 { print("") }  // keeps the work observable
+            return clock.seconds * 1000 / Double(patches)
+        }
+        for op in parsed.ops {
+            var always = op
+            always.probability = 1
+            let ms = time(Augmenter(recipe: AugmentationRecipe(name: op.kind.rawValue, ops: [always]), seed: 2))
+            print(String(format: "%@ %6.2f ms/patch alone (p = 1; the recipe draws it with p = %.2f: %.2f ms/patch expected)",
+                         op.kind.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0) as NSString, ms, op.probability, ms * op.probability))
+        }
+        print(String(format: "recipe '%@' as drawn: %.2f ms/patch; converting alone (no op): %.2f ms/patch", parsed.name as NSString,
+                     time(Augmenter(recipe: parsed, seed: 2)), time(Augmenter(recipe: AugmentationRecipe(name: "none", ops: []), seed: 2))))
     }
 }
