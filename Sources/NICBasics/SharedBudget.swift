@@ -10,6 +10,8 @@ public final class SharedBudget: @unchecked Sendable {  // every field is guarde
     private let total: @Sendable () -> Int
     private var held: [Int]
     private var mostHeld = 0
+    /// Stages that hold threads and want more as they come free: how many in all, and how to tell them.
+    private var wanting: [Int: (most: Int, grow: @Sendable (Int) -> Void)] = [:]
 
     /// `total()` is read at every request, so a budget that changes while the pipeline runs (the
     /// engine re-divides the cores as nodes start and finish) is followed.
@@ -19,13 +21,17 @@ public final class SharedBudget: @unchecked Sendable {  // every field is guarde
     }
 
     /// Waits until a thread is free, then gives `stage` as many free threads as it asks for (at
-    /// least one, at most `most` in all for the stage); returns what the stage now holds.
+    /// least one, at most `most` in all for the stage); returns what the stage now holds. With
+    /// `grow`, threads another stage gives back later go to this one (up to `most`) until it
+    /// releases, and `grow` hears its new count: a stage that must not wait (a training step) gets
+    /// the whole budget back as soon as the other stage (a loader) finishes what it holds them for.
     @discardableResult
-    public func acquire(_ stage: Int, most: Int) -> Int {
+    public func acquire(_ stage: Int, most: Int, grow: (@Sendable (Int) -> Void)? = nil) -> Int {
         condition.lock()
         defer { condition.unlock() }
         while free <= 0 && held[stage] == 0 { condition.wait() }
-        return grow(stage, most: most)
+        if let grow { wanting[stage] = (most, grow) }
+        return self.grow(stage, most: most)
     }
 
     /// Without waiting, takes free threads for `stage` up to `most`; returns what it now holds.
@@ -40,6 +46,10 @@ public final class SharedBudget: @unchecked Sendable {  // every field is guarde
     public func release(_ stage: Int, keep: Int = 0) {
         condition.lock()
         held[stage] = min(held[stage], max(0, keep))
+        if held[stage] == 0 { wanting[stage] = nil }
+        for (other, want) in wanting.sorted(by: { $0.key < $1.key }) where other != stage && held[other] < want.most && free > 0 {
+            want.grow(grow(other, most: want.most))
+        }
         condition.broadcast()
         condition.unlock()
     }

@@ -88,7 +88,7 @@ struct BenchLoader: ParsableCommand {
         let parameters = encoder.parameters + head.parameters
         let labels = (0..<batch).map { $0 % 2 }
         func step(_ x: Tensor) throws {
-            compute.setThreads(budget.acquire(1, most: cores))
+            compute.setThreads(budget.acquire(1, most: cores, grow: { compute.setThreads($0) }))
             defer { budget.release(1) }
             for p in parameters { p.zeroGrad() }
             let code = try encoder.forward(x, training: true)

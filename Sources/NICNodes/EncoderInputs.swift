@@ -8,9 +8,9 @@ import Slides
 /// epoch in the loader's order (chunks, then a shuffle buffer of `shuffle_buffer` patches), freshly
 /// augmented per (epoch, patch) when the PatchSet came through an augmenter, and validation passes
 /// read the same way without augmentation. The loader and the steps share the node's thread budget
-/// (`SharedBudget`): a step takes its threads once its batch is ready, and gives them back after, so
-/// the loader prepares the next batches with what the step leaves free and with everything while a
-/// step waits. It also keeps the clock of the training (`time`).
+/// (`SharedBudget`): a step takes the threads once its batch is ready (and those the loader gives
+/// back while it runs), and gives them back after, so the loader prepares the next batches between
+/// steps and while a step waits, never slowing a step down. It also keeps the clock of the training (`time`).
 final class EncoderInputs {
     let patchSet: PatchSet
     let loader: PatchLoader<Tensor>
@@ -80,7 +80,9 @@ final class EncoderInputs {
 
     /// Runs `body` on the threads the shared budget gives the training (at least one; waits for it).
     private func withThreads<T>(_ body: () throws -> T) rethrows -> T {
-        compute.setThreads(budget.acquire(Self.training, most: threads()))
+        // The step comes first: threads the loader gives back during the step join it at its next layer.
+        let compute = compute
+        compute.setThreads(budget.acquire(Self.training, most: threads(), grow: { compute.setThreads($0) }))
         defer { budget.release(Self.training) }
         return try compute.run(body)
     }

@@ -92,5 +92,17 @@ final class CompressorTests: XCTestCase {
         XCTAssertEqual(budget.take(1, most: 2), 1)
         budget.release(0)
         XCTAssertEqual(budget.take(1, most: 2), 2)
+
+        // A stage that asked to grow gets what the other gives back while it runs.
+        let shared = SharedBudget(stages: 2, total: { 2 })
+        let grown = Locked([Int]())
+        XCTAssertEqual(shared.acquire(0, most: 1), 1)
+        XCTAssertEqual(shared.acquire(1, most: 2, grow: { n in grown.withLock { $0.append(n) } }), 1)
+        shared.release(0)
+        XCTAssertEqual(grown.current, [2])
+        XCTAssertEqual(shared.take(0, most: 1), 0, "the growing stage took it back")
+        shared.release(1)
+        XCTAssertEqual(shared.take(0, most: 2), 2)
+        XCTAssertLessThanOrEqual(shared.peak, 2)
     }
 }
