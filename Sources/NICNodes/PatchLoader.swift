@@ -37,6 +37,9 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
     private var spent = LoaderTiming()
     private var mostDecoded = 0
 
+    /// Patches augmented per request of threads.
+    static var augmentPiece: Int { 16 }
+
     public init(patchSet: PatchSet, workers: Int, depth: Int = 4, budget: SharedBudget? = nil, stage: Int = 0) {
         self.patchSet = patchSet
         self.workers = max(1, workers)
@@ -166,6 +169,14 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
         for batch in batches { for i in batch { remaining[i, default: 0] += 1 } }
         var decoded: [Int: RGBImage] = [:]
         let compute = ComputeContext(threads: 1)
+        // Work in short pieces, each on the threads the budget has free then, given back after: a step
+        // that starts meanwhile gets them back within a piece.
+        func holding<T>(_ body: (Int) throws -> T) rethrows -> T {
+            let threads = budget?.acquire(stage, most: workers) ?? workers
+            defer { budget?.release(stage) }
+            compute.setThreads(threads)
+            return try compute.run { try body(threads) }
+        }
         for (k, batch) in batches.enumerated() {
             condition.lock()
             while generation == current && k - taken >= depth { condition.wait() }
@@ -173,14 +184,16 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
             condition.unlock()
             if stopped { return }
             var reading = 0.0, preparing = 0.0, held = 0
-            let threads = budget?.acquire(stage, most: workers) ?? workers
-            compute.setThreads(threads)
             let result = Result { () throws -> Prepared in
                 let clock = Stopwatch()
                 // The chunks this batch needs that are not decoded yet, decoded side by side.
                 let missing = Array(Set(batch.filter { decoded[$0] == nil }.map { $0 / PatchSet.chunkPatches })).sorted()
                 let patchSet = patchSet
-                let chunks = try compute.run { try concurrentMap(missing.count, workers: threads) { try patchSet.chunkImages(missing[$0]) } }
+                var chunks: [[RGBImage]] = []
+                for start in stride(from: 0, to: missing.count, by: workers) {
+                    let piece = Array(missing[start..<min(missing.count, start + workers)])
+                    chunks += try holding { threads in try concurrentMap(piece.count, workers: threads) { try patchSet.chunkImages(piece[$0]) } }
+                }
                 for (chunk, images) in zip(missing, chunks) {
                     let first = chunk * PatchSet.chunkPatches
                     for j in patchSet.chunkRange(chunk) where remaining[j] != nil && decoded[j] == nil { decoded[j] = images[j - first] }
@@ -197,18 +210,18 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
                     }
                 }
                 reading = clock.seconds
-                // Augmenting and assembling run on the threads the loader holds.
-                let prepared = try compute.run {
-                    if let augment {
-                        let raw = patches
-                        patches = try concurrentMap(raw.count, workers: threads) { augment(batch[$0], raw[$0]) }
+                if let augment {
+                    let raw = patches
+                    patches = []
+                    for start in stride(from: 0, to: raw.count, by: Self.augmentPiece) {
+                        let range = start..<min(raw.count, start + Self.augmentPiece)
+                        patches += try holding { threads in try concurrentMap(range.count, workers: threads) { augment(batch[range.lowerBound + $0], raw[range.lowerBound + $0]) } }
                     }
-                    return try assemble(batch, patches)
                 }
+                let prepared = try holding { _ in try assemble(batch, patches) }
                 preparing = clock.seconds - reading
                 return prepared
             }
-            budget?.release(stage)
             condition.lock()
             spent.reading += reading
             spent.preparing += preparing
