@@ -54,6 +54,7 @@ public struct Probe: NodeType {
         let loss = try LossSpec(try Heads.architecture(file: params.head.url, outputs: 1))
         let targets = try PatientTargets(loss: loss, head: params.head.url.lastPathComponent, columns: params.target, classes: params.classes,
                                          slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) })
+        targets.reportDropped(context)
         let patients = targets.patients
         guard patients.count >= params.folds else {
             throw NodeError("\(patients.count) labelled patient(s); \(params.folds)-fold cross-validation needs at least as many")

@@ -78,6 +78,16 @@ public struct TileSampler: NodeType {
 
     // MARK: Training
 
+    /// A level-0 pixel coordinate from the table: a finite number within what any slide can have
+    /// (NaN, infinities and 1e30 are errors naming the cell, never a trap in the Int conversion).
+    static func pixelCoordinate(_ text: String, source: String, line: Int, column: Int, name: String) throws -> Int {
+        if let value = Int(text) { return value }
+        guard let value = Double(text), value.isFinite, abs(value) < 1e12 else {
+            throw NodeError("\(source):\(line):\(column): \(name) must be a finite number of level-0 pixels, got '\(text)'")
+        }
+        return Int(value.rounded())
+    }
+
     /// Checks every annotation (known slide, integer coordinates, patch inside the slide) and draws the
     /// balanced sample. Errors name the table line.
     public static func planTraining(_ table: CSVTable, source: String, slides: SlideCache, perTask: Int, only: [String], regression: Set<String>,
@@ -96,9 +106,8 @@ public struct TileSampler: NodeType {
             guard slides.set[stem] != nil else {
                 throw NodeError("\(source):\(line):\(sc + 1): unknown slide '\(stem)' (not in the slide set of \(slides.set.slides.count) slides)")
             }
-            guard let x = Int(row[xc]) ?? Double(row[xc]).map({ Int($0.rounded()) }), let y = Int(row[yc]) ?? Double(row[yc]).map({ Int($0.rounded()) }) else {
-                throw NodeError("\(source):\(line): x, y must be numbers (level-0 pixels), got '\(row[xc])', '\(row[yc])'")
-            }
+            let x = try pixelCoordinate(row[xc], source: source, line: line, column: xc + 1, name: "x")
+            let y = try pixelCoordinate(row[yc], source: source, line: line, column: yc + 1, name: "y")
             guard !task.isEmpty else { throw NodeError("\(source):\(line):\(tc + 1): empty task name") }
             guard !label.isEmpty else { throw NodeError("\(source):\(line):\(lc + 1): empty label") }
             do {

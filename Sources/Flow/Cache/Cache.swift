@@ -35,12 +35,26 @@ public final class Cache: Sendable {
     public var state: URL { root.appendingPathComponent("state") }
     public let fileHasher: FileHasher
 
-    public init(root: URL) throws {
+    /// Per-key lock files and the leases of live runs (`locks/`): how processes sharing this cache
+    /// take turns on a key and how `gc` knows what is in use.
+    public let locks: KeyLocks
+
+    /// `create: false` opens an existing cache only (for commands that only read: a mistyped path is
+    /// an error, not a new empty cache).
+    public init(root: URL, create: Bool = true) throws {
         self.root = root.standardizedFileURL
-        fileHasher = FileHasher(stateFile: self.root.appendingPathComponent("state/file-hashes.json"))
+        locks = KeyLocks(folder: self.root.appendingPathComponent("locks"))
+        fileHasher = FileHasher(stateFile: self.root.appendingPathComponent("state/file-hashes.json"), locks: locks)
+        guard create else {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: objects.path, isDirectory: &isDir), isDir.boolValue else {
+                throw FlowError("no cache at \(self.root.path) (no objects/ folder there): check --cache or NIC_CACHE")
+            }
+            return
+        }
         for dir in [objects, temporary, quarantine, state] {
             do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
-            catch { throw FlowError("cannot create cache folder \(dir.path): \(error.localizedDescription)") }
+            catch { throw FlowError.wrapping(error, "cannot create cache folder \(dir.path)") }
         }
     }
 
@@ -244,10 +258,20 @@ public final class Cache: Sendable {
         return (all.count, problems)
     }
 
+    public struct Collection {
+        public var removed: [EntryInfo] = []
+        /// Entries that should have gone but are held by a live run (locked or leased).
+        public var inUse: [EntryInfo] = []
+        /// Entries whose removal failed, with the reason (read-only cache, permission denied).
+        public var failed: [(entry: EntryInfo, reason: String)] = []
+    }
+
     /// Removes entries: those not in `keep` (when given) and/or not used since `olderThan` (when given).
-    /// With both, an entry goes only if it is unreferenced *and* old.
-    public func collectGarbage(keep: Set<String>?, olderThan: Date?, dryRun: Bool) -> [EntryInfo] {
-        var removed: [EntryInfo] = []
+    /// With both, an entry goes only if it is unreferenced *and* old. Never one that a live run holds:
+    /// each entry is removed under its key's lock, after checking the live runs' leases, and moved out
+    /// of `objects/` in one rename, so a run that leases it afterwards finds it gone and recomputes it.
+    public func collectGarbage(keep: Set<String>?, olderThan: Date?, dryRun: Bool) -> Collection {
+        var result = Collection()
         let all = entries()
         var keep = keep
         if var kept = keep {
@@ -255,6 +279,13 @@ public final class Cache: Sendable {
             for entry in all where kept.contains(entry.key) { kept.formUnion(entry.manifest?.items ?? []) }
             keep = kept
         }
+        let byKey = Dictionary(all.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        func leased() -> Set<String> {
+            var keys = locks.leasedKeys(readOnly: dryRun)
+            for key in keys { keys.formUnion(byKey[key]?.manifest?.items ?? []) }
+            return keys
+        }
+        var inUse = leased()
         for entry in all {
             let unreferenced = keep.map { !$0.contains(entry.key) }
             let old = olderThan.map { entry.lastUsed < $0 }
@@ -266,13 +297,37 @@ public final class Cache: Sendable {
             case (nil, nil): remove = false
             }
             guard remove else { continue }
-            removed.append(entry)
-            if !dryRun { try? FileManager.default.removeItem(at: entry.url) }
+            if dryRun {
+                if inUse.contains(entry.key) || locks.liveOwner(entry.key) != nil { result.inUse.append(entry) } else { result.removed.append(entry) }
+                continue
+            }
+            let held: KeyLocks.Held
+            do {
+                guard case .acquired(let lock) = try locks.tryLock(entry.key) else { result.inUse.append(entry); continue }
+                held = lock
+            } catch {
+                result.failed.append((entry, FlowError.plainReason(error)))
+                continue
+            }
+            defer { held.release() }
+            inUse = leased()  // a run may have leased it since
+            if inUse.contains(entry.key) { result.inUse.append(entry); continue }
+            let doomed = temporary.appendingPathComponent("\(entry.key.prefix(16)).\(getpid()).gc")
+            guard rename(entry.url.path, doomed.path) == 0 else {
+                result.failed.append((entry, FlowError.plainReason(errno: errno)))
+                continue
+            }
+            do {
+                try FileManager.default.removeItem(at: doomed)
+                result.removed.append(entry)
+            } catch {
+                result.failed.append((entry, "moved out of objects/ to \(doomed.path) but not deleted: \(FlowError.plainReason(error))"))
+            }
         }
-        if !dryRun {
-            try? FileManager.default.removeItem(at: quarantine)
-            try? FileManager.default.createDirectory(at: quarantine, withIntermediateDirectories: true)
+        if !dryRun, FileManager.default.fileExists(atPath: quarantine.path) {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: quarantine.path)) ?? []
+            for name in names { try? FileManager.default.removeItem(at: quarantine.appendingPathComponent(name)) }
         }
-        return removed
+        return result
     }
 }

@@ -222,11 +222,9 @@ public struct PipelineGraph {
 /// Reads a referenced YAML definition; errors point into that file and say where it was referenced.
 func loadReference(_ url: URL, from reference: SourceLocation) throws -> ParamValue {
     let display = url.path
-    guard let data = FileManager.default.contents(atPath: url.path), let text = String(data: data, encoding: .utf8) else {
-        throw SpecError("cannot read referenced file \(display)", at: reference)
-    }
+    let text = try YAMLLimits.readText(url, display: display, at: reference)
     do {
-        guard let node = try Yams.compose(yaml: text) else {
+        guard let node = try YAMLLimits.compose(text, file: display) else {
             throw SpecError("referenced file \(display) is empty (referenced from \(reference))", at: SourceLocation(file: display, line: 1, column: 1))
         }
         return ParamCoercion.plainValue(node)

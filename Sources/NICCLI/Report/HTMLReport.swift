@@ -45,7 +45,7 @@ struct HTMLReport {
         let c = record.counts
         var html = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>nic report – \(esc(record.pipeline))</title><style>\(Self.css)</style></head><body>"
         let started = ISO8601DateFormatter().string(from: record.started)
-        html += "<header id=\"summary\"><h1>\(esc(record.pipeline))</h1><div class=\"meta\">run \(esc(folder.lastPathComponent)) · started \(started) · status <b>\(esc(record.status))</b> · \(c.executed) executed, \(c.cached) cached, \(c.failed) failed, \(c.skipped) skipped\(record.seconds.map { " · " + String(format: "%.1f s", $0) } ?? "")</div></header><main>"
+        html += "<header id=\"summary\"><h1>\(esc(record.pipeline))</h1><div class=\"meta\">run \(esc(folder.lastPathComponent)) · started \(started) · status <b>\(esc(record.shownStatus))</b> · \(c.executed) executed, \(c.cached) cached, \(c.failed) failed, \(c.skipped) skipped\(record.seconds.map { " · " + String(format: "%.1f s", $0) } ?? "")</div></header><main>"
         html += section("dag", "Pipeline", dagSVG().map { "<div style=\"overflow-x:auto\">\($0)</div>" })
         html += section("nodes", "Nodes", nodesTable())
         html += section("curves", "Training curves", curves())
