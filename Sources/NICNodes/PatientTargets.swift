@@ -134,7 +134,7 @@ struct PatientTargets {
         switch task {
         case .binary: return [1 / (1 + exp(-row[0]))]
         case .multiclass:
-            let m = row.max()!, e = row.map { exp($0 - m) }, s = e.reduce(0, +)
+            let m = row.max()!, e = row.map { exp($0 - m) }, s = e.reduce(0, +)  // invariant: a row has one score per class (at least 2)
             return e.map { $0 / s }
         case .regression: return [row[0] * std + mean]
         case .survival: return row

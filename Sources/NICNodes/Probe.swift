@@ -113,14 +113,14 @@ public struct Probe: NodeType {
         let values = targets.patients.map { targets.labels[$0]! }  // invariant: every patient has labels
         switch loss {
         case .meanSquaredError:
-            return .regression(values.map { Double($0[0])! })
+            return .regression(values.map { Double($0[0])! })  // invariant: PatientTargets checked every value is a finite number
         case .binaryCrossEntropy:
             return .binary(values.map { $0[0] == targets.classes[1] })
         case .softmaxCrossEntropy:
-            return .multiclass(values.map { targets.classes.firstIndex(of: $0[0])! }, classes: targets.classes.count)
+            return .multiclass(values.map { targets.classes.firstIndex(of: $0[0])! }, classes: targets.classes.count)  // invariant: PatientTargets checked every label is a class
         case .cox(let ties):
             guard let tieMethod = CoxRegression.Ties(rawValue: ties.rawValue) else { throw NodeError("Cox ties '\(ties.rawValue)': expected breslow or efron") }
-            return .survival(time: values.map { Double($0[0])! }, event: values.map { Int($0[1]) == 1 }, ties: tieMethod)
+            return .survival(time: values.map { Double($0[0])! }, event: values.map { Int($0[1]) == 1 }, ties: tieMethod)  // invariant: PatientTargets checked every time is a finite number
         }
     }
 

@@ -97,7 +97,7 @@ public struct TileSampler: NodeType {
             throw NodeError("\(source):1: missing column '\(c)'; expected slide, x, y, task, label; found \(table.columns.joined(separator: ", "))")
         }
         let ci = table.columnIndex
-        let (sc, xc, yc, tc, lc) = (ci("slide")!, ci("x")!, ci("y")!, ci("task")!, ci("label")!)
+        let (sc, xc, yc, tc, lc) = (ci("slide")!, ci("x")!, ci("y")!, ci("task")!, ci("label")!)  // invariant: all five columns checked just above
         var byTask: [String: [(line: Int, record: PatchRecord, label: String)]] = [:]
         for (n, row) in table.rows.enumerated() {
             let line = n + 2
@@ -122,7 +122,7 @@ public struct TileSampler: NodeType {
         var records: [PatchRecord] = []
         var tasks: [PatchTask] = []
         for (t, name) in byTask.keys.sorted().enumerated() {
-            let items = byTask[name]!
+            let items = byTask[name]!  // invariant: name taken from byTask.keys
             var rng = SplitMix64(seed: seed, t)
             let labels = items.map(\.label)
             let numeric = labels.allSatisfy { Double($0) != nil }
@@ -210,8 +210,8 @@ public struct TileSampler: NodeType {
                 if r.column != nil, r.row != nil, grids[r.slide] != nil { byGrid[r.slide, default: []].append(i) } else { single.append(i) }
             }
             for (stem, indices) in byGrid.sorted(by: { $0.key < $1.key }) {
-                let cells = indices.map { (column: records[range.lowerBound + $0].column!, row: records[range.lowerBound + $0].row!) }
-                let reader = GridReader(slide: try slides.slide(stem), grid: grids[stem]!, mpp: mpp, size: size, tolerance: tolerance)
+                let cells = indices.map { (column: records[range.lowerBound + $0].column!, row: records[range.lowerBound + $0].row!) }  // invariant: grid-mode records always carry their cell
+                let reader = GridReader(slide: try slides.slide(stem), grid: grids[stem]!, mpp: mpp, size: size, tolerance: tolerance)  // invariant: grid-mode slides each have a grid
                 try reader.read(cells, workers: threads) { j, tile in results.withLock { $0[indices[j]] = tile } }
             }
             let singles = single
@@ -223,7 +223,7 @@ public struct TileSampler: NodeType {
                 return try slide.readRegion(x: x, y: y, width: size, height: size, mpp: mpp, tolerance: tolerance)
             }
             results.withLock { slots in for (i, image) in zip(singles, readSingles) { slots[i] = image } }
-            try writer.writeChunk(k, patches: results.current.map { $0! })
+            try writer.writeChunk(k, patches: results.current.map { $0! })  // invariant: the workers fill every slot or throw
             try progress(range.upperBound)
         }
     }

@@ -58,8 +58,15 @@ public enum Safetensors {
     }
 
     public static func read(_ url: URL) throws -> [String: Value] {
-        let file = url.path
-        let data = try Data(contentsOf: url)
+        let data: Data
+        do { data = try Data(contentsOf: url) }
+        catch { throw NeuralError.weights(file: url.path, message: "cannot read the file (\(error.localizedDescription))") }
+        return try read(data: data, file: url.path)
+    }
+
+    /// Parses a safetensors file's bytes; `file` names it in errors. Every length, offset and shape
+    /// in the header is checked against the data before use (fuzzed: Tests/Fuzz).
+    public static func read(data: Data, file: String) throws -> [String: Value] {
         guard data.count >= 8 else { throw NeuralError.weights(file: file, message: "too short for a safetensors file") }
         let declared = data.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard declared > 0, declared <= UInt64(data.count - 8) else { throw NeuralError.weights(file: file, message: "header length \(declared) does not fit the file") }

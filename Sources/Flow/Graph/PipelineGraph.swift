@@ -63,11 +63,11 @@ public struct PipelineGraph {
                 }
                 switch param.type {
                 case .file, .directory:
-                    let url = URL(fileURLWithPath: value.stringValue!)
+                    let url = URL(fileURLWithPath: value.stringValue!)  // invariant: file and folder params coerce to strings
                     paths[param.name] = url
                     params[param.name] = value
                 case .reference:
-                    let url = URL(fileURLWithPath: value.stringValue!)
+                    let url = URL(fileURLWithPath: value.stringValue!)  // invariant: reference params coerce to strings
                     paths[param.name] = url
                     do { params[param.name] = try loadReference(url, from: entry.valueLocation) }
                     catch let error as SpecError { errors.append(error) }
@@ -154,7 +154,7 @@ public struct PipelineGraph {
             (specByName[name]?.inputs ?? []).map(\.sourceNode).filter { specByName[$0] != nil }
         })
         if let cycle = order.cycle {
-            let first = specByName[cycle[0]]!
+            let first = specByName[cycle[0]]!  // invariant: cycle members come from specByName
             let binding = first.inputs.first { $0.sourceNode == cycle[1 % cycle.count] }
             errors.append(SpecError("cycle: \((cycle + [cycle[0]]).joined(separator: " -> ")); a node cannot depend on its own output", at: binding?.sourceLocation ?? first.location))
         }

@@ -65,7 +65,7 @@ public enum Planner {
                 }
             }
             var inputKeys: [String: String] = [:]
-            for (port, source) in node.inputs { inputKeys[port] = keys[source.node]! + "/" + source.port }
+            for (port, source) in node.inputs { inputKeys[port] = keys[source.node]! + "/" + source.port }  // invariant: nodes are planned in topological order, inputs first
             let key = CacheKey(type: node.type.name, version: node.type.version, params: keyParams, inputs: inputKeys).hex
             keys[node.name] = key
 

@@ -131,7 +131,7 @@ public final class RunRecorder: RunObserver, Sendable {
 
         var nodes: [String: RunRecord.Node] = [:]
         for node in plan.nodes {
-            let graphNode = plan.graph.node(named: node.name)!
+            let graphNode = plan.graph.node(named: node.name)!  // invariant: plan nodes come from this graph
             nodes[node.name] = RunRecord.Node(
                 type: node.typeName, key: node.key, plan: node.status == .cached ? "cached" : "will run", reasons: node.reasons,
                 status: "pending", started: nil, finished: nil, seconds: nil, entry: nil, error: nil,
@@ -146,7 +146,7 @@ public final class RunRecorder: RunObserver, Sendable {
             "file": .string(plan.graph.spec.file),
             "base": .string(plan.graph.spec.baseDirectory.path),
             "nodes": .list(plan.nodes.map { node in
-                let graphNode = plan.graph.node(named: node.name)!
+                let graphNode = plan.graph.node(named: node.name)!  // invariant: plan nodes come from this graph
                 return .map([
                     "name": .string(node.name), "type": .string(node.typeName), "version": .int(node.version),
                     "key": .string(node.key), "params": .map(node.params),
@@ -227,7 +227,7 @@ public final class RunRecorder: RunObserver, Sendable {
             // Every change of stage (epoch) is kept for curves; plain counts at most once a second.
             let now = Date()
             let last = s.lastEvent[name]
-            let due = last == nil || last!.1 != progress.stage || now.timeIntervalSince(last!.0) >= 1 || progress.completed == progress.total
+            let due = last == nil || last!.1 != progress.stage || now.timeIntervalSince(last!.0) >= 1 || progress.completed == progress.total  // invariant: `last` is non-nil past the `== nil ||`
             if due {
                 s.lastEvent[name] = (now, progress.stage)
                 var extra: [String: ParamValue] = ["completed": .int(progress.completed), "unit": .string(progress.unit)]
