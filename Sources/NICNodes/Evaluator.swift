@@ -117,8 +117,9 @@ public struct Evaluator: NodeType {
             // A p-value gets no bootstrap interval: it is not an effect size.
             if resamples > 0 && metric != "logrank",
                let ci = Bootstrap.interval(count: predictions.count, resamples: resamples, confidence: confidence,
-                                           seed: UInt64(truncatingIfNeeded: params.seed) &+ UInt64(m),
+                                           seed: UInt64(truncatingIfNeeded: params.seed) &+ UInt64(m), stop: { context.isCancelled },
                                            statistic: { Self.statistic(metric, predictions, $0) }) {
+                try context.checkCancellation()  // the interval of a stopped bootstrap is not cached
                 entry["ci_low"] = .float(ci.low)
                 entry["ci_high"] = .float(ci.high)
                 entry["valid_resamples"] = .int(ci.valid)

@@ -66,6 +66,29 @@ final class SharedCacheTests: XCTestCase {
         XCTAssertTrue(record.contains("\"s\"") && record.contains("\"c\""), record)
     }
 
+    func testOneInterruptStopsALongBootstrap() throws {
+        var csv = "patient,fold,score,prediction\n"
+        for i in 0..<300 { csv += "p\(i),\(i % 4),\(Double(i % 17) / 3),\(Double((i * 7) % 23) / 5)\n" }
+        try kit.write("predictions.csv", csv)
+        try kit.write("p.yaml", """
+        pipeline: long
+        inputs:
+          predicted: {kind: predictions, path: predictions.csv, task: regression, target: [score], prediction: [prediction]}
+        nodes:
+          judged: {type: evaluator, in: {predictions: predicted}, params: {bootstrap: 1000000}}
+        """)
+        let running = try kit.start(["run", "p.yaml"])
+        waitForOutput(running, "start    judged")
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(running.process.processIdentifier, SIGINT)
+        // Without a check between resamples the node would run for many minutes.
+        kit.waitFor("the run to stop after one interrupt", timeout: 30) { !running.process.isRunning }
+        if running.process.isRunning { kill(running.process.processIdentifier, SIGKILL) }
+        let result = running.wait()
+        XCTAssertEqual(result.status, 130, result.stdout + result.stderr)
+        XCTAssertFalse(try kit.run(["plan", "p.yaml"]).stdout.contains("judged  evaluator  cached"), "a stopped bootstrap is not cached")
+    }
+
     func testAKilledRunIsShownAsDied() throws {
         try kit.write("p.yaml", "pipeline: doomed\nnodes:\n  s: {type: sleep, params: {seconds: 120}}\n")
         let running = try kit.start(["run", "p.yaml"])
