@@ -6,7 +6,7 @@ export NIC_TEST_DATA ?= $(HOME)/.cache/nic/data
 SWIFT ?= swift
 TESTKIT = .build/debug/nic-testkit
 
-.PHONY: demo test deps build interop report-check fuzz clean
+.PHONY: demo test deps build interop parity report-check fuzz clean
 
 deps:
 	@scripts/deps.sh
@@ -32,6 +32,7 @@ test:
 	@FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) scripts/fuzz.sh
 	@$(MAKE) --no-print-directory interop
 	@$(MAKE) --no-print-directory report-check
+	@$(MAKE) --no-print-directory parity
 
 # libFuzzer on the spec parser, the CSV reader, zarr metadata + chunk decoding and the safetensors
 # reader (Tests/Fuzz, seed corpora committed there): FUZZ_SECONDS each (`make test` runs each for
@@ -48,6 +49,14 @@ interop:
 	$(VENV)/bin/python scripts/zarr_interop.py check "$$dir/nic" && \
 	$(VENV)/bin/python scripts/zarr_interop.py write "$$dir/python" && \
 	$(TESTKIT) zarr-check "$$dir/python"
+
+# The neural core and the bag (MIL) models against PyTorch references (CPU torch in the venv):
+# outputs, attention and one training step's gradients from the weights nic saved.
+parity:
+	@scripts/deps.sh --torch
+	$(SWIFT) build -c release --product nic
+	$(VENV)/bin/python scripts/parity_mil.py --nic .build/release/nic
+	$(VENV)/bin/python scripts/parity_neural.py --nic .build/release/nic
 
 # NIC end to end on a tiny synthetic cohort (release build: training in a debug build is ~20× slower),
 # checks that the multi-task encoder beats mean-RGB, then opens the run's HTML report in headless

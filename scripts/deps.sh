@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what nic needs on Debian: system libraries (apt-get, when root) and, with --python, a venv
-# outside the repository with the Python packages the interoperability checks use.
+# outside the repository with the Python packages the interoperability checks use; --torch adds the
+# CPU build of PyTorch for the parity checks (scripts/parity_*.py).
 set -euo pipefail
 
 SYSTEM_PACKAGES=(libzstd-dev pkg-config libopenblas-dev libopenslide-dev libtiff-dev openslide-tools)
@@ -11,6 +12,7 @@ VENV="${NIC_VENV:-$HOME/.cache/nic/venv}"
 
 wanted=("${SYSTEM_PACKAGES[@]}")
 [ "${1:-}" = "--python" ] && wanted+=("${TEST_PACKAGES[@]}")
+[ "${1:-}" = "--torch" ] && wanted+=(python3-venv)
 missing=()
 for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -36,5 +38,14 @@ if [ "${1:-}" = "--python" ]; then
     if ! "$VENV/bin/python" -c "import zarr, numpy, google_crc32c, selenium" 2>/dev/null; then
         echo "deps: installing ${PYTHON_PACKAGES[*]} into $VENV"
         "$VENV/bin/pip" install -q "${PYTHON_PACKAGES[@]}"
+    fi
+fi
+
+if [ "${1:-}" = "--torch" ]; then
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    if ! "$VENV/bin/python" -c "import torch, safetensors, yaml, numpy" 2>/dev/null; then
+        echo "deps: installing CPU PyTorch, safetensors, pyyaml into $VENV"
+        "$VENV/bin/pip" install -q torch --index-url https://download.pytorch.org/whl/cpu
+        "$VENV/bin/pip" install -q safetensors pyyaml numpy
     fi
 fi

@@ -8,7 +8,7 @@ struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
         abstract: "Show the BLAS library, the kernel in use, threads and measured speed.",
-        subcommands: [DoctorInfo.self, DoctorBench.self, DoctorParity.self],
+        subcommands: [DoctorInfo.self, DoctorBench.self, DoctorParity.self, DoctorBag.self],
         defaultSubcommand: DoctorInfo.self
     )
 }
@@ -79,7 +79,7 @@ struct DoctorBench: ParsableCommand {
 struct DoctorParity: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parity",
-        abstract: "Write weights, input, outputs and one training step's gradients for scripts/parity_neural.py."
+        abstract: "Write weights, input, outputs and one training step's gradients for scripts/parity_neural.py (bag models: scripts/parity_mil.py)."
     )
 
     @Option(name: .long, help: "Architecture YAML.") var architecture: String
@@ -95,7 +95,43 @@ struct DoctorParity: ParsableCommand {
             guard !parts.isEmpty else { throw ValidationError("--input: expected a shape like 64,64,3") }
             return parts
         }
+        if try BagModel.poolSpec(Architecture.load(file: architecture)) != nil {
+            guard let head, let features = shape?.first, shape?.count == 1 else {
+                throw ValidationError("a bag model needs --head and --input with the instance size, e.g. --input 128")
+            }
+            try NeuralParity.runBag(architecture: architecture, head: head, features: features, seed: seed, bags: batch, out: URL(fileURLWithPath: out))
+            return
+        }
         try NeuralParity.run(architecture: architecture, head: head, seed: seed, batch: batch, inputShape: shape, out: URL(fileURLWithPath: out))
+    }
+}
+
+struct DoctorBag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bag",
+        abstract: "Predict one bag of random instances with a bag model, chunked; print the time and the peak RSS (bench/mil)."
+    )
+
+    @Option(name: .long, help: "Bag model architecture.") var architecture = "nodes/patient/abmil-gated.yaml"
+    @Option(name: .long, help: "Head architecture.") var head = "nodes/heads/regression.yaml"
+    @Option(name: .long, help: "Instances in the bag.") var cells = 200_000
+    @Option(name: .long, help: "Instance size.") var features = 128
+    @Option(name: .long, help: "Instances per chunk.") var chunk = 8192
+
+    func run() throws {
+        let model = try BagModel(architecture: Architecture.load(file: architecture), features: features,
+                                 head: Architecture.load(file: head), seed: 1)
+        let rssBefore = NICProcess.peakResidentMegabytes()
+        let start = Date()
+        // Instances are made chunk by chunk, as the patient model reads them from a slide's grids.
+        let (output, attention) = try model.predict(count: cells, chunk: chunk) { range in
+            var rng = Xoshiro256StarStar(seed: UInt64(range.lowerBound))
+            return Tensor(shape: [range.count, features], data: (0..<(range.count * features)).map { _ in rng.nextNormal() })
+        }
+        let seconds = Date().timeIntervalSince(start)
+        print(String(format: "bag of %d instances (chunk %d): %.2f s, output %.4f, attention max %.2e, peak RSS %d MB (before %d MB)",
+                     cells, chunk, seconds, output[0], attention.max() ?? 0, NICProcess.peakResidentMegabytes(), rssBefore))
+        print(String(format: "JSON {\"seconds\": %.4f, \"peak_rss_mb\": %d, \"cells\": %d}", seconds, NICProcess.peakResidentMegabytes(), cells))
     }
 }
 
@@ -107,5 +143,12 @@ public enum NICProcess {
     public static func start() {
         BLAS.reexecWithFastKernelIfNeeded()
         Compute.configureProcess()
+    }
+
+    /// The process's peak resident set so far (getrusage: kilobytes on Linux).
+    public static func peakResidentMegabytes() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_maxrss / 1024
     }
 }

@@ -9,6 +9,9 @@ import Stats
 /// Every patient gets an out-of-fold prediction: the average over its slides, `test_crops` crops per
 /// slide and every stored orientation (test-time augmentation).
 ///
+/// An architecture with a `pool` entry (e.g. nodes/patient/abmil-gated.yaml) is a bag model instead:
+/// multiple-instance learning over the tissue cells of whole slides (`BagPatientModel`).
+///
 /// Crops of the architecture's input size are centred with probability proportional to the distance
 /// from background (NIC appendix), in a random orientation, one per training slide per epoch. Cox
 /// batches without an observed event are skipped (the partial likelihood is undefined on them).
@@ -37,9 +40,15 @@ public struct PatientModel: NodeType {
         @Param(doc: "Adam learning rate (÷10 on a training-loss plateau)", .positive) var learningRate = 1e-3
         @Param(doc: "epochs without improvement before the learning rate drops", .atLeast(1)) var patience = 4
         @Param(doc: "crops per slide and orientation averaged at prediction time", .atLeast(1)) var testCrops = 10
+        @Param(doc: "how a patient's slides give one prediction: 'slides' predicts each slide and averages per patient (the CNN's way); 'patient' pools every slide's tissue cells into one bag (bag models only); 'auto': patient for bag models, slides for the CNN")
+        var aggregation: Aggregation = .auto
+        @Param(doc: "bag models: at most this many tissue cells of a bag per training step, a random subset each time (prediction uses every cell)", .within(1, 10_000_000))
+        var bagCells = 4096
         @Param(doc: "folds, initialisation, crops") var seed = 0
         public init() {}
     }
+
+    public enum Aggregation: String, ParamChoice { case auto, slides, patient }
 
     public init() {}
 
@@ -59,6 +68,11 @@ public struct PatientModel: NodeType {
         let gridSet = try GridSet(folder: try context.input("grids"))
         guard let architecture = params.architecture else { throw NodeError("param 'architecture' is required with 'grids'") }
         let trunkArchitecture = try Architecture.load(file: architecture.path)
+        let isBagModel = try BagModel.poolSpec(trunkArchitecture) != nil
+        let aggregation: Aggregation = params.aggregation == .auto ? (isBagModel ? .patient : .slides) : params.aggregation
+        if aggregation == .patient && !isBagModel {
+            throw NodeError("param 'aggregation': 'patient' (one bag per patient) needs a bag model (an architecture with 'pool'); the CNN predicts each slide and averages, use 'slides'")
+        }
         let headURL = params.head.url
         for column in ["patient"] + params.target where !gridSet.slideSet.labelColumns.contains(column) {
             throw NodeError("param 'target': the cohort's labels.csv has no column '\(column)'; it has \(gridSet.slideSet.labelColumns.joined(separator: ", "))")
@@ -70,6 +84,9 @@ public struct PatientModel: NodeType {
         let patients = targets.patients
         guard patients.count >= params.folds else {
             throw NodeError("\(patients.count) labelled patient(s); \(params.folds)-fold cross-validation needs at least as many")
+        }
+        if isBagModel {
+            return try BagPatientModel.run(context, params, gridSet: gridSet, architecture: trunkArchitecture, targets: targets, aggregation: aggregation)
         }
 
         let crop = trunkArchitecture.inputs.first?.shape?.first ?? 0

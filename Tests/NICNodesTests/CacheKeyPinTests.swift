@@ -112,21 +112,23 @@ final class CacheKeyPinTests: XCTestCase {
     /// Re-pinned on purpose for issue 11: the encoder node's version 2 (early stopping, derived
     /// downsample, per-task AUC/R², BiGAN label smoothing) and the patient model's crops_per_slide
     /// move the keys of the encoders, the patient models and everything downstream; the tile
-    /// sampler, augmenter and sources kept theirs.
+    /// sampler, augmenter and sources kept theirs. Re-pinned for issue 12: the patient model's new
+    /// params (`aggregation`, `bag_cells`; their defaults keep the CNN's behaviour) move the keys of
+    /// the patient models and their evaluators.
     static let pinned: [String: String] = [
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
         "augmented": "39a6e69b546bd6a7efe8ddc2e5a13b38af77ef53d24ca4e2148db43d248813a3",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "fc474e71c26bd94248b67dd7a8099e4314f4f90f802eb9fa06072730e12191d8",
-        "eval_score_mtl": "5276b2513b67d4c494c564eb956a89b070ddea10e9a5cc3752204274b0b8707c",
-        "eval_survival_mtl": "76ad3ad4027c4e573ce6e4583ba863b1a96dee8ba17f7bb0e638602977fc862c",
-        "grade_rgb": "7b9bda0fea6984623cf84394ad7782443b2556b15888041b2f8eeedc5cf4329d",
+        "eval_grade_rgb": "159222a70f88683a3c75193747bce378804cb597f0a9952d3aaa8204e1faec61",
+        "eval_score_mtl": "7f08093f15c7cd75ee35d695c9134a0c9721ab0c5303ef2c6a5b354f93beae9b",
+        "eval_survival_mtl": "40699889a3005d151a2052db01ce9e336c0ad74b1fc2ad0ac0e2dca2fbaf7d38",
+        "grade_rgb": "c097a564b818b42f1d7311158886ef56637ed790838e8ba655f449d180b70aad",
         "grids_mtl": "760b168ed57a87e87aa2cc10524e5859db332c480bc63d301f1f510fe55c4ffe",
         "grids_rgb": "870f34acd552caaac584b82b2a527e45ebceb3f29fcc02898d7f63e5e11f5bbb",
         "mean_rgb": "715f13abb23a518d290b19e41daf82dddf2e47877b3fc4a9e045b6f5f2907fbb",
         "mtl": "e7f70ce7a21a609e9e6e1674ca84d16a161a4e42b65024fb0eaf91bb77282a82",
-        "score_mtl": "f7e7481477b41447ca54ea76b668ac9c93f741a71eaf48074f46d7c63277e370",
-        "survival_mtl": "18a23a5ca6da433a823df6d056e4447a9a98a3207cc9fb884a5cc2b0abb2fbcb",
+        "score_mtl": "94c94c23efd1d1f74d33ac347f39d12a9ca923ac9fb5ac968407d4df983c8cc9",
+        "survival_mtl": "bb8f63df9466440fea7c1eb6ad5712609a0e8f75965094c9bc9654e48da278c8",
         "tiles": "05918347b74031cdd8bdda7d4094afc4f25833d818d9dde7401864db048f27b9",
     ]
 

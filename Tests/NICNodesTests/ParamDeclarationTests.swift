@@ -108,6 +108,6 @@ final class ParamDeclarationTests: XCTestCase {
         }
         XCTAssertEqual(registry["patient_model"]!.params.map(\.name),
                        ["architecture", "covariates", "head", "target", "classes", "folds", "epochs", "crops_per_slide", "batch_size", "learning_rate",
-                        "patience", "test_crops", "seed"])
+                        "patience", "test_crops", "aggregation", "bag_cells", "seed"])
     }
 }

@@ -37,4 +37,17 @@ final class ShippedArchitectureTests: XCTestCase {
         let ya = try pool.forward(a, training: false), yb = try pool.forward(b, training: false)
         XCTAssertLessThanOrEqual(ya.maxAbsDifference(yb), 1e-4)
     }
+
+    func testBagModelsTakeCodesAndGiveOneOutputPerBag() throws {
+        let head = try Architecture.parse(yaml: "layers: [{dense: 1}]\n", file: "head.yaml")
+        for name in ["abmil-gated", "mil-mean"] {
+            let arch = try Architecture.load(file: Self.nodes.appendingPathComponent("patient/\(name).yaml").path)
+            XCTAssertNotNil(try BagModel.poolSpec(arch), name)
+            let model = try BagModel(architecture: arch, features: 128, head: head, seed: 1)
+            let x = Tensor(shape: [30, 128], data: (0..<(30 * 128)).map { Float($0 % 17) / 17 })
+            let (output, attention) = try model.forward(x, bags: [0..<10, 10..<30], training: false)
+            XCTAssertEqual(output.shape, [2, 1], name)
+            XCTAssertEqual(attention.reduce(0, +), 2, accuracy: 1e-4, "\(name): attention sums to 1 per bag")
+        }
+    }
 }

@@ -1,0 +1,222 @@
+import NICBasics
+import Flow
+import Foundation
+import Neural
+import Stats
+import Slides
+import TensorStore
+
+/// The patient model when its architecture has a `pool` entry: multiple-instance learning over the
+/// tissue cells of compressed slides (ABMIL/CLAM-style gated attention, plain attention, or a masked
+/// mean). Background cells never enter a bag, so slides of any size and shape are handled whole.
+///
+/// A bag is a patient (every slide's tissue cells pooled; `aggregation: patient`, the default for bag
+/// models) or a slide (`aggregation: slides`: predictions averaged per patient). A training step
+/// takes `batch_size` bags, each slide in a random stored orientation (the codes of the rotated
+/// patches) and at most `bag_cells` random cells per bag, so a step's memory is bounded whatever the
+/// slide size. A Cox step's bags form its risk set: with `batch_size: 16` the partial likelihood
+/// compares 16 patients, as the CNN's batches do. Prediction uses every cell of every slide, chunked
+/// with an online softmax (memory: one chunk plus one logit per cell), averaged over orientations.
+///
+/// Writes `attention/<slide>` (zarr float32 [rows, columns]: each tissue cell's attention weight in
+/// its bag, orientation 0, out-of-fold; 0 on background) and `attention/<slide>.png` (the map in
+/// colour, beside or over the slide thumbnail when the compressor drew one).
+enum BagPatientModel {
+    struct Slide {
+        var stem: String
+        var patient: String
+        var rows: Int, columns: Int
+        /// Grid index (row-major, orientation 0) of every tissue cell.
+        var cellIndex: [Int]
+        /// Per orientation: the tissue cells' codes [cells, C], float16 to halve the memory.
+        var codes: [[Float16]]
+    }
+
+    static func run(_ context: NodeContext, _ params: PatientModel.Params, gridSet: GridSet, architecture: Architecture,
+                    targets: PatientTargets, aggregation: PatientModel.Aggregation) throws {
+        let headURL = params.head.url
+        let headArchitecture = try Heads.architecture(file: headURL, outputs: targets.outputs)
+        let channels = gridSet.info.codeSize
+        let slides = try load(gridSet, patients: Set(targets.patients))
+        // A bag: the slides it is made of.
+        let bags: [[Int]] = aggregation == .patient
+            ? targets.patients.map { p in slides.indices.filter { slides[$0].patient == p } }.filter { !$0.isEmpty }
+            : slides.indices.map { [$0] }
+        let seed = UInt64(truncatingIfNeeded: params.seed)
+        let folds = targets.folds(params.folds, seed: seed)
+        let foldCount = params.folds, epochs = params.epochs
+        var scores: [String: [Double]] = [:]
+        var curves = [[String]](repeating: [], count: epochs)
+        var attention: [Int: [Float]] = [:]  // slide → attention per tissue cell (orientation 0)
+
+        for fold in 0..<foldCount {
+            let trainBags = bags.indices.filter { folds[slides[bags[$0][0]].patient] != fold }
+            let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
+            let model = try BagModel(architecture: architecture, features: channels, head: headArchitecture, seed: foldSeed)
+            var trainer = Trainer(schedule: TrainingSchedule(epochs: epochs, batchSize: params.batchSize,
+                                                             plateau: ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: 1e-5)),
+                                  update: .optimizer(Adam(learningRate: Float(params.learningRate)), parameters: model.parameters))
+            trainer.checkCancellation = { try context.checkCancellation() }
+            trainer.progress = { p in
+                guard p.epochFinished else { return }
+                context.progress(fold * epochs + p.epoch, of: foldCount * epochs, unit: "epochs",
+                                 stage: "fold \(fold + 1)/\(foldCount) epoch \(p.epoch)/\(epochs)", metrics: ["loss": p.metrics["loss"] ?? .nan])
+            }
+            var rng = SplitMix64(seed: foldSeed &+ 2)
+            let outcome = try trainer.fit(
+                order: { _ in
+                    var order = Array(repeating: trainBags, count: params.cropsPerSlide).flatMap { $0 }
+                    order.shuffle(using: &rng)
+                    return order
+                },
+                step: { batch, _ in
+                    let patients = batch.map { slides[bags[$0][0]].patient }
+                    guard targets.canTrain(on: patients) else { return nil }
+                    var cells: [Float] = [], ranges: [Range<Int>] = []
+                    for b in batch {
+                        let start = cells.count / channels
+                        cells += sampleCells(bags[b].map { slides[$0] }, limit: params.bagCells, channels: channels, rng: &rng)
+                        ranges.append(start..<(cells.count / channels))
+                    }
+                    let x = Tensor(shape: [cells.count / channels, channels], data: cells)
+                    let (output, _) = try model.forward(x, bags: ranges, training: true)
+                    let result = try targets.loss(output, patients: patients)
+                    try model.backward(result.gradient)
+                    return StepResult(loss: result.value)
+                },
+                snapshot: { () })
+            for record in outcome.epochs { curves[record.epoch - 1].append("\(record.trainLoss)") }
+
+            for bag in bags.indices where folds[slides[bags[bag][0]].patient] == fold {
+                let members = bags[bag].map { slides[$0] }
+                let counts = members.map { $0.cellIndex.count }
+                let total = counts.reduce(0, +)
+                var sum = [Double](repeating: 0, count: targets.outputs)
+                let orientations = members.map(\.codes.count).min() ?? 1
+                for k in 0..<orientations {
+                    try context.checkCancellation()
+                    let (output, weights) = try model.predict(count: total) { range in
+                        Tensor(shape: [range.count, channels], data: gather(members, orientation: k, range: range, channels: channels))
+                    }
+                    let prediction = targets.prediction(output.map(Double.init))
+                    for j in sum.indices { sum[j] += prediction[j] / Double(orientations) }
+                    if k == 0 {
+                        var offset = 0
+                        for (slide, count) in zip(bags[bag], counts) {
+                            attention[slide] = Array(weights[offset..<(offset + count)])
+                            offset += count
+                        }
+                    }
+                }
+                let patient = members[0].patient
+                // With one bag per slide a patient's slides are averaged.
+                let share = Double(bags.filter { slides[$0[0]].patient == patient }.count)
+                scores[patient] = zip(scores[patient] ?? [Double](repeating: 0, count: sum.count), sum).map { $0 + $1 / share }
+            }
+        }
+
+        let predictions = targets.predictions(scores: scores, folds: folds)
+        let out = try context.output("predictions")
+        try predictions.write(to: out)
+        try CSVTable(columns: ["epoch"] + (1...foldCount).map { "fold\($0)_loss" },
+                     rows: curves.enumerated().map { [String($0.offset + 1)] + $0.element })
+            .write(to: out.appendingPathComponent("curves.csv"))
+        try writeAttention(attention, slides: slides, gridSet: gridSet, to: out.appendingPathComponent("attention"), context: context)
+    }
+
+    /// Every labelled slide's tissue cells in each stored orientation.
+    static func load(_ gridSet: GridSet, patients: Set<String>) throws -> [Slide] {
+        var slides: [Slide] = []
+        let c = gridSet.info.codeSize
+        for entry in gridSet.slideSet.slides {
+            guard let patient = entry.labels["patient"], patients.contains(patient) else { continue }
+            var codes: [[Float16]] = []
+            var cellIndex: [Int] = [], rows = 0, columns = 0
+            for k in 0..<gridSet.info.orientations {
+                let loaded = try gridSet.load(entry.stem, orientation: k)
+                let tissue = loaded.mask.indices.filter { loaded.mask[$0] }
+                if k == 0 { (cellIndex, rows, columns) = (tissue, loaded.rows, loaded.columns) }
+                var view = [Float16](repeating: 0, count: tissue.count * c)
+                for (j, i) in tissue.enumerated() { for ch in 0..<c { view[j * c + ch] = Float16(loaded.grid[i * c + ch]) } }
+                codes.append(view)
+            }
+            guard !cellIndex.isEmpty else {
+                throw NodeError("slide '\(entry.stem)' has no tissue cell in its grid: a bag model cannot pool nothing (check the compressor's tissue detection)")
+            }
+            slides.append(Slide(stem: entry.stem, patient: patient, rows: rows, columns: columns, cellIndex: cellIndex, codes: codes))
+        }
+        return slides
+    }
+
+    /// A training bag: each slide in a random orientation, at most `limit` cells drawn without replacement.
+    static func sampleCells(_ members: [Slide], limit: Int, channels: Int, rng: inout SplitMix64) -> [Float] {
+        let views = members.map { $0.codes[Int(rng.next() % UInt64($0.codes.count))] }
+        var refs: [(view: Int, cell: Int)] = []
+        for (v, view) in views.enumerated() { for j in 0..<(view.count / channels) { refs.append((v, j)) } }
+        if refs.count > limit {
+            for i in 0..<limit { refs.swapAt(i, i + Int(rng.next() % UInt64(refs.count - i))) }
+            refs.removeLast(refs.count - limit)
+        }
+        var out = [Float](repeating: 0, count: refs.count * channels)
+        for (i, ref) in refs.enumerated() {
+            let view = views[ref.view]
+            for ch in 0..<channels { out[i * channels + ch] = Float(view[ref.cell * channels + ch]) }
+        }
+        return out
+    }
+
+    /// Cells `range` of the bag made of `members` (their cells one slide after another), orientation k.
+    static func gather(_ members: [Slide], orientation k: Int, range: Range<Int>, channels: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: range.count * channels)
+        var offset = 0, written = 0
+        for slide in members {
+            let n = slide.cellIndex.count
+            let lower = max(range.lowerBound, offset), upper = min(range.upperBound, offset + n)
+            if lower < upper {
+                let view = slide.codes[k]
+                for j in (lower - offset)..<(upper - offset) {
+                    for ch in 0..<channels { out[written * channels + ch] = Float(view[j * channels + ch]) }
+                    written += 1
+                }
+            }
+            offset += n
+        }
+        return out
+    }
+
+    static func writeAttention(_ attention: [Int: [Float]], slides: [Slide], gridSet: GridSet, to folder: URL, context: NodeContext) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let entries = Dictionary(gridSet.slideSet.slides.map { ($0.stem, $0) }, uniquingKeysWith: { a, _ in a })
+        let cellMicrons = Double(gridSet.info.size) * gridSet.info.mpp
+        var unreadable: [String] = []
+        // The report shows a few maps beside the compressor's false-colour grid of the same slide.
+        let preview = folder.deletingLastPathComponent().appendingPathComponent("preview")
+        var captions: [String: String] = [:]
+        for (index, weights) in attention.sorted(by: { $0.key < $1.key }) {
+            try context.checkCancellation()
+            let slide = slides[index]
+            var map = [Float](repeating: 0, count: slide.rows * slide.columns)
+            for (j, cell) in slide.cellIndex.enumerated() { map[cell] = weights[j] }
+            try ZarrArrayWriter(at: folder.appendingPathComponent(slide.stem), shape: [slide.rows, slide.columns],
+                                chunkShape: [slide.rows, slide.columns], dataType: .float32).write(map)
+            let thumbnail = entries[slide.stem].flatMap { AttentionMaps.thumbnail($0, cellMicrons: cellMicrons, rows: slide.rows, columns: slide.columns) }
+            if thumbnail == nil { unreadable.append(slide.stem) }
+            let png = folder.appendingPathComponent("\(slide.stem).png")
+            try PNG.write(AttentionMaps.image(map, rows: slide.rows, columns: slide.columns, tissue: slide.cellIndex, thumbnail: thumbnail), to: png)
+            let falseColour = gridSet.folder.appendingPathComponent("preview/\(slide.stem)-pca.png")
+            if captions.count < 8, FileManager.default.fileExists(atPath: falseColour.path) {
+                try FileManager.default.createDirectory(at: preview, withIntermediateDirectories: true)
+                try FileManager.default.copyItem(at: png, to: preview.appendingPathComponent("\(slide.stem)-attention.png"))
+                try FileManager.default.copyItem(at: falseColour, to: preview.appendingPathComponent("\(slide.stem)-pca.png"))
+                captions["\(slide.stem)-attention.png"] = "\(slide.stem) (patient \(slide.patient)): attention, out of fold (blue low, red high)"
+                captions["\(slide.stem)-pca.png"] = "\(slide.stem): codes in false colour"
+            }
+        }
+        if !captions.isEmpty {
+            try JSONSerialization.data(withJSONObject: captions, options: [.sortedKeys]).write(to: preview.appendingPathComponent("captions.json"))
+        }
+        if !unreadable.isEmpty {
+            context.logger.warning("attention maps drawn without a thumbnail: slides not readable any more (\(unreadable.prefix(5).joined(separator: ", "))\(unreadable.count > 5 ? ", …" : ""))")
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import NICBasics
+import Foundation
+import Yams
+
+/// A multiple-instance model: an instance network applied to every instance of a bag, a pooling
+/// (`BagPooling`) to one vector per bag, and a head. Described in YAML as an architecture whose
+/// `layers` are the instance network (input: the instance vector) plus a `pool` entry:
+///
+/// ```yaml
+/// name: abmil-gated
+/// # no input: the instances' size comes from the data (a grid's code size)
+/// layers:                      # per instance; may be empty ([]) for pooling the raw vectors
+///   - dense: 128
+///   - relu
+///   - dropout: 0.25
+/// pool: {type: gated_attention, hidden: 64, dropout: 0.25}   # or attention, mean
+/// ```
+/// Tensor names: `instance.*`, `pool.attention_{a,b,c}…` (CLAM's layout), `head.*`.
+public final class BagModel {
+    public struct PoolSpec: Equatable, Sendable {
+        public var kind: BagPooling.Kind
+        public var dropout: Float
+    }
+
+    public let instance: Network?
+    public let pooling: BagPooling
+    public let head: Network
+    public let inputFeatures: Int
+
+    /// The `pool` entry of an architecture, or nil when it has none (then it is not a bag model).
+    public static func poolSpec(_ architecture: Architecture) throws -> PoolSpec? {
+        guard let node = architecture.extra["pool"] else { return nil }
+        func fail(_ message: String, _ at: Yams.Node?) -> NeuralError {
+            .architecture(location: Architecture.loc(architecture.file, at ?? node), message: message)
+        }
+        let map: Yams.Node.Mapping
+        if let name = node.string { map = Yams.Node.Mapping([(Yams.Node("type"), Yams.Node(name))]) }
+        else if let m = node.mapping { map = m }
+        else { throw fail("'pool' is a mapping like {type: gated_attention, hidden: 64, dropout: 0.25}", node) }
+        for key in map.keys.compactMap(\.string) where !["type", "hidden", "dropout"].contains(key) {
+            throw fail("unknown key '\(key)' in 'pool' (expected type, hidden, dropout)", map.keys.first { $0.string == key })
+        }
+        let hidden = map["hidden"]?.int ?? 64
+        if let h = map["hidden"], (h.int ?? 0) <= 0 { throw fail("'hidden' must be a positive integer", h) }
+        let dropout = map["dropout"].flatMap { $0.float } ?? 0
+        if let d = map["dropout"], !(d.float.map { $0 >= 0 && $0 < 1 } ?? false) { throw fail("'dropout' must be a number in [0, 1)", d) }
+        let kind: BagPooling.Kind
+        switch map["type"]?.string {
+        case "mean": kind = .mean
+        case "attention": kind = .attention(hidden: hidden)
+        case "gated_attention": kind = .gatedAttention(hidden: hidden)
+        default: throw fail("'pool.type' must be mean, attention or gated_attention", map["type"])
+        }
+        return PoolSpec(kind: kind, dropout: Float(dropout))
+    }
+
+    /// Builds the instance network for `features`-long instances, the pooling and `headArchitecture`.
+    public init(architecture: Architecture, features: Int, head headArchitecture: Architecture, seed: UInt64) throws {
+        guard let spec = try Self.poolSpec(architecture) else {
+            throw NeuralError.architecture(location: architecture.file, message: "a bag model needs a 'pool' entry")
+        }
+        if let declared = architecture.inputs.first?.shape, declared != [features] {
+            throw NeuralError.architecture(location: architecture.file, message: "input \(declared) does not match the instances' \(features) features")
+        }
+        let hasLayers = architecture.blocks.contains { !$0.layers.isEmpty }
+        instance = hasLayers ? try architecture.build(seed: seed, inputShapes: [[features]], prefix: "instance") : nil
+        let pooled = instance?.outputShape ?? [features]
+        guard pooled.count == 1 else {
+            throw NeuralError.architecture(location: architecture.file, message: "the instance layers must give a vector per instance, not \(pooled)")
+        }
+        pooling = try BagPooling(kind: spec.kind, features: pooled[0], dropout: spec.dropout, seed: seed &+ 11)
+        head = try headArchitecture.build(seed: seed &+ 1, inputShapes: [pooled], prefix: "head")
+        inputFeatures = features
+    }
+
+    public var parameters: [Parameter] { (instance?.parameters ?? []) + pooling.parameters + head.parameters }
+
+    /// Outputs [bags.count, head outputs] for instances [N, features] grouped into `bags`.
+    public func forward(_ x: Tensor, bags: [Range<Int>], mask: [Bool]? = nil, training: Bool) throws -> (output: Tensor, attention: [Float]) {
+        let h = try instance?.forward(x, training: training) ?? x
+        let (pooled, attention) = try pooling.forward(h, bags: bags, mask: mask, training: training)
+        return (try head.forward(pooled, training: training), attention)
+    }
+
+    /// Back-propagates the output gradient of the last training forward into every parameter.
+    public func backward(_ dOutput: Tensor) throws {
+        let dPooled = try head.backward(dOutput)[0]
+        let dh = try pooling.backward(dPooled)
+        if let instance { _ = try instance.backward(dh, inputGradients: false) }
+    }
+
+    /// One bag of any size in bounded memory: instances come `chunk` at a time from `instances(range)`,
+    /// the softmax is accumulated online (running maximum, rescaled sums), so memory is one chunk plus
+    /// one logit per instance. Returns the head's outputs and every instance's attention weight.
+    public func predict(count: Int, chunk: Int = 8192, instances: (Range<Int>) throws -> Tensor) throws -> (output: [Float], attention: [Float]) {
+        guard count > 0 else { throw NeuralError.invalidArgument("a bag needs at least one instance") }
+        let d = pooling.features
+        var logits = [Float](repeating: 0, count: count)
+        var top = -Float.infinity, total: Float = 0
+        var sum = [Float](repeating: 0, count: d)
+        for start in stride(from: 0, to: count, by: max(1, chunk)) {
+            let range = start..<min(count, start + max(1, chunk))
+            let x = try instances(range)
+            guard x.shape == [range.count, inputFeatures] else {
+                throw NeuralError.shapeMismatch(layer: "instance", expected: "[\(range.count), \(inputFeatures)]", got: x.shape)
+            }
+            let h = try instance?.forward(x, training: false) ?? x
+            let s = try pooling.scores(h)
+            let chunkTop = s.max() ?? top
+            if chunkTop > top {
+                let rescale = top == -.infinity ? 0 : expf(top - chunkTop)
+                total *= rescale
+                for j in 0..<d { sum[j] *= rescale }
+                top = chunkTop
+            }
+            for (k, i) in range.enumerated() {
+                logits[i] = s[k]
+                let e = expf(s[k] - top)
+                total += e
+                for j in 0..<d { sum[j] += e * h.data[k * d + j] }
+            }
+        }
+        let pooled = Tensor(shape: [1, d], data: sum.map { $0 / total })
+        let output = try head.forward(pooled, training: false)
+        return (output.data, logits.map { expf($0 - top) / total })
+    }
+
+    /// Every tensor in PyTorch layout and naming.
+    public func stateDict() -> [(String, Safetensors.Value)] {
+        (instance?.stateDict() ?? []) + pooling.parameters.map { ($0.key, .f32($0.torchValue.data, shape: $0.torchShape)) } + head.stateDict()
+    }
+
+    public func save(to url: URL, metadata: [String: String] = [:]) throws {
+        try Safetensors.write(stateDict(), metadata: metadata.merging(["format": "pt", "layout": "pytorch"]) { a, _ in a }, to: url)
+    }
+}
