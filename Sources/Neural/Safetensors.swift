@@ -1,4 +1,5 @@
 import Foundation
+import TensorStore
 
 /// The safetensors format (8-byte little-endian header length, JSON header, raw little-endian data),
 /// as `safetensors.torch.load_file` reads it.
@@ -109,21 +110,9 @@ public enum Safetensors {
         return out
     }
 
-    /// A JSON string literal (RFC 8259 escapes).
+    /// A JSON string literal, escaped as the zarr metadata writer does.
     static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        ZarrJSON.string(s).serialized(pretty: false)
     }
 }
 
