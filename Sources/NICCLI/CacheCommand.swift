@@ -12,7 +12,7 @@ struct CacheCommand: ParsableCommand {
         @OptionGroup var cacheOption: CacheOption
 
         func run() throws {
-            let cache = try cacheOption.open(readOnly: true)
+            let cache = try cacheOption.open(.existing)
             let entries = cache.entries()
             let formatter = ISO8601DateFormatter()
             print("key           pipeline/node                    type          size        last used")
@@ -30,7 +30,7 @@ struct CacheCommand: ParsableCommand {
         @Flag(name: .long, help: "Report damage but leave damaged entries in place.") var keep = false
 
         func run() throws {
-            let cache = try cacheOption.open(readOnly: true)
+            let cache = try cacheOption.open(.existing)
             let result = cache.verify(setAsideDamaged: !keep)
             for problem in result.problems {
                 standardError("damaged: \(problem)")
@@ -64,7 +64,7 @@ struct CacheCommand: ParsableCommand {
         }
 
         func run() throws {
-            let cache = try cacheOption.open(readOnly: true)
+            let cache = try cacheOption.open(.existing)
             var keep: Set<String>?
             if !pipelines.isEmpty {
                 var keys = Set<String>()

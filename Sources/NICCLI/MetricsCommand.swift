@@ -12,7 +12,7 @@ struct MetricsCommand: ParsableCommand {
 
     func run() throws {
         let graph = try loadGraph(file)
-        let plan = try Planner.plan(graph, cache: try cacheOption.open(readOnly: true))
+        let plan = try Planner.plan(graph, cache: try cacheOption.open(.existing))
         var rows: [[String]] = []
         for node in plan.nodes {
             guard let graphNode = graph.node(named: node.name), graphNode.type.outputs.contains(where: { $0.type == .metrics }) else { continue }

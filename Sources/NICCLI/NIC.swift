@@ -36,10 +36,11 @@ struct CacheOption: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Cache folder (default: $NIC_CACHE, else .nic/cache in the current folder).", valueName: "dir"))
     var cache: String?
 
-    /// `readOnly`: the command only looks, so a mistyped path is an error instead of a new empty cache.
-    func open(readOnly: Bool = false) throws -> Cache {
+    /// Commands that only look pass `.existing` (a mistyped path is an error, not a new empty cache)
+    /// or `.existingOrNone` (nothing is created; a missing cache reads as empty).
+    func open(_ opening: Cache.Opening = .create) throws -> Cache {
         let path = cache ?? ProcessInfo.processInfo.environment["NIC_CACHE"] ?? ".nic/cache"
-        return try Cache(root: URL(fileURLWithPath: path), create: !readOnly)
+        return try Cache(root: URL(fileURLWithPath: path), opening: opening)
     }
 }
 
@@ -98,7 +99,7 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         let graph = try loadGraph(file)
-        let plan = try Planner.plan(graph, cache: try cacheOption.open(readOnly: true), force: try checkedForce(force, graph: graph))
+        let plan = try Planner.plan(graph, cache: try cacheOption.open(.existingOrNone), force: try checkedForce(force, graph: graph))
         printPlan(plan)
     }
 }

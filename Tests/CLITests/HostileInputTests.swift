@@ -164,6 +164,8 @@ final class HostileInputTests: XCTestCase {
         readOnly("cache ls on a mistyped cache", ["cache", "ls"])
         readOnly("output on a mistyped cache", ["output", "{pipeline}", "grids"])
         readOnly("metrics on a mistyped cache", ["metrics", "{pipeline}"])
+        all.append(Case(category: "read-only commands", name: "plan before the first run", pipeline: pipeline(),
+                        command: ["plan", "{pipeline}", "--cache", "{case}/no-such-cache"], status: 0, fragment: "will run  no cached output"))
         return all
     }
 

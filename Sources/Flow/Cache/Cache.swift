@@ -39,22 +39,33 @@ public final class Cache: Sendable {
     /// take turns on a key and how `gc` knows what is in use.
     public let locks: KeyLocks
 
-    /// `create: false` opens an existing cache only (for commands that only read: a mistyped path is
-    /// an error, not a new empty cache).
-    public init(root: URL, create: Bool = true) throws {
+    public enum Opening: Sendable {
+        /// Creates the folders if needed (commands that write: run, gc).
+        case create
+        /// The cache must exist: a mistyped path is an error, not a new empty cache (ls, verify, output, metrics).
+        case existing
+        /// Looks without creating anything: a missing cache reads as empty (plan before the first run).
+        case existingOrNone
+    }
+
+    public init(root: URL, opening: Opening = .create) throws {
         self.root = root.standardizedFileURL
         locks = KeyLocks(folder: self.root.appendingPathComponent("locks"))
-        fileHasher = FileHasher(stateFile: self.root.appendingPathComponent("state/file-hashes.json"), locks: locks)
-        guard create else {
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: objects.path, isDirectory: &isDir), isDir.boolValue else {
-                throw FlowError("no cache at \(self.root.path) (no objects/ folder there): check --cache or NIC_CACHE")
-            }
+        var isDir: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: self.root.appendingPathComponent("objects").path, isDirectory: &isDir) && isDir.boolValue
+        // A cache that is only looked at and does not exist must not be created by saving file hashes.
+        let stateFile = opening == .existingOrNone && !exists ? nil : self.root.appendingPathComponent("state/file-hashes.json")
+        fileHasher = FileHasher(stateFile: stateFile, locks: locks)
+        switch opening {
+        case .existing where !exists:
+            throw FlowError("no cache at \(self.root.path) (no objects/ folder there): check --cache or NIC_CACHE")
+        case .existing, .existingOrNone:
             return
-        }
-        for dir in [objects, temporary, quarantine, state] {
-            do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
-            catch { throw FlowError.wrapping(error, "cannot create cache folder \(dir.path)") }
+        case .create:
+            for dir in [objects, temporary, quarantine, state] {
+                do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
+                catch { throw FlowError.wrapping(error, "cannot create cache folder \(dir.path)") }
+            }
         }
     }
 
