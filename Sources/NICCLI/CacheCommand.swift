@@ -38,7 +38,8 @@ struct CacheCommand: ParsableCommand {
             if result.problems.isEmpty {
                 print("verified \(result.checked) entries: all checksums match")
             } else {
-                standardError("\(result.problems.count) of \(result.checked) entries damaged\(keep ? "" : "; set aside in \(cache.quarantine.path), the next run recomputes them")")
+                let setAside = keep ? 0 : result.problems.filter { $0.notSetAside == nil }.count
+                standardError("\(result.problems.count) of \(result.checked) entries damaged\(setAside == 0 ? "" : "; \(setAside) set aside in \(cache.quarantine.path), the next run recomputes them")")
                 throw ExitCode(ExitStatus.failed)
             }
         }

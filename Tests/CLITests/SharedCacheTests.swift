@@ -155,11 +155,18 @@ final class SharedCacheTests: XCTestCase {
         XCTAssertEqual(entries, [], "nothing committed")
     }
 
-    func testGcOnAReadOnlyCacheSaysItRemovedNothing() throws {
+    func testGcAndVerifyOnAReadOnlyCacheSayWhatTheyDidNotDo() throws {
         let cache = try mountTmpfs("rocache", size: "4m")
         try kit.write("p.yaml", "pipeline: ro\nnodes:\n  a: {type: emit, params: {value: a}}\n")
         XCTAssertEqual(try kit.run(["run", "p.yaml", "--cache", cache.path]).status, 0)
+        // Damage the entry (same size, other byte) so that verify has something to set aside.
+        let text = try XCTUnwrap(FileManager.default.enumerator(atPath: cache.path)?.compactMap { $0 as? String }.first { $0.hasSuffix("text.txt") })
+        try Data("b".utf8).write(to: cache.appendingPathComponent(text))
         XCTAssertEqual(shell("/bin/mount", "-o", "remount,ro", cache.path), 0)
+        let verify = try kit.run(["cache", "verify", "--cache", cache.path])
+        XCTAssertEqual(verify.status, 1, verify.stderr)
+        XCTAssertTrue(verify.stderr.contains("not set aside:") && verify.stderr.contains("read-only"), verify.stderr)
+        XCTAssertFalse(verify.stderr.contains("set aside in"), verify.stderr)
         let gc = try kit.run(["cache", "gc", "--older-than", "0s", "--cache", cache.path])
         XCTAssertEqual(gc.status, 1, gc.stdout + gc.stderr)
         XCTAssertTrue(gc.stdout.contains("freed 0 B in 0 entries"), gc.stdout)

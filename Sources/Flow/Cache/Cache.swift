@@ -149,7 +149,7 @@ public final class Cache: Sendable {
         if rename(folder.path, destination.path) != 0 {
             let code = errno
             guard code == EEXIST || code == ENOTEMPTY else {
-                throw FlowError("cannot move finished output into the cache at \(destination.path): \(String(cString: strerror(code)))")
+                throw FlowError.posix(code, "cannot move finished output into the cache at \(destination.path)")
             }
             if case .valid = lookup(manifest.key) {
                 // Another run produced the same key first; outputs are deterministic, keep theirs.
@@ -158,7 +158,7 @@ public final class Cache: Sendable {
             }
             try setAside(manifest.key, reason: "replaced")
             guard rename(folder.path, destination.path) == 0 else {
-                throw FlowError("cannot move finished output into the cache at \(destination.path): \(String(cString: strerror(errno)))")
+                throw FlowError.posix(errno, "cannot move finished output into the cache at \(destination.path)")
             }
         }
         Self.fsync(path: destination.deletingLastPathComponent().path)
@@ -171,7 +171,7 @@ public final class Cache: Sendable {
         let target = quarantine.appendingPathComponent("\(key).\(Int(Date().timeIntervalSince1970)).\(reason)")
         try? FileManager.default.removeItem(at: target)
         guard rename(source.path, target.path) == 0 else {
-            throw FlowError("cannot move damaged entry \(source.path) aside: \(String(cString: strerror(errno)))")
+            throw FlowError.posix(errno, "cannot move damaged entry \(source.path) aside")
         }
     }
 
@@ -225,8 +225,10 @@ public final class Cache: Sendable {
         public var key: String
         public var node: String?
         public var problems: [String]
+        /// Why a damaged entry could not be moved aside (a read-only cache), if it could not.
+        public var notSetAside: String?
         public var description: String {
-            "\(key) (\(node ?? "unknown node")): " + problems.joined(separator: "; ")
+            "\(key) (\(node ?? "unknown node")): " + problems.joined(separator: "; ") + (notSetAside.map { "; not set aside: \($0)" } ?? "")
         }
     }
 
@@ -262,8 +264,12 @@ public final class Cache: Sendable {
                 found.append("manifest.json missing or unreadable")
             }
             if !found.isEmpty {
-                problems.append(VerifyProblem(key: entry.key, node: entry.manifest?.node, problems: Array(Set(found)).sorted()))
-                if setAsideDamaged { try? setAside(entry.key, reason: "verify") }
+                var problem = VerifyProblem(key: entry.key, node: entry.manifest?.node, problems: Array(Set(found)).sorted())
+                if setAsideDamaged {
+                    do { try setAside(entry.key, reason: "verify") }
+                    catch { problem.notSetAside = FlowError.plainReason(error) }
+                }
+                problems.append(problem)
             }
         }
         return (all.count, problems)

@@ -72,7 +72,9 @@ public final class FileHasher: Sendable {
 
     public func hash(fileAt url: URL) throws -> String {
         var st = stat()
-        guard stat(url.path, &st) == 0 else { throw FlowError("cannot stat \(url.path): \(String(cString: strerror(errno)))") }
+        guard stat(url.path, &st) == 0 else { throw FlowError.posix(errno, "cannot read \(url.path)") }
+        // A FIFO would block for ever and a device never end: only regular files have content hashes.
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FlowError("\(url.path) is not a regular file (a FIFO, device or socket)") }
         let size = Int64(st.st_size)
         let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         let inode = UInt64(st.st_ino)
