@@ -6,7 +6,7 @@ export NIC_TEST_DATA ?= $(HOME)/.cache/nic/data
 SWIFT ?= swift
 TESTKIT = .build/debug/nic-testkit
 
-.PHONY: demo test deps build interop parity report-check fuzz clean
+.PHONY: demo test deps build interop interop-geojson parity report-check fuzz clean
 
 deps:
 	@scripts/deps.sh
@@ -49,6 +49,18 @@ interop:
 	$(VENV)/bin/python scripts/zarr_interop.py check "$$dir/nic" && \
 	$(VENV)/bin/python scripts/zarr_interop.py write "$$dir/python" && \
 	$(TESTKIT) zarr-check "$$dir/python"
+	@$(MAKE) --no-print-directory interop-geojson
+
+# TRIDENT-layout feature files written by h5py → the `features` node → `nic export geojson` → checked
+# with python-geojson and shapely against the .h5 files (tiles on their patches, codes as measurements).
+interop-geojson:
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	$(VENV)/bin/python scripts/features_fixture.py "$$dir/h5" >/dev/null && \
+	printf 'pipeline: interop-features\nnodes:\n  grids: {type: features, params: {dir: %s, labels: %s/labels.csv}}\n' \
+		"$$dir/h5/trident" "$$dir/h5/trident" > "$$dir/pipeline.yaml" && \
+	.build/debug/nic run "$$dir/pipeline.yaml" --cache "$$dir/cache" --runs "$$dir/runs" --quiet && \
+	.build/debug/nic export geojson "$$dir/pipeline.yaml" grids --cache "$$dir/cache" --out "$$dir/geojson" --clusters 4 && \
+	$(VENV)/bin/python scripts/geojson_check.py "$$dir/geojson" "$$dir/h5/trident"
 
 # The neural core and the bag (MIL) models against PyTorch references (CPU torch in the venv):
 # outputs, attention and one training step's gradients from the weights nic saved.

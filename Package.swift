@@ -71,6 +71,13 @@ let package = Package(
             pkgConfig: "libtiff-4",
             providers: [.apt(["libtiff-dev"])]
         ),
+        // Debian's serial libhdf5 (headers in /usr/include/hdf5/serial; pkg-config `hdf5` says where).
+        .systemLibrary(
+            name: "CHDF5",
+            path: "Sources/CHDF5",
+            pkgConfig: "hdf5",
+            providers: [.apt(["libhdf5-dev"])]
+        ),
         // Small pieces every module shares: the lock box, the first-error box, the seeded random generators.
         .target(name: "NICBasics"),
         // zarr v3 arrays (bytes -> zstd -> crc32c): the on-disk tensor format of every node output.
@@ -105,12 +112,14 @@ let package = Package(
             name: "Synthetic",
             dependencies: ["CTIFF", "NICBasics", "Slides", "Stats"]
         ),
+        // Read-only HDF5 datasets and attributes (libhdf5): patch features written by TRIDENT or CLAM.
+        .target(name: "HDF5", dependencies: ["CHDF5"]),
         // Patient-level statistics: rank correlation, ROC/AUC, concordance, Kaplan–Meier, log-rank, Cox, bootstrap.
         .target(name: "Stats", dependencies: ["NICBasics"]),
         // The pathology node types (tile sampler, augmenter, encoder, compressor, patient model, evaluators).
         .target(
             name: "NICNodes",
-            dependencies: ["Flow", "NICBasics", "Neural", "Slides", "Stats", "TensorStore"]
+            dependencies: ["Flow", "HDF5", "NICBasics", "Neural", "Slides", "Stats", "TensorStore"]
         ),
         // The command line, as a library so that test tools can run it with extra node types.
         .target(
@@ -151,7 +160,8 @@ let package = Package(
         .target(name: "ImageTestSupport", dependencies: ["Slides"], path: "Tests/ImageTestSupport"),
         .testTarget(name: "SlidesTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Synthetic"], exclude: ["Fixtures"]),
         .testTarget(name: "SyntheticTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Stats", "Synthetic"]),
-        .testTarget(name: "NICNodesTests", dependencies: ["NICBasics", "NICNodes", "Flow", "Neural", "Slides", "Synthetic", "TensorStore"]),
+        .testTarget(name: "NICNodesTests", dependencies: ["NICBasics", "NICNodes", "Flow", "Neural", "Slides", "Synthetic", "TensorStore"],
+                    exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,10 +4,10 @@
 # CPU build of PyTorch for the parity checks (scripts/parity_*.py).
 set -euo pipefail
 
-SYSTEM_PACKAGES=(libzstd-dev pkg-config libopenblas-dev libopenslide-dev libtiff-dev openslide-tools)
+SYSTEM_PACKAGES=(libzstd-dev pkg-config libopenblas-dev libopenslide-dev libtiff-dev libhdf5-dev openslide-tools)
 # Only for tests: the report is checked in a real browser.
 TEST_PACKAGES=(chromium chromium-driver)
-PYTHON_PACKAGES=(numpy "zarr>=3" selenium)
+PYTHON_PACKAGES=(numpy "zarr>=3" selenium h5py shapely geojson)
 VENV="${NIC_VENV:-$HOME/.cache/nic/venv}"
 
 wanted=("${SYSTEM_PACKAGES[@]}")
@@ -35,7 +35,7 @@ if [ "${1:-}" = "--python" ]; then
         echo "deps: creating Python venv at $VENV"
         python3 -m venv "$VENV"
     fi
-    if ! "$VENV/bin/python" -c "import zarr, numpy, google_crc32c, selenium" 2>/dev/null; then
+    if ! "$VENV/bin/python" -c "import zarr, numpy, google_crc32c, selenium, h5py, shapely, geojson" 2>/dev/null; then
         echo "deps: installing ${PYTHON_PACKAGES[*]} into $VENV"
         "$VENV/bin/pip" install -q "${PYTHON_PACKAGES[@]}"
     fi

@@ -42,6 +42,8 @@ struct SynthCommand: ParsableCommand {
     @Option(name: .customLong("second-slide-probability"), help: "Probability that a patient has a second slide.") var secondSlide: Double = 0.35
     @Flag(name: .customLong("read-benchmark"), help: "Then time reading every tissue tile (128 px at 0.5 µm/px, grid mode) of each slide with 1 and with --threads Dispatch workers; the tile list goes to bench-tiles.csv for other readers.")
     var readBenchmark = false
+    @Flag(help: "Also write the ground truth as QuPath GeoJSON annotations, annotations/<slide>.geojson (tumour and stroma polygons, mitosis and nucleus points), for the `annotations` node.")
+    var geojson = false
     @Option(help: "Dispatch workers for --read-benchmark.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func validate() throws {
@@ -83,6 +85,10 @@ struct SynthCommand: ParsableCommand {
         } catch let error as SlideError {
             standardError("error: \(error)")
             throw ExitCode(ExitStatus.failed)
+        }
+        if geojson {
+            try cohort.writeGeoJSON(to: folder.appendingPathComponent("annotations"))
+            print("wrote QuPath GeoJSON annotations to \(folder.appendingPathComponent("annotations").path)")
         }
         func f(_ v: Double) -> String { String(format: "%.3f", v) }
         let o = summary.oracle, q = summary.patchOracle, spread = summary.mitosisSpread

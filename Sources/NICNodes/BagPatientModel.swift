@@ -53,6 +53,7 @@ enum BagPatientModel {
             let trainBags = bags.indices.filter { folds[slides[bags[$0][0]].patient] != fold }
             let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
             let model = try BagModel(architecture: architecture, features: channels, head: headArchitecture, seed: foldSeed)
+            let scaling = Standardization(slides: Set(trainBags.flatMap { bags[$0] }).sorted().map { slides[$0] }, channels: channels)
             var trainer = Trainer(schedule: TrainingSchedule(epochs: epochs, batchSize: params.batchSize,
                                                              plateau: ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: 1e-5)),
                                   update: .optimizer(Adam(learningRate: Float(params.learningRate)), parameters: model.parameters))
@@ -75,7 +76,7 @@ enum BagPatientModel {
                     var cells: [Float] = [], ranges: [Range<Int>] = []
                     for b in batch {
                         let start = cells.count / channels
-                        cells += sampleCells(bags[b].map { slides[$0] }, limit: params.bagCells, channels: channels, rng: &rng)
+                        cells += scaling.apply(sampleCells(bags[b].map { slides[$0] }, limit: params.bagCells, channels: channels, rng: &rng))
                         ranges.append(start..<(cells.count / channels))
                     }
                     let x = Tensor(shape: [cells.count / channels, channels], data: cells)
@@ -96,7 +97,7 @@ enum BagPatientModel {
                 for k in 0..<orientations {
                     try context.checkCancellation()
                     let (output, weights) = try model.predict(count: total) { range in
-                        Tensor(shape: [range.count, channels], data: gather(members, orientation: k, range: range, channels: channels))
+                        Tensor(shape: [range.count, channels], data: scaling.apply(gather(members, orientation: k, range: range, channels: channels)))
                     }
                     let prediction = targets.prediction(output.map(Double.init))
                     for j in sum.indices { sum[j] += prediction[j] / Double(orientations) }
@@ -122,6 +123,41 @@ enum BagPatientModel {
                      rows: curves.enumerated().map { [String($0.offset + 1)] + $0.element })
             .write(to: out.appendingPathComponent("curves.csv"))
         try writeAttention(attention, slides: slides, gridSet: gridSet, to: out.appendingPathComponent("attention"), context: context)
+    }
+
+    /// Codes standardised per channel with the mean and standard deviation of the training fold's
+    /// tissue cells (every orientation), as the probe standardises its features: encoders give codes
+    /// of any scale (mean-RGB 0–255, a network's codes ±0.1), and one learning rate must suit them all.
+    struct Standardization {
+        var mean: [Float], scale: [Float]
+
+        init(slides: [Slide], channels: Int) {
+            var sum = [Double](repeating: 0, count: channels), squares = sum, n = 0.0
+            for slide in slides {
+                for view in slide.codes {
+                    for j in 0..<(view.count / channels) {
+                        for ch in 0..<channels {
+                            let v = Double(view[j * channels + ch])
+                            sum[ch] += v
+                            squares[ch] += v * v
+                        }
+                    }
+                    n += Double(view.count / channels)
+                }
+            }
+            mean = sum.map { Float($0 / max(1, n)) }
+            scale = (0..<channels).map { ch in
+                let variance = squares[ch] / max(1, n) - (sum[ch] / max(1, n)) * (sum[ch] / max(1, n))
+                return variance > 1e-12 ? Float(1 / variance.squareRoot()) : 1  // a constant channel stays as it is
+            }
+        }
+
+        func apply(_ cells: [Float]) -> [Float] {
+            let channels = mean.count
+            var out = cells
+            for i in out.indices { out[i] = (out[i] - mean[i % channels]) * scale[i % channels] }
+            return out
+        }
     }
 
     /// Every labelled slide's tissue cells in each stored orientation.

@@ -26,7 +26,16 @@ public struct GridSet {
         public var rows: Int
         public var columns: Int
         public var tissueCells: Int
-        enum CodingKeys: String, CodingKey { case stem, rows, columns, tissueCells = "tissue_cells" }
+        /// Level-0 pixel of cell (0, 0)'s top-left corner when the grid does not start at the slide's
+        /// corner (grids read from patch features); nil = (0, 0).
+        public var originX: Int?
+        public var originY: Int?
+        /// A cell's side in level-0 pixels when it is not size · mpp / (the slide's µm/px) (grids read from
+        /// patch features, whose files give it); nil for the compressor's grids.
+        public var cellLevel0: Double?
+        enum CodingKeys: String, CodingKey {
+            case stem, rows, columns, tissueCells = "tissue_cells", originX = "origin_x", originY = "origin_y", cellLevel0 = "cell_level0"
+        }
     }
 
     public struct Info: Codable, Equatable {
@@ -48,6 +57,20 @@ public struct GridSet {
         do { info = try JSONDecoder().decode(Info.self, from: Data(contentsOf: url)) }
         catch { throw NodeError("\(url.path): not a GridSet description (\(error))") }
         slideSet = try SlideSet.read(from: folder)
+    }
+
+    /// The level-0 rectangle (pixels) a cell of a slide covers: the compressor's stride = size grid from the
+    /// slide's corner (see `TileGrid`), or the geometry the grid's source recorded.
+    public func cellRect(_ stem: String, column: Int, row: Int) throws -> (x: Double, y: Double, width: Double, height: Double) {
+        guard let slide = info.slides.first(where: { $0.stem == stem }) else { throw NodeError("GridSet has no slide '\(stem)'") }
+        let side: Double
+        if let cell = slide.cellLevel0 {
+            side = cell
+        } else {
+            guard let entry = slideSet[stem], entry.mpp > 0 else { throw NodeError("GridSet: slide '\(stem)' has no µm/px in slides.csv") }
+            side = Double(info.size) * info.mpp / entry.mpp
+        }
+        return (Double(slide.originX ?? 0) + Double(column) * side, Double(slide.originY ?? 0) + Double(row) * side, side, side)
     }
 
     /// A slide's grid under orientation k as [rows', columns', C] (rows/columns swap for quarter turns),

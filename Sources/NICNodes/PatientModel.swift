@@ -17,7 +17,8 @@ import Stats
 /// batches without an observed event are skipped (the partial likelihood is undefined on them).
 public struct PatientModel: NodeType {
     public static let name = "patient_model"
-    public static let version = 1
+    /// 2: bag models (an architecture with `pool`).
+    public static let version = 2
     public static let summary = "Trains the NIC CNN on compressed slides with a regression/binary/multiclass/Cox head; out-of-fold Predictions per patient."
     public static let inputs = [
         PortSpec("grids", .gridSet, optional: true, doc: "compressed slides with their labels"),

@@ -101,7 +101,16 @@ public struct SlideSet: Sendable {
                                       mppSource: slide.resolutionSource.rawValue, levels: slide.levels.count,
                                       quickhash: slide.properties["openslide.quickhash-1"] ?? "", labels: [:]))
         }
-        guard let labels else { return SlideSet(slides: entries, labelColumns: []) }
+        let set = SlideSet(slides: entries, labelColumns: [])
+        guard let labels else { return set }
+        return try set.joiningLabels(labels, lookedIn: "matching '\(pattern)' in \(directory.path)")
+    }
+
+    /// Joins labels.csv (`slide` = file stem, `patient`, then label columns) to slides without labels.
+    /// Every row must name a slide of the set (`lookedIn` says where slides were looked for); a slide
+    /// without a row keeps empty labels.
+    public func joiningLabels(_ labels: URL, lookedIn: String) throws -> SlideSet {
+        var entries = slides
         let table = try CSVTable.read(labels)
         for required in ["slide", "patient"] where table.columnIndex(required) == nil {
             throw NodeError("\(labels.path):1: missing column '\(required)'; found \(table.columns.joined(separator: ", "))")
@@ -113,7 +122,7 @@ public struct SlideSet: Sendable {
             let line = n + 2
             let stem = row[slideColumn].trimmingCharacters(in: .whitespaces)
             guard let index = entries.firstIndex(where: { $0.stem == stem }) else {
-                throw NodeError("\(labels.path):\(line):1: unknown slide '\(stem)': no file with that stem matching '\(pattern)' in \(directory.path)")
+                throw NodeError("\(labels.path):\(line):1: unknown slide '\(stem)': no file with that stem \(lookedIn)")
             }
             if let first = seen[stem] { throw NodeError("\(labels.path):\(line):1: slide '\(stem)' listed twice (first on line \(first))") }
             seen[stem] = line

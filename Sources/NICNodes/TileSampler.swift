@@ -29,6 +29,8 @@ public struct TileSampler: NodeType {
         @Param(doc: "training: tasks to use (default: all in the annotations)") var tasks: [String] = []
         @Param(doc: "training: tasks whose labels are numbers to regress (default: numeric labels with more than 10 distinct values)")
         var regression: [String] = []
+        @Param(doc: "training: shift each classification patch by up to this fraction of its size in x and y (seeded), so an encoder learns an object anywhere in a patch as a grid of a slide shows it, not only at the centre where it was annotated; regression labels (counts in the exact patch) are never shifted", .within(0, 0.5))
+        var jitter = 0.0
         @Param(doc: "seed of the training draw and of grid subsampling") var seed = 1
         @Param(doc: "grid: minimum tissue fraction of a cell", .fraction) var minTissue = 0.6
         @Param(doc: "grid: µm/px of the tissue mask", .within(0.05, 1000)) var tissueMpp = 4.0
@@ -51,7 +53,7 @@ public struct TileSampler: NodeType {
             let table = try CSVTable.fromPort(try context.input("annotations"))
             (records, tasks) = try TileSampler.planTraining(
                 table, source: "annotations (patches.csv)", slides: cache, perTask: params.perTask, only: params.tasks,
-                regression: Set(params.regression), seed: seed, size: size, mpp: mpp)
+                regression: Set(params.regression), seed: seed, size: size, mpp: mpp, jitter: params.jitter)
         } else {
             var detector = TissueDetector()
             detector.mpp = params.tissueMpp
@@ -91,7 +93,7 @@ public struct TileSampler: NodeType {
     /// Checks every annotation (known slide, integer coordinates, patch inside the slide) and draws the
     /// balanced sample. Errors name the table line.
     public static func planTraining(_ table: CSVTable, source: String, slides: SlideCache, perTask: Int, only: [String], regression: Set<String>,
-                                    seed: UInt64, size: Int, mpp: Double) throws -> ([PatchRecord], [PatchTask]) {
+                                    seed: UInt64, size: Int, mpp: Double, jitter: Double = 0) throws -> ([PatchRecord], [PatchTask]) {
         guard perTask > 0 else { throw NodeError("per_task must be positive, got \(perTask)") }
         for c in ["slide", "x", "y", "task", "label"] where table.columnIndex(c) == nil {
             throw NodeError("\(source):1: missing column '\(c)'; expected slide, x, y, task, label; found \(table.columns.joined(separator: ", "))")
@@ -150,6 +152,21 @@ public struct TileSampler: NodeType {
         }
         var rng = SplitMix64(seed: seed, -1)
         records.shuffle(using: &rng)
+        if jitter > 0 {
+            let shifted = Set(tasks.filter { $0.kind == .classification }.map(\.name))
+            var shift = SplitMix64(seed: seed, -2)
+            for i in records.indices where records[i].labels.keys.contains(where: shifted.contains) {
+                let slide = try slides.slide(records[i].slide)
+                // Level-0 pixels of the largest shift; the patch stays inside the slide.
+                let reachX = jitter * Double(size) * mpp / slide.mppX, reachY = jitter * Double(size) * mpp / slide.mppY
+                let halfX = Double(size) * mpp / slide.mppX / 2, halfY = Double(size) * mpp / slide.mppY / 2
+                let dx = (Double(shift.next() >> 11) / Double(1 << 53) * 2 - 1) * reachX
+                let dy = (Double(shift.next() >> 11) / Double(1 << 53) * 2 - 1) * reachY
+                let x = Int((Double(records[i].x) + dx).rounded()), y = Int((Double(records[i].y) + dy).rounded())
+                records[i].x = min(Int((Double(slide.width) - halfX).rounded(.down)), max(Int(halfX.rounded(.up)), x))
+                records[i].y = min(Int((Double(slide.height) - halfY).rounded(.down)), max(Int(halfY.rounded(.up)), y))
+            }
+        }
         return (records, tasks)
     }
 

@@ -113,23 +113,24 @@ final class CacheKeyPinTests: XCTestCase {
     /// downsample, per-task AUC/R², BiGAN label smoothing) and the patient model's crops_per_slide
     /// move the keys of the encoders, the patient models and everything downstream; the tile
     /// sampler, augmenter and sources kept theirs. Re-pinned for issue 12: the patient model's new
-    /// params (`aggregation`, `bag_cells`; their defaults keep the CNN's behaviour) move the keys of
-    /// the patient models and their evaluators.
+    /// params (`aggregation`, `bag_cells`) and version 2 (bag models) move the keys of the patient
+    /// models and their evaluators; the CNN's results are unchanged. The tile sampler's `jitter` param
+    /// (default 0: the same patches) moves the tiles' key and everything downstream.
     static let pinned: [String: String] = [
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
-        "augmented": "39a6e69b546bd6a7efe8ddc2e5a13b38af77ef53d24ca4e2148db43d248813a3",
+        "augmented": "aa5b2a8cd6d8c63c8cca4374aa046a166f3ed12eee1aeab4b3fa99727ffeb125",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "159222a70f88683a3c75193747bce378804cb597f0a9952d3aaa8204e1faec61",
-        "eval_score_mtl": "7f08093f15c7cd75ee35d695c9134a0c9721ab0c5303ef2c6a5b354f93beae9b",
-        "eval_survival_mtl": "40699889a3005d151a2052db01ce9e336c0ad74b1fc2ad0ac0e2dca2fbaf7d38",
-        "grade_rgb": "c097a564b818b42f1d7311158886ef56637ed790838e8ba655f449d180b70aad",
-        "grids_mtl": "760b168ed57a87e87aa2cc10524e5859db332c480bc63d301f1f510fe55c4ffe",
-        "grids_rgb": "870f34acd552caaac584b82b2a527e45ebceb3f29fcc02898d7f63e5e11f5bbb",
-        "mean_rgb": "715f13abb23a518d290b19e41daf82dddf2e47877b3fc4a9e045b6f5f2907fbb",
-        "mtl": "e7f70ce7a21a609e9e6e1674ca84d16a161a4e42b65024fb0eaf91bb77282a82",
-        "score_mtl": "94c94c23efd1d1f74d33ac347f39d12a9ca923ac9fb5ac968407d4df983c8cc9",
-        "survival_mtl": "bb8f63df9466440fea7c1eb6ad5712609a0e8f75965094c9bc9654e48da278c8",
-        "tiles": "05918347b74031cdd8bdda7d4094afc4f25833d818d9dde7401864db048f27b9",
+        "eval_grade_rgb": "76d109765950535a92ffe0faef3608e46d4fdc5fe4efc9a9efb5ffea151de692",
+        "eval_score_mtl": "04f9923b769f60923ddb5a22b232966b0a56ded178fa83f52b814406cafea2d2",
+        "eval_survival_mtl": "1fc4fcc5b47c9cff6ad9a88db063428858a1c7c6e020d2ce59d34d3abbc63555",
+        "grade_rgb": "0258e84e3030b7c988d5d6a43f1b77f5cc02b6f65daa2aedd943ffb477676d0f",
+        "grids_mtl": "87228d8fe9762f6b6930a5405cce9fb754e34ae67ecef9365e00e08640bba682",
+        "grids_rgb": "edab995cb4dfd8e5506f2932a1cd6d8c65cabbc884d75c1b41086e332b1f531a",
+        "mean_rgb": "7c6ef43102d2ad492bd88705f1a98ae95e674a7efce138664438479b3b7ae829",
+        "mtl": "fd6029fbbc6af5f0e47227bea8ffe5cb3a83f079021604f94a06de61e2cc54df",
+        "score_mtl": "7aeaff72b2d0405d1d0c9b3b7e089c387478afcca748ac6b4e8210bd558c6386",
+        "survival_mtl": "fd556c371447045f1f2b67e22a70823ba39a6978b53a179c5c6425ce9f9706e6",
+        "tiles": "af13d8eff5626b69b1b8bf16957f577a166a48ad40f6c3a5c4e8969910ba98d4",
     ]
 
     func testDemoPipelineKeysArePinned() throws {

@@ -15,6 +15,7 @@ final class TileSamplerTests: XCTestCase {
           tasks:  {kind: table, path: cohort/patches.csv}
         nodes:
           train: {type: tile_sampler, in: {slides: cohort, annotations: tasks}, params: {mode: training, per_task: 12, regression: [nuclei], seed: 3}}
+          shifted: {type: tile_sampler, in: {slides: cohort, annotations: tasks}, params: {mode: training, per_task: 12, regression: [nuclei], jitter: 0.3, seed: 3}}
           grid:  {type: tile_sampler, in: {slides: cohort}, params: {mode: grid}}
           aug:   {type: augmenter, in: {patches: train}, params: {recipe: nodes/augment/heavy.yaml, seed: 5, preview: 3}}
         """)
@@ -49,6 +50,22 @@ final class TileSamplerTests: XCTestCase {
             let count = slide.nuclei(x0: Double(r.x - 64), y0: Double(r.y - 64), x1: Double(r.x + 64), y1: Double(r.y + 64)).count
             XCTAssertEqual(try train.labels("nuclei")[i], Float(count))
         }
+
+        // Jitter: the same draw, classification patches shifted by at most 0.3 × 128 px in x and y
+        // (the slides are at 0.5 µm/px, the patches too), regression patches (counts) never.
+        let shifted = try PatchSet(folder: try ws.output(summary, "shifted", "patches"))
+        XCTAssertEqual(shifted.records.map(\.labels), train.records.map(\.labels))
+        var moved = 0
+        for (a, b) in zip(train.records, shifted.records) {
+            XCTAssertEqual(a.slide, b.slide)
+            if a.labels["nuclei"] != nil {
+                XCTAssertEqual([a.x, a.y], [b.x, b.y], "a count belongs to the exact patch")
+            } else {
+                XCTAssertLessThanOrEqual(max(abs(a.x - b.x), abs(a.y - b.y)), 39)
+                if a.x != b.x || a.y != b.y { moved += 1 }
+            }
+        }
+        XCTAssertGreaterThan(moved, 18, "most of the 24 classification patches move")
 
         // Grid: every cell is more than 60% tissue by the synthetic ground truth too.
         let grid = try PatchSet(folder: try ws.output(summary, "grid", "patches"))

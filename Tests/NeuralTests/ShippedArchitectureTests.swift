@@ -22,20 +22,10 @@ final class ShippedArchitectureTests: XCTestCase {
     }
 
     func testPatientModelsGiveAFeatureVector() throws {
-        for name in ["nic-sepconv-small", "nic-sepconv8", "nic-cell-pool"] {
+        for name in ["nic-sepconv-small", "nic-sepconv8"] {
             let net = try build("patient/\(name).yaml")
             XCTAssertEqual(net.outputShape.count, 1, "\(name) must end in a vector for the head")
         }
-        // The whole-slide model averages over the grid: a cell's place does not matter.
-        let pool = try build("patient/nic-cell-pool.yaml")
-        var a = Tensor(zeros: [2, 48, 48, 128]), b = Tensor(zeros: [2, 48, 48, 128])
-        for c in 0..<128 {
-            a.data[(3 * 48 + 5) * 128 + c] = Float(c) / 64
-            b.data[(40 * 48 + 30) * 128 + c] = Float(c) / 64
-            a.data[48 * 48 * 128 + c] = 1; b.data[48 * 48 * 128 + c] = 1
-        }
-        let ya = try pool.forward(a, training: false), yb = try pool.forward(b, training: false)
-        XCTAssertLessThanOrEqual(ya.maxAbsDifference(yb), 1e-4)
     }
 
     func testBagModelsTakeCodesAndGiveOneOutputPerBag() throws {

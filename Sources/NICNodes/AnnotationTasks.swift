@@ -1,0 +1,272 @@
+import Flow
+import Foundation
+import NICBasics
+import Yams
+
+/// Patch tasks derived from slide annotations, declared in a YAML file under `nodes/tasks/`:
+///
+/// ```yaml
+/// patch_um: 64                 # patch side in µm (the tile sampler's size × mpp)
+/// samples: 16                  # region tasks: the patch is judged on a samples × samples lattice
+/// tasks:
+///   tissue:  {kind: region, classes: [tumour, stroma], min_coverage: 0.5, stride_um: 64, max_per_class: 0}
+///   mitosis: {kind: points, class: mitosis, radius_um: 8, negatives: {inside: [tumour], ratio: 1}}
+///   nuclei:  {kind: count, class: nucleus, inside: [tumour, stroma], stride_um: 64, max_per_slide: 60}
+/// ```
+/// - region: patches on the stride grid (anchored at the slide's corner, like the compressor's cells)
+///   over the task's polygons; label = the class covering most of the patch (a lattice point inside
+///   polygons of several classes counts for the smallest one: a nested annotation refines the one
+///   around it; holes are outside); kept when at least `min_coverage` of the patch is covered.
+///   `max_per_class` (0 = all) keeps a seeded sample per slide and class.
+/// - points: a patch centred on each point of `class` is a positive ("1": a point lies within
+///   `radius_um` of its centre); negatives ("0") are drawn uniformly inside regions of the `inside`
+///   classes — hard negatives, e.g. tumour without a mitosis — at `ratio` negatives per positive,
+///   seeded, each with no point of the class within `radius_um` of its centre.
+/// - count: patches on the stride grid whose centre lies in a region of the `inside` classes; label =
+///   the number of points of `class` inside the patch. `max_per_slide` (0 = all) keeps a seeded sample.
+public struct AnnotationTasks: Sendable {
+    public enum Kind: Sendable, Equatable {
+        case region(classes: [String], minCoverage: Double, strideUM: Double, maxPerClass: Int)
+        case points(className: String, radiusUM: Double, negativesInside: [String], ratio: Double)
+        case count(className: String, inside: [String], strideUM: Double, maxPerSlide: Int)
+    }
+
+    public struct Task: Sendable, Equatable {
+        public var name: String
+        public var kind: Kind
+        public init(name: String, kind: Kind) { self.name = name; self.kind = kind }
+    }
+
+    public var patchUM: Double
+    public var samples: Int
+    public var tasks: [Task]
+
+    public init(patchUM: Double, samples: Int = 16, tasks: [Task]) {
+        self.patchUM = patchUM
+        self.samples = samples
+        self.tasks = tasks
+    }
+
+    public static func read(_ url: URL) throws -> AnnotationTasks {
+        let text: String
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw NodeError("\(url.path): cannot read: \(error.localizedDescription)") }
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch { throw NodeError("\(url.path): not YAML: \(error)") }
+        var top = try Fields(root, at: url.path, what: "the task file", allowed: ["name", "patch_um", "samples", "tasks"])
+        let patchUM = try top.number("patch_um", positive: true)
+        let samples = Int(try top.number("samples", default: 16, positive: true))
+        guard let taskNodes = top.node("tasks")?.mapping, !taskNodes.isEmpty else { throw NodeError("\(top.location): 'tasks' must map task names to {kind: region|points|count, ...}") }
+        var tasks: [Task] = []
+        for (key, value) in taskNodes {
+            guard let name = key.string, !name.isEmpty else { throw NodeError("\(url.path): a task name must be a string") }
+            let kindName = value.mapping?["kind"]?.string ?? ""
+            let where_ = "\(url.path):\((value.mark?.line).map(String.init) ?? "?"): task '\(name)'"
+            switch kindName {
+            case "region":
+                var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: ["kind", "classes", "min_coverage", "stride_um", "max_per_class"])
+                tasks.append(Task(name: name, kind: .region(classes: try f.strings("classes"), minCoverage: try f.number("min_coverage", default: 0.5, fraction: true),
+                                                           strideUM: try f.number("stride_um", default: patchUM, positive: true),
+                                                           maxPerClass: Int(try f.number("max_per_class", default: 0)))))
+            case "points":
+                var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: ["kind", "class", "radius_um", "negatives"])
+                var negatives = try Fields(f.node("negatives"), at: url.path, what: "task '\(name)' negatives", allowed: ["inside", "ratio"])
+                let inside = try negatives.strings("inside")
+                guard !inside.isEmpty else { throw NodeError("\(negatives.location): 'inside' must name the region classes negatives are drawn from") }
+                tasks.append(Task(name: name, kind: .points(className: try f.string("class"), radiusUM: try f.number("radius_um", positive: true),
+                                                           negativesInside: inside, ratio: try negatives.number("ratio", default: 1, positive: true))))
+            case "count":
+                var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: ["kind", "class", "inside", "stride_um", "max_per_slide"])
+                let inside = try f.strings("inside")
+                guard !inside.isEmpty else { throw NodeError("\(f.location): 'inside' must name the region classes patches are counted in") }
+                tasks.append(Task(name: name, kind: .count(className: try f.string("class"), inside: inside,
+                                                          strideUM: try f.number("stride_um", default: patchUM, positive: true),
+                                                          maxPerSlide: Int(try f.number("max_per_slide", default: 0)))))
+            default:
+                throw NodeError("\(where_): kind must be region, points or count, got '\(kindName)'")
+            }
+        }
+        return AnnotationTasks(patchUM: patchUM, samples: samples, tasks: tasks)
+    }
+}
+
+/// The fields of a YAML mapping, read once each; unknown keys are errors (a misspelt option must not
+/// silently fall back to its default).
+private struct Fields {
+    let mapping: Node.Mapping
+    let location: String
+
+    init(_ node: Node?, at file: String, what: String, allowed: Set<String>) throws {
+        let line = (node?.mark?.line).map(String.init) ?? "1"
+        location = "\(file):\(line): \(what)"
+        guard let mapping = node?.mapping else { throw NodeError("\(location): expected a mapping") }
+        for key in mapping.keys {
+            guard let name = key.string, allowed.contains(name) else {
+                throw NodeError("\(file):\((key.mark?.line).map(String.init) ?? line): \(what): unknown key '\(key.string ?? "?")'; expected \(allowed.sorted().joined(separator: ", "))")
+            }
+        }
+        self.mapping = mapping
+    }
+
+    func node(_ key: String) -> Node? { mapping[key] }
+
+    mutating func number(_ key: String, default value: Double? = nil, positive: Bool = false, fraction: Bool = false) throws -> Double {
+        guard let node = mapping[key] else {
+            guard let value else { throw NodeError("\(location): missing '\(key)'") }
+            return value
+        }
+        guard let x = node.float ?? node.int.map(Double.init), x.isFinite else { throw NodeError("\(location): '\(key)' must be a number") }
+        if positive && x <= 0 { throw NodeError("\(location): '\(key)' must be positive, got \(x)") }
+        if fraction && !(0...1).contains(x) { throw NodeError("\(location): '\(key)' must be within 0...1, got \(x)") }
+        if x < 0 { throw NodeError("\(location): '\(key)' must not be negative, got \(x)") }
+        return x
+    }
+
+    func string(_ key: String) throws -> String {
+        guard let s = mapping[key]?.string, !s.isEmpty else { throw NodeError("\(location): missing '\(key)' (a class name)") }
+        return s
+    }
+
+    func strings(_ key: String) throws -> [String] {
+        guard let node = mapping[key] else { return [] }
+        if let s = node.string { return [s] }
+        guard let list = node.sequence?.map(\.string), list.allSatisfy({ $0 != nil }) else { throw NodeError("\(location): '\(key)' must be a list of class names") }
+        return list.compactMap { $0 }
+    }
+}
+
+// MARK: Labelling
+
+extension SlideAnnotations {
+    /// The class covering most of the square patch (side `side` level-0 px) among `classes` (empty: all),
+    /// judged on a samples × samples lattice, and the covered fraction.
+    public func regionLabel(centre: PlanePoint, side: Double, classes: Set<String>, samples: Int) -> (label: String?, coverage: Double) {
+        let half = side / 2
+        let candidates = regions.filter {
+            (classes.isEmpty || classes.contains($0.className)) && $0.maxX >= centre.x - half && $0.minX <= centre.x + half
+                && $0.maxY >= centre.y - half && $0.minY <= centre.y + half
+        }.sorted { $0.area < $1.area }  // innermost first
+        guard !candidates.isEmpty else { return (nil, 0) }
+        var votes: [String: Int] = [:]
+        var covered = 0
+        for i in 0..<samples {
+            for j in 0..<samples {
+                let p = PlanePoint(centre.x - half + (Double(j) + 0.5) * side / Double(samples), centre.y - half + (Double(i) + 0.5) * side / Double(samples))
+                if let region = candidates.first(where: { $0.contains(p) }) {
+                    votes[region.className, default: 0] += 1
+                    covered += 1
+                }
+            }
+        }
+        let label = votes.max { a, b in a.value != b.value ? a.value < b.value : a.key > b.key }?.key
+        return (label, Double(covered) / Double(samples * samples))
+    }
+
+    /// Whether a point of `className` lies within `radius` level-0 px of `centre`.
+    public func hasPoint(_ className: String, within radius: Double, of centre: PlanePoint) -> Bool {
+        (points[className] ?? []).contains { ($0.x - centre.x) * ($0.x - centre.x) + ($0.y - centre.y) * ($0.y - centre.y) <= radius * radius }
+    }
+
+    /// Points of `className` inside the square patch [x − side/2, x + side/2) × [y − side/2, y + side/2).
+    public func count(_ className: String, centre: PlanePoint, side: Double) -> Int {
+        let half = side / 2
+        return (points[className] ?? []).filter { $0.x >= centre.x - half && $0.x < centre.x + half && $0.y >= centre.y - half && $0.y < centre.y + half }.count
+    }
+
+    /// Whether `p` lies in a region of one of `classes`.
+    public func inRegion(_ p: PlanePoint, of classes: Set<String>) -> Bool {
+        regions.contains { classes.contains($0.className) && $0.contains(p) }
+    }
+}
+
+/// One row of patches.csv: the patch centre (level-0 px), the task and the label.
+public struct AnnotatedPatch: Sendable, Equatable {
+    public var x: Int, y: Int
+    public var task: String
+    public var label: String
+}
+
+extension AnnotationTasks {
+    /// The patches of one slide of width × height level-0 px at `mpp` µm/px. Patches must lie inside
+    /// the slide (the tile sampler reads them whole); positives too close to the edge are dropped and
+    /// counted in `dropped`.
+    public func patches(_ annotations: SlideAnnotations, width: Int, height: Int, mpp: Double, seed: UInt64, slideIndex: Int)
+        throws -> (patches: [AnnotatedPatch], dropped: [String: Int]) {
+        let side = patchUM / mpp, half = side / 2
+        // Judged on the rounded centre patches.csv records.
+        func fits(_ c: PlanePoint) -> Bool {
+            let x = c.x.rounded(), y = c.y.rounded()
+            return x - half >= 0 && y - half >= 0 && x + half <= Double(width) && y + half <= Double(height)
+        }
+        func row(_ c: PlanePoint, _ task: String, _ label: String) -> AnnotatedPatch {
+            AnnotatedPatch(x: Int(c.x.rounded()), y: Int(c.y.rounded()), task: task, label: label)
+        }
+        var out: [AnnotatedPatch] = []
+        var dropped: [String: Int] = [:]
+        for (t, task) in tasks.enumerated() {
+            var rng = SplitMix64(seed: seed, slideIndex, t)
+            switch task.kind {
+            case let .region(classes, minCoverage, strideUM, maxPerClass):
+                let chosen = Set(classes)
+                var byClass: [String: [AnnotatedPatch]] = [:]
+                for c in gridCentres(annotations, classes: chosen, stride: strideUM / mpp, width: width, height: height, half: half) {
+                    let (label, coverage) = annotations.regionLabel(centre: c, side: side, classes: chosen, samples: samples)
+                    if let label, coverage >= minCoverage, coverage > 0 { byClass[label, default: []].append(row(c, task.name, label)) }
+                }
+                for key in byClass.keys.sorted() {
+                    let list = byClass[key]!  // invariant: iterating its keys
+                    out += maxPerClass > 0 && list.count > maxPerClass ? Array(list.shuffled(using: &rng).prefix(maxPerClass)) : list
+                }
+            case let .points(className, radiusUM, inside, ratio):
+                let radius = radiusUM / mpp
+                let positives = (annotations.points[className] ?? []).filter(fits)
+                dropped[task.name] = (annotations.points[className]?.count ?? 0) - positives.count
+                out += positives.map { row($0, task.name, "1") }
+                let wanted = Int((ratio * Double(positives.count)).rounded())
+                let areas = annotations.regions.filter { inside.contains($0.className) }
+                var negatives = 0, attempts = 0
+                let total = areas.reduce(0) { $0 + $1.area }
+                while negatives < wanted && total > 0 && attempts < max(wanted, 1) * 1000 {
+                    attempts += 1
+                    // A region with probability ∝ its area, then a uniform point of its bounding box.
+                    var pick = rng.uniform(0, total)
+                    let region = areas.first { pick -= $0.area; return pick <= 0 } ?? areas[areas.count - 1]
+                    let c = PlanePoint(rng.uniform(region.minX, region.maxX).rounded(), rng.uniform(region.minY, region.maxY).rounded())
+                    guard region.contains(c), fits(c), !annotations.hasPoint(className, within: radius, of: c) else { continue }
+                    out.append(row(c, task.name, "0"))
+                    negatives += 1
+                }
+                if negatives < wanted {
+                    throw NodeError("\(annotations.file): task '\(task.name)': found \(negatives) of \(wanted) negatives inside \(inside.joined(separator: "/")) regions without a '\(className)' point within \(radiusUM) µm; lower the ratio or annotate more \(inside.joined(separator: "/"))")
+                }
+            case let .count(className, inside, strideUM, maxPerSlide):
+                let chosen = Set(inside)
+                var list: [AnnotatedPatch] = []
+                for c in gridCentres(annotations, classes: chosen, stride: strideUM / mpp, width: width, height: height, half: half)
+                where annotations.inRegion(c, of: chosen) {
+                    list.append(row(c, task.name, String(annotations.count(className, centre: c, side: side))))
+                }
+                out += maxPerSlide > 0 && list.count > maxPerSlide ? Array(list.shuffled(using: &rng).prefix(maxPerSlide)) : list
+            }
+        }
+        return (out, dropped)
+    }
+
+    /// Centres of the stride grid (anchored at the slide's corner) over the bounding box of the regions of
+    /// `classes` (all regions when empty), whose patch fits on the slide.
+    private func gridCentres(_ annotations: SlideAnnotations, classes: Set<String>, stride: Double, width: Int, height: Int, half: Double) -> [PlanePoint] {
+        let regions = annotations.regions.filter { classes.isEmpty || classes.contains($0.className) }
+        guard !regions.isEmpty, stride > 0 else { return [] }
+        let minX = max(half, regions.map(\.minX).min()!), maxX = min(Double(width) - half, regions.map(\.maxX).max()!)  // invariant: not empty
+        let minY = max(half, regions.map(\.minY).min()!), maxY = min(Double(height) - half, regions.map(\.maxY).max()!)
+        guard minX <= maxX, minY <= maxY else { return [] }
+        var out: [PlanePoint] = []
+        // Centres at (k + ½)·stride: the cells of a stride grid from the slide's corner.
+        for j in Int((minY / stride - 0.5).rounded(.down))...Int((maxY / stride - 0.5).rounded(.up)) {
+            for i in Int((minX / stride - 0.5).rounded(.down))...Int((maxX / stride - 0.5).rounded(.up)) {
+                let c = PlanePoint(((Double(i) + 0.5) * stride).rounded(), ((Double(j) + 0.5) * stride).rounded())
+                if c.x >= minX && c.x <= maxX && c.y >= minY && c.y <= maxY { out.append(c) }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,77 @@
+import Flow
+import Foundation
+
+/// `annotations`: a folder of slide annotations drawn in QuPath (GeoJSON export: polygons with a
+/// classification, points) or ASAP (XML), one file per slide matched by stem (`<stem>.geojson`,
+/// `<stem>.json` or `<stem>.xml`), in level-0 pixels, turned into patch tasks declared in a YAML file
+/// (`nodes/tasks/*.yaml`, see `AnnotationTasks`): the patches.csv table (`slide, x, y, task, label`)
+/// the tile sampler takes, so a pipeline swaps a hand-made patches.csv for annotations in one line.
+public struct AnnotationsSource: NodeType {
+    public static let name = "annotations"
+    public static let version = 1
+    public static let summary = "Derives patch tasks (region majority, point detection with hard negatives, counts) from QuPath GeoJSON / ASAP XML annotations: a patches.csv Table."
+    public static let inputs = [PortSpec("slides", .slideSet, doc: "the cohort (slide sizes and µm/px)")]
+    public static let outputs = [PortSpec("annotations", .table, doc: "patches.csv rows: slide, x, y, task, label (x, y = level-0 patch centre)")]
+
+    public struct Params: NodeParams {
+        @Param(doc: "the folder of annotation files, one per slide: <stem>.geojson / .json (QuPath) or <stem>.xml (ASAP)") var dir: DirectoryParam
+        @Param(doc: "the task file, e.g. nodes/tasks/qupath-synthetic.yaml") var tasks: Reference
+        @Param(doc: "seed of negative sampling and per-slide subsampling") var seed = 1
+        public init() {}
+    }
+
+    public init() {}
+
+    static let extensions = ["geojson", "json", "xml"]
+
+    public func run(_ context: NodeContext, _ params: Params) throws {
+        let slides = try SlideSet.read(from: try context.input("slides"))
+        let tasks = try AnnotationTasks.read(params.tasks.url)
+        let folder = params.dir.url
+        let files: [String]
+        do {
+            files = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+                .filter { Self.extensions.contains(($0 as NSString).pathExtension.lowercased()) && !$0.hasPrefix(".") }.sorted()
+        } catch {
+            throw NodeError("\(folder.path): cannot list the annotations folder: \(error.localizedDescription)")
+        }
+        var byStem: [String: String] = [:]
+        for name in files {
+            let stem = (name as NSString).deletingPathExtension
+            if let other = byStem[stem] { throw NodeError("\(folder.path): '\(other)' and '\(name)' both annotate slide '\(stem)'; keep one") }
+            byStem[stem] = name
+        }
+        let unknown = byStem.keys.filter { slides[$0] == nil }.sorted()
+        if !unknown.isEmpty {
+            context.logger.warning("\(folder.path): \(unknown.count) annotation file(s) match no slide of the cohort: \(unknown.prefix(5).joined(separator: ", "))")
+        }
+        var rows: [[String]] = []
+        var summary: [String: Any] = [:]
+        var unannotated: [String] = []
+        for (index, entry) in slides.slides.enumerated() {
+            try context.checkCancellation()
+            guard let name = byStem[entry.stem] else { unannotated.append(entry.stem); continue }
+            let annotations = try SlideAnnotations.read(folder.appendingPathComponent(name), width: entry.width, height: entry.height)
+            for warning in annotations.warnings { context.logger.warning("\(warning)") }
+            guard entry.mpp > 0 else { throw NodeError("slide '\(entry.stem)': unknown µm/px; give the slides source an 'mpp'") }
+            let (patches, dropped) = try tasks.patches(annotations, width: entry.width, height: entry.height, mpp: entry.mpp,
+                                                       seed: UInt64(bitPattern: Int64(params.seed)), slideIndex: index)
+            rows += patches.map { [entry.stem, String($0.x), String($0.y), $0.task, $0.label] }
+            // Patches per task and class; count tasks' labels are numbers, summed up per task.
+            let countTasks = Set(tasks.tasks.filter { if case .count = $0.kind { return true } else { return false } }.map(\.name))
+            var counts: [String: Int] = [:]
+            for p in patches { counts[countTasks.contains(p.task) ? p.task : "\(p.task)=\(p.label)", default: 0] += 1 }
+            summary[entry.stem] = ["file": name, "patches": counts, "dropped_near_edge": dropped.filter { $0.value > 0 },
+                                   "skipped_features": annotations.warnings.count] as [String: Any]
+            context.progress(index + 1, of: slides.slides.count, unit: "slides")
+        }
+        guard !rows.isEmpty else {
+            throw NodeError("\(folder.path): no patches: \(byStem.isEmpty ? "no .geojson, .json or .xml files" : "the annotations of the \(slides.slides.count - unannotated.count) matched slide(s) give none for the tasks of \(params.tasks.url.lastPathComponent)")")
+        }
+        if !unannotated.isEmpty { context.logger.info("\(unannotated.count) slide(s) without annotations: \(unannotated.prefix(5).joined(separator: ", "))") }
+        let out = try context.output("annotations")
+        try CSVTable(columns: ["slide", "x", "y", "task", "label"], rows: rows).writePort(out)
+        summary["_unannotated_slides"] = unannotated
+        try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]).write(to: out.appendingPathComponent("summary.json"))
+    }
+}
