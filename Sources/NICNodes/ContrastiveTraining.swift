@@ -53,7 +53,7 @@ enum ContrastiveTraining {
                 }
                 let others = slideList.filter { $0 != records[a].slide }
                 let slide = others[Int(pairRng.next() % UInt64(others.count))]
-                let members = bySlide[slide]!
+                let members = bySlide[slide]!  // invariant: slide taken from bySlide.keys
                 return (a, members[Int(pairRng.next() % UInt64(members.count))], false)
             }
         }

@@ -81,6 +81,7 @@ public struct PatientModel: NodeType {
         let targets = try PatientTargets(loss: try LossSpec(try Heads.architecture(file: headURL, outputs: 1)), head: headURL.lastPathComponent,
                                          columns: params.target, classes: params.classes,
                                          slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) })
+        targets.reportDropped(context)
         let patients = targets.patients
         guard patients.count >= params.folds else {
             throw NodeError("\(patients.count) labelled patient(s); \(params.folds)-fold cross-validation needs at least as many")
