@@ -33,6 +33,8 @@ public struct EncoderNode: NodeType {
         @Param(doc: "vae: weight γ of the KL term", .atLeast(0)) var klWeight = 5e-5
         @Param(doc: "bigan: one-sided label smoothing ε (the discriminator aims at 1 − ε for real pairs)", .within(0, 0.5))
         var labelSmoothing = 0.1
+        @Param(doc: "bigan: generator and encoder updates per discriminator update (the D/G ratio; 2 or more slows a discriminator that wins early)", .within(1, 10))
+        var generatorSteps = 1
         @Param(doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads")
         var tasks: ParamValue = .null
         @Param(doc: "folder of head definitions") var headsDir: DirectoryParam? = DirectoryParam("nodes/heads")

@@ -115,21 +115,22 @@ final class CacheKeyPinTests: XCTestCase {
     /// sampler, augmenter and sources kept theirs. Re-pinned for issue 12: the patient model's new
     /// params (`aggregation`, `bag_cells`) and version 2 (bag models) move the keys of the patient
     /// models and their evaluators; the CNN's results are unchanged. The tile sampler's `jitter` param
-    /// (default 0: the same patches) moves the tiles' key and everything downstream.
+    /// (default 0: the same patches) moves the tiles' key and everything downstream; the encoder's
+    /// `generator_steps` (BiGAN D/G ratio, default 1: the same training) the encoders' and downstream.
     static let pinned: [String: String] = [
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
         "augmented": "aa5b2a8cd6d8c63c8cca4374aa046a166f3ed12eee1aeab4b3fa99727ffeb125",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "76d109765950535a92ffe0faef3608e46d4fdc5fe4efc9a9efb5ffea151de692",
-        "eval_score_mtl": "04f9923b769f60923ddb5a22b232966b0a56ded178fa83f52b814406cafea2d2",
-        "eval_survival_mtl": "1fc4fcc5b47c9cff6ad9a88db063428858a1c7c6e020d2ce59d34d3abbc63555",
-        "grade_rgb": "0258e84e3030b7c988d5d6a43f1b77f5cc02b6f65daa2aedd943ffb477676d0f",
-        "grids_mtl": "87228d8fe9762f6b6930a5405cce9fb754e34ae67ecef9365e00e08640bba682",
-        "grids_rgb": "edab995cb4dfd8e5506f2932a1cd6d8c65cabbc884d75c1b41086e332b1f531a",
-        "mean_rgb": "7c6ef43102d2ad492bd88705f1a98ae95e674a7efce138664438479b3b7ae829",
-        "mtl": "fd6029fbbc6af5f0e47227bea8ffe5cb3a83f079021604f94a06de61e2cc54df",
-        "score_mtl": "7aeaff72b2d0405d1d0c9b3b7e089c387478afcca748ac6b4e8210bd558c6386",
-        "survival_mtl": "fd556c371447045f1f2b67e22a70823ba39a6978b53a179c5c6425ce9f9706e6",
+        "eval_grade_rgb": "39b017dcc9bbf727bacf4a151c08fc5a875388561fa1902008a1b79eeee6e772",
+        "eval_score_mtl": "271db592c88dd2f41227dd40d9d524d13fa32b65c0539cd71d6fe1203f9d42b7",
+        "eval_survival_mtl": "11267c03a063840e8abb2fab82a5f94c34bbbccf79c48eaf3fb5c568c213f818",
+        "grade_rgb": "1f86737f619f5c96e5f28d2c8f21f00cc877f641813f825d8823334b0ebbecab",
+        "grids_mtl": "4da90f93590d8173619396db6ba072d89405549c3add6334acd14a42f353b572",
+        "grids_rgb": "50d6e7c85d50024adfccde8f161dbc7603801bc6be661579cce37f5ef3f7740c",
+        "mean_rgb": "7a73ef84a33c2c8b7faffae74ea60e27226ac496deb14b483f3fb356e88ddcd4",
+        "mtl": "d0d9e9db58518ac54a060cec35591a02b863916a7411e48a8ff95598f8e64dfb",
+        "score_mtl": "47d02753191638acfd7792b79d1d85024d614de788e00a9cf9ae385c7ced04c9",
+        "survival_mtl": "b5e63781d15381fe8e3c12154324dee9054b742635ddc42db20f42db6f5fcaaf",
         "tiles": "af13d8eff5626b69b1b8bf16957f577a166a48ad40f6c3a5c4e8969910ba98d4",
     ]
 
