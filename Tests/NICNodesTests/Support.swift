@@ -48,6 +48,15 @@ final class CohortWorkspace {
         return Executor(plan: try Planner.plan(graph, cache: cache), cache: cache, jobs: jobs).run()
     }
 
+    /// Copies the repository's `nodes/<name>` files into the workspace, so tests use what users get.
+    func copyRepositoryNodes(_ names: [String]) throws {
+        for name in names {
+            let target = root.appendingPathComponent("nodes/\(name)")
+            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: NICPipelineTests.repo.appendingPathComponent("nodes/\(name)"), to: target)
+        }
+    }
+
     /// The start of a pipeline compressing the cohort with mean-RGB into `grids` (two cells a slide
     /// for the encoder's patches); tests append their patient-level nodes.
     static func meanRGBGrids(pipeline: String, previews: Int = 0) -> String {
