@@ -6,7 +6,7 @@ export NIC_TEST_DATA ?= $(HOME)/.cache/nic/data
 SWIFT ?= swift
 TESTKIT = .build/debug/nic-testkit
 
-.PHONY: demo test deps build interop interop-geojson parity report-check clean
+.PHONY: demo test deps build interop interop-geojson parity report-check fuzz clean
 
 deps:
 	@scripts/deps.sh
@@ -29,9 +29,18 @@ test:
 	@scripts/fetch-test-data.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	@FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) scripts/fuzz.sh
 	@$(MAKE) --no-print-directory interop
 	@$(MAKE) --no-print-directory report-check
 	@$(MAKE) --no-print-directory parity
+
+# libFuzzer on the spec parser, the CSV reader, zarr metadata + chunk decoding and the safetensors
+# reader (Tests/Fuzz, seed corpora committed there): FUZZ_SECONDS each (`make test` runs each for
+# FUZZ_SMOKE_SECONDS). Needs only the Swift toolchain (it ships libFuzzer and the sanitizers).
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 # zarr arrays written by nic are read by zarr-python, and the other way round.
 interop:

@@ -36,6 +36,8 @@ let package = Package(
         .executable(name: "nic", targets: ["nic"]),
         .library(name: "Flow", targets: ["Flow"]),
         .library(name: "TensorStore", targets: ["TensorStore"]),
+        // For the fuzz harnesses (Tests/Fuzz), a package of their own built with -sanitize=fuzzer.
+        .library(name: "Neural", targets: ["Neural"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),

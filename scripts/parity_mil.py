@@ -30,6 +30,7 @@ CASES = [
     ("nodes/patient/abmil-gated.yaml", "nodes/heads/regression.yaml", 128),
     ("nodes/patient/mil-mean.yaml", "nodes/heads/regression.yaml", 128),
     ("nodes/patient/abmil-gated.yaml", "nodes/heads/classification.yaml", 3),
+    ("scripts/parity/mil-after.yaml", "nodes/heads/regression.yaml", 16),
 ]
 
 
@@ -82,6 +83,7 @@ class BagModel(nn.Module):
         self.kind = pool["type"]
         if self.kind != "mean":
             self.pool = GatedAttention(width, pool.get("hidden", 64), self.kind == "gated_attention")
+        self.after, width = layers(arch.get("after"), width)
         head_layers = list(head["layers"])
         last = head_layers[-1]["dense"]
         head_layers[-1] = {"dense": dict(last, units=outputs) if isinstance(last, dict) else outputs}
@@ -97,7 +99,7 @@ class BagModel(nn.Module):
                 alpha = torch.softmax(self.pool(bag), dim=0)
             weights.append(alpha)
             pooled.append(alpha @ bag)
-        return self.head(torch.stack(pooled)), torch.cat(weights)
+        return self.head(self.after(torch.stack(pooled))), torch.cat(weights)
 
 
 def check(nic, arch_path, head_path, features, work):

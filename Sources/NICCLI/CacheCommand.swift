@@ -12,7 +12,7 @@ struct CacheCommand: ParsableCommand {
         @OptionGroup var cacheOption: CacheOption
 
         func run() throws {
-            let cache = try cacheOption.open()
+            let cache = try cacheOption.open(.existing)
             let entries = cache.entries()
             let formatter = ISO8601DateFormatter()
             print("key           pipeline/node                    type          size        last used")
@@ -30,7 +30,7 @@ struct CacheCommand: ParsableCommand {
         @Flag(name: .long, help: "Report damage but leave damaged entries in place.") var keep = false
 
         func run() throws {
-            let cache = try cacheOption.open()
+            let cache = try cacheOption.open(.existing)
             let result = cache.verify(setAsideDamaged: !keep)
             for problem in result.problems {
                 standardError("damaged: \(problem)")
@@ -38,7 +38,8 @@ struct CacheCommand: ParsableCommand {
             if result.problems.isEmpty {
                 print("verified \(result.checked) entries: all checksums match")
             } else {
-                standardError("\(result.problems.count) of \(result.checked) entries damaged\(keep ? "" : "; set aside in \(cache.quarantine.path), the next run recomputes them")")
+                let setAside = keep ? 0 : result.problems.filter { $0.notSetAside == nil }.count
+                standardError("\(result.problems.count) of \(result.checked) entries damaged\(setAside == 0 ? "" : "; \(setAside) set aside in \(cache.quarantine.path), the next run recomputes them")")
                 throw ExitCode(ExitStatus.failed)
             }
         }
@@ -64,7 +65,7 @@ struct CacheCommand: ParsableCommand {
         }
 
         func run() throws {
-            let cache = try cacheOption.open()
+            let cache = try cacheOption.open(.existing)
             var keep: Set<String>?
             if !pipelines.isEmpty {
                 var keys = Set<String>()
@@ -75,11 +76,22 @@ struct CacheCommand: ParsableCommand {
                 keep = keys
             }
             let cutoff = olderThan.flatMap(parseAge).map { Date().addingTimeInterval(-$0) }
-            let removed = cache.collectGarbage(keep: keep, olderThan: cutoff, dryRun: dryRun)
-            for entry in removed {
+            let result = cache.collectGarbage(keep: keep, olderThan: cutoff, dryRun: dryRun)
+            for entry in result.removed {
                 print("\(dryRun ? "would remove" : "removed") \(entry.key.prefix(12))  \(entry.manifest.map { "\($0.pipeline)/\($0.node)" } ?? "(no manifest)")  \(formatBytes(entry.bytes))")
             }
-            print("\(dryRun ? "would free" : "freed") \(formatBytes(removed.reduce(0) { $0 + $1.bytes })) in \(removed.count) entries")
+            for entry in result.inUse {
+                print("kept    \(entry.key.prefix(12))  \(entry.manifest.map { "\($0.pipeline)/\($0.node)" } ?? "(no manifest)")  in use by a running nic")
+            }
+            for (entry, reason) in result.failed {
+                standardError("cannot remove \(entry.url.path): \(reason)")
+            }
+            print("\(dryRun ? "would free" : "freed") \(formatBytes(result.removed.reduce(0) { $0 + $1.bytes })) in \(result.removed.count) entries"
+                  + (result.inUse.isEmpty ? "" : "; \(result.inUse.count) in use by running nic processes kept"))
+            if !result.failed.isEmpty {
+                standardError("\(result.failed.count) entries could not be removed")
+                throw ExitCode(ExitStatus.failed)
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ struct MetricsCommand: ParsableCommand {
 
     func run() throws {
         let graph = try loadGraph(file)
-        let plan = try Planner.plan(graph, cache: try cacheOption.open())
+        let plan = try Planner.plan(graph, cache: try cacheOption.open(.existing))
         var rows: [[String]] = []
         for node in plan.nodes {
             guard let graphNode = graph.node(named: node.name), graphNode.type.outputs.contains(where: { $0.type == .metrics }) else { continue }
@@ -27,7 +27,7 @@ struct MetricsCommand: ParsableCommand {
                       let metrics = object["metrics"] as? [String: [String: Any]] else { continue }
                 let n = (object["n"] as? NSNumber).map { "\($0.intValue)" } ?? ""
                 for name in metrics.keys.sorted() {
-                    let m = metrics[name]!.compactMapValues { ($0 as? NSNumber)?.doubleValue }
+                    let m = metrics[name]!.compactMapValues { ($0 as? NSNumber)?.doubleValue }  // invariant: name taken from metrics.keys
                     let value = m["value"].map { String(format: name.hasSuffix("_p") ? "%.3g" : "%.3f", $0) } ?? ""
                     let ci = m["ci_low"].flatMap { low in m["ci_high"].map { String(format: "[%.3f, %.3f]", low, $0) } } ?? ""
                     rows.append([node.name, name, value, ci, n])
@@ -39,7 +39,7 @@ struct MetricsCommand: ParsableCommand {
             print(CSVTable(columns: header, rows: rows).csvText(), terminator: "")
             return
         }
-        let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
+        let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }  // invariant: the header row makes the list non-empty
         for row in [header] + rows {
             print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  "))
         }

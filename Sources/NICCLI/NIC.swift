@@ -16,15 +16,31 @@ public struct NIC: ParsableCommand {
     )
 
     public init() {}
+
+    /// As ParsableCommand's, but errors from Foundation (a full disk, a read-only folder) are printed
+    /// as plain sentences instead of `NSCocoaErrorDomain Code=640`.
+    public static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as NSError where error.domain == NSCocoaErrorDomain || error.domain == NSPOSIXErrorDomain {
+            standardError("Error: \(FlowError.plainReason(error))")
+            Foundation.exit(ExitStatus.failed)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 struct CacheOption: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Cache folder (default: $NIC_CACHE, else .nic/cache in the current folder).", valueName: "dir"))
     var cache: String?
 
-    func open() throws -> Cache {
+    /// Commands that only look pass `.existing` (a mistyped path is an error, not a new empty cache)
+    /// or `.existingOrNone` (nothing is created; a missing cache reads as empty).
+    func open(_ opening: Cache.Opening = .create) throws -> Cache {
         let path = cache ?? ProcessInfo.processInfo.environment["NIC_CACHE"] ?? ".nic/cache"
-        return try Cache(root: URL(fileURLWithPath: path))
+        return try Cache(root: URL(fileURLWithPath: path), opening: opening)
     }
 }
 
@@ -83,7 +99,7 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         let graph = try loadGraph(file)
-        let plan = try Planner.plan(graph, cache: try cacheOption.open(), force: try checkedForce(force, graph: graph))
+        let plan = try Planner.plan(graph, cache: try cacheOption.open(.existingOrNone), force: try checkedForce(force, graph: graph))
         printPlan(plan)
     }
 }

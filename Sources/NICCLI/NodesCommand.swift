@@ -14,7 +14,7 @@ struct NodesCommand: ParsableCommand {
         }
         let shown = types.isEmpty ? registry.names : types
         for (i, name) in shown.enumerated() {
-            let type = registry[name]!
+            let type = registry[name]!  // invariant: name taken from the registry's names
             if i > 0 { print("") }
             print("\(type.name) (v\(type.version)) – \(type.summary)")
             if !type.inputs.isEmpty {

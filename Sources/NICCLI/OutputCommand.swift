@@ -22,7 +22,7 @@ struct OutputCommand: ParsableCommand {
         guard let chosen, outputs.contains(chosen) else {
             throw ValidationError("node '\(node)' has outputs \(outputs.joined(separator: ", ")); name one")
         }
-        let plan = try Planner.plan(graph, cache: try cacheOption.open())
+        let plan = try Planner.plan(graph, cache: try cacheOption.open(.existing))
         guard let entry = plan.node(named: node)?.entry else {
             standardError("node '\(node)' has no cached output for the current spec; run `nic run \(file)` first")
             throw ExitCode(ExitStatus.failed)

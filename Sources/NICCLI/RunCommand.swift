@@ -46,7 +46,7 @@ struct RunCommand: ParsableCommand {
         let recorder = try RunRecorder(runsRoot: runsRoot, plan: plan, cache: cache, jobs: jobs)
         let executor = Executor(plan: plan, cache: cache, jobs: jobs, observer: ObserverGroup([display, recorder]))
         executor.logger = Logger(label: "nic.run")
-        let signals = SignalTrap { executor.cancel() }
+        let signals = SignalTrap(onSecond: { recorder.markInterrupted() }) { executor.cancel() }
         let summary = executor.run()
         signals.release()
         recorder.finish(summary)
@@ -56,7 +56,7 @@ struct RunCommand: ParsableCommand {
             let report = try HTMLReport(runFolder: recorder.folder).write()
             display.emit("report: \(report.path)")
         } catch {
-            display.emit("report not written: \(error)", toStandardError: true)
+            display.emit("report not written: \(FlowError.plainReason(error))", toStandardError: true)
         }
         RunLogging.detach()
         if summary.interrupted { throw ExitCode(ExitStatus.interrupted) }
@@ -71,7 +71,7 @@ final class SignalTrap {
     private var sources: [DispatchSourceSignal] = []
     private let received = Locked(0)
 
-    init(onFirst: @escaping () -> Void) {
+    init(onSecond: @escaping () -> Void = {}, onFirst: @escaping () -> Void) {
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
@@ -81,6 +81,7 @@ final class SignalTrap {
                     standardError("nic: \(sig == SIGINT ? "interrupt" : "terminate") received; stopping running nodes (again to exit at once)")
                     onFirst()
                 } else {
+                    onSecond()
                     _exit(ExitStatus.interrupted)
                 }
             }

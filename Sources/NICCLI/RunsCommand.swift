@@ -20,7 +20,7 @@ struct RunsCommand: ParsableCommand {
         for (folder, record) in all.prefix(limit) {
             let c = record.counts
             let time = record.seconds.map { ProgressDisplay.duration($0) } ?? "-"
-            print("\(folder.lastPathComponent.padding(toLength: 36, withPad: " ", startingAt: 0))  \(record.status.padding(toLength: 11, withPad: " ", startingAt: 0))  \(String(format: "%8d %6d %6d %7d", c.executed, c.cached, c.failed, c.skipped))  \(time)")
+            print("\(folder.lastPathComponent.padding(toLength: 36, withPad: " ", startingAt: 0))  \(record.shownStatus.padding(toLength: 11, withPad: " ", startingAt: 0))  \(String(format: "%8d %6d %6d %7d", c.executed, c.cached, c.failed, c.skipped))  \(time)")
         }
         if all.count > limit { print("(\(all.count - limit) older; --limit to see more)") }
     }

@@ -26,7 +26,7 @@ enum BiGANTraining {
         let dOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geParameters = generator.parameters + encoder.parameters
-        let smoothing = Float(params.labelSmoothing)
+        let smoothing = Float(params.labelSmoothing), generatorSteps = params.generatorSteps
         var noise = Xoshiro256StarStar(seed: seed &+ 47)
 
         // D and (G, E) each take their own step inside one training step, so the step applies them.
@@ -42,8 +42,8 @@ enum BiGANTraining {
 
                 // Discriminator step on (x, E(x)) → real and (G(z), z) → fake.
                 for p in discriminator.parameters + geParameters { p.zeroGrad() }
-                let code = try encoder.forward(x, training: true).reshaped([n, codeSize])
-                let fake = try generator.forward(z, training: true)
+                var code = try encoder.forward(x, training: true).reshaped([n, codeSize])
+                var fake = try generator.forward(z, training: true)
                 let realLogits = try discriminator.forward([x, code], training: true)
                 // One-sided label smoothing: D aims at 1 − ε for real pairs, so it cannot grow certain
                 // (and its gradients vanish for G and E) early in training.
@@ -54,19 +54,28 @@ enum BiGANTraining {
                 _ = try discriminator.backward(fakeLoss.gradient)
                 dOptimizer.step(discriminator.parameters)
 
-                // Generator and encoder step: fool D (labels swapped); D's gradients are discarded.
-                for p in discriminator.parameters + geParameters { p.zeroGrad() }
-                let realAgain = try discriminator.forward([x, code], training: true)
-                let geReal = try Loss.binaryCrossEntropy(logits: realAgain, targets: [Float](repeating: 0, count: n))
-                let dCode = try discriminator.backward(geReal.gradient)[1]
-                let fakeAgain = try discriminator.forward([fake, z], training: true)
-                let geFake = try Loss.binaryCrossEntropy(logits: fakeAgain, targets: [Float](repeating: 1, count: n))
-                let dFake = try discriminator.backward(geFake.gradient)[0]
-                try encoder.backward(dCode.reshaped([n] + encoder.outputShape))
-                // The encoder's forward state was overwritten by no one; the generator's is from this step.
-                try generator.backward(dFake)
-                geOptimizer.step(geParameters)
-                let dLoss = realLoss.value + fakeLoss.value, geLoss = geReal.value + geFake.value
+                // Generator and encoder steps: fool D (labels swapped); D's gradients are discarded.
+                // `generator_steps` > 1 gives (G, E) several updates per D update, for a D that wins early.
+                var geLoss = 0.0
+                for geStep in 0..<generatorSteps {
+                    if geStep > 0 {
+                        code = try encoder.forward(x, training: true).reshaped([n, codeSize])
+                        fake = try generator.forward(z, training: true)
+                    }
+                    for p in discriminator.parameters + geParameters { p.zeroGrad() }
+                    let realAgain = try discriminator.forward([x, code], training: true)
+                    let geReal = try Loss.binaryCrossEntropy(logits: realAgain, targets: [Float](repeating: 0, count: n))
+                    let dCode = try discriminator.backward(geReal.gradient)[1]
+                    let fakeAgain = try discriminator.forward([fake, z], training: true)
+                    let geFake = try Loss.binaryCrossEntropy(logits: fakeAgain, targets: [Float](repeating: 1, count: n))
+                    let dFake = try discriminator.backward(geFake.gradient)[0]
+                    try encoder.backward(dCode.reshaped([n] + encoder.outputShape))
+                    // The encoder's forward state was overwritten by no one; the generator's is from this step.
+                    try generator.backward(dFake)
+                    geOptimizer.step(geParameters)
+                    geLoss = geReal.value + geFake.value  // the last update's, as with one step
+                }
+                let dLoss = realLoss.value + fakeLoss.value
                 // How often D is right on each side: both near 1 means D has won and G, E stall.
                 let realRight = Double(realLogits.data.filter { $0 > 0 }.count) / Double(n)
                 let fakeRight = Double(fakeLogits.data.filter { $0 < 0 }.count) / Double(n)

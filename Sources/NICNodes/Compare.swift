@@ -57,7 +57,8 @@ public struct Compare: NodeType {
         let b = try Predictions.read(from: try context.input("b"))
         let metric = params.metric?.rawValue ?? Self.defaultMetric(a.task)
         let result = try Self.paired(a, b, metric: metric, resamples: params.bootstrap, confidence: params.confidence,
-                                     seed: UInt64(truncatingIfNeeded: params.seed))
+                                     seed: UInt64(truncatingIfNeeded: params.seed), stop: { context.isCancelled })
+        try context.checkCancellation()  // a stopped bootstrap's result is not cached
         var entries: [String: ParamValue] = [:]
         var rows: [[String]] = []
         for (name, interval) in [("\(metric)_a", result.a), ("\(metric)_b", result.b), ("\(metric)_a_minus_b", result.difference)] {
@@ -78,7 +79,8 @@ public struct Compare: NodeType {
 
     /// The paired bootstrap: resample r draws the same patients for a and b (`Bootstrap.replicates`
     /// with one seed); resamples where either statistic is undefined are skipped for both.
-    public static func paired(_ a: Predictions, _ b: Predictions, metric: String, resamples: Int, confidence: Double, seed: UInt64) throws -> Result {
+    public static func paired(_ a: Predictions, _ b: Predictions, metric: String, resamples: Int, confidence: Double, seed: UInt64,
+                              stop: () -> Bool = { false }) throws -> Result {
         let b = try aligned(b, to: a)
         guard let applicable = Evaluator.applicable[a.task], applicable.contains(metric), metric != "logrank" else {
             let choices = (Evaluator.applicable[a.task] ?? []).subtracting(["logrank"]).sorted().joined(separator: ", ")
@@ -89,7 +91,7 @@ public struct Compare: NodeType {
         guard let valueA = Evaluator.statistic(metric, a, all), let valueB = Evaluator.statistic(metric, b, all) else {
             throw NodeError("\(metric) is undefined on these predictions (e.g. a single class, or no comparable pairs)")
         }
-        let pairs = Bootstrap.replicates(count: a.count, resamples: resamples, seed: seed) { indices -> (Double, Double)? in
+        let pairs = Bootstrap.replicates(count: a.count, resamples: resamples, seed: seed, stop: stop) { indices -> (Double, Double)? in
             guard let x = Evaluator.statistic(metric, a, indices), let y = Evaluator.statistic(metric, b, indices),
                   x.isFinite, y.isFinite else { return nil }
             return (x, y)

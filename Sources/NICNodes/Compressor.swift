@@ -135,7 +135,7 @@ public struct Compressor: NodeType {
         var codes = (0..<orientations).map { _ in [Float16](repeating: 0, count: chunkRows * columns * c) }
         var allCodes: [[Float]] = []  // orientation 0 codes of tissue cells, for the preview's PCA
         let previewWanted = slideIndex < previews
-        var done = 0, batch = 0
+        var done = 0
         for band in 0..<bands {
             try context.checkCancellation()
             for k in 0..<orientations { for i in codes[k].indices { codes[k][i] = 0 } }
@@ -147,8 +147,6 @@ public struct Compressor: NodeType {
                 budget.acquire(Self.encoding, most: 1)
                 let clock = Stopwatch()
                 let bandCells = Array(cellsByBand[band][start..<min(cellsByBand[band].count, start + batchSize)])
-                precondition(batches[batch].count == bandCells.count, "tile batches out of step")
-                batch += 1
                 for k in 0..<orientations {
                     let patches = images.map { Dihedral.apply($0, orientation: k) }
                     encodeCompute.setThreads(budget.take(Self.encoding, most: context.threads))

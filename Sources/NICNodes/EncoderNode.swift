@@ -33,6 +33,8 @@ public struct EncoderNode: NodeType {
         @Param(doc: "vae: weight γ of the KL term", .atLeast(0)) var klWeight = 5e-5
         @Param(doc: "bigan: one-sided label smoothing ε (the discriminator aims at 1 − ε for real pairs)", .within(0, 0.5))
         var labelSmoothing = 0.1
+        @Param(doc: "bigan: generator and encoder updates per discriminator update (the D/G ratio; 2 or more slows a discriminator that wins early)", .within(1, 10))
+        var generatorSteps = 1
         @Param(doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads")
         var tasks: ParamValue = .null
         @Param(doc: "folder of head definitions") var headsDir: DirectoryParam? = DirectoryParam("nodes/heads")
@@ -205,7 +207,7 @@ public struct EncoderNode: NodeType {
             requested = patchSet.info.tasks.map { ($0.name, nil, 1) }
         case .map(let map):
             for name in map.keys.sorted() {
-                switch map[name]! {
+                switch map[name]! {  // invariant: name taken from map.keys
                 case .string(let head): requested.append((name, head, 1))
                 case .map(let options):
                     requested.append((name, options["head"]?.stringValue, options["weight"]?.doubleValue ?? 1))
@@ -314,7 +316,7 @@ public struct EncoderNode: NodeType {
             let predicted = rows.map { row in row.indices.max { row[$0] < row[$1] }! }
             let accuracy = Double(zip(predicted, labels).filter { $0 == $1 }.count) / Double(rows.count)
             let probabilities = rows.map { row -> [Double] in
-                let m = row.max()!, e = row.map { exp($0 - m) }, s = e.reduce(0, +)
+                let m = row.max()!, e = row.map { exp($0 - m) }, s = e.reduce(0, +)  // invariant: a row has one score per class (at least 2)
                 return e.map { $0 / s }
             }
             return [("accuracy", accuracy), ("auc", ROC.macroAUC(labels: labels, probabilities: probabilities) ?? .nan)]

@@ -50,7 +50,7 @@ public struct Evaluator: NodeType {
     static func statistic(_ metric: String, _ p: Predictions, _ indices: [Int]) -> Double? {
         switch metric {
         case "spearman", "pearson", "mae":
-            let truth = indices.map { Double(p.labels[$0])! }, score = indices.map { p.scores[$0][0] }
+            let truth = indices.map { Double(p.labels[$0])! }, score = indices.map { p.scores[$0][0] }  // invariant: Predictions.parse checked regression labels are numbers
             if metric == "mae" { return zip(truth, score).reduce(0) { $0 + abs($1.0 - $1.1) } / Double(max(1, indices.count)) }
             return metric == "spearman" ? Correlation.spearman(truth, score) : Correlation.pearson(truth, score)
         case "auc":
@@ -58,7 +58,7 @@ public struct Evaluator: NodeType {
                 return ROC.auc(labels: indices.map { p.labels[$0] == p.classes[1] }, scores: indices.map { p.scores[$0][0] })
             }
             let classIndex = Dictionary(uniqueKeysWithValues: p.classes.enumerated().map { ($1, $0) })
-            return ROC.macroAUC(labels: indices.map { classIndex[p.labels[$0]]! }, probabilities: indices.map { p.scores[$0] })
+            return ROC.macroAUC(labels: indices.map { classIndex[p.labels[$0]]! }, probabilities: indices.map { p.scores[$0] })  // invariant: Predictions.parse checked labels are classes
         case "accuracy", "balanced_accuracy":
             let predicted = indices.map { predictedClass(p, $0) }, truth = indices.map { p.labels[$0] }
             if metric == "accuracy" { return Double(zip(predicted, truth).filter { $0 == $1 }.count) / Double(max(1, indices.count)) }
@@ -99,7 +99,7 @@ public struct Evaluator: NodeType {
         guard predictions.count >= 2 else { throw NodeError("only \(predictions.count) patient(s) in the predictions; metrics need at least 2") }
         var metrics = params.metrics.map(\.rawValue)
         if metrics.isEmpty { metrics = Self.defaults(predictions.task) }
-        for metric in metrics where !(Self.applicable[predictions.task]!.contains(metric)) {
+        for metric in metrics where !(Self.applicable[predictions.task]!.contains(metric)) {  // invariant: every task has an entry in applicable
             throw NodeError("param 'metrics': '\(metric)' does not apply to a \(predictions.task.rawValue) task; use \(Self.applicable[predictions.task]!.sorted().joined(separator: ", "))")
         }
         let resamples = params.bootstrap, confidence = params.confidence
@@ -117,8 +117,9 @@ public struct Evaluator: NodeType {
             // A p-value gets no bootstrap interval: it is not an effect size.
             if resamples > 0 && metric != "logrank",
                let ci = Bootstrap.interval(count: predictions.count, resamples: resamples, confidence: confidence,
-                                           seed: UInt64(truncatingIfNeeded: params.seed) &+ UInt64(m),
+                                           seed: UInt64(truncatingIfNeeded: params.seed) &+ UInt64(m), stop: { context.isCancelled },
                                            statistic: { Self.statistic(metric, predictions, $0) }) {
+                try context.checkCancellation()  // the interval of a stopped bootstrap is not cached
                 entry["ci_low"] = .float(ci.low)
                 entry["ci_high"] = .float(ci.high)
                 entry["valid_resamples"] = .int(ci.valid)

@@ -115,7 +115,7 @@ public struct FeaturesSource: NodeType {
         try slideSet.write(to: out)
         // invariant: names is not empty, so the loop set both
         let first = reference!
-        let info = GridSet.Info(codeSize: codeSize!, size: first.size, mpp: (first.micrometres ?? 0) / Double(first.size), orientations: 1, slides: infos)
+        let info = GridSet.Info(codeSize: codeSize!, size: first.size, mpp: (first.micrometres ?? 0) / Double(first.size), orientations: 1, slides: infos)  // invariant: set with reference, as above
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(info).write(to: out.appendingPathComponent("gridset.json"))

@@ -17,7 +17,7 @@ enum LinearPatientModel {
         var covariates = params.covariates
         if covariates.isEmpty {
             covariates = table.columns.filter { c in
-                c != "patient" && !target.contains(c) && table.rows.allSatisfy { Double($0[table.columnIndex(c)!]) != nil }
+                c != "patient" && !target.contains(c) && table.rows.allSatisfy { Double($0[table.columnIndex(c)!]) != nil }  // invariant: c taken from table.columns
             }
         }
         for c in covariates + target where table.columnIndex(c) == nil {
@@ -25,7 +25,7 @@ enum LinearPatientModel {
         }
         guard !covariates.isEmpty else { throw NodeError("features table: no numeric covariate columns") }
         func number(_ row: [String], _ column: String, _ line: Int) throws -> Double {
-            guard let v = Double(row[table.columnIndex(column)!]) else {
+            guard let v = Double(row[table.columnIndex(column)!]) else {  // invariant: every covariate and target column is checked above
                 throw NodeError("features table line \(line): column '\(column)' must be a number, found '\(row[table.columnIndex(column)!])'")
             }
             return v
@@ -43,7 +43,7 @@ enum LinearPatientModel {
             default:
                 guard target.count == 1 else { throw NodeError("param 'target': this head takes one label column") }
                 y.append(try number(row, target[0], r + 2))
-                labels.append(row[table.columnIndex(target[0])!])
+                labels.append(row[table.columnIndex(target[0])!])  // invariant: every target column is checked above
             }
         }
         guard Set(patients).count == patients.count else { throw NodeError("features table: one row per patient expected; a patient appears twice") }
@@ -94,7 +94,7 @@ enum LinearPatientModel {
         var classes: [String] = []
         if task == .binary { classes = Array(Set(labels)).sorted { (Double($0) ?? 0) < (Double($1) ?? 0) } }
         let predictions = Predictions(task: task, targetColumns: target, classes: classes, patients: patients,
-                                      folds: patients.map { folds[$0]! + 1 }, labels: labels, time: time.isEmpty ? patients.map { _ in 0 } : time,
+                                      folds: patients.map { folds[$0]! + 1 }, labels: labels, time: time.isEmpty ? patients.map { _ in 0 } : time,  // invariant: folds are assigned to every patient
                                       event: event.isEmpty ? patients.map { _ in false } : event, scores: scores.map { [$0] })
         try predictions.write(to: try context.output("predictions"))
     }

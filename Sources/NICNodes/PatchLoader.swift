@@ -1,3 +1,4 @@
+import Flow
 import Foundation
 import NICBasics
 import Slides
@@ -110,7 +111,9 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
         let clock = Stopwatch()
         condition.lock()
         defer { condition.unlock() }
-        precondition(taken < batches.count && batches[taken] == items, "PatchLoader: batch \(taken) taken out of the announced order")
+        guard taken < batches.count, batches[taken] == items else {
+            throw NodeError("PatchLoader: batch \(taken + 1) asked for other patches than announced (\(items.prefix(4))…); the trainer and the loader are out of step")
+        }
         while ready[taken] == nil { condition.wait() }
         let result = ready.removeValue(forKey: taken)!  // invariant: the loop waited for it
         taken += 1

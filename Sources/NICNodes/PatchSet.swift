@@ -121,13 +121,8 @@ public struct PatchSet: Sendable {
             let bytes = try reader.readChunkBytes(at: [k, 0, 0, 0])
             let first = k * PatchSet.chunkPatches
             let from = max(first, range.lowerBound), to = min(first + PatchSet.chunkPatches, range.upperBound)
-            out.withUnsafeMutableBytes { target in
-                bytes.withUnsafeBytes { source in
-                    // invariant: both buffers hold at least these patches (the chunk is full-shaped).
-                    target.baseAddress!.advanced(by: (from - range.lowerBound) * per)
-                        .copyMemory(from: source.baseAddress!.advanced(by: (from - first) * per), byteCount: (to - from) * per)
-                }
-            }
+            // Both buffers hold these patches: `out` was sized for the range, a chunk is full-shaped.
+            out.replaceSubrange(((from - range.lowerBound) * per)..<((to - range.lowerBound) * per), with: bytes[((from - first) * per)..<((to - first) * per)])
         }
         return out
     }

@@ -7,6 +7,13 @@ import Stats
 /// patients with a label, their targets, the loss of a batch and the conversion of network outputs
 /// into predictions. Every difference between regression, classification and survival lives here.
 struct PatientTargets {
+    /// Says which patients were left out for a missing label (log, progress display and run record).
+    func reportDropped(_ context: NodeContext) {
+        guard !dropped.isEmpty else { return }
+        let names = dropped.prefix(20).joined(separator: ", ") + (dropped.count > 20 ? ", …" : "")
+        context.warn("\(dropped.count) patient\(dropped.count == 1 ? "" : "s") without a label in \(columns.joined(separator: "/")) left out: \(names)")
+    }
+
     let task: Predictions.Task
     let loss: LossSpec
     let columns: [String]
@@ -16,6 +23,8 @@ struct PatientTargets {
     let patients: [String]
     /// Each patient's label values, one per target column.
     let labels: [String: [String]]
+    /// Patients in labels.csv whose target is empty: left out, and said so (`reportDropped`).
+    let dropped: [String]
     private var value: [String: Float] = [:], time: [String: Double] = [:], event: [String: Bool] = [:], classIndex: [String: Int] = [:]
     /// Regression targets train standardised; predictions are mapped back.
     private var mean = 0.0, std = 1.0
@@ -34,10 +43,11 @@ struct PatientTargets {
             throw NodeError("param 'target': a \(task.rawValue) head (\(head)) takes \(task == .survival ? "[time, event]" : "one label column"), got \(columns)")
         }
         var labels: [String: [String]] = [:]
+        var unlabelled = Set<String>()
         for slide in slides {
             guard let patient = slide.labels["patient"], !patient.isEmpty else { continue }
             let values = columns.map { slide.labels[$0] ?? "" }
-            if values.contains(where: \.isEmpty) { continue }
+            if values.contains(where: \.isEmpty) { unlabelled.insert(patient); continue }
             if let known = labels[patient], known != values {
                 throw NodeError("patient '\(patient)' has slides with different labels (\(known) vs \(values))")
             }
@@ -45,6 +55,7 @@ struct PatientTargets {
         }
         self.labels = labels
         patients = labels.keys.sorted()
+        dropped = unlabelled.subtracting(labels.keys).sorted()
         var classes = classes
         if classes.isEmpty && (task == .binary || task == .multiclass) {
             classes = Array(Set(patients.map { labels[$0]![0] })).sorted { (Double($0) ?? .infinity, $0) < (Double($1) ?? .infinity, $1) }  // invariant: see `patients`
@@ -123,7 +134,7 @@ struct PatientTargets {
         switch task {
         case .binary: return [1 / (1 + exp(-row[0]))]
         case .multiclass:
-            let m = row.max()!, e = row.map { exp($0 - m) }, s = e.reduce(0, +)
+            let m = row.max()!, e = row.map { exp($0 - m) }, s = e.reduce(0, +)  // invariant: a row has one score per class (at least 2)
             return e.map { $0 / s }
         case .regression: return [row[0] * std + mean]
         case .survival: return row

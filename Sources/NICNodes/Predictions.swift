@@ -36,7 +36,11 @@ public struct Predictions: Equatable {
         var classes: [String]
     }
 
+    /// Refuses non-finite scores (a diverged model) so that no node caches them as a result.
     public func write(to folder: URL) throws {
+        if let i = scores.firstIndex(where: { !$0.allSatisfy(\.isFinite) }) {
+            throw NodeError("the prediction for patient '\(patients[i])' (fold \(folds[i])) is \(scores[i].map { "\($0)" }.joined(separator: ", ")): the model diverged (lower the learning rate or check the labels); nothing cached")
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(TaskFile(task: task, target: targetColumns, classes: classes)).write(to: folder.appendingPathComponent("task.json"))

@@ -54,6 +54,7 @@ public struct Probe: NodeType {
         let loss = try LossSpec(try Heads.architecture(file: params.head.url, outputs: 1))
         let targets = try PatientTargets(loss: loss, head: params.head.url.lastPathComponent, columns: params.target, classes: params.classes,
                                          slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) })
+        targets.reportDropped(context)
         let patients = targets.patients
         guard patients.count >= params.folds else {
             throw NodeError("\(patients.count) labelled patient(s); \(params.folds)-fold cross-validation needs at least as many")
@@ -112,14 +113,14 @@ public struct Probe: NodeType {
         let values = targets.patients.map { targets.labels[$0]! }  // invariant: every patient has labels
         switch loss {
         case .meanSquaredError:
-            return .regression(values.map { Double($0[0])! })
+            return .regression(values.map { Double($0[0])! })  // invariant: PatientTargets checked every value is a finite number
         case .binaryCrossEntropy:
             return .binary(values.map { $0[0] == targets.classes[1] })
         case .softmaxCrossEntropy:
-            return .multiclass(values.map { targets.classes.firstIndex(of: $0[0])! }, classes: targets.classes.count)
+            return .multiclass(values.map { targets.classes.firstIndex(of: $0[0])! }, classes: targets.classes.count)  // invariant: PatientTargets checked every label is a class
         case .cox(let ties):
             guard let tieMethod = CoxRegression.Ties(rawValue: ties.rawValue) else { throw NodeError("Cox ties '\(ties.rawValue)': expected breslow or efron") }
-            return .survival(time: values.map { Double($0[0])! }, event: values.map { Int($0[1]) == 1 }, ties: tieMethod)
+            return .survival(time: values.map { Double($0[0])! }, event: values.map { Int($0[1]) == 1 }, ties: tieMethod)  // invariant: PatientTargets checked every time is a finite number
         }
     }
 

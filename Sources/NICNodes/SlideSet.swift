@@ -60,7 +60,7 @@ public struct SlideSet: Sendable {
         let labelColumns = table.columns.filter { !fixedColumns.contains($0) }
         var slides: [SlideEntry] = []
         for (n, row) in table.rows.enumerated() {
-            func v(_ c: String) -> String { row[table.columnIndex(c)!] }
+            func v(_ c: String) -> String { row[table.columnIndex(c)!] }  // invariant: slides.csv is written by this node with these columns
             guard let w = Int(v("width")), let h = Int(v("height")), let mpp = Double(v("mpp")), let levels = Int(v("levels")) else {
                 throw NodeError("\(url.path):\(n + 2): bad number in width/height/mpp/levels")
             }
@@ -115,7 +115,7 @@ public struct SlideSet: Sendable {
         for required in ["slide", "patient"] where table.columnIndex(required) == nil {
             throw NodeError("\(labels.path):1: missing column '\(required)'; found \(table.columns.joined(separator: ", "))")
         }
-        let slideColumn = table.columnIndex("slide")!
+        let slideColumn = table.columnIndex("slide")!  // invariant: 'slide' checked as a required column above
         let labelColumns = table.columns.filter { $0 != "slide" }
         var seen: [String: Int] = [:]
         for (n, row) in table.rows.enumerated() {
@@ -126,7 +126,7 @@ public struct SlideSet: Sendable {
             }
             if let first = seen[stem] { throw NodeError("\(labels.path):\(line):1: slide '\(stem)' listed twice (first on line \(first))") }
             seen[stem] = line
-            for c in labelColumns { entries[index].labels[c] = row[table.columnIndex(c)!] }
+            for c in labelColumns { entries[index].labels[c] = row[table.columnIndex(c)!] }  // invariant: label columns taken from the table's columns
             if entries[index].labels["patient", default: ""].isEmpty {
                 throw NodeError("\(labels.path):\(line):\(table.columnIndex("patient")! + 1): empty patient for slide '\(stem)'")
             }

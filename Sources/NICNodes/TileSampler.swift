@@ -80,6 +80,16 @@ public struct TileSampler: NodeType {
 
     // MARK: Training
 
+    /// A level-0 pixel coordinate from the table: a finite number within what any slide can have
+    /// (NaN, infinities and 1e30 are errors naming the cell, never a trap in the Int conversion).
+    static func pixelCoordinate(_ text: String, source: String, line: Int, column: Int, name: String) throws -> Int {
+        if let value = Int(text) { return value }
+        guard let value = Double(text), value.isFinite, abs(value) < 1e12 else {
+            throw NodeError("\(source):\(line):\(column): \(name) must be a finite number of level-0 pixels, got '\(text)'")
+        }
+        return Int(value.rounded())
+    }
+
     /// Checks every annotation (known slide, integer coordinates, patch inside the slide) and draws the
     /// balanced sample. Errors name the table line.
     public static func planTraining(_ table: CSVTable, source: String, slides: SlideCache, perTask: Int, only: [String], regression: Set<String>,
@@ -89,7 +99,7 @@ public struct TileSampler: NodeType {
             throw NodeError("\(source):1: missing column '\(c)'; expected slide, x, y, task, label; found \(table.columns.joined(separator: ", "))")
         }
         let ci = table.columnIndex
-        let (sc, xc, yc, tc, lc) = (ci("slide")!, ci("x")!, ci("y")!, ci("task")!, ci("label")!)
+        let (sc, xc, yc, tc, lc) = (ci("slide")!, ci("x")!, ci("y")!, ci("task")!, ci("label")!)  // invariant: all five columns checked just above
         var byTask: [String: [(line: Int, record: PatchRecord, label: String)]] = [:]
         for (n, row) in table.rows.enumerated() {
             let line = n + 2
@@ -98,9 +108,8 @@ public struct TileSampler: NodeType {
             guard slides.set[stem] != nil else {
                 throw NodeError("\(source):\(line):\(sc + 1): unknown slide '\(stem)' (not in the slide set of \(slides.set.slides.count) slides)")
             }
-            guard let x = Int(row[xc]) ?? Double(row[xc]).map({ Int($0.rounded()) }), let y = Int(row[yc]) ?? Double(row[yc]).map({ Int($0.rounded()) }) else {
-                throw NodeError("\(source):\(line): x, y must be numbers (level-0 pixels), got '\(row[xc])', '\(row[yc])'")
-            }
+            let x = try pixelCoordinate(row[xc], source: source, line: line, column: xc + 1, name: "x")
+            let y = try pixelCoordinate(row[yc], source: source, line: line, column: yc + 1, name: "y")
             guard !task.isEmpty else { throw NodeError("\(source):\(line):\(tc + 1): empty task name") }
             guard !label.isEmpty else { throw NodeError("\(source):\(line):\(lc + 1): empty label") }
             do {
@@ -115,7 +124,7 @@ public struct TileSampler: NodeType {
         var records: [PatchRecord] = []
         var tasks: [PatchTask] = []
         for (t, name) in byTask.keys.sorted().enumerated() {
-            let items = byTask[name]!
+            let items = byTask[name]!  // invariant: name taken from byTask.keys
             var rng = SplitMix64(seed: seed, t)
             let labels = items.map(\.label)
             let numeric = labels.allSatisfy { Double($0) != nil }
@@ -218,8 +227,8 @@ public struct TileSampler: NodeType {
                 if r.column != nil, r.row != nil, grids[r.slide] != nil { byGrid[r.slide, default: []].append(i) } else { single.append(i) }
             }
             for (stem, indices) in byGrid.sorted(by: { $0.key < $1.key }) {
-                let cells = indices.map { (column: records[range.lowerBound + $0].column!, row: records[range.lowerBound + $0].row!) }
-                let reader = GridReader(slide: try slides.slide(stem), grid: grids[stem]!, mpp: mpp, size: size, tolerance: tolerance)
+                let cells = indices.map { (column: records[range.lowerBound + $0].column!, row: records[range.lowerBound + $0].row!) }  // invariant: grid-mode records always carry their cell
+                let reader = GridReader(slide: try slides.slide(stem), grid: grids[stem]!, mpp: mpp, size: size, tolerance: tolerance)  // invariant: grid-mode slides each have a grid
                 try reader.read(cells, workers: threads) { j, tile in results.withLock { $0[indices[j]] = tile } }
             }
             let singles = single
@@ -231,7 +240,7 @@ public struct TileSampler: NodeType {
                 return try slide.readRegion(x: x, y: y, width: size, height: size, mpp: mpp, tolerance: tolerance)
             }
             results.withLock { slots in for (i, image) in zip(singles, readSingles) { slots[i] = image } }
-            try writer.writeChunk(k, patches: results.current.map { $0! })
+            try writer.writeChunk(k, patches: results.current.map { $0! })  // invariant: the workers fill every slot or throw
             try progress(range.upperBound)
         }
     }

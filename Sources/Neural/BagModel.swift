@@ -14,8 +14,9 @@ import Yams
 ///   - relu
 ///   - dropout: 0.25
 /// pool: {type: gated_attention, hidden: 64, dropout: 0.25}   # or attention, mean
+/// after: [{dense: 16}, relu]   # optional: layers on the pooled vector before the head
 /// ```
-/// Tensor names: `instance.*`, `pool.attention_{a,b,c}…` (CLAM's layout), `head.*`.
+/// Tensor names: `instance.*`, `pool.attention_{a,b,c}…` (CLAM's layout), `after.*`, `head.*`.
 public final class BagModel {
     public struct PoolSpec: Equatable, Sendable {
         public var kind: BagPooling.Kind
@@ -24,6 +25,9 @@ public final class BagModel {
 
     public let instance: Network?
     public let pooling: BagPooling
+    /// Layers on the pooled vector (a ratio of two averages, e.g. mitoses per tumour cell, needs a
+    /// non-linearity after a mean); nil when the architecture has no `after`.
+    public let after: Network?
     public let head: Network
     public let inputFeatures: Int
 
@@ -69,22 +73,34 @@ public final class BagModel {
             throw NeuralError.architecture(location: architecture.file, message: "the instance layers must give a vector per instance, not \(pooled)")
         }
         pooling = try BagPooling(kind: spec.kind, features: pooled[0], dropout: spec.dropout, seed: seed &+ 11)
-        head = try headArchitecture.build(seed: seed &+ 1, inputShapes: [pooled], prefix: "head")
+        if let node = architecture.extra["after"] {
+            let afterArchitecture = try Architecture(node: .mapping(Yams.Node.Mapping([(Yams.Node("layers"), node)])), file: architecture.file)
+            let built = try afterArchitecture.build(seed: seed &+ 13, inputShapes: [pooled], prefix: "after")
+            guard built.outputShape.count == 1 else {
+                throw NeuralError.architecture(location: Architecture.loc(architecture.file, node), message: "'after' must give a vector, not \(built.outputShape)")
+            }
+            after = built
+        } else {
+            after = nil
+        }
+        head = try headArchitecture.build(seed: seed &+ 1, inputShapes: [after?.outputShape ?? pooled], prefix: "head")
         inputFeatures = features
     }
 
-    public var parameters: [Parameter] { (instance?.parameters ?? []) + pooling.parameters + head.parameters }
+    public var parameters: [Parameter] { (instance?.parameters ?? []) + pooling.parameters + (after?.parameters ?? []) + head.parameters }
 
     /// Outputs [bags.count, head outputs] for instances [N, features] grouped into `bags`.
     public func forward(_ x: Tensor, bags: [Range<Int>], mask: [Bool]? = nil, training: Bool) throws -> (output: Tensor, attention: [Float]) {
         let h = try instance?.forward(x, training: training) ?? x
         let (pooled, attention) = try pooling.forward(h, bags: bags, mask: mask, training: training)
-        return (try head.forward(pooled, training: training), attention)
+        let z = try after?.forward(pooled, training: training) ?? pooled
+        return (try head.forward(z, training: training), attention)
     }
 
     /// Back-propagates the output gradient of the last training forward into every parameter.
     public func backward(_ dOutput: Tensor) throws {
-        let dPooled = try head.backward(dOutput)[0]
+        var dPooled = try head.backward(dOutput)[0]
+        if let after { dPooled = try after.backward(dPooled)[0] }
         let dh = try pooling.backward(dPooled)
         if let instance { _ = try instance.backward(dh, inputGradients: false) }
     }
@@ -121,13 +137,14 @@ public final class BagModel {
             }
         }
         let pooled = Tensor(shape: [1, d], data: sum.map { $0 / total })
-        let output = try head.forward(pooled, training: false)
+        let output = try head.forward(try after?.forward(pooled, training: false) ?? pooled, training: false)
         return (output.data, logits.map { expf($0 - top) / total })
     }
 
     /// Every tensor in PyTorch layout and naming.
     public func stateDict() -> [(String, Safetensors.Value)] {
-        (instance?.stateDict() ?? []) + pooling.parameters.map { ($0.key, .f32($0.torchValue.data, shape: $0.torchShape)) } + head.stateDict()
+        (instance?.stateDict() ?? []) + pooling.parameters.map { ($0.key, .f32($0.torchValue.data, shape: $0.torchShape)) }
+            + (after?.stateDict() ?? []) + head.stateDict()
     }
 
     public func save(to url: URL, metadata: [String: String] = [:]) throws {

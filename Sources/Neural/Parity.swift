@@ -42,7 +42,7 @@ public enum NeuralParity {
     public static func runBag(architecture: String, head: String, features: Int, seed: UInt64, bags: Int, out: URL) throws {
         let model = try BagModel(architecture: Architecture.load(file: architecture), features: features,
                                  head: Architecture.load(file: head), seed: seed)
-        for case let d as Dropout in (model.instance?.layers ?? []) + model.head.layers { d.enabled = false }
+        for case let d as Dropout in (model.instance?.layers ?? []) + (model.after?.layers ?? []) + model.head.layers { d.enabled = false }
         model.pooling.dropout?.enabled = false
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try model.save(to: out.appendingPathComponent("weights.safetensors"))

@@ -1,4 +1,5 @@
 import Foundation
+import TensorStore
 
 /// The safetensors format (8-byte little-endian header length, JSON header, raw little-endian data),
 /// as `safetensors.torch.load_file` reads it.
@@ -58,25 +59,42 @@ public enum Safetensors {
     }
 
     public static func read(_ url: URL) throws -> [String: Value] {
-        let file = url.path
-        let data = try Data(contentsOf: url)
+        let data: Data
+        do { data = try Data(contentsOf: url) }
+        catch { throw NeuralError.weights(file: url.path, message: "cannot read the file (\(error.localizedDescription))") }
+        return try read(data: data, file: url.path)
+    }
+
+    /// Parses a safetensors file's bytes; `file` names it in errors. Every length, offset and shape
+    /// in the header is checked against the data before use (fuzzed: Tests/Fuzz).
+    public static func read(data: Data, file: String) throws -> [String: Value] {
         guard data.count >= 8 else { throw NeuralError.weights(file: file, message: "too short for a safetensors file") }
-        let n = data.prefix(8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-        guard n > 0, 8 + n <= data.count else { throw NeuralError.weights(file: file, message: "header length \(n) does not fit the file") }
-        guard let json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as? [String: Any] else {
+        let declared = data.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard declared > 0, declared <= UInt64(data.count - 8) else { throw NeuralError.weights(file: file, message: "header length \(declared) does not fit the file") }
+        let n = Int(declared)  // checked: at most the file's size
+        let header: Any
+        do { header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) }
+        catch { throw NeuralError.weights(file: file, message: "header is not valid JSON") }
+        guard let json = header as? [String: Any] else {
             throw NeuralError.weights(file: file, message: "header is not a JSON object")
         }
         let base = 8 + n
         var out: [String: Value] = [:]
         for (name, entry) in json where name != "__metadata__" {
             guard let e = entry as? [String: Any], let dtype = e["dtype"] as? String, let shape = e["shape"] as? [Int],
-                  let offs = e["data_offsets"] as? [Int], offs.count == 2, offs[0] <= offs[1], base + offs[1] <= data.count else {
+                  let offs = e["data_offsets"] as? [Int], offs.count == 2, offs[0] >= 0, offs[0] <= offs[1], offs[1] <= data.count - base else {
                 throw NeuralError.weights(file: file, message: "bad header entry for '\(name)'")
             }
+            // The element count of a hostile shape may overflow: checked, like every dimension's sign.
+            var count = 1
+            for dim in shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+                guard dim >= 0, !overflow else { throw NeuralError.weights(file: file, message: "'\(name)': impossible shape \(shape)") }
+                count = product
+            }
             let bytes = data.subdata(in: (base + offs[0])..<(base + offs[1]))
-            let count = shape.reduce(1, *)
             func load<T>(_: T.Type) throws -> [T] {
-                guard bytes.count == count * MemoryLayout<T>.size else {
+                guard count <= bytes.count, bytes.count == count * MemoryLayout<T>.size else {
                     throw NeuralError.weights(file: file, message: "'\(name)': \(bytes.count) bytes for shape \(shape) of \(dtype)")
                 }
                 return bytes.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self) } }
@@ -92,10 +110,9 @@ public enum Safetensors {
         return out
     }
 
+    /// A JSON string literal, escaped as the zarr metadata writer does.
     static func jsonString(_ s: String) -> String {
-        let data = try! JSONSerialization.data(withJSONObject: [s], options: [])
-        let text = String(decoding: data, as: UTF8.self)
-        return String(text.dropFirst().dropLast())
+        ZarrJSON.string(s).serialized(pretty: false)
     }
 }
 
@@ -115,7 +132,14 @@ extension Network {
         return out
     }
 
+    /// Refuses weights with NaN or infinity (a diverged training), naming the first such layer, so
+    /// that no node caches a broken model.
     public func save(to url: URL, metadata: [String: String] = [:]) throws {
+        for layer in layers {
+            for p in layer.parameters + layer.buffers where !p.torchValue.data.allSatisfy(\.isFinite) {
+                throw NeuralError.weights(file: url.path, message: "'\(p.key)' of layer '\(layer.name)' holds NaN or infinity (training diverged: lower the learning rate); nothing was saved")
+            }
+        }
         try Safetensors.write(stateDict(), metadata: metadata.merging(["format": "pt", "layout": "pytorch"]) { a, _ in a }, to: url)
     }
 

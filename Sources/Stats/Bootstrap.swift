@@ -13,10 +13,11 @@ public enum Bootstrap {
 
     /// `statistic` receives the indices of one resample (drawn with replacement) and may return nil
     /// when undefined on it (such resamples are skipped, as is usual for AUC with one class).
-    public static func interval(count: Int, resamples: Int, confidence: Double = 0.95, seed: UInt64,
+    /// `stop` is asked between resamples (a run being cancelled): the interval then covers fewer.
+    public static func interval(count: Int, resamples: Int, confidence: Double = 0.95, seed: UInt64, stop: () -> Bool = { false },
                                 statistic: ([Int]) -> Double?) -> Interval? {
         guard count > 0, let estimate = statistic(Array(0..<count)) else { return nil }
-        let values = replicates(count: count, resamples: resamples, seed: seed) { statistic($0).flatMap { $0.isFinite ? $0 : nil } }
+        let values = replicates(count: count, resamples: resamples, seed: seed, stop: stop) { statistic($0).flatMap { $0.isFinite ? $0 : nil } }
         return percentile(estimate: estimate, replicates: values, confidence: confidence)
     }
 
@@ -32,13 +33,16 @@ public enum Bootstrap {
     /// where it is nil. Resample r draws the same indices for the same seed whatever the statistic, so
     /// two models judged with one seed see the same patients (a paired bootstrap). The draws: SplitMix64
     /// from `seed`, index = next() mod count, `count` per resample.
-    public static func replicates<Value>(count: Int, resamples: Int, seed: UInt64, statistic: ([Int]) -> Value?) -> [Value] {
+    /// `stop` is asked between resamples, so that a million resamples do not outlast a Ctrl-C.
+    public static func replicates<Value>(count: Int, resamples: Int, seed: UInt64, stop: () -> Bool = { false },
+                                         statistic: ([Int]) -> Value?) -> [Value] {
         guard count > 0 else { return [] }
         var rng = SplitMix64(seed: seed)
         var values: [Value] = []
         values.reserveCapacity(resamples)
         var indices = [Int](repeating: 0, count: count)
         for _ in 0..<resamples {
+            if stop() { break }
             for i in 0..<count { indices[i] = Int(rng.next() % UInt64(count)) }
             if let v = statistic(indices) { values.append(v) }
         }

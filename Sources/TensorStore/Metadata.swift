@@ -359,3 +359,11 @@ public struct ZarrArrayMetadata: Sendable, Equatable {
         }
     }
 }
+
+extension ZarrArrayMetadata {
+    /// Decodes one stored chunk file's bytes through this array's codec chain into the chunk's
+    /// native bytes (C order, little-endian); damage is an error, never a trap (fuzzed: Tests/Fuzz).
+    public func decodeChunk(_ stored: [UInt8]) throws -> [UInt8] {
+        try ChunkCodec(self).decode(stored)
+    }
+}

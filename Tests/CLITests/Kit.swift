@@ -7,6 +7,8 @@ final class Kit {
     var cacheDir: URL { root.appendingPathComponent(".nic/cache") }
 
     static var binary: URL {
+        // To measure another build (say main's, for a before/after table).
+        if let path = ProcessInfo.processInfo.environment["NIC_TESTKIT_BINARY"] { return URL(fileURLWithPath: path) }
         // The test bundle sits next to the package's executables in the build folder.
         let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for candidate in [dir, dir.deletingLastPathComponent()] {
@@ -49,10 +51,17 @@ final class Kit {
         let stderr: String
     }
 
-    func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Running {
+    /// `wrapper`: a command to run nic under (say `timeout 60 prlimit --as=…`), so that a runaway
+    /// case fails alone instead of taking the machine's memory or hanging the suite.
+    func start(_ arguments: [String], environment: [String: String] = [:], wrapper: [String] = []) throws -> Running {
         let process = Process()
-        process.executableURL = Kit.binary
-        process.arguments = arguments
+        if let tool = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: tool)
+            process.arguments = wrapper.dropFirst() + [Kit.binary.path] + arguments
+        } else {
+            process.executableURL = Kit.binary
+            process.arguments = arguments
+        }
         process.currentDirectoryURL = root
         var env = ProcessInfo.processInfo.environment
         env["NIC_CACHE"] = cacheDir.path
@@ -69,8 +78,8 @@ final class Kit {
     }
 
     @discardableResult
-    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
-        try start(arguments, environment: environment).wait()
+    func run(_ arguments: [String], environment: [String: String] = [:], wrapper: [String] = []) throws -> Result {
+        try start(arguments, environment: environment, wrapper: wrapper).wait()
     }
 
     /// Polls until `condition` holds (fails the test after `timeout` seconds).

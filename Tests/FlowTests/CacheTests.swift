@@ -74,16 +74,17 @@ final class CacheTests: XCTestCase {
         XCTAssertEqual(ws.cache.entries().count, 3)
         let keep = Set(try ws.plan(other).nodes.map(\.key))
         let dry = ws.cache.collectGarbage(keep: keep, olderThan: nil, dryRun: true)
-        XCTAssertEqual(dry.count, 1)
+        XCTAssertEqual(dry.removed.count, 1)
         XCTAssertEqual(ws.cache.entries().count, 3)
         let removed = ws.cache.collectGarbage(keep: keep, olderThan: nil, dryRun: false)
-        XCTAssertEqual(removed.map { $0.manifest?.node }, ["e"])
+        XCTAssertEqual(removed.removed.map { $0.manifest?.node }, ["e"])
+        XCTAssertTrue(removed.failed.isEmpty)
         XCTAssertEqual(ws.cache.entries().count, 2)
         XCTAssertEqual(try ws.run(other).executed, [])
 
         // By age: nothing is older than an hour; everything is older than the future.
-        XCTAssertEqual(ws.cache.collectGarbage(keep: nil, olderThan: Date().addingTimeInterval(-3600), dryRun: false).count, 0)
-        XCTAssertEqual(ws.cache.collectGarbage(keep: nil, olderThan: Date().addingTimeInterval(60), dryRun: false).count, 2)
+        XCTAssertEqual(ws.cache.collectGarbage(keep: nil, olderThan: Date().addingTimeInterval(-3600), dryRun: false).removed.count, 0)
+        XCTAssertEqual(ws.cache.collectGarbage(keep: nil, olderThan: Date().addingTimeInterval(60), dryRun: false).removed.count, 2)
         XCTAssertEqual(ws.cache.entries().count, 0)
     }
 

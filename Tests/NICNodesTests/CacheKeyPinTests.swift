@@ -115,7 +115,8 @@ final class CacheKeyPinTests: XCTestCase {
     /// sampler, augmenter and sources kept theirs. Re-pinned for issue 12: the patient model's new
     /// params (`aggregation`, `bag_cells`) and version 2 (bag models) move the keys of the patient
     /// models and their evaluators; the CNN's results are unchanged. The tile sampler's `jitter` param
-    /// (default 0: the same patches) moves the tiles' key and everything downstream.
+    /// (default 0: the same patches) moves the tiles' key and everything downstream; the encoder's
+    /// `generator_steps` (BiGAN D/G ratio, default 1: the same training) the encoders' and downstream.
     /// Re-pinned for issue 16: the encoder node's version 3 (training reads through the streaming
     /// loader: chunk-order shuffle plus a `shuffle_buffer`, so trained weights change) moves the keys
     /// of both encoders (one node type, one version) and everything downstream.
@@ -123,16 +124,16 @@ final class CacheKeyPinTests: XCTestCase {
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
         "augmented": "aa5b2a8cd6d8c63c8cca4374aa046a166f3ed12eee1aeab4b3fa99727ffeb125",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "9e7e59411300dcd3f9956cd8d8df907f65d8f655cfcb08dd6a28ed0b70065986",
-        "eval_score_mtl": "e29f5bb717d432bf707cb3fd8f3f31807c68a6b1611d8e51cdf6cb196d08bb0d",
-        "eval_survival_mtl": "34f7ecc850c51e1aba73bea2c288c56e45e575c591d45471813201691e129096",
-        "grade_rgb": "28917163a9ef9d013f04fbe6dcc9bc9f2cb8217039efae6eaaad8a0577d89501",
-        "grids_mtl": "f03c4c12e5596f1f6933f792a6d59b2fd67ac7a13e899d48744103646190c0ad",
-        "grids_rgb": "0a0b424c7c6e59eb5061723b563203d7ce168d7630eda6ebf654b33da6dd14d1",
-        "mean_rgb": "7a8a7215019ee81de41ab8aede2199cfbab6881afec074fc270b617e3b7ab914",
-        "mtl": "3a1a2cc95a4a838bf0120add890b9823c10f43494181cc2ce7d3c3fbaee2e4c7",
-        "score_mtl": "12cfc89c4d4fabebf77c9b3cef2f8473948bd88f0f3cb73bacf41dd5ffbb3a05",
-        "survival_mtl": "ee7059142e9365ff1d39113727bc7cc58bfc7b7ae1cc1a4868c1fe727e518e64",
+        "eval_grade_rgb": "9891db5d5b494cd57ff98e1154c1496c256244dd33695da240ff9a17f0fec0e1",
+        "eval_score_mtl": "9516e3c5d12e57bec6e0626d3c61e86ca87a9d954ba823bb176dd4de83eb9d1a",
+        "eval_survival_mtl": "aec5b4bd19b5dc1c518740cd2de976a456301d4601d8d0d871dc0332530b102c",
+        "grade_rgb": "c8ace6c2af68c55c329040094bb8f15eb338a5a122016532fa2dce87267154b3",
+        "grids_mtl": "b27d95d2fc25f71f2b8f89b7e834e2be90abc4a5472011f70df8e3fcbca4e825",
+        "grids_rgb": "88a5bc6945e3e33fc26c8c51accbd1c03200beac07836d1192971d3adbb14863",
+        "mean_rgb": "e7ddac371d82e1c0db2663aa547c7a0cc6e624eac8b4be4e094d1cfc35d93781",
+        "mtl": "c920c53fed258466eaca2c0d5f4d8fb0ebe03529d4643ac7141bb2cd5f41aea1",
+        "score_mtl": "95b3639b0ed341a27bf2338af7773bc2783a182e3fe580ac100787ec1177810a",
+        "survival_mtl": "2e271a300429478ff201fe1d8602fa1eb590f034afc36de148ece4bfdac483a1",
         "tiles": "af13d8eff5626b69b1b8bf16957f577a166a48ad40f6c3a5c4e8969910ba98d4",
     ]
 

@@ -30,6 +30,16 @@ final class CompareTests: XCTestCase {
         }
     }
 
+    func testNonFinitePredictionsAreNotWritten() throws {
+        let p = Predictions(task: .regression, targetColumns: ["score"], classes: [], patients: ["a", "b"], folds: [1, 2],
+                            labels: ["1", "2"], time: [0, 0], event: [false, false], scores: [[0.5], [.nan]])
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("nic-pred-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        XCTAssertThrowsError(try p.write(to: folder)) { XCTAssertTrue("\($0)".contains("patient 'b' (fold 2) is nan: the model diverged"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("predictions.csv").path))
+    }
+
     func testPairedBootstrapMatchesNumpyReference() throws {
         let fixture = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixture)) as! [String: Any]
         for c in fixture["paired_bootstrap"] as! [[String: Any]] {

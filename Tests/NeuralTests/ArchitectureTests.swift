@@ -134,6 +134,39 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertThrowsError(try other.load(from: url)) { XCTAssertTrue("\($0)".contains("'layers.0.weight' has shape [4, 3, 3, 3], layer 'layers.0' expects [6, 3, 3, 3]"), "\($0)") }
     }
 
+    /// Hostile headers (as the fuzzer makes them) are errors naming the file, never traps.
+    func testHostileHeadersAreErrors() {
+        func file(_ header: String, body: [UInt8] = [], length: UInt64? = nil) -> Data {
+            var out = Data()
+            var n = (length ?? UInt64(header.utf8.count)).littleEndian
+            out.append(Data(bytes: &n, count: 8))
+            out.append(Data(header.utf8))
+            out.append(Data(body))
+            return out
+        }
+        let cases: [(String, Data, String)] = [
+            ("header longer than the file", file("{}", length: UInt64.max), "does not fit the file"),
+            ("shape whose element count overflows", file(#"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,4]}}"#, body: [0, 0, 0, 0]), "impossible shape"),
+            ("negative dimension", file(#"{"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, body: [0, 0, 0, 0]), "impossible shape"),
+            ("negative offset", file(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}}"#, body: [0, 0, 0, 0]), "bad header entry"),
+            ("offset past the end", file(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,9223372036854775807]}}"#, body: [0, 0, 0, 0]), "bad header entry"),
+            ("not JSON", file("{\u{1}"), "not valid JSON"),
+        ]
+        for (name, data, fragment) in cases {
+            XCTAssertThrowsError(try Safetensors.read(data: data, file: "w.safetensors"), name) { error in
+                XCTAssertTrue("\(error)".contains("w.safetensors") && "\(error)".contains(fragment), "\(name): \(error)")
+            }
+        }
+    }
+
+    func testNonFiniteWeightsAreNotSaved() throws {
+        let net = try Architecture.parse(yaml: "input: [4]\nlayers: [{dense: 2}]", file: "d.yaml").build(seed: 1)
+        net.parameters[0].value.data[1] = .nan
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("nic-\(UUID().uuidString).safetensors")
+        XCTAssertThrowsError(try net.save(to: url)) { XCTAssertTrue("\($0)".contains("holds NaN or infinity"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: url.path), "nothing written")
+    }
+
     func testFloat16Storage() {
         let t = Tensor(shape: [2, 3], data: [0, 1, -2.5, 65504, 1e-3, 0.1])
         let back = Tensor(shape: t.shape, float16: t.float16)

@@ -54,6 +54,34 @@ final class BagModelTests: XCTestCase {
         }
     }
 
+    /// Instance layers, gated attention, layers after the pool and the head, end to end.
+    func testBagModelGradientsEndToEnd() throws {
+        let arch = try Architecture.parse(yaml: "layers: [{dense: 5}, tanh]\npool: {type: gated_attention, hidden: 4}\nafter: [{dense: 3}, tanh]\n", file: "mil.yaml")
+        let head = try Architecture.parse(yaml: "layers: [{dense: 2}]\n", file: "head.yaml")
+        let model = try BagModel(architecture: arch, features: 6, head: head, seed: 9)
+        XCTAssertEqual(model.stateDict().map(\.0).filter { $0.hasPrefix("after.") }, ["after.0.weight", "after.0.bias"])
+        let x = GradCheck.random([11, 6], seed: 4), bags = [0..<5, 5..<11]
+        let r = GradCheck.random([2, 2], seed: 5)
+        func loss() throws -> Double { GradCheck.projection(try model.forward(x, bags: bags, training: true).output, r) }
+        model.parameters.forEach { $0.zeroGrad() }
+        _ = try model.forward(x, bags: bags, training: true)
+        try model.backward(r)
+        let h: Float = 1e-2
+        for p in model.parameters where !p.key.hasSuffix("attention_c.bias") {
+            var numeric: [Float] = []
+            for i in 0..<p.value.count {
+                let v = p.value.data[i]
+                p.value.data[i] = v + h
+                let up = try loss()
+                p.value.data[i] = v - h
+                let down = try loss()
+                p.value.data[i] = v
+                numeric.append(Float((up - down) / (2 * Double(h))))
+            }
+            GradCheck.compare(p.grad.data, numeric, tol: 1e-2, p.key, file: #filePath, line: #line)
+        }
+    }
+
     func testMaskedInstancesDoNotChangeTheOutput() throws {
         let model = try makeModel(pool: "gated_attention", features: 6)
         var x = GradCheck.random([10, 6], seed: 1)

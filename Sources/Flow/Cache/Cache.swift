@@ -35,12 +35,37 @@ public final class Cache: Sendable {
     public var state: URL { root.appendingPathComponent("state") }
     public let fileHasher: FileHasher
 
-    public init(root: URL) throws {
+    /// Per-key lock files and the leases of live runs (`locks/`): how processes sharing this cache
+    /// take turns on a key and how `gc` knows what is in use.
+    public let locks: KeyLocks
+
+    public enum Opening: Sendable {
+        /// Creates the folders if needed (commands that write: run, gc).
+        case create
+        /// The cache must exist: a mistyped path is an error, not a new empty cache (ls, verify, output, metrics).
+        case existing
+        /// Looks without creating anything: a missing cache reads as empty (plan before the first run).
+        case existingOrNone
+    }
+
+    public init(root: URL, opening: Opening = .create) throws {
         self.root = root.standardizedFileURL
-        fileHasher = FileHasher(stateFile: self.root.appendingPathComponent("state/file-hashes.json"))
-        for dir in [objects, temporary, quarantine, state] {
-            do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
-            catch { throw FlowError("cannot create cache folder \(dir.path): \(error.localizedDescription)") }
+        locks = KeyLocks(folder: self.root.appendingPathComponent("locks"))
+        var isDir: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: self.root.appendingPathComponent("objects").path, isDirectory: &isDir) && isDir.boolValue
+        // A cache that is only looked at and does not exist must not be created by saving file hashes.
+        let stateFile = opening == .existingOrNone && !exists ? nil : self.root.appendingPathComponent("state/file-hashes.json")
+        fileHasher = FileHasher(stateFile: stateFile, locks: locks)
+        switch opening {
+        case .existing where !exists:
+            throw FlowError("no cache at \(self.root.path) (no objects/ folder there): check --cache or NIC_CACHE")
+        case .existing, .existingOrNone:
+            return
+        case .create:
+            for dir in [objects, temporary, quarantine, state] {
+                do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
+                catch { throw FlowError.wrapping(error, "cannot create cache folder \(dir.path)") }
+            }
         }
     }
 
@@ -124,7 +149,7 @@ public final class Cache: Sendable {
         if rename(folder.path, destination.path) != 0 {
             let code = errno
             guard code == EEXIST || code == ENOTEMPTY else {
-                throw FlowError("cannot move finished output into the cache at \(destination.path): \(String(cString: strerror(code)))")
+                throw FlowError.posix(code, "cannot move finished output into the cache at \(destination.path)")
             }
             if case .valid = lookup(manifest.key) {
                 // Another run produced the same key first; outputs are deterministic, keep theirs.
@@ -133,7 +158,7 @@ public final class Cache: Sendable {
             }
             try setAside(manifest.key, reason: "replaced")
             guard rename(folder.path, destination.path) == 0 else {
-                throw FlowError("cannot move finished output into the cache at \(destination.path): \(String(cString: strerror(errno)))")
+                throw FlowError.posix(errno, "cannot move finished output into the cache at \(destination.path)")
             }
         }
         Self.fsync(path: destination.deletingLastPathComponent().path)
@@ -146,7 +171,7 @@ public final class Cache: Sendable {
         let target = quarantine.appendingPathComponent("\(key).\(Int(Date().timeIntervalSince1970)).\(reason)")
         try? FileManager.default.removeItem(at: target)
         guard rename(source.path, target.path) == 0 else {
-            throw FlowError("cannot move damaged entry \(source.path) aside: \(String(cString: strerror(errno)))")
+            throw FlowError.posix(errno, "cannot move damaged entry \(source.path) aside")
         }
     }
 
@@ -200,8 +225,10 @@ public final class Cache: Sendable {
         public var key: String
         public var node: String?
         public var problems: [String]
+        /// Why a damaged entry could not be moved aside (a read-only cache), if it could not.
+        public var notSetAside: String?
         public var description: String {
-            "\(key) (\(node ?? "unknown node")): " + problems.joined(separator: "; ")
+            "\(key) (\(node ?? "unknown node")): " + problems.joined(separator: "; ") + (notSetAside.map { "; not set aside: \($0)" } ?? "")
         }
     }
 
@@ -237,17 +264,31 @@ public final class Cache: Sendable {
                 found.append("manifest.json missing or unreadable")
             }
             if !found.isEmpty {
-                problems.append(VerifyProblem(key: entry.key, node: entry.manifest?.node, problems: Array(Set(found)).sorted()))
-                if setAsideDamaged { try? setAside(entry.key, reason: "verify") }
+                var problem = VerifyProblem(key: entry.key, node: entry.manifest?.node, problems: Array(Set(found)).sorted())
+                if setAsideDamaged {
+                    do { try setAside(entry.key, reason: "verify") }
+                    catch { problem.notSetAside = FlowError.plainReason(error) }
+                }
+                problems.append(problem)
             }
         }
         return (all.count, problems)
     }
 
+    public struct Collection {
+        public var removed: [EntryInfo] = []
+        /// Entries that should have gone but are held by a live run (locked or leased).
+        public var inUse: [EntryInfo] = []
+        /// Entries whose removal failed, with the reason (read-only cache, permission denied).
+        public var failed: [(entry: EntryInfo, reason: String)] = []
+    }
+
     /// Removes entries: those not in `keep` (when given) and/or not used since `olderThan` (when given).
-    /// With both, an entry goes only if it is unreferenced *and* old.
-    public func collectGarbage(keep: Set<String>?, olderThan: Date?, dryRun: Bool) -> [EntryInfo] {
-        var removed: [EntryInfo] = []
+    /// With both, an entry goes only if it is unreferenced *and* old. Never one that a live run holds:
+    /// each entry is removed under its key's lock, after checking the live runs' leases, and moved out
+    /// of `objects/` in one rename, so a run that leases it afterwards finds it gone and recomputes it.
+    public func collectGarbage(keep: Set<String>?, olderThan: Date?, dryRun: Bool) -> Collection {
+        var result = Collection()
         let all = entries()
         var keep = keep
         if var kept = keep {
@@ -255,6 +296,13 @@ public final class Cache: Sendable {
             for entry in all where kept.contains(entry.key) { kept.formUnion(entry.manifest?.items ?? []) }
             keep = kept
         }
+        let byKey = Dictionary(all.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        func leased() -> Set<String> {
+            var keys = locks.leasedKeys(readOnly: dryRun)
+            for key in keys { keys.formUnion(byKey[key]?.manifest?.items ?? []) }
+            return keys
+        }
+        var inUse = leased()
         for entry in all {
             let unreferenced = keep.map { !$0.contains(entry.key) }
             let old = olderThan.map { entry.lastUsed < $0 }
@@ -266,13 +314,37 @@ public final class Cache: Sendable {
             case (nil, nil): remove = false
             }
             guard remove else { continue }
-            removed.append(entry)
-            if !dryRun { try? FileManager.default.removeItem(at: entry.url) }
+            if dryRun {
+                if inUse.contains(entry.key) || locks.liveOwner(entry.key) != nil { result.inUse.append(entry) } else { result.removed.append(entry) }
+                continue
+            }
+            let held: KeyLocks.Held
+            do {
+                guard case .acquired(let lock) = try locks.tryLock(entry.key) else { result.inUse.append(entry); continue }
+                held = lock
+            } catch {
+                result.failed.append((entry, FlowError.plainReason(error)))
+                continue
+            }
+            defer { held.release() }
+            inUse = leased()  // a run may have leased it since
+            if inUse.contains(entry.key) { result.inUse.append(entry); continue }
+            let doomed = temporary.appendingPathComponent("\(entry.key.prefix(16)).\(getpid()).gc")
+            guard rename(entry.url.path, doomed.path) == 0 else {
+                result.failed.append((entry, FlowError.plainReason(errno: errno)))
+                continue
+            }
+            do {
+                try FileManager.default.removeItem(at: doomed)
+                result.removed.append(entry)
+            } catch {
+                result.failed.append((entry, "moved out of objects/ to \(doomed.path) but not deleted: \(FlowError.plainReason(error))"))
+            }
         }
-        if !dryRun {
-            try? FileManager.default.removeItem(at: quarantine)
-            try? FileManager.default.createDirectory(at: quarantine, withIntermediateDirectories: true)
+        if !dryRun, FileManager.default.fileExists(atPath: quarantine.path) {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: quarantine.path)) ?? []
+            for name in names { try? FileManager.default.removeItem(at: quarantine.appendingPathComponent(name)) }
         }
-        return removed
+        return result
     }
 }

@@ -77,6 +77,12 @@ struct ParamCoercion {
                 errors.append(SpecError("\(what) expects a \(wantDir ? "folder" : "file"), but \(url.path) is a \(isDir.boolValue ? "folder" : "file")", at: location(node)))
                 return nil
             }
+            // A FIFO would block the run for ever and a device (/dev/zero) never end its hash.
+            var st = stat()
+            if !wantDir, stat(url.path, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+                errors.append(SpecError("\(what): \(url.path) is not a regular file (a FIFO, device or socket); expected a file", at: location(node)))
+                return nil
+            }
             return .string(url.path)
         case .any:
             return Self.plainValue(node)

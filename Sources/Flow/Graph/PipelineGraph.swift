@@ -63,11 +63,11 @@ public struct PipelineGraph {
                 }
                 switch param.type {
                 case .file, .directory:
-                    let url = URL(fileURLWithPath: value.stringValue!)
+                    let url = URL(fileURLWithPath: value.stringValue!)  // invariant: file and folder params coerce to strings
                     paths[param.name] = url
                     params[param.name] = value
                 case .reference:
-                    let url = URL(fileURLWithPath: value.stringValue!)
+                    let url = URL(fileURLWithPath: value.stringValue!)  // invariant: reference params coerce to strings
                     paths[param.name] = url
                     do { params[param.name] = try loadReference(url, from: entry.valueLocation) }
                     catch let error as SpecError { errors.append(error) }
@@ -154,7 +154,7 @@ public struct PipelineGraph {
             (specByName[name]?.inputs ?? []).map(\.sourceNode).filter { specByName[$0] != nil }
         })
         if let cycle = order.cycle {
-            let first = specByName[cycle[0]]!
+            let first = specByName[cycle[0]]!  // invariant: cycle members come from specByName
             let binding = first.inputs.first { $0.sourceNode == cycle[1 % cycle.count] }
             errors.append(SpecError("cycle: \((cycle + [cycle[0]]).joined(separator: " -> ")); a node cannot depend on its own output", at: binding?.sourceLocation ?? first.location))
         }
@@ -222,11 +222,9 @@ public struct PipelineGraph {
 /// Reads a referenced YAML definition; errors point into that file and say where it was referenced.
 func loadReference(_ url: URL, from reference: SourceLocation) throws -> ParamValue {
     let display = url.path
-    guard let data = FileManager.default.contents(atPath: url.path), let text = String(data: data, encoding: .utf8) else {
-        throw SpecError("cannot read referenced file \(display)", at: reference)
-    }
+    let text = try YAMLLimits.readText(url, display: display, at: reference)
     do {
-        guard let node = try Yams.compose(yaml: text) else {
+        guard let node = try YAMLLimits.compose(text, file: display) else {
             throw SpecError("referenced file \(display) is empty (referenced from \(reference))", at: SourceLocation(file: display, line: 1, column: 1))
         }
         return ParamCoercion.plainValue(node)

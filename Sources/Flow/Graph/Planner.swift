@@ -65,7 +65,7 @@ public enum Planner {
                 }
             }
             var inputKeys: [String: String] = [:]
-            for (port, source) in node.inputs { inputKeys[port] = keys[source.node]! + "/" + source.port }
+            for (port, source) in node.inputs { inputKeys[port] = keys[source.node]! + "/" + source.port }  // invariant: nodes are planned in topological order, inputs first
             let key = CacheKey(type: node.type.name, version: node.type.version, params: keyParams, inputs: inputKeys).hex
             keys[node.name] = key
 
@@ -128,32 +128,44 @@ public enum Planner {
 }
 
 /// Remembers, per pipeline, the key each node last had when it succeeded or was found cached.
+/// Several processes may run the same pipeline on one cache: each write re-reads the record under
+/// its lock and changes only the nodes this run learned about, so no run loses another's.
 final class RecordKeeper: Sendable {
     private let url: URL
-    private let record: Locked<PipelineRecord>
+    private let lockName: String
+    private let locks: KeyLocks
+    /// What this run learned (only these nodes are written over the record on disk).
+    private let learned = Locked<[String: PipelineRecord.Node]>([:])
 
     init(cache: Cache, pipeline: String) {
         url = Planner.recordURL(cache: cache, pipeline: pipeline)
-        record = Locked(Planner.loadRecord(cache: cache, pipeline: pipeline))
+        lockName = "record-" + url.deletingPathExtension().lastPathComponent
+        locks = cache.locks
     }
 
     /// `flush: false` batches cached nodes into one write; executed nodes are written at once so that a
     /// killed run still remembers what it finished.
     func remember(_ plan: NodePlan, flush: Bool = true) {
-        record.withLock { record in
-            record.nodes[plan.name] = PipelineRecord.Node(key: plan.key, type: plan.typeName, version: plan.version,
-                                                          params: plan.params.mapValues(\.canonicalJSON),
-                                                          keyParams: plan.keyParams.mapValues(\.canonicalJSON), inputs: plan.inputKeys)
-            if flush { write(record) }
+        learned.withLock { learned in
+            learned[plan.name] = PipelineRecord.Node(key: plan.key, type: plan.typeName, version: plan.version,
+                                                     params: plan.params.mapValues(\.canonicalJSON),
+                                                     keyParams: plan.keyParams.mapValues(\.canonicalJSON), inputs: plan.inputKeys)
+            if flush { write(learned) }
         }
     }
 
     func flush() {
-        record.withLock { write($0) }
+        learned.withLock { write($0) }
     }
 
-    /// Called under the lock, so two workers never interleave their writes.
-    private func write(_ record: PipelineRecord) {
+    /// Called under `learned`'s lock, so two workers never interleave their writes; the file lock
+    /// does the same for other processes.
+    private func write(_ learned: [String: PipelineRecord.Node]) {
+        guard !learned.isEmpty else { return }
+        let held = try? locks.lock(lockName)
+        defer { held?.release() }
+        var record = (try? Data(contentsOf: url)).flatMap { try? JSONDecoder().decode(PipelineRecord.self, from: $0) } ?? PipelineRecord()
+        record.nodes.merge(learned) { _, mine in mine }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -42,6 +42,7 @@ struct ItemScope {
     let cache: Cache
     let pipeline: String
     let node: CacheKey
+    var lease: KeyLocks.Lease? = nil
 }
 
 /// Everything a node's `run` may use: its params, its inputs' folders, folders for its outputs, and
@@ -61,6 +62,7 @@ public final class NodeContext: Sendable {
     /// Set once by the executor (a signal), read by every worker.
     let cancellation: Locked<Bool>
     let onProgress: @Sendable (NodeProgress) -> Void
+    let onWarning: @Sendable (String) -> Void
     let fileHasher: FileHasher
     /// For per-item cache entries (see `cachedItem`).
     let itemScope: ItemScope?
@@ -69,7 +71,9 @@ public final class NodeContext: Sendable {
 
     init(nodeName: String, params: [String: ParamValue], paths: [String: URL], inputFolders: [String: URL],
          outputRoot: URL, threads: Int, logger: Logger, cancellation: Locked<Bool>, fileHasher: FileHasher,
-         itemScope: ItemScope? = nil, onProgress: @escaping @Sendable (NodeProgress) -> Void) {
+         itemScope: ItemScope? = nil, onProgress: @escaping @Sendable (NodeProgress) -> Void,
+         onWarning: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.onWarning = onWarning
         self.fileHasher = fileHasher
         self.itemScope = itemScope
         self.nodeName = nodeName
@@ -118,6 +122,12 @@ public final class NodeContext: Sendable {
         let itemKey = scope.node.item(identity, excludingInputs: excludingInputs)
         let key = itemKey.hex
         itemKeys.withLock { $0.append(key) }
+        try scope.lease?.add([key])
+        // Another process (a second run, a Slurm array task) may be computing this very item: wait for it.
+        let held = try scope.cache.locks.lock(key, isCancelled: { self.isCancelled }) { owner in
+            self.logger.info("item \(identity.prefix(40)): waiting for \(owner?.description ?? "another process"), which is computing it")
+        }
+        defer { held.release() }
         if case .valid(let url, _) = scope.cache.lookup(key) {
             scope.cache.touch(key)
             return (url, true)
@@ -153,6 +163,12 @@ public final class NodeContext: Sendable {
     // MARK: Progress and cancellation
 
     public var isCancelled: Bool { cancellation.current }
+
+    /// Logs a warning and keeps it in the run record (node `warnings` in run.json).
+    public func warn(_ message: String) {
+        logger.warning("\(message)")
+        onWarning(message)
+    }
 
     public func checkCancellation() throws {
         if cancellation.current { throw RunCancelled() }

@@ -113,7 +113,7 @@ public protocol ParamChoice: ParamConvertible, CaseIterable, RawRepresentable wh
 
 extension ParamChoice {
     public static var paramType: ParamType { .choice(allCases.map(\.rawValue)) }
-    public static var placeholder: Self { allCases.first! }
+    public static var placeholder: Self { allCases.first! }  // invariant: a choice enum has at least one case
     public init?(paramValue value: ParamValue) {
         guard let s = value.stringValue, let v = Self(rawValue: s) else { return nil }
         self = v

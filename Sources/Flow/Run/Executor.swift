@@ -10,6 +10,12 @@ public protocol RunObserver: AnyObject, Sendable {
     func nodeFinished(_ name: String, entry: URL, seconds: Double)
     func nodeFailed(_ name: String, message: String, seconds: Double)
     func nodeSkipped(_ name: String, reason: String)
+    /// Something the user should know that did not stop the node (patients left out, say).
+    func nodeWarning(_ name: String, message: String)
+}
+
+extension RunObserver {
+    public func nodeWarning(_ name: String, message: String) {}
 }
 
 public struct RunSummary {
@@ -58,6 +64,8 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
     private let queue = DispatchQueue(label: "nic.executor", attributes: .concurrent)
     private let state = Locked(Schedule())
     private let records: RecordKeeper
+    /// The keys this run uses, so that `gc` in another process leaves them alone.
+    private let lease: KeyLocks.Lease
 
     /// What the scheduler knows, changed only under the lock: workers finish concurrently.
     private struct Schedule {
@@ -81,6 +89,26 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
         self.jobs = max(1, jobs)
         self.observer = observer
         self.records = RecordKeeper(cache: cache, pipeline: plan.graph.spec.name)
+        self.lease = cache.locks.lease()
+    }
+
+    /// Leases every key of the plan (and the items of cached entries), then looks at each cached
+    /// entry again under its lock: one that `gc` removed between planning and leasing is computed
+    /// again instead of trusted. Returns the nodes still cached.
+    private func leaseAndRecheck() -> Set<String> {
+        var keys = Set(plan.nodes.map(\.key))
+        for node in plan.nodes where node.status == .cached {
+            if case .valid(_, let manifest) = cache.lookup(node.key) { keys.formUnion(manifest.items ?? []) }
+        }
+        do { try lease.add(keys) } catch { logger.warning("\(error); a concurrent 'nic cache gc' could remove entries this run uses") }
+        var cached = Set<String>()
+        for node in plan.nodes where node.status == .cached {
+            let held = try? cache.locks.lock(node.key, isCancelled: { self.isCancelled })
+            defer { held?.release() }
+            if case .valid = cache.lookup(node.key) { cached.insert(node.name) }
+            else { logger.warning("node '\(node.name)': its cached output was removed since planning (by 'nic cache gc'?); computing it again") }
+        }
+        return cached
     }
 
     public func cancel() { cancellation.withLock { $0 = true } }
@@ -89,10 +117,11 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
     public func run() -> RunSummary {
         let start = Date()
         cache.removeAbandonedTemporaries()
+        let stillCached = leaseAndRecheck()
         let group = DispatchGroup()
         state.withLock { s in
             for node in plan.nodes {
-                if node.status == .cached, let entry = node.entry {
+                if node.status == .cached, let entry = node.entry, stillCached.contains(node.name) {
                     s.done[node.name] = entry
                     s.summary.outcomes[node.name] = .cached
                     s.summary.entries[node.name] = entry
@@ -109,6 +138,7 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
         group.wait()
 
         cache.fileHasher.save()
+        lease.release()
         return state.withLock { s in
             for name in s.pending {
                 s.summary.outcomes[name] = .skipped("interrupted before it started")
@@ -146,9 +176,9 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
                     self.state.withLock { s in
                         s.running -= 1
                         switch result {
-                        case .success(let (entry, seconds)):
+                        case .success(let (entry, seconds, reused)):
                             s.done[name] = entry
-                            s.summary.outcomes[name] = .executed
+                            s.summary.outcomes[name] = reused ? .cached : .executed
                             s.summary.entries[name] = entry
                             s.summary.seconds[name] = seconds
                         case .failure(let failure):
@@ -178,24 +208,38 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
         var cancelled: Bool
     }
 
-    private func execute(_ name: String) -> Result<(URL, Double), Failure> {
-        let nodePlan = plan.node(named: name)!
-        let node = plan.graph.node(named: name)!
+    /// Runs one node under its key's lock; when another process (a second run on this cache) was
+    /// computing the same key, waits for it and reuses its entry (`reused`).
+    private func execute(_ name: String) -> Result<(URL, Double, reused: Bool), Failure> {
+        let nodePlan = plan.node(named: name)!  // invariant: the scheduler runs only the plan's nodes
+        let node = plan.graph.node(named: name)!  // invariant: as above
         let start = Date()
         observer?.nodeStarted(name)
         var temporary: URL?
         do {
+            try lease.add([nodePlan.key])
+            let held = try cache.locks.lock(nodePlan.key, isCancelled: { self.isCancelled }) { owner in
+                self.logger.info("node '\(name)': waiting for \(owner?.description ?? "another process"), which is computing the same output")
+            }
+            defer { held.release() }
+            if case .valid(let url, _) = cache.lookup(nodePlan.key) {
+                cache.touch(nodePlan.key)
+                records.remember(nodePlan)
+                observer?.nodeCached(name, entry: url)
+                return .success((url, Date().timeIntervalSince(start), true))
+            }
             let folder = try cache.makeTemporary(for: nodePlan.key)
             temporary = folder
             let done = state.withLock { $0.done }
-            let inputFolders = node.inputs.mapValues { done[$0.node]!.appendingPathComponent($0.port) }
+            let inputFolders = node.inputs.mapValues { done[$0.node]!.appendingPathComponent($0.port) }  // invariant: scheduled only when every input is done
             var nodeLogger = logger
             nodeLogger[metadataKey: "node"] = "\(name)"
             let context = NodeContext(nodeName: name, params: node.params, paths: node.paths, inputFolders: inputFolders,
                                       outputRoot: folder, threads: max(1, ProcessInfo.processInfo.activeProcessorCount / jobs),
                                       logger: nodeLogger, cancellation: cancellation, fileHasher: cache.fileHasher,
-                                      itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, node: nodePlan.cacheKey),
-                                      onProgress: { [weak self] progress in self?.observer?.nodeProgress(name, progress) })
+                                      itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, node: nodePlan.cacheKey, lease: lease),
+                                      onProgress: { [weak self] progress in self?.observer?.nodeProgress(name, progress) },
+                                      onWarning: { [weak self] message in self?.observer?.nodeWarning(name, message: message) })
             // The node's thread budget is current while it runs: its networks and loops keep to it.
             state.withLock { schedule in
                 schedule.budgets.append((name, context.compute))
@@ -225,12 +269,12 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
             let entry = try cache.commit(temporary: folder, manifest: manifest)
             records.remember(nodePlan)
             observer?.nodeFinished(name, entry: entry, seconds: seconds)
-            return .success((entry, seconds))
+            return .success((entry, seconds, false))
         } catch {
             if let temporary { try? FileManager.default.removeItem(at: temporary) }
             let seconds = Date().timeIntervalSince(start)
             let cancelled = error is RunCancelled
-            let message = cancelled ? "interrupted" : "\(error)"
+            let message = cancelled ? "interrupted" : FlowError.plainReason(error)
             if cancelled { observer?.nodeSkipped(name, reason: "interrupted") }
             else { observer?.nodeFailed(name, message: message, seconds: seconds) }
             return .failure(Failure(message: message, seconds: seconds, cancelled: cancelled))

@@ -11,6 +11,7 @@ public final class ObserverGroup: RunObserver, Sendable {
     public func nodeFinished(_ name: String, entry: URL, seconds: Double) { observers.forEach { $0.nodeFinished(name, entry: entry, seconds: seconds) } }
     public func nodeFailed(_ name: String, message: String, seconds: Double) { observers.forEach { $0.nodeFailed(name, message: message, seconds: seconds) } }
     public func nodeSkipped(_ name: String, reason: String) { observers.forEach { $0.nodeSkipped(name, reason: reason) } }
+    public func nodeWarning(_ name: String, message: String) { observers.forEach { $0.nodeWarning(name, message: message) } }
 }
 
 /// What `runs/<time>-<pipeline>/run.json` holds; also read back by `nic runs` and `nic report`.
@@ -37,13 +38,17 @@ public struct RunRecord: Codable, Sendable {
         /// The node's thread budget (cores ÷ `--jobs`) and the most of its workers that ran at once.
         public var threads: Int?
         public var peakThreads: Int?
+        /// What the node warned about (patients left out, ...).
+        public var warnings: [String]?
     }
     public var format = 1
     public var pipeline: String
     public var specFile: String
     public var cache: String
-    /// running, done, failed, interrupted
+    /// running, done, failed, interrupted (as written; see `shownStatus` for `died`)
     public var status: String
+    /// The process that writes this record: a record still "running" whose owner is gone died.
+    public var owner: LockOwner?
     public var started: Date
     public var finished: Date?
     public var seconds: Double?
@@ -51,6 +56,13 @@ public struct RunRecord: Codable, Sendable {
     /// Node names in topological order.
     public var order: [String]
     public var nodes: [String: Node]
+
+    /// The status to show: `died` for a record left "running" by a process that no longer exists
+    /// (killed, crashed, out of memory, lost with its machine).
+    public var shownStatus: String {
+        guard status == "running", let owner, case .dead = owner.liveness else { return status }
+        return "died"
+    }
 
     public var counts: (executed: Int, cached: Int, failed: Int, skipped: Int) {
         let statuses = nodes.values.map(\.status)
@@ -89,6 +101,7 @@ public final class RunRecorder: RunObserver, Sendable {
     private let events: FileHandle?
     /// Nodes report from several workers; the record, the events file and its rate limit change together.
     private let state: Locked<State>
+    private let writeFailed = Locked(false)
 
     private struct State {
         var record: RunRecord
@@ -111,20 +124,21 @@ public final class RunRecorder: RunObserver, Sendable {
         do {
             try FileManager.default.createDirectory(at: folder.appendingPathComponent("outputs"), withIntermediateDirectories: true)
         } catch {
-            throw FlowError("cannot create run record folder \(folder.path): \(error.localizedDescription)")
+            throw FlowError.wrapping(error, "cannot create run record folder \(folder.path)")
         }
-        try Data(plan.graph.spec.source.utf8).write(to: folder.appendingPathComponent("pipeline.yaml"))
+        do { try Data(plan.graph.spec.source.utf8).write(to: folder.appendingPathComponent("pipeline.yaml")) }
+        catch { throw FlowError.wrapping(error, "cannot write the run record in \(folder.path)") }
 
         var nodes: [String: RunRecord.Node] = [:]
         for node in plan.nodes {
-            let graphNode = plan.graph.node(named: node.name)!
+            let graphNode = plan.graph.node(named: node.name)!  // invariant: plan nodes come from this graph
             nodes[node.name] = RunRecord.Node(
                 type: node.typeName, key: node.key, plan: node.status == .cached ? "cached" : "will run", reasons: node.reasons,
                 status: "pending", started: nil, finished: nil, seconds: nil, entry: nil, error: nil,
                 inputs: graphNode.inputs.mapValues { "\($0.node).\($0.port)" }, params: node.params, progress: nil, metrics: nil)
         }
         let record = RunRecord(pipeline: plan.graph.spec.name, specFile: plan.graph.spec.file, cache: cache.root.path,
-                           status: "running", started: now, finished: nil, seconds: nil, jobs: jobs,
+                           status: "running", owner: LockOwner.current(), started: now, finished: nil, seconds: nil, jobs: jobs,
                            order: plan.nodes.map(\.name), nodes: nodes)
         // The resolved spec: every node with its type, version, typed params (defaults filled in) and key.
         let resolved: ParamValue = .map([
@@ -132,7 +146,7 @@ public final class RunRecorder: RunObserver, Sendable {
             "file": .string(plan.graph.spec.file),
             "base": .string(plan.graph.spec.baseDirectory.path),
             "nodes": .list(plan.nodes.map { node in
-                let graphNode = plan.graph.node(named: node.name)!
+                let graphNode = plan.graph.node(named: node.name)!  // invariant: plan nodes come from this graph
                 return .map([
                     "name": .string(node.name), "type": .string(node.typeName), "version": .int(node.version),
                     "key": .string(node.key), "params": .map(node.params),
@@ -140,17 +154,26 @@ public final class RunRecorder: RunObserver, Sendable {
                 ])
             }),
         ])
-        try RunRecord.encoder.encode(resolved).write(to: folder.appendingPathComponent("resolved.json"))
+        do { try RunRecord.encoder.encode(resolved).write(to: folder.appendingPathComponent("resolved.json")) }
+        catch { throw FlowError.wrapping(error, "cannot write the run record in \(folder.path)") }
         let eventsURL = folder.appendingPathComponent("events.jsonl")
-        FileManager.default.createFile(atPath: eventsURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: eventsURL.path, contents: nil)
         events = FileHandle(forWritingAtPath: eventsURL.path)
         state = Locked(State(record: record))
         write(record)
     }
 
     private func write(_ record: RunRecord) {
-        if let data = try? RunRecord.encoder.encode(record) {
-            try? data.write(to: folder.appendingPathComponent("run.json"), options: .atomic)
+        do { try RunRecord.encoder.encode(record).write(to: folder.appendingPathComponent("run.json"), options: .atomic) }
+        catch { noteWriteFailure(error, "run.json") }
+    }
+
+    /// For a hard exit (a second Ctrl-C): the record says how the run ended.
+    public func markInterrupted() {
+        state.withLock { s in
+            s.record.status = "interrupted"
+            s.record.finished = Date()
+            write(s.record)
         }
     }
 
@@ -159,7 +182,18 @@ public final class RunRecorder: RunObserver, Sendable {
         fields["time"] = .float((Date().timeIntervalSince1970 * 1000).rounded() / 1000)
         fields["node"] = .string(name)
         fields["event"] = .string(kind)
-        events?.write(Data((ParamValue.map(fields).canonicalJSON + "\n").utf8))
+        // A full disk must not stop the run: events are a record for curves, not results.
+        do { try events?.write(contentsOf: Data((ParamValue.map(fields).canonicalJSON + "\n").utf8)) }
+        catch { noteWriteFailure(error, "events.jsonl") }
+    }
+
+    /// Says once on stderr that the record could not be written (a full disk, a read-only runs folder).
+    private func noteWriteFailure(_ error: Error, _ file: String) {
+        let first = writeFailed.withLock { failed in defer { failed = true }; return !failed }
+        if first {
+            let context = "nic: cannot write \(folder.appendingPathComponent(file).path)"
+            FileHandle.standardError.write(Data("\(context): \(FlowError.plainReason(error, context: context)); the run goes on, its record is incomplete\n".utf8))
+        }
     }
 
     private func update(_ name: String, _ change: (inout RunRecord.Node) -> Void) {
@@ -193,7 +227,7 @@ public final class RunRecorder: RunObserver, Sendable {
             // Every change of stage (epoch) is kept for curves; plain counts at most once a second.
             let now = Date()
             let last = s.lastEvent[name]
-            let due = last == nil || last!.1 != progress.stage || now.timeIntervalSince(last!.0) >= 1 || progress.completed == progress.total
+            let due = last == nil || last!.1 != progress.stage || now.timeIntervalSince(last!.0) >= 1 || progress.completed == progress.total  // invariant: `last` is non-nil past the `== nil ||`
             if due {
                 s.lastEvent[name] = (now, progress.stage)
                 var extra: [String: ParamValue] = ["completed": .int(progress.completed), "unit": .string(progress.unit)]
@@ -225,6 +259,11 @@ public final class RunRecorder: RunObserver, Sendable {
 
     public func nodeSkipped(_ name: String, reason: String) {
         update(name) { $0.status = "skipped"; $0.error = reason }
+    }
+
+    public func nodeWarning(_ name: String, message: String) {
+        state.withLock { _ in event(name, "warning", ["message": .string(message)]) }
+        update(name) { $0.warnings = ($0.warnings ?? []) + [message] }
     }
 
     /// Seals the record with the run's outcome.

@@ -51,7 +51,7 @@ enum Suggest {
         for candidate in candidates {
             let d = editDistance(lowered, candidate.lowercased())
             let limit = max(1, min(3, candidate.count / 3))
-            if d <= limit, best == nil || d < best!.1 { best = (candidate, d) }
+            if d <= limit, best == nil || d < best!.1 { best = (candidate, d) }  // invariant: `best` is non-nil past the `== nil ||`
         }
         return best?.0
     }

@@ -41,7 +41,7 @@ public enum ParamValue: Hashable, Sendable {
             for (i, key) in dict.keys.sorted().enumerated() {
                 if i > 0 { out += "," }
                 out += ParamValue.jsonQuoted(key) + ":"
-                dict[key]!.writeCanonical(into: &out)
+                dict[key]!.writeCanonical(into: &out)  // invariant: key taken from dict.keys
             }
             out += "}"
         }

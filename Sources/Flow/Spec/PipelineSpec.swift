@@ -54,9 +54,9 @@ public enum SpecParser {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw SpecErrors([SpecError("pipeline file not found: \(url.path)", at: nil)])
         }
-        guard let data = FileManager.default.contents(atPath: url.path), let text = String(data: data, encoding: .utf8) else {
-            throw SpecErrors([SpecError("cannot read \(display) as UTF-8 text", at: SourceLocation(file: display, line: 1, column: 1))])
-        }
+        let text: String
+        do { text = try YAMLLimits.readText(url, display: display, at: SourceLocation(file: display, line: 1, column: 1)) }
+        catch let error as SpecError { throw SpecErrors([error]) }
         return try parse(text: text, file: display, directory: url.deletingLastPathComponent())
     }
 
@@ -69,12 +69,14 @@ public enum SpecParser {
 
         let root: Yams.Node
         do {
-            guard let composed = try Yams.compose(yaml: text) else {
+            guard let composed = try YAMLLimits.compose(text, file: file) else {
                 throw SpecErrors([SpecError("the pipeline file is empty; expected a mapping with 'pipeline' and 'nodes'", at: loc(nil))])
             }
             root = composed
         } catch let error as YamlError {
             throw SpecErrors([yamlSyntaxError(error, text: text, file: file)])
+        } catch let error as SpecError {
+            throw SpecErrors([error])
         }
 
         guard let top = root.mapping else {

@@ -45,6 +45,8 @@ public final class FileHasher: Sendable {
     }
 
     private let stateFile: URL?
+    /// The state file is shared by every process on the cache: saving merges under a lock.
+    private let locks: KeyLocks?
     /// Nodes hash files from several workers.
     private let state: Locked<State>
 
@@ -57,8 +59,9 @@ public final class FileHasher: Sendable {
     /// How many files were actually read (tests use it to prove the state file works).
     public var filesRead: Int { state.withLock { $0.filesRead } }
 
-    public init(stateFile: URL?) {
+    public init(stateFile: URL?, locks: KeyLocks? = nil) {
         self.stateFile = stateFile
+        self.locks = locks
         var known = State()
         if let stateFile, let data = try? Data(contentsOf: stateFile),
            let decoded = try? JSONDecoder().decode([String: Entry].self, from: data) {
@@ -69,7 +72,9 @@ public final class FileHasher: Sendable {
 
     public func hash(fileAt url: URL) throws -> String {
         var st = stat()
-        guard stat(url.path, &st) == 0 else { throw FlowError("cannot stat \(url.path): \(String(cString: strerror(errno)))") }
+        guard stat(url.path, &st) == 0 else { throw FlowError.posix(errno, "cannot read \(url.path)") }
+        // A FIFO would block for ever and a device never end: only regular files have content hashes.
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FlowError("\(url.path) is not a regular file (a FIFO, device or socket)") }
         let size = Int64(st.st_size)
         let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         let inode = UInt64(st.st_ino)
@@ -112,13 +117,19 @@ public final class FileHasher: Sendable {
         return result.sorted()
     }
 
-    /// Writes the state file if anything was learned (atomically: a crash keeps the old file).
+    /// Writes the state file if anything was learned (atomically: a crash keeps the old file). Under
+    /// the state file's lock, what other processes saved meanwhile is read back and kept, so two runs
+    /// on one cache never lose each other's hashes.
     public func save() {
         state.withLock { s in
             guard s.dirty, let stateFile else { return }
+            let held = try? locks?.lock("file-hashes")
+            defer { held?.release() }
+            var merged = (try? Data(contentsOf: stateFile)).flatMap { try? JSONDecoder().decode([String: Entry].self, from: $0) } ?? [:]
+            merged.merge(s.entries) { _, mine in mine }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            guard let data = try? encoder.encode(s.entries) else { return }
+            guard let data = try? encoder.encode(merged) else { return }
             try? FileManager.default.createDirectory(at: stateFile.deletingLastPathComponent(), withIntermediateDirectories: true)
             try? data.write(to: stateFile, options: .atomic)
             s.dirty = false

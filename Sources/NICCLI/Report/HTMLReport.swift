@@ -45,7 +45,7 @@ struct HTMLReport {
         let c = record.counts
         var html = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>nic report – \(esc(record.pipeline))</title><style>\(Self.css)</style></head><body>"
         let started = ISO8601DateFormatter().string(from: record.started)
-        html += "<header id=\"summary\"><h1>\(esc(record.pipeline))</h1><div class=\"meta\">run \(esc(folder.lastPathComponent)) · started \(started) · status <b>\(esc(record.status))</b> · \(c.executed) executed, \(c.cached) cached, \(c.failed) failed, \(c.skipped) skipped\(record.seconds.map { " · " + String(format: "%.1f s", $0) } ?? "")</div></header><main>"
+        html += "<header id=\"summary\"><h1>\(esc(record.pipeline))</h1><div class=\"meta\">run \(esc(folder.lastPathComponent)) · started \(started) · status <b>\(esc(record.shownStatus))</b> · \(c.executed) executed, \(c.cached) cached, \(c.failed) failed, \(c.skipped) skipped\(record.seconds.map { " · " + String(format: "%.1f s", $0) } ?? "")</div></header><main>"
         html += section("dag", "Pipeline", dagSVG().map { "<div style=\"overflow-x:auto\">\($0)</div>" })
         html += section("nodes", "Nodes", nodesTable())
         html += section("curves", "Training curves", curves())
@@ -82,7 +82,7 @@ struct HTMLReport {
         }
         var columns: [[String]] = []
         for name in record.order {
-            let d = depth[name]!
+            let d = depth[name]!  // invariant: depth is set for every node of the order
             while columns.count <= d { columns.append([]) }
             columns[d].append(name)
         }
@@ -159,12 +159,12 @@ struct HTMLReport {
                       let metrics = object["metrics"] as? [String: Any], !metrics.isEmpty else { continue }
                 counter[node, default: 0] += 1
                 for (key, value) in metrics {
-                    if let v = (value as? NSNumber)?.doubleValue { perNode[node, default: [:]][key, default: []].append((counter[node]!, v)) }
+                    if let v = (value as? NSNumber)?.doubleValue { perNode[node, default: [:]][key, default: []].append((counter[node]!, v)) }  // invariant: counted just above
                 }
             }
             for node in perNode.keys.sorted() {
-                let series = perNode[node]!.keys.sorted().enumerated().map { i, key in
-                    SVGChart.Series(name: key, points: perNode[node]![key]!, style: .line, color: SVGChart.palette[i % 8])
+                let series = perNode[node]!.keys.sorted().enumerated().map { i, key in  // invariant: node taken from perNode.keys
+                    SVGChart.Series(name: key, points: perNode[node]![key]!, style: .line, color: SVGChart.palette[i % 8])  // invariant: node and key taken from perNode's keys
                 }
                 charts.append(SVGChart(title: node, xLabel: "update", yLabel: "value", series: series).render())
             }
@@ -192,7 +192,7 @@ struct HTMLReport {
                 var metrics: [(String, [String: Double])] = []
                 if let m = object["metrics"] as? [String: [String: Any]] {
                     for key in m.keys.sorted() {
-                        metrics.append((key, m[key]!.compactMapValues { ($0 as? NSNumber)?.doubleValue }))
+                        metrics.append((key, m[key]!.compactMapValues { ($0 as? NSNumber)?.doubleValue }))  // invariant: key taken from m.keys
                     }
                 } else {
                     // Any flat JSON of numbers also counts (e.g. the generic `describe` node's output).
