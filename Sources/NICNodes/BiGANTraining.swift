@@ -10,7 +10,7 @@ import Slides
 /// cross-entropy, (G, E) with the labels swapped. Adam lr 2e-4 (β₁ 0.5) by default, as the paper.
 enum BiGANTraining {
     static func run(_ context: NodeContext, _ params: EncoderNode.Params, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
-                    out: URL, seed: UInt64) throws {
+                    out: URL, seed: UInt64, started: Stopwatch) throws {
         var info = startInfo
         let codeSize = encoder.outputShape.reduce(1, *)
         guard let generatorURL = params.generator?.url, let discriminatorURL = params.discriminator?.url else {
@@ -21,13 +21,12 @@ enum BiGANTraining {
         guard generator.outputShape == info.input else {
             throw NodeError("training 'bigan': the generator gives \(generator.outputShape), the encoder takes \(info.input)")
         }
-        let images = try (0..<patchSet.count).map { try patchSet.patch($0) }
-        let augmenter = try patchSet.augmenter()
+        let inputs = try EncoderInputs(patchSet: patchSet, downsample: info.downsample, params: params, context: context, started: started)
         let learningRate = Float(params.learningRate)
         let dOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         let geParameters = generator.parameters + encoder.parameters
-        let d = info.downsample, smoothing = Float(params.labelSmoothing), generatorSteps = params.generatorSteps
+        let smoothing = Float(params.labelSmoothing), generatorSteps = params.generatorSteps
         var noise = Xoshiro256StarStar(seed: seed &+ 47)
 
         // D and (G, E) each take their own step inside one training step, so the step applies them.
@@ -35,10 +34,10 @@ enum BiGANTraining {
         schedule.plateau = nil  // adversarial losses do not measure progress
         let trainer = Trainer(schedule: schedule, update: .byStep([dOptimizer, geOptimizer]), context: context)
         let outcome = try trainer.fit(
-            order: Trainer.shuffledEachEpoch(Array(images.indices), seed: seed),
-            step: { batch, epoch in
+            order: inputs.order(Array(0..<patchSet.count)),
+            prefetch: { epoch, batches in inputs.prefetch(epoch: epoch, batches: batches) },
+            step: { batch, _ in try inputs.step(batch) { x in
                 let n = batch.count
-                let x = EncoderModel.preprocess(batch.map { augmenter?.apply(to: images[$0], epoch: epoch, index: $0) ?? images[$0] }, downsample: d)
                 let z = Tensor(shape: [n, codeSize], data: (0..<(n * codeSize)).map { _ in noise.nextNormal() })
 
                 // Discriminator step on (x, E(x)) → real and (G(z), z) → fake.
@@ -82,12 +81,15 @@ enum BiGANTraining {
                 let fakeRight = Double(fakeLogits.data.filter { $0 < 0 }.count) / Double(n)
                 return StepResult(loss: dLoss + geLoss, metrics: [("d_loss", dLoss), ("ge_loss", geLoss),
                                                                   ("d_real_accuracy", realRight), ("d_fake_accuracy", fakeRight)])
-            },
+            } },
             snapshot: { () })
         info.training = "bigan"
         info.epochs = outcome.epochs.count
         info.bestEpoch = outcome.epochs.count  // adversarial losses do not rank epochs; the last one is kept
-        info.trainPatches = images.count
+        info.trainPatches = patchSet.count
+        let time = inputs.time
+        info.time = time
+        EncoderNode.report(time, lastEpoch: outcome.epochs.last, context: context)
         try encoder.save(to: out.appendingPathComponent("encoder.safetensors"))
         try generator.save(to: out.appendingPathComponent("generator.safetensors"))
         try discriminator.save(to: out.appendingPathComponent("discriminator.safetensors"))
