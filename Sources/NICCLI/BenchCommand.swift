@@ -105,18 +105,16 @@ struct BenchLoader: ParsableCommand {
         for round in 1...max(1, rounds) {
             let a = Stopwatch()
             for _ in 0..<steps { try step(held) }
-            let pureStep = a.seconds / Double(steps)
+            pure.append(a.seconds / Double(steps))
             let roundBatches = Array(batches.dropFirst(round * steps).prefix(steps))
             loader.start(roundBatches, augment: augment(1), assemble: preprocess)
             let b = Stopwatch()
             for items in roundBatches { try step(try loader.next(items)) }
-            let fedStep = b.seconds / Double(roundBatches.count)
+            fed.append(b.seconds / Double(roundBatches.count))
             loader.stop()
-            pure.append(pureStep)
-            fed.append(fedStep)
-            print(String(format: "round %d: pure step %.3f s, loader-fed step %.3f s (ratio %.2f)", round, pureStep, fedStep, fedStep / pureStep))
+            print(String(format: "round %d: pure step %.3f s, loader-fed step %.3f s (ratio %.2f)", round, pure.last!, fed.last!, fed.last! / pure.last!))  // invariant: one entry per round, rounds ≥ 1
         }
-        let bestPure = pure.min() ?? 0, bestFed = fed.min() ?? 0
+        let bestPure = pure.min()!, bestFed = fed.min()!  // invariant: one entry per round, rounds ≥ 1
         let stepsPerEpoch = batches.count
         let fedBatches = Double(fed.count * steps), spent = loader.timing
         print(String(format: "epoch of %d steps: %.0f s fed by the loader vs %.0f s of pure steps: ratio %.2f (goal ≤ 1.3); per fed step: waited %.3f s, the loader read %.3f s and augmented %.3f s (on the threads the steps left it)",

@@ -121,8 +121,13 @@ public struct PatchSet: Sendable {
             let bytes = try reader.readChunkBytes(at: [k, 0, 0, 0])
             let first = k * PatchSet.chunkPatches
             let from = max(first, range.lowerBound), to = min(first + PatchSet.chunkPatches, range.upperBound)
-            // Both buffers hold these patches: `out` was sized for the range, a chunk is full-shaped.
-            out.replaceSubrange(((from - range.lowerBound) * per)..<((to - range.lowerBound) * per), with: bytes[((from - first) * per)..<((to - first) * per)])
+            out.withUnsafeMutableBytes { target in
+                bytes.withUnsafeBytes { source in
+                    // invariant: both buffers hold at least these patches (the chunk is full-shaped).
+                    target.baseAddress!.advanced(by: (from - range.lowerBound) * per)
+                        .copyMemory(from: source.baseAddress!.advanced(by: (from - first) * per), byteCount: (to - from) * per)  // invariant: a non-empty range of a decoded chunk
+                }
+            }
         }
         return out
     }

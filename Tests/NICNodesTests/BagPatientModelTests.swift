@@ -11,7 +11,7 @@ import XCTest
 final class BagPatientModelTests: XCTestCase {
     func testGatedAttentionBagsPredictEveryPatientAndWriteAttentionMaps() throws {
         let ws = try CohortWorkspace(patients: 8, size: 768, annotations: 4)
-        try ws.copyRepositoryNodes(["encoders/mean-rgb.yaml", "heads/regression.yaml", "heads/cox.yaml"])
+        try ws.copyRepoNodes(["encoders/mean-rgb.yaml", "heads/regression.yaml", "heads/cox.yaml"])
         try ws.write("nodes/patient/mil.yaml", """
         input: [3]
         layers: [{dense: 8}, relu]
@@ -68,7 +68,7 @@ final class BagPatientModelTests: XCTestCase {
 
     func testPatientBagsNeedABagModel() throws {
         let ws = try CohortWorkspace(patients: 4, size: 512, annotations: 2)
-        try ws.copyRepositoryNodes(["encoders/mean-rgb.yaml", "heads/regression.yaml"])
+        try ws.copyRepoNodes(["encoders/mean-rgb.yaml", "heads/regression.yaml"])
         try ws.write("nodes/patient/tiny.yaml", "input: [4, 4, 3]\nlayers: [flatten, {dense: 4}]\n")
         let summary = try ws.run(CohortWorkspace.meanRGBGrids(pipeline: "cnn") + """
           cnn:

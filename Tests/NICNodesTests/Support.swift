@@ -48,8 +48,8 @@ final class CohortWorkspace {
         return Executor(plan: try Planner.plan(graph, cache: cache), cache: cache, jobs: jobs).run()
     }
 
-    /// Copies the repository's `nodes/<name>` files into the workspace, so tests use what users get.
-    func copyRepositoryNodes(_ names: [String]) throws {
+    /// Copies files of the repository's nodes/ folder (e.g. "heads/binary.yaml") into the workspace's.
+    func copyRepoNodes(_ names: [String]) throws {
         for name in names {
             let target = root.appendingPathComponent("nodes/\(name)")
             try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -60,7 +60,7 @@ final class CohortWorkspace {
     /// A tiny trainable encoder at nodes/encoders/tiny.yaml (128 px patches ÷ 8) with the repository's
     /// heads, for tests that train encoders in seconds. Not invariant to rotation.
     func writeTinyEncoder() throws {
-        try copyRepositoryNodes(["heads/classification.yaml", "heads/binary.yaml", "heads/regression.yaml"])
+        try copyRepoNodes(["heads/classification.yaml", "heads/binary.yaml", "heads/regression.yaml"])
         try write("nodes/encoders/tiny.yaml", """
         name: tiny
         input: [16, 16, 3]
