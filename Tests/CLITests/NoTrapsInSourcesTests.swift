@@ -33,8 +33,6 @@ final class NoTrapsInSourcesTests: XCTestCase {
         "Neural/Layers/ConvWithEpilogue.swift": [("an epilogue folds", "fusion builds epilogues of one or two followers")],
         "Synthetic/SyntheticSlide+Cells.swift": [("returned above", "unreachable by construction of the switch")],
         "NICNodes/PatchSet.swift": [("p.width == size && p.height == size", "patches are read at the PatchSet's size"), ("records.count == count", "the writer was sized from the records")],
-        "NICNodes/Compressor.swift": [("tile batches out of step", "the reader thread produces the batches the encoder consumes, in the same order")],
-        "NICNodes/PatchLoader.swift": [("taken out of the announced order", "the Trainer takes batches in the order it announced them")],
         "NICNodes/GridCrops.swift": [("mask size", "masks are read with the grid's size"), ("crop buffer size", "buffers are allocated for the crop")],
     ]
 
