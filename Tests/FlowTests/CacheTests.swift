@@ -34,6 +34,18 @@ final class CacheTests: XCTestCase {
         XCTAssertTrue(ws.cache.verify().problems.isEmpty)
     }
 
+    /// `--force` recomputes a cached node (and only it), even though the entry is valid.
+    func testForcedNodeIsComputedAgain() throws {
+        try ws.run(tensorPipeline)
+        ExecutionLog.shared.reset()
+        let plan = try Planner.plan(try ws.graph(tensorPipeline), cache: ws.cache, force: ["t"])
+        XCTAssertEqual(plan.node(named: "t")?.reasons, ["forced"])
+        let summary = Executor(plan: plan, cache: ws.cache, jobs: 2).run()
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        XCTAssertEqual(ExecutionLog.shared.executed, ["t"])
+        XCTAssertTrue(ws.cache.verify().problems.isEmpty)
+    }
+
     func testFlippedByteIsReportedThenRecomputed() throws {
         let first = try ws.run(tensorPipeline)
         let entry = first.summary.entries["t"]!

@@ -222,7 +222,9 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
                 self.logger.info("node '\(name)': waiting for \(owner?.description ?? "another process"), which is computing the same output")
             }
             defer { held.release() }
-            if case .valid(let url, _) = cache.lookup(nodePlan.key) {
+            // Another process may have committed the entry while this one waited; a forced node is
+            // computed again whatever the cache holds.
+            if !nodePlan.reasons.contains("forced"), case .valid(let url, _) = cache.lookup(nodePlan.key) {
                 cache.touch(nodePlan.key)
                 records.remember(nodePlan)
                 observer?.nodeCached(name, entry: url)
