@@ -192,6 +192,12 @@ final class ProgressDisplay: RunObserver, Sendable {
         if verbosity > .quiet && !live { line("start", name) }
     }
 
+    /// A cluster job's state changes (submitted, running, ended): one line each, the log path first.
+    func nodeJob(_ name: String, _ job: RemoteJob) {
+        guard verbosity > .quiet else { return }
+        line("job", name, "Slurm job \(job.id) \(job.state.lowercased())\(job.state == "PENDING" ? " (log \(job.log))" : "")")
+    }
+
     func nodeProgress(_ name: String, _ progress: NodeProgress) {
         let plain: String? = screen.withLock { screen in
             guard var state = screen.running[name] else { return nil }
