@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Slurm executor on a real one-node Slurm (scripts/slurm-local.sh): a pipeline run with
-# `--executor slurm` commits the same cache keys, the same bytes and the same metrics as the local
-# executor; a rerun submits nothing; a failing node names its job and log; a cancelled job fails its
-# node; a driver stopped with SIGTERM cancels its jobs. Needs root (it starts Slurm) and a built nic.
+# `--executor slurm` commits the same cache keys, the same content and the same metrics as the local
+# executor; a compressor's slides go out as job arrays and an added slide as one task; a rerun submits
+# nothing; a failing node names its job and log; a cancelled job fails its node; a driver stopped with
+# SIGTERM cancels its jobs. Needs root (it starts Slurm) and a built nic.
 set -euo pipefail
 NIC=${NIC:-.build/debug/nic}
 cd "$(dirname "$0")/.."
@@ -11,41 +12,94 @@ scripts/slurm-local.sh
 work=$(mktemp -d /tmp/nic-slurm-check.XXXXXX)   # on this one machine /tmp is the "shared" file system
 trap 'rm -rf "$work"' EXIT
 fail() { echo "slurm-check: FAILED: $*" >&2; exit 1; }
-cat > "$work/nic.executor.yaml" <<CONF
-slurm:
-  cpus: 1
-  mem: 512M
-  time: 10m
-  poll_seconds: 1
-CONF
+printf 'slurm:\n  cpus: 1\n  mem: 512M\n  time: 10m\n  poll_seconds: 1\n' > "$work/nic.executor.yaml"
+
+# The same entries (keys) with the same content: equal bytes, JSON equal as data (some nodes write
+# keys in hash order); manifests differ only in their times and are left out.
+same_cache() {
+    python3 - "$1/objects" "$2/objects" <<'PY'
+import json, os, sys
+def files(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs if f != "manifest.json")
+a, b = sys.argv[1], sys.argv[2]
+fa, fb = files(a), files(b)
+if fa != fb:
+    sys.exit(f"different entries or files: {sorted(set(fa) ^ set(fb))[:5]}")
+for f in fa:
+    x, y = open(os.path.join(a, f), "rb").read(), open(os.path.join(b, f), "rb").read()
+    if x != y and not (f.endswith(".json") and json.loads(x) == json.loads(y)):
+        sys.exit(f"{f} differs")
+print(len(fa))
+PY
+}
 
 echo "slurm-check: engine-tour, local then Slurm"
 "$NIC" run pipelines/engine-tour.yaml --cache "$work/local" --runs "$work/runs-local" --quiet >/dev/null
 "$NIC" run pipelines/engine-tour.yaml --executor slurm --executor-config "$work/nic.executor.yaml" \
     --cache "$work/slurm" --runs "$work/runs-slurm" > "$work/slurm.out" 2>&1 || { cat "$work/slurm.out"; fail "the Slurm run failed"; }
-# The same entries (keys) with the same bytes (manifests differ only in their times).
-digest() { (cd "$1/objects" && find . -type f ! -name manifest.json | LC_ALL=C sort | xargs sha256sum); }
-diff <(digest "$work/local") <(digest "$work/slurm") > /dev/null || fail "the Slurm run's cache differs from the local run's"
-entries=$(digest "$work/slurm" | wc -l)
+files=$(same_cache "$work/local" "$work/slurm") || fail "the Slurm run's cache differs from the local run's"
 diff <("$NIC" metrics pipelines/engine-tour.yaml --csv --cache "$work/local") \
      <("$NIC" metrics pipelines/engine-tour.yaml --csv --cache "$work/slurm") || fail "metrics differ"
-record=$(ls -d "$work"/runs-slurm/*/ | head -1)
-python3 - "$record/run.json" <<'PY' || fail "run.json lacks the jobs"
+python3 - "$work"/runs-slurm/*/run.json <<'PY' || fail "run.json lacks the jobs"
 import json, sys
-run = json.load(open(sys.argv[1]))
-nodes = run["nodes"]
+nodes = json.load(open(sys.argv[1]))["nodes"]
 done = [n for n in nodes.values() if n["status"] == "done"]
 assert done and all(n.get("job", {}).get("id") and n["job"]["state"] == "COMPLETED" for n in done), nodes
 assert len({n["job"]["id"] for n in done}) == len(done), "one job per node"
 print(f"slurm-check: {len(done)} nodes ran as {len(done)} Slurm jobs, all COMPLETED")
 PY
-echo "slurm-check: same keys and bytes ($entries files) and the same metrics as the local executor"
+echo "slurm-check: same keys and content ($files files) and the same metrics as the local executor"
 
 echo "slurm-check: a rerun submits nothing"
 "$NIC" run pipelines/engine-tour.yaml --executor slurm --executor-config "$work/nic.executor.yaml" \
     --cache "$work/slurm" --runs "$work/runs-slurm2" > "$work/rerun.out" 2>&1 || { cat "$work/rerun.out"; fail "the rerun failed"; }
 grep -q "0 to run" "$work/rerun.out" || fail "the rerun planned work"
 ! grep -Eq "Slurm job [0-9]+" "$work/rerun.out" || fail "the rerun submitted jobs"
+
+echo "slurm-check: a compressor's slides go out as job arrays (chunks of max_array_size)"
+"$NIC" synth --out "$work/cohort" --patients 4 --size 1024 --seed 1 > /dev/null 2>&1
+head -6 "$work/cohort/labels.csv" > "$work/cohort/labels-five.csv"   # P004-1 left out
+compress_pipeline() {  # $1: the slides' file pattern, $2 their labels
+    cat <<YAML
+pipeline: slurm-compress
+inputs:
+  all:         {kind: slides, dir: $work/cohort/slides, pattern: "*.tif", labels: $work/cohort/labels.csv}
+  cohort:      {kind: slides, dir: $work/cohort/slides, pattern: "$1", labels: $2}
+  annotations: {kind: table, path: $work/cohort/patches.csv}
+nodes:
+  tiles:
+    type: tile_sampler
+    in: {slides: all, annotations: annotations}
+    params: {mode: training, mpp: 0.5, size: 64, per_task: 20, seed: 1}
+  mean_rgb:
+    type: encoder
+    in: {patches: tiles}
+    params: {architecture: $root/nodes/encoders/mean-rgb.yaml, training: none}
+  grids: {type: compressor, in: {slides: cohort, encoder: mean_rgb}, params: {mpp: 0.5, previews: 2}}
+YAML
+}
+printf 'slurm:\n  cpus: 1\n  mem: 1G\n  poll_seconds: 1\n  max_array_size: 3\n' > "$work/arrays.yaml"
+# Five of the six slides first (P004-1 left out), then all six: only the added slide goes out again.
+compress_pipeline 'P00[1-3]*.tif' "$work/cohort/labels-five.csv" > "$work/five.yaml"
+compress_pipeline '*.tif' "$work/cohort/labels.csv" > "$work/six.yaml"
+"$NIC" run "$work/five.yaml" --cache "$work/c-local" --runs "$work/runs-c-local" --quiet > /dev/null
+"$NIC" run "$work/six.yaml" --cache "$work/c-local" --runs "$work/runs-c-local" --quiet > /dev/null
+"$NIC" run "$work/five.yaml" --executor slurm --executor-config "$work/arrays.yaml" --cache "$work/c-slurm" \
+    --runs "$work/runs-five" > "$work/five.out" 2>&1 || { cat "$work/five.out"; fail "the Slurm compressor run failed"; }
+"$NIC" run "$work/six.yaml" --executor slurm --executor-config "$work/arrays.yaml" --cache "$work/c-slurm" \
+    --runs "$work/runs-six" > "$work/six.out" 2>&1 || { cat "$work/six.out"; fail "the Slurm compressor rerun failed"; }
+python3 - "$work"/runs-five/*/run.json "$work"/runs-six/*/run.json <<'PY' || fail "the compressor's job arrays are not as expected"
+import json, sys
+five, six = (json.load(open(f))["nodes"]["grids"] for f in sys.argv[1:3])
+sizes = lambda node: [int(a["id"].split("-")[1].rstrip("]")) + 1 for a in node.get("itemArrays", [])]
+assert sizes(five) == [3, 2], f"5 slides with max_array_size 3 must go out as arrays of 3 and 2: {five.get('itemArrays')}"
+assert all(a["state"] == "COMPLETED" for a in five["itemArrays"] + six["itemArrays"]), five["itemArrays"]
+assert sizes(six) == [1], f"one added slide must go out as one array task: {six.get('itemArrays')}"
+assert five["job"]["state"] == six["job"]["state"] == "COMPLETED"
+print("slurm-check: 5 slides as arrays of 3 + 2 tasks, then the added slide as 1 task; one gather job each")
+PY
+same_cache "$work/c-local" "$work/c-slurm" > /dev/null || fail "the Slurm compressor's cache differs from the local run's"
+echo "slurm-check: the compressor's items and grids equal the local executor's"
 
 echo "slurm-check: a failing node names its job and log"
 cat > "$work/fail.yaml" <<YAML
@@ -63,10 +117,10 @@ grep -Eq "stats: Slurm job [0-9]+ failed \(log $work/runs-fail/.*/slurm/stats-[0
 echo "slurm-check: a job cancelled with scancel fails its node; SIGTERM of the driver cancels its jobs"
 # Held jobs stay pending until released: the test decides when they end.
 printf 'slurm:\n  cpus: 1\n  mem: 512M\n  poll_seconds: 1\n  sbatch_flags: ["--hold"]\n' > "$work/held.yaml"
-wait_for_job() {  # the id of the first job of the run in $1, once squeue lists it
+wait_for_job() {  # the id of the run's first job (job name nic-<run folder>), once squeue lists it
     for _ in $(seq 1 60); do
         local id
-        id=$(squeue --noheader --format='%i %j' | awk -v run="$1" '$2 ~ run {print $1; exit}')
+        id=$(squeue --noheader --format='%i %j' | awk -v run="nic-.*$1" '$2 ~ run {print $1; exit}')
         [[ -n $id ]] && { echo "$id"; return 0; }
         sleep 0.5
     done
@@ -75,7 +129,7 @@ wait_for_job() {  # the id of the first job of the run in $1, once squeue lists 
 "$NIC" run "$work/fail.yaml" --executor slurm --executor-config "$work/held.yaml" --cache "$work/held-cache" \
     --runs "$work/runs-cancel" > "$work/cancel.out" 2>&1 &
 driver=$!
-job=$(wait_for_job nic-) || fail "the held job never showed in squeue"
+job=$(wait_for_job slurm-fail) || fail "the held job never showed in squeue"
 scancel "$job"
 if wait "$driver"; then fail "the run passed with its job cancelled"; fi
 grep -Eq "Slurm job $job was cancelled \(log .*subjects-$job\.log\): it ended without an exit record" "$work/cancel.out" \
@@ -84,11 +138,11 @@ grep -Eq "Slurm job $job was cancelled \(log .*subjects-$job\.log\): it ended wi
 "$NIC" run "$work/fail.yaml" --executor slurm --executor-config "$work/held.yaml" --cache "$work/held-cache" \
     --runs "$work/runs-term" > "$work/term.out" 2>&1 &
 driver=$!
-job=$(wait_for_job nic-) || fail "the held job never showed in squeue"
+job=$(wait_for_job slurm-fail) || fail "the held job never showed in squeue"
 kill -TERM "$driver"
 status=0; wait "$driver" || status=$?
 [[ $status == 130 ]] || { cat "$work/term.out"; fail "the driver exited with $status after SIGTERM, expected 130"; }
 sleep 1
 state=$(squeue --noheader --states=all --jobs="$job" --format=%T 2>/dev/null || true)
 [[ -z $state || $state == CANCELLED ]] || fail "job $job is still $state after its driver was stopped"
-echo "slurm-check: 5 passed, 0 failed"
+echo "slurm-check: 7 passed, 0 failed"

@@ -24,6 +24,14 @@ final class RemoteExecutorTests: XCTestCase {
             XCTAssertEqual(exit.key, key, "the worker must compute the key the driver planned")
             if exit.status == "failed" { throw NodeError(exit.message ?? "failed") }
         }
+        func runItems(node: String, type: String, items: [DeclaredItem], report: @escaping @Sendable (RemoteJob) -> Void, isCancelled: @escaping @Sendable () -> Bool) throws {
+            let plan = try Planner.plan(graph, cache: cache)
+            for item in items {
+                ran.withLock { $0.append("\(node)[\(item.index)]") }
+                let exit = NodeWorker.run(plan: plan, node: node, item: item.index, cache: cache)
+                if exit.status == "failed" { throw NodeError(exit.message ?? "failed") }
+            }
+        }
     }
 
     let yaml = """
@@ -74,5 +82,41 @@ final class RemoteExecutorTests: XCTestCase {
         XCTAssertEqual(exit.message, "inputs not in the cache: 'a', 'b' (changed or removed since the driver planned the run?)")
         XCTAssertEqual(NodeWorker.run(plan: plan, node: "nope", cache: ws.cache).message,
                        "the pipeline has no node 'nope' (changed since the driver planned it?)")
+    }
+
+    func testItemsGoOutOneByOneThenTheNodeGathersThem() throws {
+        let yaml = """
+        pipeline: items
+        nodes:
+          s: {type: emit, params: {value: "!"}}
+          w: {type: emit, params: {value: "a b c"}}
+          words: {type: split, in: {words: w, suffix: s}}
+        """
+        let local = try Workspace(), remote = try Workspace()
+        let localRun = try local.run(yaml)
+        XCTAssertEqual(localRun.executed.filter { $0.hasPrefix("words") }, ["words", "words[a]", "words[b]", "words[c]"])
+        func remoteRun(_ yaml: String) throws -> (RunSummary, [String]) {
+            let graph = try remote.graph(yaml)
+            let runner = InProcessRunner(graph: graph, cache: remote.cache)
+            let executor = Executor(plan: try Planner.plan(graph, cache: remote.cache), cache: remote.cache, jobs: 2)
+            executor.remote = runner
+            return (executor.run(), runner.ran.current)
+        }
+        let (summary, ran) = try remoteRun(yaml)
+        XCTAssertTrue(summary.succeeded)
+        XCTAssertEqual(ran.filter { $0.hasPrefix("words") }, ["words[0]", "words[1]", "words[2]", "words"])
+        XCTAssertEqual(try String(contentsOf: summary.entries["words"]!.appendingPathComponent("out/text.txt"), encoding: .utf8), "A!+B!+C!")
+        XCTAssertEqual(Set(remote.cache.entries().map(\.key)), Set(local.cache.entries().map(\.key)), "items and entries have the local keys")
+
+        // One word more: only its item goes out (index 3), the others are cached.
+        let (more, ranMore) = try remoteRun(yaml.replacingOccurrences(of: "a b c", with: "a b c d"))
+        XCTAssertTrue(more.succeeded)
+        XCTAssertEqual(ranMore, ["w", "words[3]", "words"])
+
+        // A failing item fails the node, which is then not gathered.
+        let (failed, ranFailed) = try remoteRun(yaml.replacingOccurrences(of: "a b c", with: "a b x").replacingOccurrences(of: "suffix: s}", with: "suffix: s}, params: {failing: x}"))
+        XCTAssertEqual(failed.failures.map(\.node), ["words"])
+        XCTAssertEqual(failed.failures.first?.message, "item 'x' cannot be computed")
+        XCTAssertEqual(ranFailed, ["w", "words[0]", "words[1]", "words[2]"], "params changed: every item is new; the failing one stops the gather")
     }
 }

@@ -50,6 +50,10 @@ public struct RemoteJob: Codable, Sendable, Equatable {
 public protocol RemoteNodeRunner: Sendable {
     func run(node: String, type: String, key: String, report: @escaping @Sendable (RemoteJob) -> Void,
              isCancelled: @escaping @Sendable () -> Bool) throws
+    /// Computes the given items of a node that `splitsIntoItems` (one array task each), before the
+    /// node itself runs and gathers them.
+    func runItems(node: String, type: String, items: [DeclaredItem], report: @escaping @Sendable (RemoteJob) -> Void,
+                  isCancelled: @escaping @Sendable () -> Bool) throws
 }
 
 public struct RunSummary {
@@ -332,6 +336,21 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
             records.remember(nodePlan)
             observer?.nodeCached(name, entry: url)
             return .success((url, Date().timeIntervalSince(start), true))
+        }
+        let graphNode = plan.graph.node(named: name)!  // invariant: the scheduler runs only the plan's nodes
+        if graphNode.type.splitsIntoItems {
+            // Which items the node has and which the cache lacks, from the node's own code run here
+            // in declare mode; the missing ones go out as one job array.
+            let done = state.withLock { $0.done }
+            let inputFolders = graphNode.inputs.mapValues { done[$0.node]!.appendingPathComponent($0.port) }  // invariant: scheduled only when every input is done
+            let items = try NodeWorker.itemPass(graphNode, nodePlan, pipeline: plan.graph.spec.name, cache: cache, inputFolders: inputFolders,
+                                                mode: .declare, lease: lease, logger: logger, cancellation: cancellation)
+            let missing = items.filter { !$0.cached }
+            if !missing.isEmpty {
+                logger.info("node '\(name)': \(missing.count) of \(items.count) items not in the cache; computing them as a job array")
+                try remote.runItems(node: name, type: nodePlan.typeName, items: missing,
+                                    report: { [weak self] job in self?.observer?.nodeJob(name, job) }, isCancelled: { [weak self] in self?.isCancelled ?? true })
+            }
         }
         try remote.run(node: name, type: nodePlan.typeName, key: nodePlan.key,
                        report: { [weak self] job in self?.observer?.nodeJob(name, job) }, isCancelled: { [weak self] in self?.isCancelled ?? true })

@@ -43,6 +43,8 @@ public struct RunRecord: Codable, Sendable {
         public var warnings: [String]?
         /// Under the Slurm executor: the node's job (id, log, state, queue wait and run time).
         public var job: RemoteJob?
+        /// The job arrays that computed the node's missing items (`id_[0-n]`), before `job` gathered them.
+        public var itemArrays: [RemoteJob]?
     }
     public var format = 1
     public var pipeline: String
@@ -271,7 +273,10 @@ public final class RunRecorder: RunObserver, Sendable {
 
     public func nodeJob(_ name: String, _ job: RemoteJob) {
         state.withLock { _ in event(name, "job", ["id": .string(job.id), "state": .string(job.state)]) }
-        update(name) { $0.job = job }
+        update(name) { node in
+            if job.id.contains("_[") { node.itemArrays = (node.itemArrays ?? []).filter { $0.id != job.id } + [job] }
+            else { node.job = job }
+        }
     }
 
     /// Seals the record with the run's outcome.

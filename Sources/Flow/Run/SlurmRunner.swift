@@ -55,6 +55,8 @@ public struct SlurmJobScript: Equatable, Sendable {
     public var log: String
     public var workingFolder: String
     public var command: [String]
+    /// `--array` spec (`0-99%20`) for a job array, nil for one job.
+    public var array: String? = nil
 
     public var text: String {
         var lines = ["#!/bin/bash", "#SBATCH --job-name=\(jobName)", "#SBATCH --output=\(log)", "#SBATCH --chdir=\(workingFolder)",
@@ -65,6 +67,7 @@ public struct SlurmJobScript: Equatable, Sendable {
         if let cpus = resources.cpus { lines.append("#SBATCH --cpus-per-task=\(cpus)") }
         if let mem = resources.mem { lines.append("#SBATCH --mem=\(mem)") }
         if let time = resources.time { lines.append("#SBATCH --time=\(time)") }
+        if let array { lines.append("#SBATCH --array=\(array)") }
         for flag in extraFlags { lines.append("#SBATCH \(flag)") }
         lines.append("# nic node '\(node)'")
         lines.append("exec " + command.map(Self.shellQuoted).joined(separator: " "))
@@ -121,7 +124,7 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
     public var jobIDs: [String] { state.withLock { $0.submitted } }
 
     public func script(node: String, type: String) -> SlurmJobScript {
-        let safe = String(node.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+        let safe = Self.safeName(node)
         return SlurmJobScript(jobName: jobName, node: node, resources: config.resources(node: node, type: type), account: config.account,
                               extraFlags: config.sbatchFlags, log: folder.appendingPathComponent("\(safe)-%j.log").path,
                               workingFolder: workingFolder,
@@ -134,28 +137,102 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
     public func run(node: String, type: String, key: String, report: @escaping @Sendable (RemoteJob) -> Void,
                     isCancelled: @escaping @Sendable () -> Bool) throws {
         let job = script(node: node, type: type)
-        let safe = String(node.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
-        let scriptURL = folder.appendingPathComponent("\(safe).sbatch")
+        let safe = Self.safeName(node)
         let exitURL = exitRecordURL(safe)
+        try? FileManager.default.removeItem(at: exitURL)
+        let id = try submit(job, scriptName: "\(safe).sbatch", what: "the job of node '\(node)'")
+        var remote = RemoteJob(id: id, log: job.log.replacingOccurrences(of: "%j", with: id), state: "PENDING", submitted: Date())
+        state.withLock { $0.submitted.append(id); $0.states[id] = "PENDING" }
+        report(remote)
+        try wait(for: &remote, exitURL: exitURL, report: report, isCancelled: isCancelled)
+    }
+
+    /// The items not in the cache yet, as `sbatch --array` jobs of at most `maxArraySize` tasks
+    /// (throttled to `maxJobs` at once); each task runs `nic worker --items-file` on one item. Returns
+    /// when all ended; throws naming every failed item, its task and its log.
+    public func runItems(node: String, type: String, items: [DeclaredItem], report: @escaping @Sendable (RemoteJob) -> Void,
+                         isCancelled: @escaping @Sendable () -> Bool) throws {
+        let safe = Self.safeName(node)
+        var tasks: [(item: DeclaredItem, job: RemoteJob, exit: URL)] = []
+        var arrays: [RemoteJob] = []
+        for (chunkIndex, start) in stride(from: 0, to: items.count, by: config.maxArraySize).enumerated() {
+            let chunk = Array(items[start..<min(items.count, start + config.maxArraySize)])
+            let listURL = folder.appendingPathComponent("\(safe).items-\(chunkIndex).txt")
+            do {
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                try Data((chunk.map { "\($0.index)" }.joined(separator: "\n") + "\n").utf8).write(to: listURL)
+            } catch { throw FlowError.wrapping(error, "cannot write the item list \(listURL.path)") }
+            for item in chunk { try? FileManager.default.removeItem(at: itemExitURL(safe, item.index)) }
+            var job = script(node: node, type: type)
+            job.array = "0-\(chunk.count - 1)%\(config.maxJobs)"
+            job.log = folder.appendingPathComponent("\(safe)-%A_%a.log").path
+            job.command = [nic, "worker", pipeline, "--node", node, "--cache", cacheRoot, "--items-file", listURL.path,
+                           "--exit-record", folder.appendingPathComponent("\(safe).item-%i.exit.json").path]
+            let id = try submit(job, scriptName: "\(safe).items-\(chunkIndex).sbatch", what: "the item array of node '\(node)'")
+            let submitted = Date()
+            state.withLock { s in
+                for t in chunk.indices { s.submitted.append("\(id)_\(t)"); s.states["\(id)_\(t)"] = "PENDING" }
+            }
+            for (t, item) in chunk.enumerated() {
+                let taskID = "\(id)_\(t)"
+                let log = job.log.replacingOccurrences(of: "%A", with: id).replacingOccurrences(of: "%a", with: "\(t)")
+                tasks.append((item, RemoteJob(id: taskID, log: log, state: "PENDING", submitted: submitted), itemExitURL(safe, item.index)))
+            }
+            let array = RemoteJob(id: "\(id)_[0-\(chunk.count - 1)]", log: job.log.replacingOccurrences(of: "%A", with: id), state: "PENDING", submitted: submitted)
+            arrays.append(array)
+            report(array)
+        }
+        var failures: [String] = []
+        var failedPerArray: [String: Int] = [:]
+        var lastEnd: [String: Date] = [:]
+        for var task in tasks {
+            let array = String(task.job.id.prefix { $0 != "_" })
+            do { try wait(for: &task.job, exitURL: task.exit, report: { _ in }, isCancelled: isCancelled) }
+            catch let error as SlurmJobError {
+                failures.append("item \(task.item.index) (\(task.item.identity.prefix(60))): \(error)")
+                failedPerArray[array, default: 0] += 1
+            }
+            if let ended = task.job.ended { lastEnd[array] = max(lastEnd[array] ?? ended, ended) }
+        }
+        for var array in arrays {
+            let id = String(array.id.prefix { $0 != "_" })
+            array.state = failedPerArray[id].map { "FAILED (\($0) tasks)" } ?? "COMPLETED"
+            array.ended = lastEnd[id]
+            report(array)
+        }
+        if !failures.isEmpty {
+            throw NodeError("\(failures.count) of \(tasks.count) items failed:\n" + failures.joined(separator: "\n"))
+        }
+    }
+
+    func itemExitURL(_ safeNode: String, _ index: Int) -> URL { folder.appendingPathComponent("\(safeNode).item-\(index).exit.json") }
+
+    static func safeName(_ node: String) -> String {
+        String(node.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+    }
+
+    /// Writes the script and submits it; returns the job id.
+    private func submit(_ job: SlurmJobScript, scriptName: String, what: String) throws -> String {
+        let scriptURL = folder.appendingPathComponent(scriptName)
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try? FileManager.default.removeItem(at: exitURL)
             try Data(job.text.utf8).write(to: scriptURL)
         } catch { throw FlowError.wrapping(error, "cannot write the job script \(scriptURL.path)") }
         let output: String
         do { output = try Command.run("sbatch", ["--parsable", scriptURL.path]) }
-        catch { throw NodeError("sbatch refused the job of node '\(node)': \(FlowError.plainReason(error)) (script \(scriptURL.path))") }
+        catch { throw NodeError("sbatch refused \(what): \(FlowError.plainReason(error)) (script \(scriptURL.path))") }
         // --parsable prints "id" or "id;cluster".
         guard let id = output.split(separator: "\n").last.map({ String($0.split(separator: ";")[0]).trimmingCharacters(in: .whitespaces) }), !id.isEmpty, id.allSatisfy(\.isNumber) else {
-            throw NodeError("sbatch printed no job id for node '\(node)': \(output)")
+            throw NodeError("sbatch printed no job id for \(what): \(output)")
         }
-        let log = job.log.replacingOccurrences(of: "%j", with: id)
-        var remote = RemoteJob(id: id, log: log, state: "PENDING", submitted: Date())
-        state.withLock { $0.submitted.append(id); $0.states[id] = "PENDING" }
-        logger.debug("node '\(node)': submitted as Slurm job \(id) (log \(log))")
-        report(remote)
+        logger.debug("\(what): submitted as Slurm job \(id)")
+        return id
+    }
 
-        var shown = "PENDING"
+    /// Waits until the job (or array task) ended; returns if its worker succeeded, throws otherwise.
+    private func wait(for remote: inout RemoteJob, exitURL: URL, report: @Sendable (RemoteJob) -> Void, isCancelled: () -> Bool) throws {
+        let id = remote.id
+        var shown = remote.state
         while true {
             if isCancelled() {
                 cancelAll()
@@ -183,8 +260,8 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
                 if let exit, exit.status == "done" || exit.status == "cached" { return }
                 // A worker that failed says why in its exit record; one that was killed (time, memory,
                 // scancel) wrote none, and its log's tail is what there is.
-                let tail = exit == nil ? Self.tail(log) : ""
-                throw SlurmJobError(node: node, job: id, state: Self.plain(final), log: log,
+                let tail = exit == nil ? Self.tail(remote.log) : ""
+                throw SlurmJobError(node: exit?.node ?? "", job: id, state: Self.plain(final), log: remote.log,
                                     detail: (exit?.message ?? "it ended without an exit record (killed, or the node's machine lost?)")
                                         + (tail.isEmpty ? "" : "; last lines of its log:\n" + tail))
             }
