@@ -207,7 +207,7 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
 
     func itemExitURL(_ safeNode: String, _ index: Int) -> URL { folder.appendingPathComponent("\(safeNode).item-\(index).exit.json") }
 
-    static func safeName(_ node: String) -> String {
+    public static func safeName(_ node: String) -> String {
         String(node.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
     }
 
