@@ -56,6 +56,16 @@ echo "slurm-check: a rerun submits nothing"
 grep -q "0 to run" "$work/rerun.out" || fail "the rerun planned work"
 ! grep -Eq "Slurm job [0-9]+" "$work/rerun.out" || fail "the rerun submitted jobs"
 
+echo "slurm-check: a lock left by a Slurm job that ended (on another host) is broken, not waited for"
+key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"]["stats"]["key"])' "$work"/runs-slurm/*/run.json)
+rm -rf "$work/slurm/objects/${key:0:2}/$key"
+printf '{"acquired":"2026-01-01T00:00:00Z","host":"gone-node-17","pid":4242,"slurmJob":"999999","token":"planted"}' > "$work/slurm/locks/$key.lock"
+timeout 120 "$NIC" run pipelines/engine-tour.yaml --executor slurm --executor-config "$work/nic.executor.yaml" \
+    --cache "$work/slurm" --runs "$work/runs-lock" > "$work/lock.out" 2>&1 || { cat "$work/lock.out"; fail "the run with a dead job's lock failed"; }
+grep -q "broke the lock on $key: its owner died (Slurm job 999999 is unknown to Slurm" "$work"/runs-lock/*/slurm/stats-*.log \
+    || { cat "$work"/runs-lock/*/slurm/stats-*.log; fail "the dead job's lock was not broken with a log line"; }
+same_cache "$work/local" "$work/slurm" > /dev/null || fail "the recomputed entry differs"
+
 echo "slurm-check: a compressor's slides go out as job arrays (chunks of max_array_size)"
 "$NIC" synth --out "$work/cohort" --patients 4 --size 1024 --seed 1 > /dev/null 2>&1
 head -6 "$work/cohort/labels.csv" > "$work/cohort/labels-five.csv"   # P004-1 left out
@@ -145,4 +155,4 @@ status=0; wait "$driver" || status=$?
 sleep 1
 state=$(squeue --noheader --states=all --jobs="$job" --format=%T 2>/dev/null || true)
 [[ -z $state || $state == CANCELLED ]] || fail "job $job is still $state after its driver was stopped"
-echo "slurm-check: 7 passed, 0 failed"
+echo "slurm-check: 8 passed, 0 failed"

@@ -18,6 +18,7 @@ struct WorkerCommand: ParsableCommand {
 
     func run() throws {
         let started = Date()
+        SlurmRunner.installLiveness()
         var exitURL = URL(fileURLWithPath: exitRecord)
         let record: WorkerExitRecord
         do {

@@ -347,13 +347,13 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
                 guard let job = owner.slurmJob else { return nil }
                 if let (when, answer) = memory.withLock({ $0[job] }), Date().timeIntervalSince(when) < 5 { return answer }
                 let answer: LockOwner.Liveness?
-                if let output = try? Command.run("squeue", ["--noheader", "--jobs=\(job)", "--format=%T"]) {
-                    let st = output.trimmingCharacters(in: .whitespacesAndNewlines)
+                do {
+                    let st = try Command.run("squeue", ["--noheader", "--jobs=\(job)", "--format=%T"]).trimmingCharacters(in: .whitespacesAndNewlines)
                     answer = st.isEmpty || terminal.contains(st) ? .dead("Slurm job \(job) is no longer running") : .alive
-                } else if (try? Command.run("squeue", ["--version"])) == nil {
-                    answer = nil  // no Slurm here: cannot tell
-                } else {
-                    answer = .dead("Slurm job \(job) is unknown to Slurm")  // squeue errs on ids it no longer knows
+                } catch let failed as Command.Failed where failed.output.contains("Invalid job id") {
+                    answer = .dead("Slurm job \(job) is unknown to Slurm (ended long ago)")
+                } catch {
+                    answer = nil  // no Slurm here, or its controller does not answer: cannot tell
                 }
                 memory.withLock { $0[job] = (Date(), answer) }
                 return answer
