@@ -15,12 +15,12 @@ fail() { echo "slurm-check: FAILED: $*" >&2; exit 1; }
 printf 'slurm:\n  cpus: 1\n  mem: 512M\n  time: 10m\n  poll_seconds: 1\n' > "$work/nic.executor.yaml"
 
 # The same entries (keys) with the same content: equal bytes, JSON equal as data (some nodes write
-# keys in hash order); manifests differ only in their times and are left out.
+# keys in hash order); manifests and a compressor's time.json hold timings and are left out.
 same_cache() {
     python3 - "$1/objects" "$2/objects" <<'PY'
 import json, os, sys
 def files(root):
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs if f != "manifest.json")
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs if f not in ("manifest.json", "time.json"))
 a, b = sys.argv[1], sys.argv[2]
 fa, fb = files(a), files(b)
 if fa != fb:

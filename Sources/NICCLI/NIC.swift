@@ -12,7 +12,7 @@ public struct NIC: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "nic",
         abstract: "Neural Image Compression pipelines: YAML in, cached and reproducible results out.",
-        subcommands: [RunCommand.self, DoctorCommand.self, PlanCommand.self, ValidateCommand.self, NodesCommand.self, OutputCommand.self, CacheCommand.self, RunsCommand.self, ReportCommand.self, MetricsCommand.self, SynthCommand.self, AugmentCommand.self, ExportCommand.self, WorkerCommand.self]
+        subcommands: [RunCommand.self, DoctorCommand.self, BenchCommand.self, PlanCommand.self, ValidateCommand.self, NodesCommand.self, OutputCommand.self, CacheCommand.self, RunsCommand.self, ReportCommand.self, MetricsCommand.self, SynthCommand.self, AugmentCommand.self, ExportCommand.self, WorkerCommand.self]
     )
 
     public init() {}

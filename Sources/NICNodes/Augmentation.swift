@@ -87,8 +87,8 @@ public struct AugmenterNode: NodeType {
         let n = min(params.preview, set.count)
         if n > 0 {
             let augmenter = Augmenter(recipe: recipe, seed: UInt64(bitPattern: Int64(seed)))
-            let patches = try (0..<n).map { try set.patch($0 * set.count / n) }
             let indices = (0..<n).map { $0 * set.count / n }
+            let patches = try set.images(at: indices)
             try PNG.write(AugmentationPreview.grid(patches: patches, indices: indices, augmenter: augmenter, epochs: 6),
                           to: output.appendingPathComponent("preview.png"))
         }

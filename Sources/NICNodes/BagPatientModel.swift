@@ -54,22 +54,10 @@ enum BagPatientModel {
             let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
             let model = try BagModel(architecture: architecture, features: channels, head: headArchitecture, seed: foldSeed)
             let scaling = Standardization(slides: Set(trainBags.flatMap { bags[$0] }).sorted().map { slides[$0] }, channels: channels)
-            var trainer = Trainer(schedule: TrainingSchedule(epochs: epochs, batchSize: params.batchSize,
-                                                             plateau: ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: 1e-5)),
-                                  update: .optimizer(Adam(learningRate: Float(params.learningRate)), parameters: model.parameters))
-            trainer.checkCancellation = { try context.checkCancellation() }
-            trainer.progress = { p in
-                guard p.epochFinished else { return }
-                context.progress(fold * epochs + p.epoch, of: foldCount * epochs, unit: "epochs",
-                                 stage: "fold \(fold + 1)/\(foldCount) epoch \(p.epoch)/\(epochs)", metrics: ["loss": p.metrics["loss"] ?? .nan])
-            }
+            let trainer = PatientModel.trainer(params, parameters: model.parameters, fold: fold, context: context)
             var rng = SplitMix64(seed: foldSeed &+ 2)
             let outcome = try trainer.fit(
-                order: { _ in
-                    var order = Array(repeating: trainBags, count: params.cropsPerSlide).flatMap { $0 }
-                    order.shuffle(using: &rng)
-                    return order
-                },
+                order: { _ in PatientModel.epochOrder(trainBags, repeats: params.cropsPerSlide, rng: &rng) },
                 step: { batch, _ in
                     let patients = batch.map { slides[bags[$0][0]].patient }
                     guard targets.canTrain(on: patients) else { return nil }

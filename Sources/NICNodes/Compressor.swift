@@ -10,8 +10,12 @@ import TensorStore
 /// W × H slide into a (W/size) × (H/size) × C grid of codes (tissue positions only; zeros elsewhere).
 ///
 /// Memory stays bounded whatever the slide size: the grid is produced in bands of `band_rows` grid
-/// rows; while one band is encoded the next one is read (Dispatch workers), and every finished band
-/// is written as zarr chunks at once. Each slide is its own cache item (keyed by the slide's content,
+/// rows, each encoded in batches of `batch_size` tissue cells and written as zarr chunks once
+/// complete. A reader thread reads the next batches' tiles while the encoder works; both share the
+/// node's thread budget (`SharedBudget`: together they never run more workers than it), and whichever
+/// waits for the other holds no thread, so the other takes them all. Encoding starts once the first
+/// batch is read. `time.json` (per slide in its cache item, summed for the run in the output) says
+/// where the time went. Each slide is its own cache item (keyed by the slide's content,
 /// the encoder and the params), so adding slides to a cohort compresses only the new ones.
 public struct Compressor: NodeType {
     public static let name = "compressor"
@@ -52,6 +56,7 @@ public struct Compressor: NodeType {
         let out = try context.output("grids")
         var infos: [GridSet.SlideInfo] = []
         var reused = 0
+        var time = CompressionTime()
         // Every slide is an item: a cluster executor compresses the missing ones as a job array first.
         let identities = try slideSet.slides.map { entry in
             try context.checkCancellation()
@@ -62,7 +67,11 @@ public struct Compressor: NodeType {
                          batchSize: batchSize, bandRows: bandRows, previews: params.previews, context: context, slideIndex: index, slideCount: slideSet.slides.count)
         }
         for (index, (entry, item)) in zip(slideSet.slides, items).enumerated() {
-            if item.reused { reused += 1 }
+            if item.reused {
+                reused += 1
+            } else {
+                time.add(try JSONDecoder().decode(CompressionTime.self, from: Data(contentsOf: item.folder.appendingPathComponent("time.json"))))
+            }
             let info = try JSONDecoder().decode(GridSet.SlideInfo.self, from: Data(contentsOf: item.folder.appendingPathComponent("slide.json")))
             infos.append(info)
             try context.link(contentsOf: item.folder.appendingPathComponent("grid"), into: out.appendingPathComponent("grids").appendingPathComponent(entry.stem))
@@ -84,13 +93,21 @@ public struct Compressor: NodeType {
         if !captions.isEmpty {
             try JSONSerialization.data(withJSONObject: captions, options: [.sortedKeys]).write(to: out.appendingPathComponent("preview/captions.json"))
         }
+        try encoder.encode(time).write(to: out.appendingPathComponent("time.json"))
+        context.progress(slideSet.slides.count, of: slideSet.slides.count, unit: "slides",
+                         message: String(format: "%d patches in %.1f s: reading %.1f s (waited for %.1f s), encoding %.1f s, writing %.1f s, tissue %.1f s",
+                                         time.patches, time.total, time.reading, time.waitingForTiles, time.encoding, time.writing, time.tissue),
+                         metrics: time.metrics)
     }
 
     /// One slide → `grid/o<k>`, `grid/mask`, `slide.json`, `preview/` in `folder`.
     func compress(_ entry: SlideEntry, model: EncoderModel, into folder: URL, mpp: Double, size: Int, orientations: Int, minTissue: Double,
                   batchSize: Int, bandRows: Int, previews: Int, context: NodeContext, slideIndex: Int, slideCount: Int) throws {
+        let started = Stopwatch()
+        var time = CompressionTime()
         let slide = try entry.open()
         let mask = try TissueDetector().detect(slide)
+        time.tissue = started.seconds
         let grid = TileGrid(slide: slide, mpp: mpp, size: size, mask: mask)
         let rows = grid.rows, columns = grid.columns, c = model.info.codeSize
         guard rows > 0, columns > 0 else { throw NodeError("\(entry.path): smaller than one \(size) px patch at \(mpp) µm/px") }
@@ -106,73 +123,91 @@ public struct Compressor: NodeType {
         try ZarrArrayWriter(at: gridFolder.appendingPathComponent("mask"), shape: [rows, columns], chunkShape: [chunkRows, chunkColumns], dataType: .uint8)
             .write(maskValues)
 
-        // Bands of grid rows; the next band's patches are read while this band is encoded.
+        // Bands of grid rows, each encoded in batches of `batchSize` of its tissue cells (in every
+        // orientation) and written when complete. A reader thread reads the next batches meanwhile;
+        // reading and encoding share the node's thread budget.
         let bands = (rows + chunkRows - 1) / chunkRows
         let cellsByBand = (0..<bands).map { b in cells.filter { $0.row / chunkRows == b } }
-        // Reading shares the node's thread budget (the encoder runs between reads, on the same budget).
-        let readers = context.threads
-        let read: @Sendable (Int) throws -> [RGBImage] = { band in
-            let bandCells = cellsByBand[band]
-            return try concurrentMap(bandCells.count, workers: readers) { i in
-                let origin = grid.origin(column: bandCells[i].column, row: bandCells[i].row)
-                return try slide.readRegion(x: origin.x, y: origin.y, width: size, height: size, mpp: mpp)
-            }
+        let batches = (0..<bands).flatMap { b in
+            stride(from: 0, to: cellsByBand[b].count, by: batchSize).map { Array(cellsByBand[b][$0..<min(cellsByBand[b].count, $0 + batchSize)]) }
         }
-        var codes = [Float16](repeating: 0, count: chunkRows * columns * c)
-        let next = NextBand(Result { try read(0) })
+        let budget = SharedBudget(stages: 2, total: { [compute = context.compute] in compute.threads })
+        let tiles = TileReader(slide: slide, grid: grid, mpp: mpp, size: size, budget: budget, stage: Self.reading)
+        tiles.start(batches)
+        defer { tiles.stop() }
+        let encodeCompute = ComputeContext(threads: 1)
+        var codes = (0..<orientations).map { _ in [Float16](repeating: 0, count: chunkRows * columns * c) }
         var allCodes: [[Float]] = []  // orientation 0 codes of tissue cells, for the preview's PCA
         let previewWanted = slideIndex < previews
         var done = 0
         for band in 0..<bands {
             try context.checkCancellation()
-            let images = try next.value.get()
-            let reader = DispatchGroup()
-            if band + 1 < bands {
-                // Counted in the node's budget; overlapping reads with encoding can reach twice it
-                // (a reader per thread beside the encoder's workers).
-                let compute = context.compute
-                DispatchQueue.global().async(group: reader) { next.value = compute.run { Result { try read(band + 1) } } }
-            }
-            let bandCells = cellsByBand[band]
-            for k in 0..<orientations {
-                for i in codes.indices { codes[i] = 0 }
-                for start in stride(from: 0, to: bandCells.count, by: batchSize) {
-                    let end = min(bandCells.count, start + batchSize)
-                    let patches = (start..<end).map { Dihedral.apply(images[$0], orientation: k) }
-                    let encoded = try model.encode(patches)
-                    for (j, i) in (start..<end).enumerated() {
-                        let cell = bandCells[i]
+            for k in 0..<orientations { for i in codes[k].indices { codes[k][i] = 0 } }
+            for start in stride(from: 0, to: cellsByBand[band].count, by: batchSize) {
+                let waited = Stopwatch()
+                let images = try tiles.next()  // holds no thread while it waits
+                time.waitingForTiles += waited.seconds
+                if time.firstEncode == 0 { time.firstEncode = started.seconds }
+                budget.acquire(Self.encoding, most: 1)
+                let clock = Stopwatch()
+                let bandCells = Array(cellsByBand[band][start..<min(cellsByBand[band].count, start + batchSize)])
+                for k in 0..<orientations {
+                    let patches = images.map { Dihedral.apply($0, orientation: k) }
+                    encodeCompute.setThreads(budget.take(Self.encoding, most: context.threads))
+                    let encoded = try encodeCompute.run { try model.encode(patches) }
+                    budget.release(Self.encoding, keep: 1)
+                    for (j, cell) in bandCells.enumerated() {
                         let target = ((cell.row - band * chunkRows) * columns + cell.column) * c
-                        for ch in 0..<c { codes[target + ch] = Float16(encoded.data[j * c + ch]) }
+                        for ch in 0..<c { codes[k][target + ch] = Float16(encoded.data[j * c + ch]) }
                         if k == 0 && previewWanted { allCodes.append(Array(encoded.data[(j * c)..<((j + 1) * c)])) }
                     }
                 }
-                // Write this band's chunks (full chunk shape; rows past the grid stay zero).
-                for chunkColumn in 0..<((columns + chunkColumns - 1) / chunkColumns) {
-                    var chunk = [Float16](repeating: 0, count: chunkRows * chunkColumns * c)
-                    for r in 0..<chunkRows where band * chunkRows + r < rows {
-                        for col in 0..<chunkColumns where chunkColumn * chunkColumns + col < columns {
-                            let source = (r * columns + chunkColumn * chunkColumns + col) * c
-                            let target = (r * chunkColumns + col) * c
-                            for ch in 0..<c { chunk[target + ch] = codes[source + ch] }
-                        }
-                    }
-                    try writers[k].writeChunk(at: [band, chunkColumn, 0], values: chunk)
-                }
+                time.encoding += clock.seconds
+                budget.release(Self.encoding)
+                done += bandCells.count
             }
-            reader.wait()
-            done += bandCells.count
+            budget.acquire(Self.encoding, most: 1)
+            let clock = Stopwatch()
+            for k in 0..<orientations {
+                try Self.writeBand(band, codes: codes[k], rows: rows, columns: columns, chunkRows: chunkRows, chunkColumns: chunkColumns, channels: c, to: writers[k])
+            }
+            time.writing += clock.seconds
+            budget.release(Self.encoding)
             // Progress counts slides (the node's unit of work); the patches of this one go in the message.
             context.progress(slideIndex, of: slideCount, unit: "slides", message: "\(entry.stem): \(done)/\(cells.count) patches")
         }
+        time.reading = tiles.readingSeconds
+        time.mostThreads = budget.peak
+        time.patches = cells.count * orientations
         let info = GridSet.SlideInfo(stem: entry.stem, rows: rows, columns: columns, tissueCells: cells.count)
         try JSONEncoder().encode(info).write(to: folder.appendingPathComponent("slide.json"))
+        time.total = started.seconds
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(time).write(to: folder.appendingPathComponent("time.json"))
         let preview = folder.appendingPathComponent("preview")
         try FileManager.default.createDirectory(at: preview, withIntermediateDirectories: true)
         if previewWanted {
             let thumbnailMPP = max(slide.mpp, Double(slide.width) * slide.mppX / 320)
             try PNG.write(try slide.readWhole(mpp: thumbnailMPP), to: preview.appendingPathComponent("\(entry.stem).png"))
             try PNG.write(Self.falseColour(codes: allCodes, cells: cells, rows: rows, columns: columns), to: preview.appendingPathComponent("\(entry.stem)-pca.png"))
+        }
+    }
+
+    /// Writes a band's codes ([chunkRows, columns, channels]) as its zarr chunks, in the full chunk
+    /// shape: rows past the grid stay zero.
+    static func writeBand(_ band: Int, codes: [Float16], rows: Int, columns: Int, chunkRows: Int, chunkColumns: Int, channels c: Int,
+                          to writer: ZarrArrayWriter) throws {
+        for chunkColumn in 0..<((columns + chunkColumns - 1) / chunkColumns) {
+            var chunk = [Float16](repeating: 0, count: chunkRows * chunkColumns * c)
+            for r in 0..<chunkRows where band * chunkRows + r < rows {
+                for col in 0..<chunkColumns where chunkColumn * chunkColumns + col < columns {
+                    let source = (r * columns + chunkColumn * chunkColumns + col) * c
+                    let target = (r * chunkColumns + col) * c
+                    for ch in 0..<c { chunk[target + ch] = codes[source + ch] }
+                }
+            }
+            try writer.writeChunk(at: [band, chunkColumn, 0], values: chunk)
         }
     }
 
@@ -231,11 +266,4 @@ public struct Compressor: NodeType {
         }
         return image
     }
-}
-
-/// The next band's patches, read on another thread while this band is encoded; the DispatchGroup
-/// wait orders the write before the read.
-private final class NextBand: @unchecked Sendable {  // one writer, then the group wait, then one reader
-    var value: Result<[RGBImage], Error>
-    init(_ value: Result<[RGBImage], Error>) { self.value = value }
 }

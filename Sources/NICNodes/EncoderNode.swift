@@ -16,7 +16,7 @@ import Stats
 /// weights are kept.
 public struct EncoderNode: NodeType {
     public static let name = "encoder"
-    public static let version = 2
+    public static let version = 3
     public static let summary = "Trains a patch encoder by supervised multi-task learning (or packages mean-RGB) as a Model."
     public static let inputs = [PortSpec("patches", .patchSet, doc: "training patches with task labels (e.g. tile_sampler → augmenter)")]
     public static let outputs = [PortSpec("model", .model, doc: "model.json, encoder.yaml/.safetensors, heads, curves.csv")]
@@ -33,6 +33,8 @@ public struct EncoderNode: NodeType {
         @Param(doc: "vae: weight γ of the KL term", .atLeast(0)) var klWeight = 5e-5
         @Param(doc: "bigan: one-sided label smoothing ε (the discriminator aims at 1 − ε for real pairs)", .within(0, 0.5))
         var labelSmoothing = 0.1
+        @Param(doc: "bigan: generator and encoder updates per discriminator update (the D/G ratio; 2 or more slows a discriminator that wins early)", .within(1, 10))
+        var generatorSteps = 1
         @Param(doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads")
         var tasks: ParamValue = .null
         @Param(doc: "folder of head definitions") var headsDir: DirectoryParam? = DirectoryParam("nodes/heads")
@@ -48,6 +50,8 @@ public struct EncoderNode: NodeType {
         @Param(doc: "box-average factor from patch to network input; default: patch size ÷ the architecture's input size (2 for nic-encoder.yaml's 64 px, 1 for nic-encoder-128.yaml)", .within(1, 64))
         var downsample: Int? = nil
         @Param(doc: "initialisation, shuffling and augmentation seed") var seed = 0
+        @Param(doc: "patches in the shuffle buffer: training reads chunks of 256 patches in a seeded order and draws batches from a window of this many decoded patches (memory ≈ this × a patch; at least the patch count shuffles uniformly)", .within(1, 16_777_216))
+        var shuffleBuffer = 4096
         public init() {}
     }
 
@@ -61,6 +65,7 @@ public struct EncoderNode: NodeType {
     }
 
     public func run(_ context: NodeContext, _ params: Params) throws {
+        let started = Stopwatch()
         let patchSet = try PatchSet(folder: try context.input("patches"))
         let architectureURL = params.architecture.url
         let architecture = try Architecture.load(file: architectureURL.path)
@@ -85,13 +90,13 @@ public struct EncoderNode: NodeType {
             return
         }
         if training == "vae" {
-            return try VAETraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+            return try VAETraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed, started: started)
         }
         if training == "bigan" {
-            return try BiGANTraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+            return try BiGANTraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed, started: started)
         }
         if training == "contrastive" {
-            return try ContrastiveTraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed)
+            return try ContrastiveTraining.run(context, params, patchSet: patchSet, encoder: encoder, info: info, out: out, seed: seed, started: started)
         }
         var tasks = try makeTasks(params, patchSet: patchSet, codeSize: codeSize, seed: seed)
         guard !tasks.isEmpty else { throw NodeError("no tasks to train: the PatchSet has none and param 'tasks' names none") }
@@ -118,19 +123,14 @@ public struct EncoderNode: NodeType {
             tasks[t].targets = tasks[t].targets.map { $0.isNaN ? .nan : Float((Double($0) - mean) / std) }
         }
 
-        let images = try (0..<patchSet.count).map { i -> RGBImage in
-            if i % 1024 == 0 { try context.checkCancellation() }
-            return try patchSet.patch(i)
-        }
-        let augmenter = try patchSet.augmenter()
+        let inputs = try EncoderInputs(patchSet: patchSet, downsample: downsample, params: params, context: context, started: started)
         let parameters = encoder.parameters + tasks.flatMap(\.network.parameters)
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
         let trainer = Trainer(schedule: params.schedule, update: .optimizer(optimizer, parameters: parameters), context: context)
         let outcome = try trainer.fit(
-            order: Trainer.shuffledEachEpoch(trainIndices, seed: seed),
-            step: { batch, epoch in
-                let patches = batch.map { i in augmenter?.apply(to: images[i], epoch: epoch, index: i) ?? images[i] }
-                let x = EncoderModel.preprocess(patches, downsample: downsample)
+            order: inputs.order(trainIndices),
+            prefetch: { epoch, batches in inputs.prefetch(epoch: epoch, batches: batches) },
+            step: { batch, _ in try inputs.step(batch) { x in
                 let code = try encoder.forward(x, training: true).reshaped([batch.count, codeSize])
                 var dCode = Tensor(zeros: [batch.count, codeSize])
                 var stepLoss = 0.0
@@ -146,10 +146,10 @@ public struct EncoderNode: NodeType {
                 }
                 try encoder.backward(dCode.reshaped([batch.count] + codeShape))
                 return StepResult(loss: stepLoss, metrics: perTask)
-            },
+            } },
             validate: { _ in
-                let validation = try evaluate(encoder: encoder, tasks: tasks, images: images, indices: validationIndices.isEmpty ? trainIndices : validationIndices,
-                                              downsample: downsample, codeSize: codeSize, context: context)
+                let validation = try evaluate(encoder: encoder, tasks: tasks, inputs: inputs, indices: validationIndices.isEmpty ? trainIndices : validationIndices,
+                                              codeSize: codeSize, context: context)
                 var metrics: [(String, Double)] = []
                 for t in tasks.indices {
                     metrics.append(("\(tasks[t].info.name)_loss", validation.perTask[t].loss))
@@ -166,7 +166,7 @@ public struct EncoderNode: NodeType {
             }
         }
         info.tasks = tasks.map(\.info)
-        try Self.writeTrained(outcome, info: info, weights: { [("encoder.safetensors", $0.encoder), ("heads.safetensors", $0.heads)] },
+        try Self.writeTrained(outcome, info: info, time: inputs.time, context: context, weights: { [("encoder.safetensors", $0.encoder), ("heads.safetensors", $0.heads)] },
                               definitions: tasks.map { (URL(fileURLWithPath: $0.info.head), "heads/\($0.info.name).yaml") }, to: out)
     }
 
@@ -272,16 +272,16 @@ public struct EncoderNode: NodeType {
     /// Validation loss (sum of weighted task losses) and per task its loss and scores: accuracy and
     /// AUC (macro one-vs-rest over classes) for classification, R² (on the standardised targets) for
     /// regression. Unlabelled patches of a task (NaN) take no part in its scores.
-    func evaluate(encoder: Network, tasks: [Task], images: [RGBImage], indices: [Int], downsample: Int, codeSize: Int,
+    func evaluate(encoder: Network, tasks: [Task], inputs: EncoderInputs, indices unordered: [Int], codeSize: Int,
                   context: NodeContext) throws -> Evaluation {
+        // The loader reads in ascending order (each chunk once); the scores do not depend on the order.
+        let indices = unordered.sorted()
         var outputs = tasks.map { _ in [Float]() }
-        for start in stride(from: 0, to: indices.count, by: 256) {
+        try inputs.validate(indices, { batch, x in
             try context.checkCancellation()
-            let batch = Array(indices[start..<min(indices.count, start + 256)])
-            let code = try encoder.forward(EncoderModel.preprocess(batch.map { images[$0] }, downsample: downsample), training: false)
-                .reshaped([batch.count, codeSize])
+            let code = try encoder.forward(x, training: false).reshaped([batch.count, codeSize])
             for t in tasks.indices { outputs[t] += try tasks[t].network.forward(code, training: false).data }
-        }
+        }, result: {})
         var perTask: [(loss: Double, scores: [(String, Double)])] = []
         var total = 0.0
         for t in tasks.indices {

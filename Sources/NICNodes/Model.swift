@@ -50,9 +50,11 @@ public struct EncoderModel {
         /// The epoch cap, and whether early stopping ended training before it.
         public var maxEpochs: Int?
         public var stoppedEarly: Bool?
+        /// Where the training's time went (absent for weight-free encoders and older models).
+        public var time: TrainingTime?
 
         enum CodingKeys: String, CodingKey {
-            case training, downsample, input, tasks, epochs, codeFrom = "code_from"
+            case training, downsample, input, tasks, epochs, time, codeFrom = "code_from"
             case maxEpochs = "max_epochs", stoppedEarly = "stopped_early"
             case patchSize = "patch_size", codeSize = "code_size", bestEpoch = "best_epoch"
             case trainPatches = "train_patches", validationPatches = "validation_patches"

@@ -1,5 +1,6 @@
 import Flow
 import Foundation
+import NICBasics
 import Slides
 import TensorStore
 
@@ -70,6 +71,7 @@ public struct PatchSet: Sendable {
     public let info: PatchSetInfo
     public let records: [PatchRecord]
     private let reader: ZarrArrayReader
+    private let recentChunks = RecentChunks(capacity: 4)
 
     public static let chunkPatches = 256
 
@@ -100,24 +102,71 @@ public struct PatchSet: Sendable {
 
     public var count: Int { info.count }
 
-    /// Patches start..<end as uint8 [n, size, size, 3] (reads only the chunks needed).
+    /// Chunks of the patches array; chunk k holds patches `chunkRange(k)`.
+    public var chunkCount: Int { (count + PatchSet.chunkPatches - 1) / PatchSet.chunkPatches }
+
+    public func chunkRange(_ k: Int) -> Range<Int> {
+        (k * PatchSet.chunkPatches)..<min(count, (k + 1) * PatchSet.chunkPatches)
+    }
+
+    /// Patches start..<end as uint8 [n, size, size, 3], decoding each chunk they touch once.
     public func patches(_ range: Range<Int>) throws -> [UInt8] {
+        guard range.lowerBound >= 0, range.upperBound <= count else {
+            throw NodeError("\(folder.path): patches \(range) asked of a PatchSet of \(count)")
+        }
         let per = info.size * info.size * 3
         var out = [UInt8](repeating: 0, count: range.count * per)
-        var chunk = range.lowerBound / PatchSet.chunkPatches
-        while chunk * PatchSet.chunkPatches < range.upperBound {
-            let bytes = try reader.readChunkBytes(at: [chunk, 0, 0, 0])
-            let first = chunk * PatchSet.chunkPatches
-            for i in max(first, range.lowerBound)..<min(first + PatchSet.chunkPatches, range.upperBound) {
-                out.replaceSubrange(((i - range.lowerBound) * per)..<((i - range.lowerBound + 1) * per), with: bytes[((i - first) * per)..<((i - first + 1) * per)])
+        guard !range.isEmpty else { return out }
+        for k in (range.lowerBound / PatchSet.chunkPatches)...((range.upperBound - 1) / PatchSet.chunkPatches) {
+            let bytes = try reader.readChunkBytes(at: [k, 0, 0, 0])
+            let first = k * PatchSet.chunkPatches
+            let from = max(first, range.lowerBound), to = min(first + PatchSet.chunkPatches, range.upperBound)
+            out.withUnsafeMutableBytes { target in
+                bytes.withUnsafeBytes { source in
+                    // invariant: both buffers hold at least these patches (the chunk is full-shaped).
+                    target.baseAddress!.advanced(by: (from - range.lowerBound) * per)
+                        .copyMemory(from: source.baseAddress!.advanced(by: (from - first) * per), byteCount: (to - from) * per)  // invariant: a non-empty range of a decoded chunk
+                }
             }
-            chunk += 1
         }
         return out
     }
 
+    /// Patches start..<end as images, decoding each chunk they touch once.
+    public func images(_ range: Range<Int>) throws -> [RGBImage] {
+        split(try patches(range), count: range.count)
+    }
+
+    /// The patches of chunk k (`chunkRange(k)`), decoded once.
+    public func chunkImages(_ k: Int) throws -> [RGBImage] {
+        try images(chunkRange(k))
+    }
+
+    /// Patches at arbitrary indices, in the order given, decoding each chunk they touch once.
+    public func images(at indices: [Int]) throws -> [RGBImage] {
+        var byChunk: [Int: [RGBImage]] = [:]
+        for k in Set(indices.map { $0 / PatchSet.chunkPatches }) {
+            guard k >= 0, k < chunkCount else { throw NodeError("\(folder.path): patch index out of 0..<\(count)") }
+            byChunk[k] = try chunkImages(k)
+        }
+        // invariant: every index's chunk was decoded just above.
+        return indices.map { byChunk[$0 / PatchSet.chunkPatches]![$0 % PatchSet.chunkPatches] }
+    }
+
+    /// One patch, for random access: the last few decoded chunks are kept, so neighbouring look-ups
+    /// do not decode their chunk again. Loops over many patches read ranges or chunks instead.
     public func patch(_ i: Int) throws -> RGBImage {
-        RGBImage(width: info.size, height: info.size, pixels: try patches(i..<(i + 1)))
+        guard i >= 0, i < count else { throw NodeError("\(folder.path): patch \(i) asked of a PatchSet of \(count)") }
+        let k = i / PatchSet.chunkPatches
+        if let chunk = recentChunks.chunk(k) { return chunk[i % PatchSet.chunkPatches] }
+        let chunk = try chunkImages(k)
+        recentChunks.keep(k, chunk)
+        return chunk[i % PatchSet.chunkPatches]
+    }
+
+    private func split(_ bytes: [UInt8], count n: Int) -> [RGBImage] {
+        let per = info.size * info.size * 3
+        return (0..<n).map { RGBImage(width: info.size, height: info.size, pixels: Array(bytes[($0 * per)..<(($0 + 1) * per)])) }
     }
 
     /// Labels of one task (NaN = missing), as stored in labels/<task>.
@@ -138,8 +187,33 @@ public struct PatchSet: Sendable {
     }
 }
 
+/// The last few decoded chunks of a PatchSet, least recently used first out (for `PatchSet.patch`).
+private final class RecentChunks: Sendable {
+    private let capacity: Int
+    private let entries = Locked<[(chunk: Int, images: [RGBImage])]>([])
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func chunk(_ k: Int) -> [RGBImage]? {
+        entries.withLock { entries in
+            guard let at = entries.firstIndex(where: { $0.chunk == k }) else { return nil }
+            let entry = entries.remove(at: at)
+            entries.append(entry)
+            return entry.images
+        }
+    }
+
+    func keep(_ k: Int, _ images: [RGBImage]) {
+        entries.withLock { entries in
+            entries.removeAll { $0.chunk == k }
+            entries.append((k, images))
+            if entries.count > capacity { entries.removeFirst(entries.count - capacity) }
+        }
+    }
+}
+
 /// Writes a PatchSet folder: patches chunk by chunk (so large grids never sit in memory), then the tables.
-public final class PatchSetWriter {
+public final class PatchSetWriter: Sendable {
     public let folder: URL
     public let size: Int
     public let count: Int

@@ -96,7 +96,7 @@ public struct PatientModel: NodeType {
         let channels = gridSet.info.codeSize
         let seed = UInt64(truncatingIfNeeded: params.seed)
         let folds = targets.folds(params.folds, seed: seed)
-        let foldCount = params.folds, epochs = params.epochs, batchSize = params.batchSize
+        let foldCount = params.folds, epochs = params.epochs
         let outputs = targets.outputs
         var scores: [String: [Double]] = [:]
         var curves = [[String]](repeating: [], count: epochs)
@@ -108,25 +108,11 @@ public struct PatientModel: NodeType {
             let features = trunk.outputShape.reduce(1, *)
             let head = try Heads.architecture(file: headURL, outputs: outputs).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
             let parameters = trunk.parameters + head.parameters
-            let optimizer = Adam(learningRate: Float(params.learningRate))
-            // The plateau watches the training loss: with tens of patients no fold can spare a validation set.
-            var trainer = Trainer(schedule: TrainingSchedule(epochs: epochs, batchSize: batchSize,
-                                                             plateau: ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: 1e-5)),
-                                  update: .optimizer(optimizer, parameters: parameters))
-            trainer.checkCancellation = { try context.checkCancellation() }
-            trainer.progress = { p in
-                guard p.epochFinished else { return }
-                context.progress(fold * epochs + p.epoch, of: foldCount * epochs, unit: "epochs",
-                                 stage: "fold \(fold + 1)/\(foldCount) epoch \(p.epoch)/\(epochs)", metrics: ["loss": p.metrics["loss"] ?? .nan])
-            }
+            let trainer = Self.trainer(params, parameters: parameters, fold: fold, context: context)
             // One generator draws both the epoch's order and its crops.
             var rng = SplitMix64(seed: foldSeed &+ 2)
             let outcome = try trainer.fit(
-                order: { _ in
-                    var order = Array(repeating: trainSlides, count: params.cropsPerSlide).flatMap { $0 }
-                    order.shuffle(using: &rng)
-                    return order
-                },
+                order: { _ in Self.epochOrder(trainSlides, repeats: params.cropsPerSlide, rng: &rng) },
                 step: { batch, _ in
                     let batchPatients = batch.map { slides[$0].patient }
                     guard targets.canTrain(on: batchPatients) else { return nil }
@@ -167,6 +153,29 @@ public struct PatientModel: NodeType {
         try CSVTable(columns: ["epoch"] + (1...foldCount).map { "fold\($0)_loss" },
                      rows: curves.enumerated().map { [String($0.offset + 1)] + $0.element })
             .write(to: out.appendingPathComponent("curves.csv"))
+    }
+
+    /// One fold's training loop, the same for the CNN and bag models: Adam, the learning rate ÷10 on a
+    /// training-loss plateau (with tens of patients no fold can spare a validation set), progress in epochs.
+    static func trainer(_ params: Params, parameters: [Parameter], fold: Int, context: NodeContext) -> Trainer {
+        let epochs = params.epochs, folds = params.folds
+        var trainer = Trainer(schedule: TrainingSchedule(epochs: epochs, batchSize: params.batchSize,
+                                                         plateau: ReduceOnPlateau(factor: 0.1, patience: params.patience, minLearningRate: 1e-5)),
+                              update: .optimizer(Adam(learningRate: Float(params.learningRate)), parameters: parameters))
+        trainer.checkCancellation = { try context.checkCancellation() }
+        trainer.progress = { p in
+            guard p.epochFinished else { return }
+            context.progress(fold * epochs + p.epoch, of: folds * epochs, unit: "epochs",
+                             stage: "fold \(fold + 1)/\(folds) epoch \(p.epoch)/\(epochs)", metrics: ["loss": p.metrics["loss"] ?? .nan])
+        }
+        return trainer
+    }
+
+    /// An epoch's items: every training item `repeats` times, shuffled.
+    static func epochOrder(_ items: [Int], repeats: Int, rng: inout SplitMix64) -> [Int] {
+        var order = Array(repeating: items, count: repeats).flatMap { $0 }
+        order.shuffle(using: &rng)
+        return order
     }
 
     /// Every labelled slide's grids, in each stored orientation, with the crop-centre weights.

@@ -43,9 +43,12 @@ extension EncoderNode {
 
     /// What every trained encoder leaves in its model folder: the best epoch's weights (file name →
     /// state), copies of the definitions it was built from, curves.csv and model.json.
-    static func writeTrained<Snapshot>(_ outcome: TrainingOutcome<Snapshot>, info: EncoderModel.Info, weights: (Snapshot) -> [(String, [(String, Safetensors.Value)])],
+    static func writeTrained<Snapshot>(_ outcome: TrainingOutcome<Snapshot>, info: EncoderModel.Info, time: TrainingTime, context: NodeContext,
+                                       weights: (Snapshot) -> [(String, [(String, Safetensors.Value)])],
                                        definitions: [(URL, String)], to out: URL) throws {
         var info = info
+        info.time = time
+        report(time, lastEpoch: outcome.epochs.last, context: context)
         info.epochs = outcome.epochs.count
         info.maxEpochs = outcome.scheduledEpochs
         info.stoppedEarly = outcome.stoppedEarly
@@ -60,5 +63,23 @@ extension EncoderNode {
         }
         try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
         try writeInfo(info, to: out)
+    }
+
+    /// The time split as the node's last progress, whose metrics the run record keeps (beside the
+    /// last epoch's losses, which the trainer's last progress showed).
+    static func report(_ time: TrainingTime, lastEpoch: EpochRecord?, context: NodeContext) {
+        var metrics = time.metrics
+        if let lastEpoch {
+            metrics["loss"] = lastEpoch.trainLoss
+            if let validation = lastEpoch.validation {
+                metrics["val_loss"] = validation.loss
+                for (name, value) in validation.metrics { metrics["val_" + name] = value }
+            }
+        }
+        func seconds(_ value: Double) -> String { String(format: "%.1f s", value) }
+        let message = "\(seconds(time.total)): first step \(seconds(time.firstStep)), training \(seconds(time.training)), "
+            + "waiting for data \(seconds(time.waitingForData)), validation \(seconds(time.validation)) (bottleneck: \(time.bottleneck))"
+        context.progress(1, of: 1, unit: "trainings", message: message,
+                         stage: "finished", metrics: metrics)
     }
 }

@@ -9,7 +9,7 @@ import Slides
 /// the reconstruction plus γ·KL(q(z|x) ‖ N(0, I)). The code used for compression is μ.
 enum VAETraining {
     static func run(_ context: NodeContext, _ params: EncoderNode.Params, patchSet: PatchSet, encoder: Network, info startInfo: EncoderModel.Info,
-                    out: URL, seed: UInt64) throws {
+                    out: URL, seed: UInt64, started: Stopwatch) throws {
         var info = startInfo
         let statsWidth = encoder.outputShape.reduce(1, *)
         guard encoder.outputShape.count == 1, statsWidth % 2 == 0 else {
@@ -23,11 +23,9 @@ enum VAETraining {
         }
         let sampler = SampleGaussian(name: "sample", rng: Xoshiro256StarStar(seed: seed &+ 29))
         let klWeight = Float(params.klWeight)
-        let images = try (0..<patchSet.count).map { try patchSet.patch($0) }
-        let augmenter = try patchSet.augmenter()
-        let (train, validation) = EncoderNode.holdOut(images.count, fraction: params.validation, seed: seed ^ 0x5EED)
+        let inputs = try EncoderInputs(patchSet: patchSet, downsample: info.downsample, params: params, context: context, started: started)
+        let (train, validation) = EncoderNode.holdOut(patchSet.count, fraction: params.validation, seed: seed ^ 0x5EED)
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
-        let d = info.downsample
 
         func losses(_ x: Tensor, training: Bool) throws -> (recon: LossResult, kl: LossResult, stats: Tensor) {
             let stats = try encoder.forward(x, training: training).reshaped([x.batch, statsWidth])
@@ -40,28 +38,28 @@ enum VAETraining {
 
         let trainer = Trainer(schedule: params.schedule, update: .optimizer(optimizer, parameters: encoder.parameters + decoder.parameters), context: context)
         let outcome = try trainer.fit(
-            order: Trainer.shuffledEachEpoch(train, seed: seed),
-            step: { batch, epoch in
-                let x = EncoderModel.preprocess(batch.map { augmenter?.apply(to: images[$0], epoch: epoch, index: $0) ?? images[$0] }, downsample: d)
+            order: inputs.order(train),
+            prefetch: { epoch, batches in inputs.prefetch(epoch: epoch, batches: batches) },
+            step: { batch, _ in try inputs.step(batch) { x in
                 let (recon, kl, stats) = try losses(x, training: true)
                 let dz = try decoder.backward(recon.gradient)[0]
                 let dStats = try sampler.backward(dz)
                 let combined = Tensor(shape: stats.shape, data: zip(dStats.data, kl.gradient.data).map { $0 + $1 })
                 try encoder.backward(combined.reshaped([batch.count] + encoder.outputShape))
                 return StepResult(loss: recon.value + kl.value)
-            },
+            } },
             validate: { _ in
                 var valRecon = 0.0, valKL = 0.0, batches = 0
-                let evaluationSet = validation.isEmpty ? train : validation
-                for start in stride(from: 0, to: evaluationSet.count, by: 256) {
-                    let batch = Array(evaluationSet[start..<min(evaluationSet.count, start + 256)])
-                    let (recon, kl, _) = try losses(EncoderModel.preprocess(batch.map { images[$0] }, downsample: d), training: false)
+                return try inputs.validate(validation.isEmpty ? train : validation, { _, x in
+                    try context.checkCancellation()
+                    let (recon, kl, _) = try losses(x, training: false)
                     valRecon += recon.value
                     valKL += kl.value
                     batches += 1
-                }
-                let n = Double(max(1, batches))
-                return ValidationResult(loss: (valRecon + valKL) / n, metrics: [("reconstruction", valRecon / n), ("kl", valKL / n)])
+                }, result: {
+                    let n = Double(max(1, batches))
+                    return ValidationResult(loss: (valRecon + valKL) / n, metrics: [("reconstruction", valRecon / n), ("kl", valKL / n)])
+                })
             },
             snapshot: { (encoder: encoder.stateDict(), decoder: decoder.stateDict()) })
         info.training = "vae"
@@ -69,7 +67,7 @@ enum VAETraining {
         info.codeFrom = codeSize
         info.trainPatches = train.count
         info.validationPatches = validation.count
-        try EncoderNode.writeTrained(outcome, info: info, weights: { [("encoder.safetensors", $0.encoder), ("decoder.safetensors", $0.decoder)] },
+        try EncoderNode.writeTrained(outcome, info: info, time: inputs.time, context: context, weights: { [("encoder.safetensors", $0.encoder), ("decoder.safetensors", $0.decoder)] },
                                      definitions: [(decoderURL, "decoder.yaml")], to: out)
     }
 }

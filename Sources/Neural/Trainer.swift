@@ -156,8 +156,11 @@ public struct Trainer {
     /// batch them; `step(batch, epoch)` runs forward and backward on a batch and returns its loss
     /// (nil when the batch cannot be used, e.g. a Cox batch without events); `validate(epoch)`
     /// measures the model after an epoch; `snapshot()` captures what to keep of the best epoch.
+    /// `prefetch(epoch, batches)`, when given, hears the epoch's batches before its first step: exactly
+    /// those `step` will get, in that order, so a data loader can prepare them ahead.
     public func fit<Snapshot>(
         order: (Int) throws -> [Int],
+        prefetch: ((_ epoch: Int, _ batches: [[Int]]) throws -> Void)? = nil,
         step: (_ batch: [Int], _ epoch: Int) throws -> StepResult?,
         validate: ((Int) throws -> ValidationResult)? = nil,
         snapshot: () throws -> Snapshot
@@ -171,12 +174,13 @@ public struct Trainer {
             let learningRate = update.optimizers.first?.learningRate ?? 0
             let items = try order(epoch)
             let steps = (items.count + batchSize - 1) / batchSize
+            let batches = (0..<steps).map { s in Array(items[(s * batchSize)..<min(items.count, (s + 1) * batchSize)]) }
+            try prefetch?(epoch, batches.filter { $0.count >= schedule.minimumBatch })
             var lossSum = 0.0, used = 0
             var metricNames: [String] = []
             var metricSums: [String: Double] = [:]
-            for s in 0..<steps {
+            for (s, batch) in batches.enumerated() {
                 try checkCancellation()
-                let batch = Array(items[(s * batchSize)..<min(items.count, (s + 1) * batchSize)])
                 if batch.count < schedule.minimumBatch { continue }
                 if case .optimizer(_, let parameters) = update { for p in parameters { p.zeroGrad() } }
                 guard let result = try step(batch, epoch) else { continue }

@@ -11,11 +11,7 @@ import XCTest
 final class BagPatientModelTests: XCTestCase {
     func testGatedAttentionBagsPredictEveryPatientAndWriteAttentionMaps() throws {
         let ws = try CohortWorkspace(patients: 8, size: 768, annotations: 4)
-        for name in ["encoders/mean-rgb.yaml", "heads/regression.yaml", "heads/cox.yaml"] {
-            let target = ws.root.appendingPathComponent("nodes/\(name)")
-            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try FileManager.default.copyItem(at: NICPipelineTests.repo.appendingPathComponent("nodes/\(name)"), to: target)
-        }
+        try ws.copyRepoNodes(["encoders/mean-rgb.yaml", "heads/regression.yaml", "heads/cox.yaml"])
         try ws.write("nodes/patient/mil.yaml", """
         input: [3]
         layers: [{dense: 8}, relu]
@@ -72,11 +68,7 @@ final class BagPatientModelTests: XCTestCase {
 
     func testPatientBagsNeedABagModel() throws {
         let ws = try CohortWorkspace(patients: 4, size: 512, annotations: 2)
-        for name in ["encoders/mean-rgb.yaml", "heads/regression.yaml"] {
-            let target = ws.root.appendingPathComponent("nodes/\(name)")
-            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try FileManager.default.copyItem(at: NICPipelineTests.repo.appendingPathComponent("nodes/\(name)"), to: target)
-        }
+        try ws.copyRepoNodes(["encoders/mean-rgb.yaml", "heads/regression.yaml"])
         try ws.write("nodes/patient/tiny.yaml", "input: [4, 4, 3]\nlayers: [flatten, {dense: 4}]\n")
         let summary = try ws.run(CohortWorkspace.meanRGBGrids(pipeline: "cnn") + """
           cnn:

@@ -115,21 +115,25 @@ final class CacheKeyPinTests: XCTestCase {
     /// sampler, augmenter and sources kept theirs. Re-pinned for issue 12: the patient model's new
     /// params (`aggregation`, `bag_cells`) and version 2 (bag models) move the keys of the patient
     /// models and their evaluators; the CNN's results are unchanged. The tile sampler's `jitter` param
-    /// (default 0: the same patches) moves the tiles' key and everything downstream.
+    /// (default 0: the same patches) moves the tiles' key and everything downstream; the encoder's
+    /// `generator_steps` (BiGAN D/G ratio, default 1: the same training) the encoders' and downstream.
+    /// Re-pinned for issue 16: the encoder node's version 3 (training reads through the streaming
+    /// loader: chunk-order shuffle plus a `shuffle_buffer`, so trained weights change) moves the keys
+    /// of both encoders (one node type, one version) and everything downstream.
     static let pinned: [String: String] = [
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
         "augmented": "aa5b2a8cd6d8c63c8cca4374aa046a166f3ed12eee1aeab4b3fa99727ffeb125",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "76d109765950535a92ffe0faef3608e46d4fdc5fe4efc9a9efb5ffea151de692",
-        "eval_score_mtl": "04f9923b769f60923ddb5a22b232966b0a56ded178fa83f52b814406cafea2d2",
-        "eval_survival_mtl": "1fc4fcc5b47c9cff6ad9a88db063428858a1c7c6e020d2ce59d34d3abbc63555",
-        "grade_rgb": "0258e84e3030b7c988d5d6a43f1b77f5cc02b6f65daa2aedd943ffb477676d0f",
-        "grids_mtl": "87228d8fe9762f6b6930a5405cce9fb754e34ae67ecef9365e00e08640bba682",
-        "grids_rgb": "edab995cb4dfd8e5506f2932a1cd6d8c65cabbc884d75c1b41086e332b1f531a",
-        "mean_rgb": "7c6ef43102d2ad492bd88705f1a98ae95e674a7efce138664438479b3b7ae829",
-        "mtl": "fd6029fbbc6af5f0e47227bea8ffe5cb3a83f079021604f94a06de61e2cc54df",
-        "score_mtl": "7aeaff72b2d0405d1d0c9b3b7e089c387478afcca748ac6b4e8210bd558c6386",
-        "survival_mtl": "fd556c371447045f1f2b67e22a70823ba39a6978b53a179c5c6425ce9f9706e6",
+        "eval_grade_rgb": "9891db5d5b494cd57ff98e1154c1496c256244dd33695da240ff9a17f0fec0e1",
+        "eval_score_mtl": "9516e3c5d12e57bec6e0626d3c61e86ca87a9d954ba823bb176dd4de83eb9d1a",
+        "eval_survival_mtl": "aec5b4bd19b5dc1c518740cd2de976a456301d4601d8d0d871dc0332530b102c",
+        "grade_rgb": "c8ace6c2af68c55c329040094bb8f15eb338a5a122016532fa2dce87267154b3",
+        "grids_mtl": "b27d95d2fc25f71f2b8f89b7e834e2be90abc4a5472011f70df8e3fcbca4e825",
+        "grids_rgb": "88a5bc6945e3e33fc26c8c51accbd1c03200beac07836d1192971d3adbb14863",
+        "mean_rgb": "e7ddac371d82e1c0db2663aa547c7a0cc6e624eac8b4be4e094d1cfc35d93781",
+        "mtl": "c920c53fed258466eaca2c0d5f4d8fb0ebe03529d4643ac7141bb2cd5f41aea1",
+        "score_mtl": "95b3639b0ed341a27bf2338af7773bc2783a182e3fe580ac100787ec1177810a",
+        "survival_mtl": "2e271a300429478ff201fe1d8602fa1eb590f034afc36de148ece4bfdac483a1",
         "tiles": "af13d8eff5626b69b1b8bf16957f577a166a48ad40f6c3a5c4e8969910ba98d4",
     ]
 

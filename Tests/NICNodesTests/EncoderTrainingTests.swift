@@ -1,4 +1,5 @@
 import Foundation
+import Flow
 import Neural
 import XCTest
 @testable import NICNodes
@@ -33,5 +34,69 @@ final class EncoderTrainingTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("set 'downsample' to 1"), "\(error)")
         }
         XCTAssertThrowsError(try EncoderNode.downsample(3, patch: 128, architecture: small, file: "small.yaml"))
+    }
+}
+
+/// Supervised multi-task training through the streaming loader: the same seed gives the same weights
+/// to the bit, whatever thread budget the node had (alone with every core, or sharing them with a
+/// second training), and the model reports where its time went.
+final class EncoderDeterminismTests: XCTestCase {
+    func pipeline(seeds: [Int]) -> String {
+        var yaml = """
+        pipeline: mtl
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+          annotations: {kind: table, path: cohort/patches.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort, annotations: annotations}, params: {mode: training, per_task: 24, seed: 1}}
+          augmented: {type: augmenter, in: {patches: tiles}, params: {recipe: nodes/augment/heavy.yaml, seed: 2, preview: 2}}
+
+        """
+        for seed in seeds {
+            yaml += """
+              mtl\(seed):
+                type: encoder
+                in: {patches: augmented}
+                params: {architecture: nodes/encoders/tiny.yaml, epochs: 2, batch_size: 8, shuffle_buffer: 16, validation: 0.5, seed: \(seed)}
+
+            """
+        }
+        return yaml
+    }
+
+    func testSameSeedSameWeightsWhateverTheThreadBudget() throws {
+        let ws = try CohortWorkspace(patients: 4, size: 768, annotations: 6)
+        try ws.writeTinyEncoder()
+        let files = ["encoder.safetensors", "heads.safetensors", "curves.csv"]
+        func outputs(_ summary: RunSummary, _ node: String) throws -> [Data] {
+            let model = try ws.output(summary, node, "model")
+            return try files.map { try Data(contentsOf: model.appendingPathComponent($0)) }
+        }
+        // Two trainings at once share the cores (one thread each while both run).
+        let together = try ws.run(pipeline(seeds: [1, 2]), jobs: 2)
+        XCTAssertTrue(together.succeeded, "\(together.failures)")
+        // The first alone, with every core, in a fresh cache.
+        let alone = try ws.run(pipeline(seeds: [1]), jobs: 1, cache: try Cache(root: ws.root.appendingPathComponent("cache-alone")))
+        XCTAssertTrue(alone.succeeded, "\(alone.failures)")
+        XCTAssertEqual(alone.executed, ["annotations", "augmented", "cohort", "mtl1", "tiles"])
+        XCTAssertEqual(try outputs(together, "mtl1"), try outputs(alone, "mtl1"), "the same seed must give the same weights and curves")
+        XCTAssertNotEqual(try outputs(together, "mtl1")[0], try outputs(together, "mtl2")[0], "another seed, other weights")
+
+        let info = try JSONDecoder().decode(EncoderModel.Info.self, from: Data(contentsOf: try ws.output(alone, "mtl1", "model").appendingPathComponent("model.json")))
+        let time = try XCTUnwrap(info.time, "model.json says where the time went")
+        XCTAssertGreaterThan(time.training, 0)
+        XCTAssertGreaterThan(time.loading, 0)
+        XCTAssertGreaterThan(time.validation, 0)
+        XCTAssertLessThanOrEqual(time.firstStep, time.total)
+        XCTAssertLessThanOrEqual(time.training + time.validation + time.waitingForData, time.total)
+        XCTAssertTrue(["data", "network"].contains(time.bottleneck))
+        // The run record keeps the split (and the last epoch's losses) as the node's metrics.
+        let recorded = try ws.runRecorded(pipeline(seeds: [3]), jobs: 1)
+        XCTAssertTrue(recorded.summary.succeeded, "\(recorded.summary.failures)")
+        let metrics = try XCTUnwrap(recorded.record.nodes["mtl3"]?.metrics)
+        for key in ["time_training_s", "time_loading_s", "time_waiting_for_data_s", "time_augmentation_s", "time_validation_s", "loss", "val_loss"] {
+            XCTAssertNotNil(metrics[key], key)
+        }
+        XCTAssertEqual(info.trainPatches + info.validationPatches, try PatchSet(folder: try ws.output(alone, "tiles", "patches")).count)
     }
 }

@@ -213,6 +213,7 @@ final class VAEEncoderTests: XCTestCase {
         nodes:
           tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 8}}
           enc: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/nic-encoder.yaml, training: bigan, epochs: 2, batch_size: 8, learning_rate: 2.0e-4}}
+          twice: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/nic-encoder.yaml, training: bigan, epochs: 2, batch_size: 8, learning_rate: 2.0e-4, generator_steps: 2}}
         """)
         XCTAssertTrue(summary.succeeded, "\(summary.failures)")
         let model = try ws.output(summary, "enc", "model")
@@ -228,5 +229,11 @@ final class VAEEncoderTests: XCTestCase {
         for name in ["encoder", "generator", "discriminator"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: model.appendingPathComponent("\(name).safetensors").path), name)
         }
+        // Two (G, E) updates per D update: the same start, a different encoder, a finite one.
+        let twice = try EncoderModel(folder: try ws.output(summary, "twice", "model"))
+        let a = encoder.network.parameters.flatMap(\.value.data), b = twice.network.parameters.flatMap(\.value.data)
+        XCTAssertEqual(a.count, b.count)
+        XCTAssertNotEqual(a, b)
+        XCTAssertTrue(b.allSatisfy(\.isFinite))
     }
 }

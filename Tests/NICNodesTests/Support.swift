@@ -48,6 +48,42 @@ final class CohortWorkspace {
         return Executor(plan: try Planner.plan(graph, cache: cache), cache: cache, jobs: jobs).run()
     }
 
+    /// Copies files of the repository's nodes/ folder (e.g. "heads/binary.yaml") into the workspace's.
+    func copyRepoNodes(_ names: [String]) throws {
+        for name in names {
+            let target = root.appendingPathComponent("nodes/\(name)")
+            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: NICPipelineTests.repo.appendingPathComponent("nodes/\(name)"), to: target)
+        }
+    }
+
+    /// A tiny trainable encoder at nodes/encoders/tiny.yaml (128 px patches ÷ 8) with the repository's
+    /// heads, for tests that train encoders in seconds. Not invariant to rotation.
+    func writeTinyEncoder() throws {
+        try copyRepoNodes(["heads/classification.yaml", "heads/binary.yaml", "heads/regression.yaml"])
+        try write("nodes/encoders/tiny.yaml", """
+        name: tiny
+        input: [16, 16, 3]
+        layers:
+          - conv: {filters: 4, kernel: 3, stride: 2, padding: same}
+          - batchnorm: {}
+          - leaky_relu: 0.2
+          - flatten
+          - dense: 8
+        """)
+    }
+
+    /// Runs like `run` in the workspace's cache, keeping a run record (run.json) as `nic run` does.
+    func runRecorded(_ yaml: String, jobs: Int = 2) throws -> (summary: RunSummary, record: RunRecord) {
+        let url = try write("pipeline.yaml", yaml)
+        let graph = try PipelineGraph.build(try SpecParser.parse(file: url, displayPath: "pipeline.yaml"), registry: PathologyNodes.registry)
+        let plan = try Planner.plan(graph, cache: cache)
+        let recorder = try RunRecorder(runsRoot: root.appendingPathComponent("runs"), plan: plan, cache: cache, jobs: jobs)
+        let summary = Executor(plan: plan, cache: cache, jobs: jobs, observer: recorder).run()
+        recorder.finish(summary)
+        return (summary, try RunRecord.load(recorder.folder))
+    }
+
     /// The start of a pipeline compressing the cohort with mean-RGB into `grids` (two cells a slide
     /// for the encoder's patches); tests append their patient-level nodes.
     static func meanRGBGrids(pipeline: String, previews: Int = 0) -> String {

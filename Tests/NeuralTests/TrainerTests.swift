@@ -16,8 +16,10 @@ final class TrainerTests: XCTestCase {
         let optimizer = Adam(learningRate: 0.05)
         let trainer = Trainer(schedule: TrainingSchedule(epochs: 30, batchSize: 6), update: .optimizer(optimizer, parameters: net.parameters))
         var seen: [Int: [Int]] = [:]
+        var announced: [Int: [[Int]]] = [:]
         let outcome = try trainer.fit(
             order: Trainer.shuffledEachEpoch(Array(0..<19), seed: 7),  // 19 items: batches 6, 6, 6, 1
+            prefetch: { epoch, batches in announced[epoch] = batches },
             step: { batch, epoch in
                 seen[epoch, default: []] += batch
                 XCTAssertGreaterThanOrEqual(batch.count, 2, "a lone item must wait for the next epoch")
@@ -31,6 +33,8 @@ final class TrainerTests: XCTestCase {
         for epoch in 1...30 {
             XCTAssertEqual(seen[epoch]!.count, 18)
             XCTAssertEqual(Set(seen[epoch]!).count, 18, "no item twice in an epoch")
+            XCTAssertEqual(announced[epoch]?.flatMap { $0 }, seen[epoch], "a loader hears exactly the batches the steps get, in order")
+            XCTAssertEqual(announced[epoch]?.map(\.count), [6, 6, 6])
         }
         XCTAssertNotEqual(seen[1], seen[2], "each epoch has its own order")
         XCTAssertLessThan(outcome.epochs.last!.trainLoss, outcome.epochs.first!.trainLoss / 10)

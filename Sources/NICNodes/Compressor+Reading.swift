@@ -1,0 +1,163 @@
+import Foundation
+import NICBasics
+import Slides
+
+extension Compressor {
+    /// The stages sharing a slide's thread budget.
+    static let reading = 0, encoding = 1
+}
+
+/// Where the compression of a slide went (`time.json` beside its grid; the node's `time.json` sums
+/// the slides compressed in the run). Reading runs on its own thread beside the encoding;
+/// `waiting_for_tiles_s` is the part of it the encoding did not hide.
+public struct CompressionTime: Codable, Equatable, Sendable {
+    public var total = 0.0
+    public var tissue = 0.0
+    /// From the start of the slide to its first encoded batch.
+    public var firstEncode = 0.0
+    public var reading = 0.0
+    public var waitingForTiles = 0.0
+    /// Orienting, encoding and storing codes.
+    public var encoding = 0.0
+    public var writing = 0.0
+    /// Patches encoded (tissue cells × orientations).
+    public var patches = 0
+    /// The most threads reading and encoding held at once (never above the node's budget).
+    public var mostThreads = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case total = "total_s", tissue = "tissue_s", firstEncode = "first_encode_s", reading = "reading_s"
+        case waitingForTiles = "waiting_for_tiles_s", encoding = "encoding_s", writing = "writing_s", patches
+        case mostThreads = "most_threads"
+    }
+
+    /// Adds another slide's time (the first-encode delay of the first slide is kept).
+    mutating func add(_ other: CompressionTime) {
+        if patches == 0 && total == 0 { firstEncode = other.firstEncode }
+        total += other.total
+        tissue += other.tissue
+        reading += other.reading
+        waitingForTiles += other.waitingForTiles
+        encoding += other.encoding
+        writing += other.writing
+        patches += other.patches
+        mostThreads = max(mostThreads, other.mostThreads)
+    }
+
+    var metrics: [String: Double] {
+        ["time_total_s": total, "time_tissue_s": tissue, "time_first_encode_s": firstEncode, "time_reading_s": reading,
+         "time_waiting_for_tiles_s": waitingForTiles, "time_encoding_s": encoding, "time_writing_s": writing,
+         "patches_per_s": total > 0 ? Double(patches) / total : 0]
+    }
+}
+
+/// Reads the tiles of a slide's batches of grid cells, in order, on a thread of its own, up to
+/// `depth` batches ahead of the encoder. Each small piece of a batch is read with the threads the
+/// shared budget has free, given back after, so an encoder that needs them gets them soon.
+final class TileReader: @unchecked Sendable {  // mutable state is guarded by `condition`
+    let slide: Slide
+    let grid: TileGrid
+    let mpp: Double
+    let size: Int
+    let budget: SharedBudget
+    let stage: Int
+    let depth: Int
+    /// Tiles read per request of threads: short enough that the budget moves between the stages often.
+    static let piece = 32
+
+    private let condition = NSCondition()
+    private var ready: [Result<[RGBImage], Error>] = []
+    private var stopped = false
+    private var running = false
+    private var reading = 0.0
+
+    init(slide: Slide, grid: TileGrid, mpp: Double, size: Int, budget: SharedBudget, stage: Int, depth: Int = 2) {
+        self.slide = slide
+        self.grid = grid
+        self.mpp = mpp
+        self.size = size
+        self.budget = budget
+        self.stage = stage
+        self.depth = max(1, depth)
+    }
+
+    func start(_ batches: [[(column: Int, row: Int)]]) {
+        condition.lock()
+        running = true
+        condition.unlock()
+        let thread = Thread { [self] in
+            defer {
+                condition.lock()
+                running = false
+                condition.broadcast()
+                condition.unlock()
+            }
+            let compute = ComputeContext(threads: 1)
+            for batch in batches {
+                condition.lock()
+                while !stopped && ready.count >= depth { condition.wait() }
+                let stop = stopped
+                condition.unlock()
+                if stop { return }
+                let clock = Stopwatch()
+                let result = Result { try read(batch, compute: compute) }
+                condition.lock()
+                reading += clock.seconds
+                ready.append(result)
+                condition.broadcast()
+                condition.unlock()
+                if case .failure = result { return }
+            }
+        }
+        thread.name = "nic.tile-reader"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    private func read(_ cells: [(column: Int, row: Int)], compute: ComputeContext) throws -> [RGBImage] {
+        var images: [RGBImage] = []
+        images.reserveCapacity(cells.count)
+        for start in stride(from: 0, to: cells.count, by: Self.piece) {
+            let piece = Array(cells[start..<min(cells.count, start + Self.piece)])
+            let threads = budget.acquire(stage, most: Int.max)
+            defer { budget.release(stage) }
+            compute.setThreads(threads)
+            let (slide, grid, mpp, size) = (self.slide, self.grid, self.mpp, self.size)
+            images += try compute.run {
+                try concurrentMap(piece.count, workers: threads) { i in
+                    let origin = grid.origin(column: piece[i].column, row: piece[i].row)
+                    return try slide.readRegion(x: origin.x, y: origin.y, width: size, height: size, mpp: mpp)
+                }
+            }
+        }
+        return images
+    }
+
+    /// The next batch's tiles, in order; rethrows a read error.
+    func next() throws -> [RGBImage] {
+        condition.lock()
+        defer { condition.unlock() }
+        while ready.isEmpty { condition.wait() }
+        let result = ready.removeFirst()
+        condition.broadcast()
+        return try result.get()
+    }
+
+    /// Seconds the reader spent reading.
+    var readingSeconds: Double {
+        condition.lock()
+        defer { condition.unlock() }
+        return reading
+    }
+
+    /// Stops reading and waits for the reader's thread to finish its batch.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        while running { condition.wait() }
+        condition.unlock()
+    }
+}
