@@ -155,4 +155,31 @@ status=0; wait "$driver" || status=$?
 sleep 1
 state=$(squeue --noheader --states=all --jobs="$job" --format=%T 2>/dev/null || true)
 [[ -z $state || $state == CANCELLED ]] || fail "job $job is still $state after its driver was stopped"
-echo "slurm-check: 8 passed, 0 failed"
+
+echo "slurm-check: a driver killed with SIGKILL leaves its job; the next run and that job compute each key once"
+cat > "$work/ok.yaml" <<YAML
+pipeline: slurm-ok
+inputs:
+  subjects: {kind: table, path: $root/pipelines/engine-tour/subjects.csv}
+nodes:
+  stats: {type: describe, in: {table: subjects}, params: {columns: [age]}}
+YAML
+"$NIC" run "$work/ok.yaml" --executor slurm --executor-config "$work/held.yaml" --cache "$work/kill-cache" \
+    --runs "$work/runs-killed" > "$work/killed.out" 2>&1 &
+driver=$!
+orphan=$(wait_for_job slurm-ok) || fail "the held job never showed in squeue"
+kill -KILL "$driver"; wait "$driver" 2>/dev/null || true
+"$NIC" run "$work/ok.yaml" --executor slurm --executor-config "$work/nic.executor.yaml" --cache "$work/kill-cache" \
+    --runs "$work/runs-after" > "$work/after.out" 2>&1 || { cat "$work/after.out"; fail "the run after a killed driver failed"; }
+scontrol release "$orphan"
+for _ in $(seq 1 60); do
+    [[ -s $(echo "$work"/runs-killed/*/slurm/subjects.exit.json) ]] && break
+    sleep 0.5
+done
+python3 - "$work"/runs-killed/*/slurm/subjects.exit.json "$work"/runs-after/*/slurm/subjects.exit.json <<'PY' || fail "a key was computed twice"
+import json, sys
+orphan, after = (json.load(open(f))["status"] for f in sys.argv[1:3])
+assert (orphan, after) == ("cached", "done"), (orphan, after)
+print("slurm-check: the orphaned job found the entry the next run committed (cached), nothing computed twice")
+PY
+echo "slurm-check: 9 passed, 0 failed"
