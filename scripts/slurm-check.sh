@@ -109,6 +109,8 @@ assert five["job"]["state"] == six["job"]["state"] == "COMPLETED"
 print("slurm-check: 5 slides as arrays of 3 + 2 tasks, then the added slide as 1 task; one gather job each")
 PY
 same_cache "$work/c-local" "$work/c-slurm" > /dev/null || fail "the Slurm compressor's cache differs from the local run's"
+grep -Eq "items: arrays [0-9]+_\[0-2\] COMPLETED, [0-9]+_\[0-1\] COMPLETED; Slurm job [0-9]+ COMPLETED" "$work"/runs-five/*/report.html \
+    || fail "the HTML report does not show the compressor's arrays and job"
 echo "slurm-check: the compressor's items and grids equal the local executor's"
 
 echo "slurm-check: a failing node names its job and log"
