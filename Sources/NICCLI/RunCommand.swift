@@ -65,6 +65,7 @@ struct RunCommand: ParsableCommand {
         signals.release()
         recorder.finish(summary)
         display.printSummary(summary)
+        if let slurm, !quiet { display.emit("slurm: \(slurm.usage)") }
         if !quiet { display.emit("run record: \(recorder.folder.path)") }
         do {
             let report = try HTMLReport(runFolder: recorder.folder).write()

@@ -101,6 +101,7 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
         var lastPoll = Date.distantPast
         var interval = 0.5
         var polls = 0
+        var sbatchCalls = 0
         var submitted: [String] = []
         /// Jobs not listed by `squeue` at the last polls, by how many polls in a row.
         var missing: [String: Int] = [:]
@@ -122,6 +123,13 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
     /// The number of `squeue` calls made so far (one per round, whatever the number of jobs).
     public var squeueCalls: Int { state.withLock { $0.polls } }
     public var jobIDs: [String] { state.withLock { $0.submitted } }
+    /// What this run asked of Slurm: `sbatch` calls, jobs and array tasks submitted, `squeue` rounds.
+    public var usage: String {
+        state.withLock { s in
+            let tasks = s.submitted.filter { $0.contains("_") }.count
+            return "\(s.sbatchCalls) sbatch calls (\(s.submitted.count - tasks) jobs, \(tasks) array tasks), \(s.polls) squeue calls"
+        }
+    }
 
     public func script(node: String, type: String) -> SlurmJobScript {
         let safe = Self.safeName(node)
@@ -225,6 +233,7 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
         guard let id = output.split(separator: "\n").last.map({ String($0.split(separator: ";")[0]).trimmingCharacters(in: .whitespaces) }), !id.isEmpty, id.allSatisfy(\.isNumber) else {
             throw NodeError("sbatch printed no job id for \(what): \(output)")
         }
+        state.withLock { $0.sbatchCalls += 1 }
         logger.debug("\(what): submitted as Slurm job \(id)")
         return id
     }
