@@ -147,6 +147,23 @@ if wait "$driver"; then fail "the run passed with its job cancelled"; fi
 grep -Eq "Slurm job $job was cancelled \(log .*subjects-$job\.log\): it ended without an exit record" "$work/cancel.out" \
     || { cat "$work/cancel.out"; fail "the cancelled job is not reported"; }
 
+echo "slurm-check: --retries 1 submits a cancelled job once more, then reports both"
+"$NIC" run "$work/fail.yaml" --executor slurm --executor-config "$work/held.yaml" --cache "$work/held-cache" --retries 1 \
+    --runs "$work/runs-retry" > "$work/retry.out" 2>&1 &
+driver=$!
+first=$(wait_for_job slurm-fail) || fail "the held job never showed in squeue"
+scancel "$first"
+for _ in $(seq 1 60); do
+    second=$(wait_for_job slurm-fail) || fail "the retried job never showed in squeue"
+    [[ $second != "$first" ]] && break
+    sleep 0.5
+done
+[[ $second != "$first" ]] || fail "no second job was submitted"
+scancel "$second"
+if wait "$driver"; then fail "the run passed with both attempts cancelled"; fi
+grep -Eq "Slurm job $second was cancelled .*earlier attempts: job $first was cancelled" "$work/retry.out" \
+    || { cat "$work/retry.out"; fail "the retry is not reported with both jobs"; }
+
 "$NIC" run "$work/fail.yaml" --executor slurm --executor-config "$work/held.yaml" --cache "$work/held-cache" \
     --runs "$work/runs-term" > "$work/term.out" 2>&1 &
 driver=$!
@@ -184,4 +201,4 @@ orphan, after = (json.load(open(f))["status"] for f in sys.argv[1:3])
 assert (orphan, after) == ("cached", "done"), (orphan, after)
 print("slurm-check: the orphaned job found the entry the next run committed (cached), nothing computed twice")
 PY
-echo "slurm-check: 9 passed, 0 failed"
+echo "slurm-check: 10 passed, 0 failed"

@@ -22,10 +22,13 @@ struct RunCommand: ParsableCommand {
     var executor: ExecutorChoice = .local
     @Option(name: .long, help: ArgumentHelp("Executor settings (default: nic.executor.yaml beside the pipeline, else in the working folder).", valueName: "file"))
     var executorConfig: String?
+    @Option(name: .long, help: "With --executor slurm: submit a failed job or array task again, up to this many times.") var retries: Int = 0
 
     func validate() throws {
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
+        if retries < 0 { throw ValidationError("--retries must be 0 or more") }
+        if retries > 0 && executor != .slurm { throw ValidationError("--retries goes with --executor slurm (a local node that failed fails again)") }
     }
 
     func run() throws {
@@ -57,6 +60,7 @@ struct RunCommand: ParsableCommand {
             SlurmRunner.installLiveness()
             slurm = SlurmRunner(config: config.slurm, runFolder: recorder.folder, nic: currentExecutable(),
                                 pipeline: URL(fileURLWithPath: file), cache: cache.root)
+            slurm?.retries = retries
             executor.remote = slurm
             if !quiet { display.emit("executor: slurm (\(config.file ?? "default settings"); at most \(slots) jobs at once; job logs in \(recorder.folder.path)/slurm)") }
         }

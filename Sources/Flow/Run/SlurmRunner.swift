@@ -95,6 +95,8 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
     let cacheRoot: String
     let workingFolder: String
     let logger: Logger
+    /// Times a failed job or array task is submitted again (`nic run --retries`).
+    public var retries = 0
 
     private struct State {
         var states: [String: String] = [:]
@@ -147,12 +149,25 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
         let job = script(node: node, type: type)
         let safe = Self.safeName(node)
         let exitURL = exitRecordURL(safe)
-        try? FileManager.default.removeItem(at: exitURL)
-        let id = try submit(job, scriptName: "\(safe).sbatch", what: "the job of node '\(node)'")
-        var remote = RemoteJob(id: id, log: job.log.replacingOccurrences(of: "%j", with: id), state: "PENDING", submitted: Date())
-        state.withLock { $0.submitted.append(id); $0.states[id] = "PENDING" }
-        report(remote)
-        try wait(for: &remote, exitURL: exitURL, report: report, isCancelled: isCancelled)
+        var earlier: [String] = []
+        for attempt in 0...retries {
+            try? FileManager.default.removeItem(at: exitURL)
+            let id = try submit(job, scriptName: "\(safe).sbatch", what: "the job of node '\(node)'")
+            var remote = RemoteJob(id: id, log: job.log.replacingOccurrences(of: "%j", with: id), state: "PENDING", submitted: Date())
+            state.withLock { $0.submitted.append(id); $0.states[id] = "PENDING" }
+            report(remote)
+            do {
+                try wait(for: &remote, exitURL: exitURL, report: report, isCancelled: isCancelled)
+                return
+            } catch var error as SlurmJobError {
+                guard attempt < retries else {
+                    if !earlier.isEmpty { error.detail += "; earlier attempts: " + earlier.joined(separator: "; ") }
+                    throw error
+                }
+                logger.warning("node '\(node)': \(error); submitting it again (retry \(attempt + 1) of \(retries))")
+                earlier.append("job \(id) \(error.state)")
+            }
+        }
     }
 
     /// The items not in the cache yet, as `sbatch --array` jobs of at most `maxArraySize` tasks
@@ -160,12 +175,29 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
     /// when all ended; throws naming every failed item, its task and its log.
     public func runItems(node: String, type: String, items: [DeclaredItem], report: @escaping @Sendable (RemoteJob) -> Void,
                          isCancelled: @escaping @Sendable () -> Bool) throws {
+        var remaining = items
+        for attempt in 0...retries {
+            let failures = try runItemsOnce(node: node, type: type, items: remaining, attempt: attempt, report: report, isCancelled: isCancelled)
+            if failures.isEmpty { return }
+            guard attempt < retries else {
+                throw NodeError("\(failures.count) of \(items.count) items failed\(retries > 0 ? " after \(retries + 1) attempts" : ""):\n"
+                                + failures.map { "item \($0.item.index) (\($0.item.identity.prefix(60))): \($0.error)" }.joined(separator: "\n"))
+            }
+            logger.warning("node '\(node)': \(failures.count) items failed; submitting them again (retry \(attempt + 1) of \(retries))")
+            remaining = failures.map(\.item)
+        }
+    }
+
+    /// One round of job arrays; returns the items that failed, with why.
+    private func runItemsOnce(node: String, type: String, items: [DeclaredItem], attempt: Int, report: @escaping @Sendable (RemoteJob) -> Void,
+                              isCancelled: @escaping @Sendable () -> Bool) throws -> [(item: DeclaredItem, error: SlurmJobError)] {
         let safe = Self.safeName(node)
         var tasks: [(item: DeclaredItem, job: RemoteJob, exit: URL)] = []
         var arrays: [RemoteJob] = []
         for (chunkIndex, start) in stride(from: 0, to: items.count, by: config.maxArraySize).enumerated() {
             let chunk = Array(items[start..<min(items.count, start + config.maxArraySize)])
-            let listURL = folder.appendingPathComponent("\(safe).items-\(chunkIndex).txt")
+            let round = attempt == 0 ? "\(chunkIndex)" : "\(chunkIndex)-retry\(attempt)"
+            let listURL = folder.appendingPathComponent("\(safe).items-\(round).txt")
             do {
                 try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
                 try Data((chunk.map { "\($0.index)" }.joined(separator: "\n") + "\n").utf8).write(to: listURL)
@@ -176,7 +208,7 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
             job.log = folder.appendingPathComponent("\(safe)-%A_%a.log").path
             job.command = [nic, "worker", pipeline, "--node", node, "--cache", cacheRoot, "--items-file", listURL.path,
                            "--exit-record", folder.appendingPathComponent("\(safe).item-%i.exit.json").path]
-            let id = try submit(job, scriptName: "\(safe).items-\(chunkIndex).sbatch", what: "the item array of node '\(node)'")
+            let id = try submit(job, scriptName: "\(safe).items-\(round).sbatch", what: "the item array of node '\(node)'")
             let submitted = Date()
             state.withLock { s in
                 for t in chunk.indices { s.submitted.append("\(id)_\(t)"); s.states["\(id)_\(t)"] = "PENDING" }
@@ -190,14 +222,14 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
             arrays.append(array)
             report(array)
         }
-        var failures: [String] = []
+        var failures: [(item: DeclaredItem, error: SlurmJobError)] = []
         var failedPerArray: [String: Int] = [:]
         var lastEnd: [String: Date] = [:]
         for var task in tasks {
             let array = String(task.job.id.prefix { $0 != "_" })
             do { try wait(for: &task.job, exitURL: task.exit, report: { _ in }, isCancelled: isCancelled) }
             catch let error as SlurmJobError {
-                failures.append("item \(task.item.index) (\(task.item.identity.prefix(60))): \(error)")
+                failures.append((task.item, error))
                 failedPerArray[array, default: 0] += 1
             }
             if let ended = task.job.ended { lastEnd[array] = max(lastEnd[array] ?? ended, ended) }
@@ -208,9 +240,7 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
             array.ended = lastEnd[id]
             report(array)
         }
-        if !failures.isEmpty {
-            throw NodeError("\(failures.count) of \(tasks.count) items failed:\n" + failures.joined(separator: "\n"))
-        }
+        return failures
     }
 
     func itemExitURL(_ safeNode: String, _ index: Int) -> URL { folder.appendingPathComponent("\(safeNode).item-\(index).exit.json") }
