@@ -6,7 +6,7 @@ export NIC_TEST_DATA ?= $(HOME)/.cache/nic/data
 SWIFT ?= swift
 TESTKIT = .build/debug/nic-testkit
 
-.PHONY: demo test deps build interop interop-geojson parity report-check fuzz clean
+.PHONY: demo test deps build interop interop-geojson parity report-check slurm-check fuzz clean
 
 deps:
 	@scripts/deps.sh
@@ -33,6 +33,14 @@ test:
 	@$(MAKE) --no-print-directory interop
 	@$(MAKE) --no-print-directory report-check
 	@$(MAKE) --no-print-directory parity
+	@$(MAKE) --no-print-directory slurm-check
+
+# The Slurm executor on a one-node Slurm started on this machine (scripts/slurm-local.sh; root): the
+# same keys, bytes and metrics as the local executor, a rerun submits nothing, failed and cancelled
+# jobs are reported with their ids and logs, a stopped driver cancels its jobs.
+slurm-check:
+	$(SWIFT) build --product nic
+	scripts/slurm-check.sh
 
 # libFuzzer on the spec parser, the CSV reader, zarr metadata + chunk decoding and the safetensors
 # reader (Tests/Fuzz, seed corpora committed there): FUZZ_SECONDS each (`make test` runs each for

@@ -12,7 +12,7 @@ public struct NIC: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "nic",
         abstract: "Neural Image Compression pipelines: YAML in, cached and reproducible results out.",
-        subcommands: [RunCommand.self, DoctorCommand.self, BenchCommand.self, PlanCommand.self, ValidateCommand.self, NodesCommand.self, OutputCommand.self, CacheCommand.self, RunsCommand.self, ReportCommand.self, MetricsCommand.self, SynthCommand.self, AugmentCommand.self, ExportCommand.self]
+        subcommands: [RunCommand.self, DoctorCommand.self, BenchCommand.self, PlanCommand.self, ValidateCommand.self, NodesCommand.self, OutputCommand.self, CacheCommand.self, RunsCommand.self, ReportCommand.self, MetricsCommand.self, SynthCommand.self, AugmentCommand.self, ExportCommand.self, WorkerCommand.self]
     )
 
     public init() {}
@@ -96,11 +96,25 @@ struct PlanCommand: ParsableCommand {
     @Argument(help: "The pipeline YAML file.") var file: String
     @OptionGroup var cacheOption: CacheOption
     @Option(name: .long, parsing: .upToNextOption, help: "Nodes to rerun even if cached.") var force: [String] = []
+    @Option(name: .long, help: "slurm: also print the job script each node to run would be submitted with.") var executor: ExecutorChoice = .local
+    @Option(name: .long, help: ArgumentHelp("Executor settings (default: nic.executor.yaml beside the pipeline, else in the working folder).", valueName: "file"))
+    var executorConfig: String?
 
     func run() throws {
         let graph = try loadGraph(file)
-        let plan = try Planner.plan(graph, cache: try cacheOption.open(.existingOrNone), force: try checkedForce(force, graph: graph))
+        let config = try loadExecutorConfig(executorConfig, pipeline: file, needed: executor == .slurm)
+        let cache = try cacheOption.open(.existingOrNone)
+        let plan = try Planner.plan(graph, cache: cache, force: try checkedForce(force, graph: graph))
         printPlan(plan)
+        guard executor == .slurm else { return }
+        let runs = URL(fileURLWithPath: ProcessInfo.processInfo.environment["NIC_RUNS"] ?? "runs").appendingPathComponent("<run>")
+        let runner = SlurmRunner(config: config.slurm, runFolder: runs, nic: currentExecutable(), pipeline: URL(fileURLWithPath: file), cache: cache.root)
+        for node in plan.toRun {
+            let splits = graph.node(named: node.name)?.type.splitsIntoItems == true
+            print("\n# node '\(node.name)': sbatch --parsable \(runs.path)/slurm/\(SlurmRunner.safeName(node.name)).sbatch"
+                  + (splits ? " (after its missing items as sbatch --array jobs of at most \(config.slurm.maxArraySize) tasks)" : ""))
+            print(runner.script(node: node.name, type: node.typeName).text, terminator: "")
+        }
     }
 }
 

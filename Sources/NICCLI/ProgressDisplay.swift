@@ -184,12 +184,23 @@ final class ProgressDisplay: RunObserver, Sendable {
         line("cached", name, verbosity == .verbose ? entry.path : "")
     }
 
+    /// The last job line printed per node: a job's record is updated more often than its state changes.
+    private let jobLines = Locked<[String: String]>([:])
+
     func nodeStarted(_ name: String) {
         screen.withLock { screen in
             screen.running[name] = Running(started: Date())
             screen.order.append(name)
         }
         if verbosity > .quiet && !live { line("start", name) }
+    }
+
+    /// A cluster job's state changes (submitted, running, ended): one line each, the log path first.
+    func nodeJob(_ name: String, _ job: RemoteJob) {
+        guard verbosity > .quiet else { return }
+        let shown = "\(job.id) \(job.state)"
+        guard jobLines.withLock({ lines in defer { lines[name] = shown }; return lines[name] != shown }) else { return }
+        line("job", name, "Slurm job \(job.id) \(job.state.lowercased())\(job.state == "PENDING" ? " (log \(job.log))" : "")")
     }
 
     func nodeProgress(_ name: String, _ progress: NodeProgress) {

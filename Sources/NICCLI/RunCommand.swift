@@ -18,14 +18,23 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Folder for run records (default: $NIC_RUNS, else runs/ in the current folder).", valueName: "dir"))
     var runs: String?
     @Option(name: .long, help: "Seconds between progress lines when output is not a terminal.") var progressInterval: Double = 10
+    @Option(name: .long, help: "Where nodes run: local (this process) or slurm (one sbatch job per node, on a shared cache).")
+    var executor: ExecutorChoice = .local
+    @Option(name: .long, help: ArgumentHelp("Executor settings (default: nic.executor.yaml beside the pipeline, else in the working folder).", valueName: "file"))
+    var executorConfig: String?
+    @Option(name: .long, help: "With --executor slurm: submit a failed job or array task again, up to this many times.") var retries: Int = 0
 
     func validate() throws {
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
+        if retries < 0 { throw ValidationError("--retries must be 0 or more") }
+        if retries > 0 && executor != .slurm { throw ValidationError("--retries goes with --executor slurm (a local node that failed fails again)") }
     }
 
     func run() throws {
         let graph = try loadGraph(file)
+        let config = try loadExecutorConfig(executorConfig, pipeline: file, needed: executor == .slurm)
+        let slots = executor == .slurm ? config.slurm.maxJobs : jobs
         let cache = try cacheOption.open()
         let plan = try Planner.plan(graph, cache: cache, force: try checkedForce(force, graph: graph))
         if dryRun {
@@ -37,20 +46,30 @@ struct RunCommand: ParsableCommand {
                                       live: ProgressDisplay.stdoutIsLiveTerminal, interval: progressInterval)
         RunLogging.install(display: display, level: verbose ? .debug : (quiet ? .warning : .info))
         if !quiet {
-            display.emit("pipeline '\(graph.spec.name)': \(plan.nodes.count) nodes, \(plan.nodes.count - plan.toRun.count) cached, \(plan.toRun.count) to run (jobs \(jobs), cache \(cache.root.path))")
+            display.emit("pipeline '\(graph.spec.name)': \(plan.nodes.count) nodes, \(plan.nodes.count - plan.toRun.count) cached, \(plan.toRun.count) to run (\(executor == .slurm ? "Slurm jobs at once" : "jobs") \(slots), cache \(cache.root.path))")
         }
         if verbose {
             for node in plan.toRun { display.emit("  plan     \(node.name): \(node.reasons.joined(separator: "; ")) [key \(node.key.prefix(12))]") }
         }
         let runsRoot = URL(fileURLWithPath: runs ?? ProcessInfo.processInfo.environment["NIC_RUNS"] ?? "runs")
-        let recorder = try RunRecorder(runsRoot: runsRoot, plan: plan, cache: cache, jobs: jobs)
-        let executor = Executor(plan: plan, cache: cache, jobs: jobs, observer: ObserverGroup([display, recorder]))
+        let recorder = try RunRecorder(runsRoot: runsRoot, plan: plan, cache: cache, jobs: slots)
+        let executor = Executor(plan: plan, cache: cache, jobs: slots, observer: ObserverGroup([display, recorder]))
         executor.logger = Logger(label: "nic.run")
-        let signals = SignalTrap(onSecond: { recorder.markInterrupted() }) { executor.cancel() }
+        var slurm: SlurmRunner?
+        if self.executor == .slurm {
+            SlurmRunner.installLiveness()
+            slurm = SlurmRunner(config: config.slurm, runFolder: recorder.folder, nic: currentExecutable(),
+                                pipeline: URL(fileURLWithPath: file), cache: cache.root)
+            slurm?.retries = retries
+            executor.remote = slurm
+            if !quiet { display.emit("executor: slurm (\(config.file ?? "default settings"); at most \(slots) jobs at once; job logs in \(recorder.folder.path)/slurm)") }
+        }
+        let signals = SignalTrap(onSecond: { slurm?.cancelAll(); recorder.markInterrupted() }) { executor.cancel(); slurm?.cancelAll() }
         let summary = executor.run()
         signals.release()
         recorder.finish(summary)
         display.printSummary(summary)
+        if let slurm, !quiet { display.emit("slurm: \(slurm.usage)") }
         if !quiet { display.emit("run record: \(recorder.folder.path)") }
         do {
             let report = try HTMLReport(runFolder: recorder.folder).write()
@@ -62,6 +81,26 @@ struct RunCommand: ParsableCommand {
         if summary.interrupted { throw ExitCode(ExitStatus.interrupted) }
         if !summary.succeeded { throw ExitCode(ExitStatus.failed) }
     }
+}
+
+enum ExecutorChoice: String, ExpressibleByArgument, CaseIterable {
+    case local, slurm
+}
+
+/// The executor file, errors printed with their file:line like a pipeline's. Without `--executor-config`
+/// and when no executor needs it, no file is read.
+func loadExecutorConfig(_ explicit: String?, pipeline: String, needed: Bool) throws -> ExecutorConfig {
+    guard needed || explicit != nil else { return ExecutorConfig() }
+    do { return try ExecutorConfig.locate(explicit: explicit, pipeline: URL(fileURLWithPath: pipeline)) }
+    catch let errors as SpecErrors {
+        standardError(errors.description)
+        throw ExitCode(ExitStatus.badSpec)
+    }
+}
+
+/// This program's own path, for jobs that run it again on another machine (a shared file system).
+func currentExecutable() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
 }
 
 /// SIGINT/SIGTERM: the first asks the run to stop cleanly (running nodes stop at their next check,

@@ -25,6 +25,7 @@ public struct Compressor: NodeType {
         PortSpec("slides", .slideSet, doc: "the cohort"),
         PortSpec("encoder", .model, doc: "the patch encoder"),
     ]
+    public static let splitsIntoItems = true
     public static let outputs = [PortSpec("grids", .gridSet, doc: "gridset.json, slides.csv, grids/<slide>/o<k> and mask, previews")]
     /// The dihedral orientations each slide is encoded in.
     public enum Orientations: String, ParamChoice {
@@ -56,13 +57,16 @@ public struct Compressor: NodeType {
         var infos: [GridSet.SlideInfo] = []
         var reused = 0
         var time = CompressionTime()
-        for (index, entry) in slideSet.slides.enumerated() {
+        // Every slide is an item: a cluster executor compresses the missing ones as a job array first.
+        let identities = try slideSet.slides.map { entry in
             try context.checkCancellation()
-            let identity = try context.contentHash(of: URL(fileURLWithPath: entry.path)) + "|mpp=\(entry.mpp)|\(entry.mppSource)"
-            let item = try context.cachedItem(identity, excludingInputs: ["slides"]) { folder in
-                try compress(entry, model: model, into: folder, mpp: mpp, size: size, orientations: orientations, minTissue: minTissue,
-                             batchSize: batchSize, bandRows: bandRows, previews: params.previews, context: context, slideIndex: index, slideCount: slideSet.slides.count)
-            }
+            return try context.contentHash(of: URL(fileURLWithPath: entry.path)) + "|mpp=\(entry.mpp)|\(entry.mppSource)"
+        }
+        let items = try context.cachedItems(identities, excludingInputs: ["slides"]) { index, folder in
+            try compress(slideSet.slides[index], model: model, into: folder, mpp: mpp, size: size, orientations: orientations, minTissue: minTissue,
+                         batchSize: batchSize, bandRows: bandRows, previews: params.previews, context: context, slideIndex: index, slideCount: slideSet.slides.count)
+        }
+        for (index, (entry, item)) in zip(slideSet.slides, items).enumerated() {
             if item.reused {
                 reused += 1
             } else {

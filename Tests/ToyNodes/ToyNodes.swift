@@ -6,7 +6,7 @@ import TensorStore
 
 /// Node types for tests only: they make execution, timing, failure and crashes observable.
 public enum ToyNodes {
-    public static let all: [any NodeType.Type] = [Emit.self, Concat.self, Sleep.self, Rendezvous.self, Fail.self, SlowTensor.self]
+    public static let all: [any NodeType.Type] = [Emit.self, Concat.self, Sleep.self, Rendezvous.self, Fail.self, SlowTensor.self, Split.self]
     public static var registry: NodeRegistry { PathologyNodes.registry.merging(all) }
 }
 
@@ -193,5 +193,36 @@ public struct SlowTensor: NodeType {
             context.progress(chunk + 1, of: writer.chunkCounts[0], unit: "chunks")
             if delay > 0 { try context.sleep(seconds: delay / 1000) }
         }
+    }
+}
+
+/// Splits into items (one per word of `words`, each upper-cased with the input text as a suffix),
+/// then gathers them into one text: the engine's item fan-out without pathology.
+public struct Split: NodeType {
+    public static let name = "split"
+    public static let version = 1
+    public static let summary = "One cached item per word of the 'words' text, gathered with '+'."
+    public static let splitsIntoItems = true
+    public static let inputs = [PortSpec("words", .text, doc: "the items, separated by spaces (not in the items' keys)"),
+                                PortSpec("suffix", .text, doc: "appended to every item")]
+    public static let outputs = [PortSpec("out", .text, doc: "text.txt")]
+    public struct Params: NodeParams {
+        @Param(doc: "a word that fails its item") var failing = ""
+        public init() {}
+    }
+    public init() {}
+    public func run(_ context: NodeContext, _ params: Params) throws {
+        ExecutionLog.shared.begin(context.nodeName)
+        defer { ExecutionLog.shared.end() }
+        let suffix = try readText(try context.input("suffix"))
+        let words = try readText(try context.input("words")).split(separator: " ").map(String.init)
+        let items = try context.cachedItems(words, excludingInputs: ["words"]) { index, folder in
+            let word = words[index]
+            if word == params.failing { throw NodeError("item '\(word)' cannot be computed") }
+            ExecutionLog.shared.begin("\(context.nodeName)[\(word)]")
+            ExecutionLog.shared.end()
+            try Data((word.uppercased() + suffix).utf8).write(to: folder.appendingPathComponent("text.txt"))
+        }
+        try writeText(try items.map { try readText($0.folder) }.joined(separator: "+"), context)
     }
 }

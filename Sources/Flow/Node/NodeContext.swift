@@ -37,12 +37,36 @@ public struct NodeProgress: Sendable {
     }
 }
 
+/// What `cachedItems` does: everything (a local run, a gather job), only name the items (the
+/// driver of a cluster run, to know what to submit), or compute one item (an array task).
+enum ItemMode: Sendable {
+    case all
+    case declare
+    case only(Int)
+}
+
+/// One item a node declared: its position, key and whether the cache has it.
+public struct DeclaredItem: Sendable, Equatable {
+    public var index: Int
+    public var identity: String
+    public var key: String
+    public var cached: Bool
+}
+
+/// Thrown out of `cachedItems` to stop a node once its items are known (declare) or its one item is
+/// committed (an array task): the node's gathering part does not run there.
+struct ItemsDeclared: Error {
+    var items: [DeclaredItem]
+}
+struct ItemComputed: Error {}
+
 /// Where a node's per-item entries go, and the node's own key they are derived from.
 struct ItemScope {
     let cache: Cache
     let pipeline: String
     let node: CacheKey
     var lease: KeyLocks.Lease? = nil
+    var mode: ItemMode = .all
 }
 
 /// Everything a node's `run` may use: its params, its inputs' folders, folders for its outputs, and
@@ -145,6 +169,35 @@ public final class NodeContext: Sendable {
                                      version: itemKey.version, params: params, keyParams: itemKey.params, inputs: itemKey.inputs,
                                      created: Date(), seconds: Date().timeIntervalSince(start), files: [])
         return (try scope.cache.commit(temporary: folder, manifest: manifest), false)
+    }
+
+    /// A node's whole list of items at once (the per-slide work of a cohort), so that an executor can
+    /// compute them anywhere (locally one after the other, on a cluster as one job array) before the
+    /// node gathers them: `produce(i, folder)` fills item `i`'s fresh folder. Returns every item's
+    /// folder in the cache, in order. Node types that call this declare `splitsIntoItems`.
+    public func cachedItems(_ identities: [String], excludingInputs: Set<String> = [],
+                            produce: (Int, URL) throws -> Void) throws -> [(folder: URL, reused: Bool)] {
+        guard let scope = itemScope else { throw NodeError("per-item caching is not available here") }
+        switch scope.mode {
+        case .all:
+            return try identities.enumerated().map { index, identity in
+                try cachedItem(identity, excludingInputs: excludingInputs) { try produce(index, $0) }
+            }
+        case .declare:
+            let items = identities.enumerated().map { index, identity in
+                let key = scope.node.item(identity, excludingInputs: excludingInputs).hex
+                var cached = false
+                if case .valid = scope.cache.lookup(key) { cached = true }
+                return DeclaredItem(index: index, identity: identity, key: key, cached: cached)
+            }
+            throw ItemsDeclared(items: items)
+        case .only(let index):
+            guard identities.indices.contains(index) else {
+                throw NodeError("item \(index) asked for, but the node has \(identities.count) items now (its inputs changed since the driver planned?)")
+            }
+            _ = try cachedItem(identities[index], excludingInputs: excludingInputs) { try produce(index, $0) }
+            throw ItemComputed()
+        }
     }
 
     /// Hard-links (or, across file systems, copies) every file of `source` into `destination`, so an

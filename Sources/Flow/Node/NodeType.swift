@@ -104,6 +104,10 @@ public protocol NodeType: Sendable {
     /// The params, declared once as `@Param` properties (`NoParams` when there are none).
     associatedtype Params: NodeParams = NoParams
 
+    /// True when the node's work is a list of items (`context.cachedItems`) computed anywhere, then
+    /// gathered: a cluster executor computes the missing items as a job array before the node runs.
+    static var splitsIntoItems: Bool { get }
+
     init()
     /// Reads inputs from `context`, writes every output port's folder. `params` are checked against
     /// their declarations before any node runs.
@@ -112,6 +116,7 @@ public protocol NodeType: Sendable {
 
 extension NodeType {
     public static var inputs: [PortSpec] { [] }
+    public static var splitsIntoItems: Bool { false }
     /// The params the spec checker and `nic nodes` see, derived from `Params`.
     public static var params: [ParamSpec] { Params.declaredParams }
 

@@ -12,10 +12,48 @@ public protocol RunObserver: AnyObject, Sendable {
     func nodeSkipped(_ name: String, reason: String)
     /// Something the user should know that did not stop the node (patients left out, say).
     func nodeWarning(_ name: String, message: String)
+    /// The node runs as a job of a cluster (Slurm): its id, log and times, as they become known.
+    func nodeJob(_ name: String, _ job: RemoteJob)
 }
 
 extension RunObserver {
     public func nodeWarning(_ name: String, message: String) {}
+    public func nodeJob(_ name: String, _ job: RemoteJob) {}
+}
+
+/// One node's job on a cluster, for the run record.
+public struct RemoteJob: Codable, Sendable, Equatable {
+    public var id: String
+    public var log: String
+    /// Slurm's state (PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT, OUT_OF_MEMORY, CANCELLED, ...).
+    public var state: String
+    public var submitted: Date
+    /// From the worker's own exit record: when it started and ended.
+    public var started: Date?
+    public var ended: Date?
+    public var queueSeconds: Double? { started.map { $0.timeIntervalSince(submitted) } }
+    public var runSeconds: Double? { started.flatMap { s in ended.map { $0.timeIntervalSince(s) } } }
+
+    public init(id: String, log: String, state: String, submitted: Date, started: Date? = nil, ended: Date? = nil) {
+        self.id = id
+        self.log = log
+        self.state = state
+        self.submitted = submitted
+        self.started = started
+        self.ended = ended
+    }
+}
+
+/// Runs one node elsewhere (a Slurm job running `nic worker`) against the same cache; the job
+/// commits the node's entry itself. Returns when the job ended successfully; throws (with the job
+/// id and its log) when it did not.
+public protocol RemoteNodeRunner: Sendable {
+    func run(node: String, type: String, key: String, report: @escaping @Sendable (RemoteJob) -> Void,
+             isCancelled: @escaping @Sendable () -> Bool) throws
+    /// Computes the given items of a node that `splitsIntoItems` (one array task each), before the
+    /// node itself runs and gathers them.
+    func runItems(node: String, type: String, items: [DeclaredItem], report: @escaping @Sendable (RemoteJob) -> Void,
+                  isCancelled: @escaping @Sendable () -> Bool) throws
 }
 
 public struct RunSummary {
@@ -59,6 +97,8 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
     public let jobs: Int
     public var observer: RunObserver?
     public var logger = Logger(label: "nic.run")
+    /// Where nodes run: nil computes them in this process; a runner sends each to a cluster job.
+    public var remote: RemoteNodeRunner?
 
     private let cancellation = Locked(false)
     private let queue = DispatchQueue(label: "nic.executor", attributes: .concurrent)
@@ -218,6 +258,7 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
         var temporary: URL?
         do {
             try lease.add([nodePlan.key])
+            if let remote { return try executeRemotely(nodePlan, remote, start: start) }
             let held = try cache.locks.lock(nodePlan.key, isCancelled: { self.isCancelled }) { owner in
                 self.logger.info("node '\(name)': waiting for \(owner?.description ?? "another process"), which is computing the same output")
             }
@@ -281,5 +322,46 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
             else { observer?.nodeFailed(name, message: message, seconds: seconds) }
             return .failure(Failure(message: message, seconds: seconds, cancelled: cancelled))
         }
+    }
+
+    /// The job takes the key's lock itself. A live holder (a job of an earlier driver that was
+    /// killed, another run) is waited for and its entry adopted instead of submitting again.
+    private func executeRemotely(_ nodePlan: NodePlan, _ remote: RemoteNodeRunner, start: Date) throws -> Result<(URL, Double, reused: Bool), Failure> {
+        let name = nodePlan.name
+        if let owner = cache.locks.liveOwner(nodePlan.key) {
+            logger.info("node '\(name)': \(owner.description) is computing it already; waiting for it")
+            let held = try cache.locks.lock(nodePlan.key, isCancelled: { self.isCancelled })
+            held.release()
+        }
+        if case .valid(let url, _) = cache.lookup(nodePlan.key) {
+            cache.touch(nodePlan.key)
+            records.remember(nodePlan)
+            observer?.nodeCached(name, entry: url)
+            return .success((url, Date().timeIntervalSince(start), true))
+        }
+        let graphNode = plan.graph.node(named: name)!  // invariant: the scheduler runs only the plan's nodes
+        if graphNode.type.splitsIntoItems {
+            // Which items the node has and which the cache lacks, from the node's own code run here
+            // in declare mode; the missing ones go out as one job array.
+            let done = state.withLock { $0.done }
+            let inputFolders = graphNode.inputs.mapValues { done[$0.node]!.appendingPathComponent($0.port) }  // invariant: scheduled only when every input is done
+            let items = try NodeWorker.itemPass(graphNode, nodePlan, pipeline: plan.graph.spec.name, cache: cache, inputFolders: inputFolders,
+                                                mode: .declare, lease: lease, logger: logger, cancellation: cancellation)
+            let missing = items.filter { !$0.cached }
+            if !missing.isEmpty {
+                logger.info("node '\(name)': \(missing.count) of \(items.count) items not in the cache; computing them as a job array")
+                try remote.runItems(node: name, type: nodePlan.typeName, items: missing,
+                                    report: { [weak self] job in self?.observer?.nodeJob(name, job) }, isCancelled: { [weak self] in self?.isCancelled ?? true })
+            }
+        }
+        try remote.run(node: name, type: nodePlan.typeName, key: nodePlan.key,
+                       report: { [weak self] job in self?.observer?.nodeJob(name, job) }, isCancelled: { [weak self] in self?.isCancelled ?? true })
+        guard case .valid(let url, _) = cache.lookup(nodePlan.key) else {
+            throw NodeError("the job ended without committing the node's output to the cache")
+        }
+        let seconds = Date().timeIntervalSince(start)
+        records.remember(nodePlan)
+        observer?.nodeFinished(name, entry: url, seconds: seconds)
+        return .success((url, seconds, false))
     }
 }

@@ -12,6 +12,7 @@ public final class ObserverGroup: RunObserver, Sendable {
     public func nodeFailed(_ name: String, message: String, seconds: Double) { observers.forEach { $0.nodeFailed(name, message: message, seconds: seconds) } }
     public func nodeSkipped(_ name: String, reason: String) { observers.forEach { $0.nodeSkipped(name, reason: reason) } }
     public func nodeWarning(_ name: String, message: String) { observers.forEach { $0.nodeWarning(name, message: message) } }
+    public func nodeJob(_ name: String, _ job: RemoteJob) { observers.forEach { $0.nodeJob(name, job) } }
 }
 
 /// What `runs/<time>-<pipeline>/run.json` holds; also read back by `nic runs` and `nic report`.
@@ -40,6 +41,10 @@ public struct RunRecord: Codable, Sendable {
         public var peakThreads: Int?
         /// What the node warned about (patients left out, ...).
         public var warnings: [String]?
+        /// Under the Slurm executor: the node's job (id, log, state, queue wait and run time).
+        public var job: RemoteJob?
+        /// The job arrays that computed the node's missing items (`id_[0-n]`), before `job` gathered them.
+        public var itemArrays: [RemoteJob]?
     }
     public var format = 1
     public var pipeline: String
@@ -264,6 +269,14 @@ public final class RunRecorder: RunObserver, Sendable {
     public func nodeWarning(_ name: String, message: String) {
         state.withLock { _ in event(name, "warning", ["message": .string(message)]) }
         update(name) { $0.warnings = ($0.warnings ?? []) + [message] }
+    }
+
+    public func nodeJob(_ name: String, _ job: RemoteJob) {
+        state.withLock { _ in event(name, "job", ["id": .string(job.id), "state": .string(job.state)]) }
+        update(name) { node in
+            if job.id.contains("_[") { node.itemArrays = (node.itemArrays ?? []).filter { $0.id != job.id } + [job] }
+            else { node.job = job }
+        }
     }
 
     /// Seals the record with the run's outcome.

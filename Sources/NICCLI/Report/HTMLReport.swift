@@ -122,10 +122,23 @@ struct HTMLReport {
         var s = "<table><tr><th>node</th><th>type</th><th>status</th><th>time</th><th>plan</th><th>key</th><th>detail</th></tr>"
         for name in record.order {
             guard let n = record.nodes[name] else { continue }
-            let detail = n.error ?? n.progress ?? ""
+            let detail = [Self.jobSummary(n), n.error ?? n.progress].compactMap { $0 }.joined(separator: "; ")
             s += "<tr><td>\(esc(name))</td><td>\(esc(n.type))</td><td class=\"status-\(esc(n.status))\">\(esc(n.status))</td><td class=\"num\">\(n.seconds.map { String(format: "%.2f s", $0) } ?? "")</td><td>\(esc(n.plan == "cached" ? "cached" : n.reasons.joined(separator: "; ")))</td><td><code>\(esc(String(n.key.prefix(12))))</code></td><td>\(esc(detail))</td></tr>"
         }
         return s + "</table>"
+    }
+
+    /// Under the Slurm executor: "Slurm job 65 COMPLETED (queued 2 s, ran 1 s); items: arrays 59_[0-3] COMPLETED, ...".
+    static func jobSummary(_ node: RunRecord.Node) -> String? {
+        var parts: [String] = []
+        if let arrays = node.itemArrays, !arrays.isEmpty {
+            parts.append("items: arrays " + arrays.map { "\($0.id) \($0.state)" }.joined(separator: ", "))
+        }
+        if let job = node.job {
+            let times = [job.queueSeconds.map { String(format: "queued %.0f s", $0) }, job.runSeconds.map { String(format: "ran %.0f s", $0) }].compactMap { $0 }
+            parts.append("Slurm job \(job.id) \(job.state)\(times.isEmpty ? "" : " (\(times.joined(separator: ", ")))"), log \(job.log)")
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 
     // MARK: Curves
