@@ -40,6 +40,14 @@ public struct WorkerExitRecord: Codable, Sendable, Equatable {
 /// Runs exactly one node of a plan in this process against the shared cache: the body of a
 /// cluster job. Its inputs must be committed already (the driver submits a node only then).
 public enum NodeWorker {
+    /// The cores Slurm gave this job (`SLURM_CPUS_PER_TASK`), else the machine's: a job must not
+    /// spread over cores another job holds. Results do not depend on it (work is cut by Compute.pieces).
+    static var allocatedCores: Int {
+        let machine = ProcessInfo.processInfo.activeProcessorCount
+        guard let text = ProcessInfo.processInfo.environment["SLURM_CPUS_PER_TASK"], let given = Int(text), given > 0 else { return machine }
+        return min(machine, given)
+    }
+
     /// `item`: compute only that item of a node that `splitsIntoItems` (an array task), not the node.
     public static func run(plan: Plan, node name: String, item: Int? = nil, cache: Cache, observer: RunObserver? = nil,
                            logger: Logger = Logger(label: "nic.worker")) -> WorkerExitRecord {
@@ -93,7 +101,7 @@ public enum NodeWorker {
         var scope = ItemScope(cache: cache, pipeline: pipeline, node: nodePlan.cacheKey, lease: lease)
         scope.mode = mode
         let context = NodeContext(nodeName: node.name, params: node.params, paths: node.paths, inputFolders: inputFolders,
-                                  outputRoot: scratch, threads: ProcessInfo.processInfo.activeProcessorCount, logger: logger,
+                                  outputRoot: scratch, threads: NodeWorker.allocatedCores, logger: logger,
                                   cancellation: cancellation, fileHasher: cache.fileHasher, itemScope: scope, onProgress: { _ in })
         do {
             try context.compute.run { try node.type.init().execute(context) }
