@@ -104,12 +104,7 @@ enum BagPatientModel {
             }
         }
 
-        let predictions = targets.predictions(scores: scores, folds: folds)
-        let out = try context.output("predictions")
-        try predictions.write(to: out)
-        try CSVTable(columns: ["epoch"] + (1...foldCount).map { "fold\($0)_loss" },
-                     rows: curves.enumerated().map { [String($0.offset + 1)] + $0.element })
-            .write(to: out.appendingPathComponent("curves.csv"))
+        let out = try PatientModel.writePredictions(targets.predictions(scores: scores, folds: folds), curves: curves, context: context)
         try writeAttention(attention, slides: slides, gridSet: gridSet, to: out.appendingPathComponent("attention"), context: context)
     }
 

@@ -147,12 +147,19 @@ public struct PatientModel: NodeType {
             }
         }
 
-        let predictions = targets.predictions(scores: scores, folds: folds)
+        try Self.writePredictions(targets.predictions(scores: scores, folds: folds), curves: curves, context: context)
+    }
+
+    /// The out-of-fold predictions and the per-fold training-loss curves; returns the output folder.
+    @discardableResult
+    static func writePredictions(_ predictions: Predictions, curves: [[String]], context: NodeContext) throws -> URL {
         let out = try context.output("predictions")
         try predictions.write(to: out)
-        try CSVTable(columns: ["epoch"] + (1...foldCount).map { "fold\($0)_loss" },
+        let folds = curves.map(\.count).max() ?? 0
+        try CSVTable(columns: ["epoch"] + (0..<folds).map { "fold\($0 + 1)_loss" },
                      rows: curves.enumerated().map { [String($0.offset + 1)] + $0.element })
             .write(to: out.appendingPathComponent("curves.csv"))
+        return out
     }
 
     /// One fold's training loop, the same for the CNN and bag models: Adam, the learning rate ÷10 on a
