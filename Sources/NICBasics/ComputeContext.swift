@@ -100,7 +100,7 @@ public enum CurrentCompute {
 
     private static func makeKey() -> pthread_key_t {
         var key = pthread_key_t()
-        precondition(pthread_key_create(&key, nil) == 0, "no thread-local key left for the compute context")
+        precondition(pthread_key_create(&key, nil) == 0, "no thread-local key left for the compute context")  // invariant: one key per process, created once at start-up
         return key
     }
 

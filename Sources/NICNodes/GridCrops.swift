@@ -8,7 +8,7 @@ public enum GridCrops {
     /// Euclidean distance (in grid cells) from every cell to the nearest background cell; cells
     /// outside the grid count as background. Exact, by Felzenszwalb & Huttenlocher's two 1-D passes.
     public static func distanceToBackground(mask: [Bool], height: Int, width: Int) -> [Float] {
-        precondition(mask.count == height * width, "mask size")
+        precondition(mask.count == height * width, "mask size")  // invariant: masks are read with their grid's size
         let infinity = Float(height * height + width * width + 1)
         // Pad by one cell of background on every side: the edge of the slide is background.
         let h = height + 2, w = width + 2
@@ -80,7 +80,7 @@ public enum GridCrops {
     /// A size × size × channels window of an H × W × C grid centred on `centre`; zeros outside the grid.
     public static func crop(_ grid: UnsafeBufferPointer<Float>, height: Int, width: Int, channels: Int,
                             centre: (y: Int, x: Int), size: Int, into out: UnsafeMutableBufferPointer<Float>) {
-        precondition(out.count == size * size * channels, "crop buffer size")
+        precondition(out.count == size * size * channels, "crop buffer size")  // invariant: callers allocate the buffer for the crop
         let top = centre.y - size / 2, left = centre.x - size / 2
         for i in 0..<out.count { out[i] = 0 }
         for row in 0..<size {

@@ -233,14 +233,14 @@ public final class PatchSetWriter: Sendable {
     public func writeChunk(_ k: Int, patches: [RGBImage]) throws {
         var bytes = [UInt8](repeating: 255, count: PatchSet.chunkPatches * size * size * 3)
         for (i, p) in patches.enumerated() {
-            precondition(p.width == size && p.height == size)
+            precondition(p.width == size && p.height == size)  // invariant: patches are read at the PatchSet's size
             bytes.replaceSubrange((i * size * size * 3)..<((i + 1) * size * size * 3), with: p.pixels)
         }
         try array.writeChunk(at: [k, 0, 0, 0], bytes: bytes)
     }
 
     public func finish(records: [PatchRecord], tasks: [PatchTask], mode: String, mpp: Double) throws {
-        precondition(records.count == count)
+        precondition(records.count == count)  // invariant: the writer was sized from these records
         let info = PatchSetInfo(mode: mode, size: size, mpp: mpp, count: count, tasks: tasks)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

@@ -39,16 +39,7 @@ final class BagModelTests: XCTestCase {
                     XCTAssertEqual(p.grad.data[0], 0, accuracy: 1e-6)
                     continue
                 }
-                var numeric: [Float] = []
-                for i in 0..<p.value.count {
-                    let v = p.value.data[i]
-                    p.value.data[i] = v + h
-                    let up = try loss(x)
-                    p.value.data[i] = v - h
-                    let down = try loss(x)
-                    p.value.data[i] = v
-                    numeric.append(Float((up - down) / (2 * Double(h))))
-                }
+                let numeric = try GradCheck.numericGradient(p, at: Array(0..<p.value.count), h: h) { try loss(x) }
                 GradCheck.compare(p.grad.data, numeric, tol: 1e-2, p.key, file: #filePath, line: #line)
             }
         }
@@ -68,16 +59,7 @@ final class BagModelTests: XCTestCase {
         try model.backward(r)
         let h: Float = 1e-2
         for p in model.parameters where !p.key.hasSuffix("attention_c.bias") {
-            var numeric: [Float] = []
-            for i in 0..<p.value.count {
-                let v = p.value.data[i]
-                p.value.data[i] = v + h
-                let up = try loss()
-                p.value.data[i] = v - h
-                let down = try loss()
-                p.value.data[i] = v
-                numeric.append(Float((up - down) / (2 * Double(h))))
-            }
+            let numeric = try GradCheck.numericGradient(p, at: Array(0..<p.value.count), h: h, loss: loss)
             GradCheck.compare(p.grad.data, numeric, tol: 1e-2, p.key, file: #filePath, line: #line)
         }
     }

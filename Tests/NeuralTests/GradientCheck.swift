@@ -69,17 +69,21 @@ enum GradCheck {
         for p in network.parameters {
             let analytic = p.grad.data
             let idx = indices(p.value.count, max: samples, seed: 7)
-            var numeric: [Float] = []
-            for i in idx {
-                let v = p.value.data[i]
-                p.value.data[i] = v + h
-                let up = try loss(inputs)
-                p.value.data[i] = v - h
-                let down = try loss(inputs)
-                p.value.data[i] = v
-                numeric.append(Float((up - down) / (2 * Double(h))))
-            }
+            let numeric = try numericGradient(p, at: idx, h: h) { try loss(inputs) }
             compare(idx.map { analytic[$0] }, numeric, tol: tol, p.key, file: file, line: line)
+        }
+    }
+
+    /// d loss / d θᵢ by central differences for the entries `indices` of one parameter (restored after).
+    static func numericGradient(_ p: Parameter, at indices: [Int], h: Float, loss: () throws -> Double) rethrows -> [Float] {
+        try indices.map { i in
+            let v = p.value.data[i]
+            p.value.data[i] = v + h
+            let up = try loss()
+            p.value.data[i] = v - h
+            let down = try loss()
+            p.value.data[i] = v
+            return Float((up - down) / (2 * Double(h)))
         }
     }
 

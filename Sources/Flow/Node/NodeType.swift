@@ -136,7 +136,7 @@ public struct NodeRegistry: Sendable {
 
     public mutating func register(_ type: any NodeType.Type) {
         // invariant: registries are built from code, never from user input; a clash is a programming error
-        precondition(types[type.name] == nil, "node type '\(type.name)' registered twice")
+        precondition(types[type.name] == nil, "node type '\(type.name)' registered twice")  // invariant: registries are built once in code from distinct node types, never from input
         types[type.name] = type
     }
 
