@@ -40,6 +40,7 @@ test:
 # jobs are reported with their ids and logs, a stopped driver cancels its jobs.
 slurm-check:
 	$(SWIFT) build --product nic
+	$(SWIFT) build --product nic-testkit
 	scripts/slurm-check.sh
 
 # libFuzzer on the spec parser, the CSV reader, zarr metadata + chunk decoding and the safetensors
