@@ -70,13 +70,14 @@ same_cache "$work/local" "$work/slurm" > /dev/null || fail "the recomputed entry
 echo "slurm-check: a compressor's slides go out as job arrays (chunks of max_array_size)"
 "$NIC" synth --out "$work/cohort" --patients 4 --size 1024 --seed 1 > /dev/null 2>&1
 head -6 "$work/cohort/labels.csv" > "$work/cohort/labels-five.csv"   # P004-1 left out
-compress_pipeline() {  # $1: the slides' file pattern, $2 their labels
+compress_pipeline() {  # $1: the slides' file pattern, $2 their labels; $3 the cohort (default $work/cohort)
+    local cohort=${3:-$work/cohort}
     cat <<YAML
 pipeline: slurm-compress
 inputs:
-  all:         {kind: slides, dir: $work/cohort/slides, pattern: "*.tif", labels: $work/cohort/labels.csv}
-  cohort:      {kind: slides, dir: $work/cohort/slides, pattern: "$1", labels: $2}
-  annotations: {kind: table, path: $work/cohort/patches.csv}
+  all:         {kind: slides, dir: $cohort/slides, pattern: "*.tif", labels: $cohort/labels.csv}
+  cohort:      {kind: slides, dir: $cohort/slides, pattern: "$1", labels: $2}
+  annotations: {kind: table, path: $cohort/patches.csv}
 nodes:
   tiles:
     type: tile_sampler
@@ -118,27 +119,14 @@ echo "slurm-check: the NIC chain (tiles → encoder → compressor → patient m
 # A cut of pipelines/nic-tiny.yaml (one encoder, one patient model, few epochs): under Slurm every
 # node is a job, and the whole of nic-tiny would take most of CI's time on 2 cores.
 "$NIC" synth --out "$work/nic-cohort" --patients 8 --size 1024 --seed 2 > /dev/null 2>&1
-cat > "$work/nic.yaml" <<YAML
-pipeline: slurm-nic
-inputs:
-  cohort:      {kind: slides, dir: $work/nic-cohort/slides, pattern: "*.tif", labels: $work/nic-cohort/labels.csv}
-  annotations: {kind: table, path: $work/nic-cohort/patches.csv}
-nodes:
-  tiles:
-    type: tile_sampler
-    in: {slides: cohort, annotations: annotations}
-    params: {mode: training, mpp: 0.5, size: 64, per_task: 20, seed: 1}
-  mean_rgb:
-    type: encoder
-    in: {patches: tiles}
-    params: {architecture: $root/nodes/encoders/mean-rgb.yaml, training: none}
-  grids: {type: compressor, in: {slides: cohort, encoder: mean_rgb}, params: {mpp: 0.5, previews: 1}}
+{ compress_pipeline '*.tif' "$work/nic-cohort/labels.csv" "$work/nic-cohort"; cat <<YAML
   score:
     type: patient_model
     in: {grids: grids}
     params: {architecture: $root/nodes/patient/nic-sepconv-small.yaml, head: $root/nodes/heads/regression.yaml, target: [score], epochs: 2, seed: 4}
   eval_score: {type: evaluator, in: {predictions: score}, params: {bootstrap: 50}}
 YAML
+} > "$work/nic.yaml"
 "$NIC" run "$work/nic.yaml" --cache "$work/nic-local" --runs "$work/runs-nic-local" --quiet > /dev/null
 "$NIC" run "$work/nic.yaml" --executor slurm --executor-config "$work/nic.executor.yaml" --cache "$work/nic-slurm" \
     --runs "$work/runs-nic-slurm" > "$work/nic-slurm.out" 2>&1 || { cat "$work/nic-slurm.out"; fail "the NIC chain failed on Slurm"; }
@@ -332,13 +320,16 @@ print(f"slurm-check: the next run adopted {', '.join(a['id'] for a in arrays)} a
 PY
 
 echo "slurm-check: two drivers at once on one cache (local + local, Slurm + local): every key computed once"
-toy_pipeline 1 > "$work/toy-fast.yaml"
+toy_pipeline 2 > "$work/toy-two.yaml"
 for pair in local-local slurm-local; do
     first=${pair%-*}
-    NIC_TOY_TRACE="$work/trace-$pair" "$KIT" run "$work/toy-fast.yaml" --executor "$first" --executor-config "$work/nic.executor.yaml" \
+    NIC_TOY_TRACE="$work/trace-$pair" "$KIT" run "$work/toy-two.yaml" --executor "$first" --executor-config "$work/nic.executor.yaml" \
         --cache "$work/toy-$pair" --runs "$work/runs-$pair-1" > "$work/$pair-1.out" 2>&1 &
     one=$!
-    NIC_TOY_TRACE="$work/trace-$pair" "$KIT" run "$work/toy-fast.yaml" --cache "$work/toy-$pair" --runs "$work/runs-$pair-2" > "$work/$pair-2.out" 2>&1 &
+    if [[ $first == slurm ]]; then  # the local driver joins while the array's first tasks run
+        for _ in $(seq 1 120); do squeue --noheader --array --format='%i %T %j' | grep -q "_[0-9]* RUNNING nic-.*slurm-toy" && break; sleep 0.5; done
+    fi
+    NIC_TOY_TRACE="$work/trace-$pair" "$KIT" run "$work/toy-two.yaml" --cache "$work/toy-$pair" --runs "$work/runs-$pair-2" > "$work/$pair-2.out" 2>&1 &
     two=$!
     wait "$one" || { cat "$work/$pair-1.out"; fail "$pair: the first driver failed"; }
     wait "$two" || { cat "$work/$pair-2.out"; fail "$pair: the second driver failed"; }
