@@ -32,6 +32,7 @@ enum BiGANTraining {
         // D and (G, E) each take their own step inside one training step, so the step applies them.
         var schedule = params.schedule
         schedule.plateau = nil  // adversarial losses do not measure progress
+        // Not `Trainer.encoder`: the BiGAN keeps its last epoch, so a divergence has nothing to fall back on.
         let trainer = Trainer(schedule: schedule, update: .byStep([dOptimizer, geOptimizer]), context: context)
         let outcome = try trainer.fit(
             order: inputs.order(Array(0..<patchSet.count)),

@@ -110,7 +110,7 @@ enum ContrastiveTraining {
             return all
         }
         let order = inputs.order(train)
-        let trainer = Trainer(schedule: params.schedule, update: .optimizer(optimizer, parameters: encoder.parameters + head.parameters), context: context)
+        let trainer = Trainer.encoder(schedule: params.schedule, update: .optimizer(optimizer, parameters: encoder.parameters + head.parameters), context: context)
         let outcome = try trainer.fit(
             order: { epoch in
                 let anchors = order(epoch)

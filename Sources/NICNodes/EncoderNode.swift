@@ -126,7 +126,7 @@ public struct EncoderNode: NodeType {
         let inputs = try EncoderInputs(patchSet: patchSet, downsample: downsample, params: params, context: context, started: started)
         let parameters = encoder.parameters + tasks.flatMap(\.network.parameters)
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
-        let trainer = Trainer(schedule: params.schedule, update: .optimizer(optimizer, parameters: parameters), context: context)
+        let trainer = Trainer.encoder(schedule: params.schedule, update: .optimizer(optimizer, parameters: parameters), context: context)
         let outcome = try trainer.fit(
             order: inputs.order(trainIndices),
             prefetch: { epoch, batches in inputs.prefetch(epoch: epoch, batches: batches) },

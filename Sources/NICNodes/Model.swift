@@ -50,12 +50,14 @@ public struct EncoderModel {
         /// The epoch cap, and whether early stopping ended training before it.
         public var maxEpochs: Int?
         public var stoppedEarly: Bool?
+        /// Set when training diverged and the best finite epoch was kept: what diverged and where.
+        public var diverged: String?
         /// Where the training's time went (absent for weight-free encoders and older models).
         public var time: TrainingTime?
 
         enum CodingKeys: String, CodingKey {
             case training, downsample, input, tasks, epochs, time, codeFrom = "code_from"
-            case maxEpochs = "max_epochs", stoppedEarly = "stopped_early"
+            case maxEpochs = "max_epochs", stoppedEarly = "stopped_early", diverged
             case patchSize = "patch_size", codeSize = "code_size", bestEpoch = "best_epoch"
             case trainPatches = "train_patches", validationPatches = "validation_patches"
         }

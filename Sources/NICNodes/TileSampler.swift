@@ -12,7 +12,7 @@ import Slides
 ///   by `TissueDetector` at `tissue_mpp`), row-major per slide: the compressor's input.
 public struct TileSampler: NodeType {
     public static let name = "tile_sampler"
-    public static let version = 1
+    public static let version = 2  // 2: a binary task's negatives are not shifted
     public static let summary = "Reads patches at a target µm/px around annotations (training) or on the tissue grid (grid) into a PatchSet."
     public static let inputs = [
         PortSpec("slides", .slideSet, doc: "the cohort"),
@@ -29,7 +29,7 @@ public struct TileSampler: NodeType {
         @Param(doc: "training: tasks to use (default: all in the annotations)") var tasks: [String] = []
         @Param(doc: "training: tasks whose labels are numbers to regress (default: numeric labels with more than 10 distinct values)")
         var regression: [String] = []
-        @Param(doc: "training: shift each classification patch by up to this fraction of its size in x and y (seeded), so an encoder learns an object anywhere in a patch as a grid of a slide shows it, not only at the centre where it was annotated; regression labels (counts in the exact patch) are never shifted", .within(0, 0.5))
+        @Param(doc: "training: shift classification patches by up to this fraction of their size in x and y (seeded), so an encoder learns an object anywhere in a patch as a grid of a slide shows it, not only at the centre where it was annotated. A binary task (labels 0 and 1) shifts only its positives: they are centred on the object, which stays inside, while a negative (already at an arbitrary place) could be moved onto an unannotated object. Regression labels (counts in the exact patch) are never shifted", .within(0, 0.5))
         var jitter = 0.0
         @Param(doc: "seed of the training draw and of grid subsampling") var seed = 1
         @Param(doc: "grid: minimum tissue fraction of a cell", .fraction) var minTissue = 0.6
@@ -153,9 +153,14 @@ public struct TileSampler: NodeType {
         var rng = SplitMix64(seed: seed, -1)
         records.shuffle(using: &rng)
         if jitter > 0 {
-            let shifted = Set(tasks.filter { $0.kind == .classification }.map(\.name))
+            let classification = tasks.filter { $0.kind == .classification }
+            let binary = Set(classification.filter { $0.classes == ["0", "1"] }.map(\.name))
+            let shifted = Set(classification.map(\.name))
+            func moves(_ labels: [String: String]) -> Bool {
+                labels.contains { task, label in shifted.contains(task) && (!binary.contains(task) || label == "1") }
+            }
             var shift = SplitMix64(seed: seed, -2)
-            for i in records.indices where records[i].labels.keys.contains(where: shifted.contains) {
+            for i in records.indices where moves(records[i].labels) {
                 let slide = try slides.slide(records[i].slide)
                 // Level-0 pixels of the largest shift; the patch stays inside the slide.
                 let reachX = jitter * Double(size) * mpp / slide.mppX, reachY = jitter * Double(size) * mpp / slide.mppY

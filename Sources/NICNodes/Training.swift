@@ -13,6 +13,14 @@ extension Trainer {
         }
         checkCancellation = { try context.checkCancellation() }
     }
+
+    /// An encoder's trainer: as above, and a divergence after a finite epoch keeps the best epoch
+    /// (the node warns and records it) rather than losing the whole training.
+    static func encoder(schedule: TrainingSchedule, update: ParameterUpdate, context: NodeContext) -> Trainer {
+        var trainer = Trainer(schedule: schedule, update: update, context: context)
+        trainer.keepBestOnDivergence = true
+        return trainer
+    }
 }
 
 extension EncoderNode.Params {
@@ -52,6 +60,8 @@ extension EncoderNode {
         info.epochs = outcome.epochs.count
         info.maxEpochs = outcome.scheduledEpochs
         info.stoppedEarly = outcome.stoppedEarly
+        info.diverged = outcome.divergence
+        if let divergence = outcome.divergence { context.warn(divergence) }
         info.bestEpoch = outcome.best?.epoch
         if let best = outcome.best?.snapshot {
             for (file, state) in weights(best) { try writeWeights(state, to: out.appendingPathComponent(file)) }

@@ -36,7 +36,7 @@ enum VAETraining {
             return (recon, kl, stats)
         }
 
-        let trainer = Trainer(schedule: params.schedule, update: .optimizer(optimizer, parameters: encoder.parameters + decoder.parameters), context: context)
+        let trainer = Trainer.encoder(schedule: params.schedule, update: .optimizer(optimizer, parameters: encoder.parameters + decoder.parameters), context: context)
         let outcome = try trainer.fit(
             order: inputs.order(train),
             prefetch: { epoch, batches in inputs.prefetch(epoch: epoch, batches: batches) },

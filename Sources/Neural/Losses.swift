@@ -176,7 +176,9 @@ public enum Loss {
         var g = [Float](repeating: 0, count: stats.count)
         for i in 0..<n {
             for j in 0..<d {
-                let mu = Double(stats.data[i * 2 * d + j]), lv = Double(stats.data[i * 2 * d + d + j])
+                // The sampler's clamp of log σ²; the gradient stays that of the clamped value, which
+                // still pulls a runaway unit back into range.
+                let mu = Double(stats.data[i * 2 * d + j]), lv = Double(SampleGaussian.clampedLogVariance(stats.data[i * 2 * d + d + j]))
                 total += -0.5 * (1 + lv - mu * mu - exp(lv))
                 g[i * 2 * d + j] = Float(w * mu / Double(n))
                 g[i * 2 * d + d + j] = Float(w * 0.5 * (exp(lv) - 1) / Double(n))

@@ -86,12 +86,15 @@ public struct TrainingProgress {
 public enum TrainingError: Error, CustomStringConvertible {
     case nonFiniteLoss(epoch: Int, step: Int, value: Double)
     case nonFiniteValidation(epoch: Int, value: Double)
+    case nonFiniteStep(epoch: Int, step: Int, reason: String)
     case noUpdate(epochs: Int)
 
     public var description: String {
         switch self {
         case .nonFiniteLoss(let epoch, let step, let value):
             return "training diverged: the loss of epoch \(epoch) step \(step) is \(value); lower the learning rate or check the labels"
+        case .nonFiniteStep(let epoch, let step, let reason):
+            return "training diverged in epoch \(epoch) step \(step): \(reason); lower the learning rate or check the labels"
         case .noUpdate(let epochs):
             return "training made no update in \(epochs) epoch(s): every batch was too small or unusable (e.g. Cox batches without an event); add training data or lower the batch size"
         case .nonFiniteValidation(let epoch, let value):
@@ -109,6 +112,9 @@ public struct TrainingOutcome<Snapshot> {
     public var stoppedEarly: Bool
     /// The epochs the schedule allowed (the cap).
     public var scheduledEpochs: Int
+    /// Why training stopped on a non-finite loss while `keepBestOnDivergence` kept the best finite
+    /// epoch (nil when it did not diverge).
+    public var divergence: String?
 
     /// `epoch, learning_rate, train_loss[, val_loss]`, the step metrics, then the validation metrics
     /// (prefixed `val_`, as in the progress display).
@@ -138,6 +144,10 @@ public struct Trainer {
     public var progress: (TrainingProgress) -> Void = { _ in }
     /// Throws to stop the run (checked before every step).
     public var checkCancellation: () throws -> Void = {}
+    /// On a non-finite loss after at least one finite validated epoch: stop and keep that best epoch
+    /// (recorded in `divergence`) instead of failing. For models whose best epoch is a result on its
+    /// own (encoders); a patient model's fold must not silently end early, so it keeps the default.
+    public var keepBestOnDivergence = false
 
     public init(schedule: TrainingSchedule, update: ParameterUpdate) {
         self.schedule = schedule
@@ -165,12 +175,17 @@ public struct Trainer {
         validate: ((Int) throws -> ValidationResult)? = nil,
         snapshot: () throws -> Snapshot
     ) throws -> TrainingOutcome<Snapshot> {
-        var outcome = TrainingOutcome<Snapshot>(epochs: [], best: nil, stoppedEarly: false, scheduledEpochs: max(1, schedule.epochs))
+        var outcome = TrainingOutcome<Snapshot>(epochs: [], best: nil, stoppedEarly: false, scheduledEpochs: max(1, schedule.epochs), divergence: nil)
+        // A divergence ends training here when there is a best epoch to fall back on; otherwise it is an error.
+        func diverged(_ error: Error) throws {
+            guard keepBestOnDivergence, let best = outcome.best else { throw error }
+            outcome.divergence = "\(error); kept the best epoch \(best.epoch)"
+        }
         var plateau = schedule.plateau
         var epochsWithoutImprovement = 0
         var updates = 0
         let epochs = schedule.epochs, batchSize = max(1, schedule.batchSize)
-        for epoch in 1...max(1, epochs) {
+        epochs: for epoch in 1...max(1, epochs) {
             let learningRate = update.optimizers.first?.learningRate ?? 0
             let items = try order(epoch)
             let steps = (items.count + batchSize - 1) / batchSize
@@ -183,8 +198,17 @@ public struct Trainer {
                 try checkCancellation()
                 if batch.count < schedule.minimumBatch { continue }
                 if case .optimizer(_, let parameters) = update { for p in parameters { p.zeroGrad() } }
-                guard let result = try step(batch, epoch) else { continue }
-                guard result.loss.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch, step: s + 1, value: result.loss) }
+                let stepResult: StepResult?
+                do { stepResult = try step(batch, epoch) } catch let error as NeuralError {
+                    guard case .nonFinite = error else { throw error }
+                    try diverged(TrainingError.nonFiniteStep(epoch: epoch, step: s + 1, reason: "\(error)"))
+                    break epochs
+                }
+                guard let result = stepResult else { continue }
+                guard result.loss.isFinite else {
+                    try diverged(TrainingError.nonFiniteLoss(epoch: epoch, step: s + 1, value: result.loss))
+                    break epochs
+                }
                 if case .optimizer(let optimizer, let parameters) = update { optimizer.step(parameters) }
                 lossSum += result.loss
                 used += 1
@@ -199,7 +223,10 @@ public struct Trainer {
             }
             let trainLoss = used > 0 ? lossSum / Double(used) : .nan
             let validation = try validate?(epoch)
-            if let validation, !validation.loss.isFinite { throw TrainingError.nonFiniteValidation(epoch: epoch, value: validation.loss) }
+            if let validation, !validation.loss.isFinite {
+                try diverged(TrainingError.nonFiniteValidation(epoch: epoch, value: validation.loss))
+                break epochs
+            }
             let record = EpochRecord(epoch: epoch, learningRate: learningRate, trainLoss: trainLoss,
                                      trainMetrics: metricNames.map { ($0, metricSums[$0]! / Double(max(1, used))) },  // invariant: as above
                                      validation: validation)

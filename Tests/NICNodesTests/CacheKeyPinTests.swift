@@ -119,22 +119,24 @@ final class CacheKeyPinTests: XCTestCase {
     /// `generator_steps` (BiGAN D/G ratio, default 1: the same training) the encoders' and downstream.
     /// Re-pinned for issue 16: the encoder node's version 3 (training reads through the streaming
     /// loader: chunk-order shuffle plus a `shuffle_buffer`, so trained weights change) moves the keys
-    /// of both encoders (one node type, one version) and everything downstream.
+    /// of both encoders (one node type, one version) and everything downstream. Re-pinned for issue 11:
+    /// the tile sampler's version 2 (`jitter` leaves a binary task's negatives in place) moves the
+    /// tiles' key and everything downstream; the sources kept theirs.
     static let pinned: [String: String] = [
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
-        "augmented": "aa5b2a8cd6d8c63c8cca4374aa046a166f3ed12eee1aeab4b3fa99727ffeb125",
+        "augmented": "cd821c1d0b140b92c67be0b886c37d3b6cf130253ab87adf639c89d921ac3dda",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "9891db5d5b494cd57ff98e1154c1496c256244dd33695da240ff9a17f0fec0e1",
-        "eval_score_mtl": "9516e3c5d12e57bec6e0626d3c61e86ca87a9d954ba823bb176dd4de83eb9d1a",
-        "eval_survival_mtl": "aec5b4bd19b5dc1c518740cd2de976a456301d4601d8d0d871dc0332530b102c",
-        "grade_rgb": "c8ace6c2af68c55c329040094bb8f15eb338a5a122016532fa2dce87267154b3",
-        "grids_mtl": "b27d95d2fc25f71f2b8f89b7e834e2be90abc4a5472011f70df8e3fcbca4e825",
-        "grids_rgb": "88a5bc6945e3e33fc26c8c51accbd1c03200beac07836d1192971d3adbb14863",
-        "mean_rgb": "e7ddac371d82e1c0db2663aa547c7a0cc6e624eac8b4be4e094d1cfc35d93781",
-        "mtl": "c920c53fed258466eaca2c0d5f4d8fb0ebe03529d4643ac7141bb2cd5f41aea1",
-        "score_mtl": "95b3639b0ed341a27bf2338af7773bc2783a182e3fe580ac100787ec1177810a",
-        "survival_mtl": "2e271a300429478ff201fe1d8602fa1eb590f034afc36de148ece4bfdac483a1",
-        "tiles": "af13d8eff5626b69b1b8bf16957f577a166a48ad40f6c3a5c4e8969910ba98d4",
+        "eval_grade_rgb": "c4788376f4b70830e132b2a1309baf81eaa14b12c0dbf12d7e525ae6bb63d790",
+        "eval_score_mtl": "42581342dcabe98569b23a629587a8fe39425ddbc3b2c4692b4da80855694767",
+        "eval_survival_mtl": "9ffbd7b5e0a79968fdc960efaffb53ec7573820f6a3848700092432aefbb9dbc",
+        "grade_rgb": "6066bd9cad38cd5a8efdbdf2c8f1e4522baaf0e64cdd0d3e1a78ce6a026f0605",
+        "grids_mtl": "dd9bc565acd7f3b07729bbf359fcee35425baae83f51969b81c6f8aff1fc13b7",
+        "grids_rgb": "23367a27d30b55e1ec995eb97ecbab616ce3a0edf54519534c5541742384498b",
+        "mean_rgb": "0c14bdf2a50b9945d254a1c63458c59f5f2cc55ac8528ca0d61bff24702c464b",
+        "mtl": "e7115cfc1bd25f76b91f472b277de49e1f7cd921d98588c9b1cd22b3937b94ac",
+        "score_mtl": "8cd3c451b725aea8a6f686b6828fc23d3ebb3db37b15484b41af87c49ae44a92",
+        "survival_mtl": "70cd5bf2f9f3df16a7bd22aad8b3ca2d64a8e94b55f7c9e121f3ab2be3cac51c",
+        "tiles": "12cf687255af11f6b264e8d98901e9f08ddd2b8cf8d4d4f69902ee629e45e824",
     ]
 
     func testDemoPipelineKeysArePinned() throws {

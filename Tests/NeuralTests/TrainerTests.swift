@@ -84,6 +84,29 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try trainer.fit(order: { _ in [0] }, step: { _, _ in StepResult(loss: 1) }, snapshot: { () }),
                              "one item makes no batch of two")
 
+        // An encoder's trainer keeps the best finite epoch when a later one diverges (a NaN loss, a
+        // non-finite loss gradient thrown by a loss, a NaN validation) and says so; with nothing to
+        // keep yet it still fails.
+        var keeping = trainer
+        keeping.keepBestOnDivergence = true
+        let validation: [Double] = [3, 2, 1]
+        for (name, divergesIn) in [("loss", 3), ("thrown", 3), ("validation", 3)] {
+            var stepsRun = 0
+            let outcome = try keeping.fit(order: { _ in [0, 1] }, step: { _, epoch in
+                stepsRun += 1
+                if name == "thrown" && epoch == divergesIn { throw NeuralError.nonFinite(layer: "loss 'kl'", what: "gradient") }
+                return StepResult(loss: name == "loss" && epoch == divergesIn ? .infinity : 1)
+            }, validate: { epoch in ValidationResult(loss: name == "validation" && epoch == divergesIn ? .nan : validation[epoch - 1]) },
+               snapshot: { stepsRun })
+            XCTAssertEqual(outcome.best?.epoch, 2, name)
+            XCTAssertEqual(outcome.best?.snapshot, 2, "\(name): the snapshot taken after epoch 2")
+            XCTAssertEqual(outcome.epochs.count, divergesIn - 1, "\(name): the diverged epoch is not recorded")
+            XCTAssertTrue(outcome.divergence?.contains("epoch \(divergesIn)") == true && outcome.divergence?.contains("kept the best epoch 2") == true,
+                          "\(name): \(outcome.divergence ?? "nil")")
+        }
+        XCTAssertThrowsError(try keeping.fit(order: { _ in [0, 1] }, step: { _, _ in StepResult(loss: .nan) }, snapshot: { () }),
+                             "a first epoch that diverges leaves nothing to keep")
+
         struct Stop: Error {}
         var steps = 0
         trainer.checkCancellation = { if steps == 2 { throw Stop() } }

@@ -213,7 +213,7 @@ public final class SampleGaussian: Layer {
                 let mu = x.data[i * 2 * d + j]
                 if training {
                     eps[i * d + j] = previous?[safe: i * d + j] ?? rng.nextNormal()
-                    z[i * d + j] = mu + eps[i * d + j] * exp(0.5 * x.data[i * 2 * d + d + j])
+                    z[i * d + j] = mu + eps[i * d + j] * exp(0.5 * Self.clampedLogVariance(x.data[i * 2 * d + d + j]))
                 } else {
                     z[i * d + j] = mu
                 }
@@ -223,6 +223,10 @@ public final class SampleGaussian: Layer {
         return Tensor(shape: [n, d], data: z)
     }
 
+    /// log σ² is clamped to [−30, 20] before exp, as common VAE implementations do: one runaway unit
+    /// would otherwise overflow σ to infinity and end training in NaN.
+    public static func clampedLogVariance(_ value: Float) -> Float { min(max(value, -30), 20) }
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         let (x, eps) = try requireState(state)
         let n = x.shape[0], d = x.shape[1] / 2
@@ -231,7 +235,9 @@ public final class SampleGaussian: Layer {
             for j in 0..<d {
                 let g = dy.data[i * d + j]
                 dx[i * 2 * d + j] = g
-                dx[i * 2 * d + d + j] = g * eps[i * d + j] * 0.5 * exp(0.5 * x.data[i * 2 * d + d + j])
+                let logVariance = x.data[i * 2 * d + d + j]
+                let clamped = Self.clampedLogVariance(logVariance)
+                dx[i * 2 * d + d + j] = clamped == logVariance ? g * eps[i * d + j] * 0.5 * exp(0.5 * clamped) : 0
             }
         }
         return Tensor(shape: x.shape, data: dx)
