@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The Slurm executor on a real one-node Slurm (scripts/slurm-local.sh): a pipeline run with
 # `--executor slurm` commits the same cache keys, the same content and the same metrics as the local
-# executor; a compressor's slides go out as job arrays and an added slide as one task; a rerun submits
-# nothing; a failing node names its job and log; a cancelled job fails its node; a driver stopped with
-# SIGTERM cancels its jobs. Needs root (it starts Slurm) and a built nic.
+# executor; a compressor's slides go out as job arrays and an added slide as one task; the NIC chain
+# (tiles → encoder → compressor → patient model → evaluator) gives the local keys and metrics; a rerun
+# submits nothing; a failing node names its job and log; a cancelled job or array task fails its node
+# (naming the slide) and the rerun computes only what is missing; a driver stopped with SIGTERM
+# cancels its jobs; the jobs of a driver killed with SIGKILL are adopted by the next run; two drivers
+# on one cache compute every key once. Needs root (it starts Slurm) and a built nic and nic-testkit.
 set -euo pipefail
 NIC=${NIC:-.build/debug/nic}
 KIT=${KIT:-.build/debug/nic-testkit}   # nic with the toy node types (they trace what they compute)
