@@ -37,9 +37,11 @@ test:
 
 # The Slurm executor on a one-node Slurm started on this machine (scripts/slurm-local.sh; root): the
 # same keys, bytes and metrics as the local executor, a rerun submits nothing, failed and cancelled
-# jobs are reported with their ids and logs, a stopped driver cancels its jobs.
+# jobs are reported with their ids and logs, a stopped driver cancels its jobs, a killed driver's jobs
+# are adopted, two drivers on one cache compute every key once (nic-testkit's toy nodes count it).
 slurm-check:
 	$(SWIFT) build --product nic
+	$(SWIFT) build --product nic-testkit
 	scripts/slurm-check.sh
 
 # libFuzzer on the spec parser, the CSV reader, zarr metadata + chunk decoding and the safetensors

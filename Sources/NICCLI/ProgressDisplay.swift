@@ -200,7 +200,14 @@ final class ProgressDisplay: RunObserver, Sendable {
         guard verbosity > .quiet else { return }
         let shown = "\(job.id) \(job.state)"
         guard jobLines.withLock({ lines in defer { lines[name] = shown }; return lines[name] != shown }) else { return }
-        line("job", name, "Slurm job \(job.id) \(job.state.lowercased())\(job.state == "PENDING" ? " (log \(job.log))" : "")")
+        let adopted = job.adopted == true ? " (submitted by an earlier run, adopted)" : ""
+        line("job", name, "Slurm job \(job.id) \(job.state.lowercased())\(adopted)\(job.state == "PENDING" ? " (log \(job.log))" : "")")
+    }
+
+    /// "items    grids  3 queued · 2 running · 5/10 done": the runner publishes only changes.
+    func nodeJobCounts(_ name: String, _ counts: JobCounts) {
+        guard verbosity > .quiet else { return }
+        line("items", name, counts.description)
     }
 
     func nodeProgress(_ name: String, _ progress: NodeProgress) {

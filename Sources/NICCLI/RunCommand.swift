@@ -61,6 +61,7 @@ struct RunCommand: ParsableCommand {
             slurm = SlurmRunner(config: config.slurm, runFolder: recorder.folder, nic: currentExecutable(),
                                 pipeline: URL(fileURLWithPath: file), cache: cache.root)
             slurm?.retries = retries
+            slurm?.observer = ObserverGroup([display, recorder])
             executor.remote = slurm
             if !quiet { display.emit("executor: slurm (\(config.file ?? "default settings"); at most \(slots) jobs at once; job logs in \(recorder.folder.path)/slurm)") }
         }

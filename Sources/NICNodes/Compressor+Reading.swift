@@ -8,7 +8,7 @@ extension Compressor {
 }
 
 /// Where the compression of a slide went (`time.json` beside its grid; the node's `time.json` sums
-/// the slides compressed in the run). Reading runs on its own thread beside the encoding;
+/// its slides, whether compressed by this run, an earlier one or a cluster's array tasks). Reading runs on its own thread beside the encoding;
 /// `waiting_for_tiles_s` is the part of it the encoding did not hide.
 public struct CompressionTime: Codable, Equatable, Sendable {
     public var total = 0.0

@@ -14,7 +14,7 @@ import TensorStore
 /// complete. A reader thread reads the next batches' tiles while the encoder works; both share the
 /// node's thread budget (`SharedBudget`: together they never run more workers than it), and whichever
 /// waits for the other holds no thread, so the other takes them all. Encoding starts once the first
-/// batch is read. `time.json` (per slide in its cache item, summed for the run in the output) says
+/// batch is read. `time.json` (per slide in its cache item, summed over the slides in the output) says
 /// where the time went. Each slide is its own cache item (keyed by the slide's content,
 /// the encoder and the params), so adding slides to a cohort compresses only the new ones.
 public struct Compressor: NodeType {
@@ -62,16 +62,15 @@ public struct Compressor: NodeType {
             try context.checkCancellation()
             return try context.contentHash(of: URL(fileURLWithPath: entry.path)) + "|mpp=\(entry.mpp)|\(entry.mppSource)"
         }
-        let items = try context.cachedItems(identities, excludingInputs: ["slides"]) { index, folder in
+        let names = slideSet.slides.map { URL(fileURLWithPath: $0.path).lastPathComponent }
+        let items = try context.cachedItems(identities, names: names, excludingInputs: ["slides"]) { index, folder in
             try compress(slideSet.slides[index], model: model, into: folder, mpp: mpp, size: size, orientations: orientations, minTissue: minTissue,
                          batchSize: batchSize, bandRows: bandRows, previews: params.previews, context: context, slideIndex: index, slideCount: slideSet.slides.count)
         }
         for (index, (entry, item)) in zip(slideSet.slides, items).enumerated() {
-            if item.reused {
-                reused += 1
-            } else {
-                time.add(try JSONDecoder().decode(CompressionTime.self, from: Data(contentsOf: item.folder.appendingPathComponent("time.json"))))
-            }
+            if item.reused { reused += 1 }
+            // Every slide's own time, whoever compressed it (this process, an earlier run, an array task).
+            time.add(try JSONDecoder().decode(CompressionTime.self, from: Data(contentsOf: item.folder.appendingPathComponent("time.json"))))
             let info = try JSONDecoder().decode(GridSet.SlideInfo.self, from: Data(contentsOf: item.folder.appendingPathComponent("slide.json")))
             infos.append(info)
             try context.link(contentsOf: item.folder.appendingPathComponent("grid"), into: out.appendingPathComponent("grids").appendingPathComponent(entry.stem))
@@ -180,7 +179,11 @@ public struct Compressor: NodeType {
         time.mostThreads = budget.peak
         time.patches = cells.count * orientations
         let info = GridSet.SlideInfo(stem: entry.stem, rows: rows, columns: columns, tissueCells: cells.count)
-        try JSONEncoder().encode(info).write(to: folder.appendingPathComponent("slide.json"))
+        // Sorted keys: the same slide gives the same bytes in every process (unsorted, the order
+        // follows the process's hash seed).
+        let sorted = JSONEncoder()
+        sorted.outputFormatting = [.sortedKeys]
+        try sorted.encode(info).write(to: folder.appendingPathComponent("slide.json"))
         time.total = started.seconds
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -151,4 +151,24 @@ final class ExecutorConfigTests: XCTestCase {
         XCTAssertEqual(SlurmRunner.parseQueue("12|RUNNING\n13_4|PENDING\n\n14|COMPLETED\ngarbage\n"),
                        ["12": "RUNNING", "13_4": "PENDING", "14": "COMPLETED"])
     }
+
+    /// An array task's own SLURM_JOB_ID is a number of its own; squeue knows the task as <array>_<task>.
+    func testAnArrayTaskIsNamedByItsArrayJob() {
+        XCTAssertEqual(LockOwner.slurmJob(["SLURM_JOB_ID": "611", "SLURM_ARRAY_JOB_ID": "610", "SLURM_ARRAY_TASK_ID": "0"]), "610_0")
+        XCTAssertEqual(LockOwner.slurmJob(["SLURM_JOB_ID": "77"]), "77")
+        XCTAssertNil(LockOwner.slurmJob([:]))
+    }
+
+    /// Progress lines count a node's array tasks: ended ones by their final state, others by squeue's.
+    func testJobCountsFollowTheStates() {
+        var counts = JobCounts()
+        counts.add(ended: nil, state: "PENDING", gone: false)
+        counts.add(ended: nil, state: nil, gone: false)          // submitted, not listed yet
+        counts.add(ended: nil, state: "RUNNING", gone: false)
+        counts.add(ended: nil, state: "COMPLETED", gone: false)
+        counts.add(ended: nil, state: "PENDING", gone: true)     // left the queue unseen
+        counts.add(ended: "CANCELLED", state: "RUNNING", gone: false)
+        XCTAssertEqual(counts, JobCounts(queued: 2, running: 1, done: 3, failed: 1))
+        XCTAssertEqual(counts.description, "2 queued · 1 running · 3/6 done (1 failed)")
+    }
 }

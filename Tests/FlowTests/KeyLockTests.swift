@@ -24,6 +24,27 @@ final class KeyLockTests: XCTestCase {
         return process.processIdentifier
     }
 
+    /// The records that let a later run adopt a killed driver's jobs: read back as written, and removed
+    /// only by the job they name (a newer driver's record for the same key stays).
+    func testSubmittedJobRecordsAreRemovedOnlyByTheirJob() throws {
+        let jobs = SubmittedJobs(folder: root.appendingPathComponent("locks/jobs"), logger: .init(label: "test"))
+        var driver = LockOwner.current()
+        driver.acquired = Date(timeIntervalSince1970: 1_700_000_000)  // ISO 8601 keeps whole seconds
+        let first = SubmittedJob(key: "k1", node: "grids", job: "40_3", log: "/runs/a/slurm/grids-40_3.log", exitRecord: "/runs/a/slurm/grids.item-3.exit.json",
+                                 submitted: Date(timeIntervalSince1970: 1_700_000_000), driver: driver)
+        jobs.write([first])
+        XCTAssertEqual(jobs.read("k1"), first)
+        var newer = first
+        newer.job = "52_0"
+        jobs.write([newer])
+        jobs.remove("k1", job: "40_3")
+        XCTAssertEqual(jobs.read("k1")?.job, "52_0", "an older job's end must not remove a newer record")
+        jobs.remove("k1", job: "52_0")
+        XCTAssertNil(jobs.read("k1"))
+        XCTAssertEqual(SlurmRunner.baseID("52_0"), "52")
+        XCTAssertEqual(SlurmRunner.baseID("52"), "52")
+    }
+
     func plant(_ name: String, owner: LockOwner) throws {
         try cache.locks.createFolder()
         try LockOwner.encoder.encode(owner).write(to: cache.locks.url(name))

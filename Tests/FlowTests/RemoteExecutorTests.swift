@@ -16,13 +16,14 @@ final class RemoteExecutorTests: XCTestCase {
             self.graph = graph
             self.cache = cache
         }
-        func run(node: String, type: String, key: String, report: @escaping @Sendable (RemoteJob) -> Void, isCancelled: @escaping @Sendable () -> Bool) throws {
+        func run(node: String, type: String, key: String, report: @escaping @Sendable (RemoteJob) -> Void, isCancelled: @escaping @Sendable () -> Bool) throws -> Bool {
             ran.withLock { $0.append(node) }
             report(RemoteJob(id: "\(node)-job", log: "/dev/null", state: "RUNNING", submitted: Date()))
             let plan = try Planner.plan(graph, cache: cache)
             let exit = NodeWorker.run(plan: plan, node: node, cache: cache)
             XCTAssertEqual(exit.key, key, "the worker must compute the key the driver planned")
             if exit.status == "failed" { throw NodeError(exit.message ?? "failed") }
+            return exit.status == "done"
         }
         func runItems(node: String, type: String, items: [DeclaredItem], report: @escaping @Sendable (RemoteJob) -> Void, isCancelled: @escaping @Sendable () -> Bool) throws {
             let plan = try Planner.plan(graph, cache: cache)

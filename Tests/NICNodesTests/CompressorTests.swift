@@ -14,7 +14,7 @@ final class CompressorTests: XCTestCase {
         let ws = try CohortWorkspace(patients: 2, size: 768, annotations: 6)
         try ws.writeTinyEncoder()  // not invariant to rotation: a code stored for the wrong orientation or cell shows
         let (batchSize, bandRows) = (7, 2)
-        let summary = try ws.run("""
+        let pipeline = """
         pipeline: compress
         inputs:
           cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
@@ -23,7 +23,8 @@ final class CompressorTests: XCTestCase {
           tiles: {type: tile_sampler, in: {slides: cohort, annotations: annotations}, params: {mode: training, per_task: 8, seed: 1}}
           enc: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/tiny.yaml, epochs: 1, batch_size: 8, validation: 0.5}}
           grids: {type: compressor, in: {slides: cohort, encoder: enc}, params: {min_tissue: 0.3, orientations: "8", batch_size: \(batchSize), band_rows: \(bandRows), previews: 1}}
-        """, jobs: 1)
+        """
+        let summary = try ws.run(pipeline, jobs: 1)
         XCTAssertTrue(summary.succeeded, "\(summary.failures)")
         let model = try EncoderModel(folder: try ws.output(summary, "enc", "model"))
         let grids = try ws.output(summary, "grids", "grids")
@@ -65,6 +66,27 @@ final class CompressorTests: XCTestCase {
         let budget = try XCTUnwrap(summary.threads["grids"]).budget
         XCTAssertGreaterThanOrEqual(time.mostThreads, 1)
         XCTAssertLessThanOrEqual(time.mostThreads, budget)
+
+        // A gather whose slides were all compressed before (as under Slurm, by array tasks) sums
+        // their time all the same; each slide's slide.json has its keys sorted (the same bytes in
+        // every process).
+        guard case .valid(let entry, let manifest) = ws.cache.lookup(try XCTUnwrap(summary.entries["grids"]).lastPathComponent) else {
+            return XCTFail("grids not cached")
+        }
+        let items = try XCTUnwrap(manifest.items)
+        XCTAssertEqual(items.count, gridSet.slideSet.slides.count)
+        for key in items {
+            guard case .valid(let item, _) = ws.cache.lookup(key) else { return XCTFail("item \(key) not cached") }
+            let bytes = try Data(contentsOf: item.appendingPathComponent("slide.json"))
+            let sorted = JSONEncoder()
+            sorted.outputFormatting = [.sortedKeys]
+            XCTAssertEqual(bytes, try sorted.encode(try JSONDecoder().decode(GridSet.SlideInfo.self, from: bytes)))
+        }
+        try FileManager.default.removeItem(at: entry)
+        let gathered = try ws.run(pipeline, jobs: 1)
+        XCTAssertEqual(gathered.outcomes["grids"], .executed)
+        let gatheredTime = try JSONDecoder().decode(CompressionTime.self, from: Data(contentsOf: try ws.output(gathered, "grids", "grids").appendingPathComponent("time.json")))
+        XCTAssertEqual(gatheredTime, time)
     }
 
     func testSharedBudgetNeverHandsOutMoreThanItHas() {

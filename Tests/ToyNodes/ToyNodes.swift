@@ -37,6 +37,20 @@ public final class ExecutionLog: @unchecked Sendable {
     func end() { counts.withLock { $0.running -= 1 } }
 }
 
+/// Appends one line ("what pid=… job=…") to the file `NIC_TOY_TRACE` names, when set: a test counts
+/// what was computed across processes (two drivers on one cache, Slurm jobs), where `ExecutionLog`
+/// sees one process only.
+func trace(_ what: String) {
+    let env = ProcessInfo.processInfo.environment
+    guard let path = env["NIC_TOY_TRACE"] else { return }
+    let job = LockOwner.slurmJob(env) ?? "-"
+    let line = Array("\(what) pid=\(getpid()) job=\(job)\n".utf8)
+    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+    guard fd >= 0 else { return }
+    _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }  // one short O_APPEND write: lines never interleave
+    close(fd)
+}
+
 func writeText(_ text: String, _ context: NodeContext) throws {
     try Data(text.utf8).write(to: try context.output("out").appendingPathComponent("text.txt"))
 }
@@ -64,6 +78,7 @@ public struct Emit: NodeType {
         ExecutionLog.shared.begin(context.nodeName)
         defer { ExecutionLog.shared.end() }
         let suffix = params.recipe?.content.mapValue?["suffix"]?.display ?? ""
+        trace(context.nodeName)
         try writeText(String(repeating: params.value, count: params.repeat) + suffix, context)
     }
 }
@@ -84,6 +99,7 @@ public struct Concat: NodeType {
         defer { ExecutionLog.shared.end() }
         let a = try readText(try context.input("a"))
         let b = context.hasInput("b") ? try readText(try context.input("b")) : ""
+        trace(context.nodeName)
         try writeText(a + params.separator + b, context)
     }
 }
@@ -208,6 +224,7 @@ public struct Split: NodeType {
     public static let outputs = [PortSpec("out", .text, doc: "text.txt")]
     public struct Params: NodeParams {
         @Param(doc: "a word that fails its item") var failing = ""
+        @Param(doc: "seconds each item takes", .within(0, 600)) var itemSeconds = 0.0
         public init() {}
     }
     public init() {}
@@ -221,8 +238,11 @@ public struct Split: NodeType {
             if word == params.failing { throw NodeError("item '\(word)' cannot be computed") }
             ExecutionLog.shared.begin("\(context.nodeName)[\(word)]")
             ExecutionLog.shared.end()
+            try context.sleep(seconds: params.itemSeconds)
+            trace("\(context.nodeName)[\(word)]")
             try Data((word.uppercased() + suffix).utf8).write(to: folder.appendingPathComponent("text.txt"))
         }
+        trace(context.nodeName)  // the gather: reached only where the node runs whole
         try writeText(try items.map { try readText($0.folder) }.joined(separator: "+"), context)
     }
 }

@@ -30,7 +30,7 @@ t1=$(date +%s.%N)
     || { tail -20 "$work/slurm.out"; exit 1; }
 t2=$(date +%s.%N)
 usage=$(grep '^slurm: ' "$work/slurm.out" | tail -1)
-printf 'N=%d items, poll_seconds %s, load before %s, %d cores\n' "$N" "$POLL" "$load" "$(nproc)"
+printf 'N=%d items, poll_seconds %s, load before %s, after %s, %d cores\n' "$N" "$POLL" "$load" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
 printf 'local executor: %6.1f s\n' "$(echo "$t1 - $t0" | bc)"
 printf 'slurm executor: %6.1f s   (%s)\n' "$(echo "$t2 - $t1" | bc)" "${usage#slurm: }"
 printf 'ratio slurm/local: %.0f×\n' "$(echo "($t2 - $t1) / ($t1 - $t0)" | bc -l)"

@@ -11,16 +11,21 @@ public struct LockOwner: Codable, Sendable, Equatable {
     /// with the same pid but another start is a reused pid, not the owner.
     public var processStart: UInt64?
     public var acquired: Date
-    /// `SLURM_JOB_ID` (and `_ARRAY_TASK_ID`) when the owner runs under Slurm.
+    /// The Slurm job the owner runs in: `SLURM_JOB_ID`, or for an array task `<array job id>_<task id>`
+    /// (its own SLURM_JOB_ID is another number, which `squeue --jobs` does not take with a task id).
     public var slurmJob: String?
     /// Unique per lock taken, so that a release or a break never removes someone else's lock file.
     public var token: String
 
     public static func current() -> LockOwner {
-        let env = ProcessInfo.processInfo.environment
-        let job = env["SLURM_JOB_ID"].map { id in env["SLURM_ARRAY_TASK_ID"].map { "\(id)_\($0)" } ?? id }
         return LockOwner(host: Self.hostName, pid: getpid(), processStart: Self.startTicks(of: getpid()), acquired: Date(),
-                         slurmJob: job, token: UUID().uuidString)
+                         slurmJob: slurmJob(ProcessInfo.processInfo.environment), token: UUID().uuidString)
+    }
+
+    /// "123" for a job, "120_3" for task 3 of array job 120; nil outside Slurm.
+    public static func slurmJob(_ env: [String: String]) -> String? {
+        if let array = env["SLURM_ARRAY_JOB_ID"], let task = env["SLURM_ARRAY_TASK_ID"] { return "\(array)_\(task)" }
+        return env["SLURM_JOB_ID"]
     }
 
     public enum Liveness: Equatable, Sendable {

@@ -49,6 +49,8 @@ enum ItemMode: Sendable {
 public struct DeclaredItem: Sendable, Equatable {
     public var index: Int
     public var identity: String
+    /// What a user calls it (a slide's name), for messages; the identity when the node gave none.
+    public var name: String
     public var key: String
     public var cached: Bool
 }
@@ -174,8 +176,9 @@ public final class NodeContext: Sendable {
     /// A node's whole list of items at once (the per-slide work of a cohort), so that an executor can
     /// compute them anywhere (locally one after the other, on a cluster as one job array) before the
     /// node gathers them: `produce(i, folder)` fills item `i`'s fresh folder. Returns every item's
-    /// folder in the cache, in order. Node types that call this declare `splitsIntoItems`.
-    public func cachedItems(_ identities: [String], excludingInputs: Set<String> = [],
+    /// folder in the cache, in order. `names` (a slide's file name, say) name the items in messages;
+    /// they do not enter keys. Node types that call this declare `splitsIntoItems`.
+    public func cachedItems(_ identities: [String], names: [String]? = nil, excludingInputs: Set<String> = [],
                             produce: (Int, URL) throws -> Void) throws -> [(folder: URL, reused: Bool)] {
         guard let scope = itemScope else { throw NodeError("per-item caching is not available here") }
         switch scope.mode {
@@ -188,7 +191,8 @@ public final class NodeContext: Sendable {
                 let key = scope.node.item(identity, excludingInputs: excludingInputs).hex
                 var cached = false
                 if case .valid = scope.cache.lookup(key) { cached = true }
-                return DeclaredItem(index: index, identity: identity, key: key, cached: cached)
+                let name = names.flatMap { $0.indices.contains(index) ? $0[index] : nil } ?? String(identity.prefix(60))
+                return DeclaredItem(index: index, identity: identity, name: name, key: key, cached: cached)
             }
             throw ItemsDeclared(items: items)
         case .only(let index):

@@ -14,11 +14,53 @@ public protocol RunObserver: AnyObject, Sendable {
     func nodeWarning(_ name: String, message: String)
     /// The node runs as a job of a cluster (Slurm): its id, log and times, as they become known.
     func nodeJob(_ name: String, _ job: RemoteJob)
+    /// A node's items computed as cluster jobs (array tasks): how many are queued, running and done,
+    /// each time these counts change.
+    func nodeJobCounts(_ name: String, _ counts: JobCounts)
 }
 
 extension RunObserver {
     public func nodeWarning(_ name: String, message: String) {}
     public func nodeJob(_ name: String, _ job: RemoteJob) {}
+    public func nodeJobCounts(_ name: String, _ counts: JobCounts) {}
+}
+
+/// A node's array tasks by state: "3 queued · 2 running · 5/10 done".
+public struct JobCounts: Equatable, Sendable, CustomStringConvertible {
+    public var queued = 0
+    public var running = 0
+    /// Ended, successfully or not.
+    public var done = 0
+    public var failed = 0
+    public var total: Int { queued + running + done }
+
+    public init(queued: Int = 0, running: Int = 0, done: Int = 0, failed: Int = 0) {
+        self.queued = queued
+        self.running = running
+        self.done = done
+        self.failed = failed
+    }
+
+    /// Counts one job: its final state once it ended, else Slurm's current one (`gone`: no longer listed).
+    mutating func add(ended: String?, state: String?, gone: Bool) {
+        if let ended {
+            done += 1
+            if ended != "COMPLETED" { failed += 1 }
+        } else if let state, SlurmRunner.terminal.contains(state) {
+            done += 1
+            if state != "COMPLETED" { failed += 1 }
+        } else if gone {
+            done += 1
+        } else if state == "RUNNING" || state == "COMPLETING" {
+            running += 1
+        } else {
+            queued += 1
+        }
+    }
+
+    public var description: String {
+        "\(queued) queued · \(running) running · \(done)/\(total) done" + (failed > 0 ? " (\(failed) failed)" : "")
+    }
 }
 
 /// One node's job on a cluster, for the run record.
@@ -31,10 +73,13 @@ public struct RemoteJob: Codable, Sendable, Equatable {
     /// From the worker's own exit record: when it started and ended.
     public var started: Date?
     public var ended: Date?
+    /// Submitted by an earlier driver (killed before it ended) and waited for by this run.
+    public var adopted: Bool?
     public var queueSeconds: Double? { started.map { $0.timeIntervalSince(submitted) } }
     public var runSeconds: Double? { started.flatMap { s in ended.map { $0.timeIntervalSince(s) } } }
 
-    public init(id: String, log: String, state: String, submitted: Date, started: Date? = nil, ended: Date? = nil) {
+    public init(id: String, log: String, state: String, submitted: Date, started: Date? = nil, ended: Date? = nil, adopted: Bool? = nil) {
+        self.adopted = adopted
         self.id = id
         self.log = log
         self.state = state
@@ -45,11 +90,12 @@ public struct RemoteJob: Codable, Sendable, Equatable {
 }
 
 /// Runs one node elsewhere (a Slurm job running `nic worker`) against the same cache; the job
-/// commits the node's entry itself. Returns when the job ended successfully; throws (with the job
-/// id and its log) when it did not.
+/// commits the node's entry itself. Returns when the job ended successfully: true when it computed
+/// the entry, false when it found it committed by another process; throws (with the job id and its
+/// log) when it did not end well.
 public protocol RemoteNodeRunner: Sendable {
     func run(node: String, type: String, key: String, report: @escaping @Sendable (RemoteJob) -> Void,
-             isCancelled: @escaping @Sendable () -> Bool) throws
+             isCancelled: @escaping @Sendable () -> Bool) throws -> Bool
     /// Computes the given items of a node that `splitsIntoItems` (one array task each), before the
     /// node itself runs and gathers them.
     func runItems(node: String, type: String, items: [DeclaredItem], report: @escaping @Sendable (RemoteJob) -> Void,
@@ -349,19 +395,20 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
                                                 mode: .declare, lease: lease, logger: logger, cancellation: cancellation)
             let missing = items.filter { !$0.cached }
             if !missing.isEmpty {
-                logger.info("node '\(name)': \(missing.count) of \(items.count) items not in the cache; computing them as a job array")
+                logger.info("node '\(name)': \(missing.count) of \(items.count) items not in the cache yet")
                 try remote.runItems(node: name, type: nodePlan.typeName, items: missing,
                                     report: { [weak self] job in self?.observer?.nodeJob(name, job) }, isCancelled: { [weak self] in self?.isCancelled ?? true })
             }
         }
-        try remote.run(node: name, type: nodePlan.typeName, key: nodePlan.key,
-                       report: { [weak self] job in self?.observer?.nodeJob(name, job) }, isCancelled: { [weak self] in self?.isCancelled ?? true })
+        let computed = try remote.run(node: name, type: nodePlan.typeName, key: nodePlan.key,
+                                      report: { [weak self] job in self?.observer?.nodeJob(name, job) }, isCancelled: { [weak self] in self?.isCancelled ?? true })
         guard case .valid(let url, _) = cache.lookup(nodePlan.key) else {
             throw NodeError("the job ended without committing the node's output to the cache")
         }
         let seconds = Date().timeIntervalSince(start)
         records.remember(nodePlan)
-        observer?.nodeFinished(name, entry: url, seconds: seconds)
-        return .success((url, seconds, false))
+        // A job that found the entry committed (by another run on this cache) computed nothing.
+        if computed { observer?.nodeFinished(name, entry: url, seconds: seconds) } else { observer?.nodeCached(name, entry: url) }
+        return .success((url, seconds, !computed))
     }
 }

@@ -13,6 +13,7 @@ public final class ObserverGroup: RunObserver, Sendable {
     public func nodeSkipped(_ name: String, reason: String) { observers.forEach { $0.nodeSkipped(name, reason: reason) } }
     public func nodeWarning(_ name: String, message: String) { observers.forEach { $0.nodeWarning(name, message: message) } }
     public func nodeJob(_ name: String, _ job: RemoteJob) { observers.forEach { $0.nodeJob(name, job) } }
+    public func nodeJobCounts(_ name: String, _ counts: JobCounts) { observers.forEach { $0.nodeJobCounts(name, counts) } }
 }
 
 /// What `runs/<time>-<pipeline>/run.json` holds; also read back by `nic runs` and `nic report`.

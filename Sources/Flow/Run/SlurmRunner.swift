@@ -98,7 +98,7 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
     /// Times a failed job or array task is submitted again (`nic run --retries`).
     public var retries = 0
 
-    private struct State {
+    struct State {
         var states: [String: String] = [:]
         var lastPoll = Date.distantPast
         var interval = 0.5
@@ -107,9 +107,23 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
         var submitted: [String] = []
         /// Jobs not listed by `squeue` at the last polls, by how many polls in a row.
         var missing: [String: Int] = [:]
+        /// Every job and array task the run waits for (its own and adopted ones), with its node.
+        var watched: [String: String] = [:]
+        /// The final state of each job the run saw end.
+        var ended: [String: String] = [:]
+        /// Base ids of jobs adopted from earlier drivers (polled by id: they carry another run's name).
+        var adopted: Set<String> = []
+        /// Adopted jobs whose driver is gone: this run cancels them on interrupt.
+        var orphans: Set<String> = []
+        /// The item counts last published per node.
+        var published: [String: JobCounts] = [:]
     }
-    private let state = Locked(State())
+    let state = Locked(State())
     private let polling = NSLock()
+    /// Jobs submitted per cache key, so that a later run can adopt them (`<cache>/locks/jobs`).
+    let submissions: SubmittedJobs
+    /// Hears the item counts of each node (queued, running, done) when they change.
+    public var observer: RunObserver?
 
     public init(config: SlurmConfig, runFolder: URL, nic: String, pipeline: URL, cache: URL, logger: Logger = Logger(label: "nic.slurm")) {
         self.config = config
@@ -120,6 +134,7 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
         self.cacheRoot = cache.standardizedFileURL.path
         self.workingFolder = FileManager.default.currentDirectoryPath
         self.logger = logger
+        self.submissions = SubmittedJobs(folder: cache.appendingPathComponent("locks/jobs"), logger: logger)
     }
 
     /// The number of `squeue` calls made so far (one per round, whatever the number of jobs).
@@ -145,20 +160,24 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
     func exitRecordURL(_ safeNode: String) -> URL { folder.appendingPathComponent("\(safeNode).exit.json") }
 
     public func run(node: String, type: String, key: String, report: @escaping @Sendable (RemoteJob) -> Void,
-                    isCancelled: @escaping @Sendable () -> Bool) throws {
+                    isCancelled: @escaping @Sendable () -> Bool) throws -> Bool {
         let job = script(node: node, type: type)
         let safe = Self.safeName(node)
         let exitURL = exitRecordURL(safe)
+        if let earlier = try waitForEarlierJob(node: node, key: key, report: report, isCancelled: isCancelled) { return earlier.status == "done" }
         var earlier: [String] = []
-        for attempt in 0...retries {
+        var attempt = 0
+        while true {
             try? FileManager.default.removeItem(at: exitURL)
             let id = try submit(job, scriptName: "\(safe).sbatch", what: "the job of node '\(node)'")
             var remote = RemoteJob(id: id, log: job.log.replacingOccurrences(of: "%j", with: id), state: "PENDING", submitted: Date())
-            state.withLock { $0.submitted.append(id); $0.states[id] = "PENDING" }
+            state.withLock { $0.submitted.append(id); $0.states[id] = "PENDING"; $0.watched[id] = node }
+            submissions.write([SubmittedJob(key: key, node: node, job: id, log: remote.log, exitRecord: exitURL.path, submitted: remote.submitted,
+                                            driver: LockOwner.current())])
+            defer { submissions.remove(key, job: id) }
             report(remote)
             do {
-                try wait(for: &remote, exitURL: exitURL, report: report, isCancelled: isCancelled)
-                return
+                return try wait(for: &remote, exitURL: exitURL, report: report, isCancelled: isCancelled).status == "done"
             } catch var error as SlurmJobError {
                 guard attempt < retries else {
                     if !earlier.isEmpty { error.detail += "; earlier attempts: " + earlier.joined(separator: "; ") }
@@ -166,81 +185,27 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
                 }
                 logger.warning("node '\(node)': \(error); submitting it again (retry \(attempt + 1) of \(retries))")
                 earlier.append("job \(id) \(error.state)")
+                attempt += 1
             }
         }
     }
 
-    /// The items not in the cache yet, as `sbatch --array` jobs of at most `maxArraySize` tasks
-    /// (throttled to `maxJobs` at once); each task runs `nic worker --items-file` on one item. Returns
-    /// when all ended; throws naming every failed item, its task and its log.
-    public func runItems(node: String, type: String, items: [DeclaredItem], report: @escaping @Sendable (RemoteJob) -> Void,
-                         isCancelled: @escaping @Sendable () -> Bool) throws {
-        var remaining = items
-        for attempt in 0...retries {
-            let failures = try runItemsOnce(node: node, type: type, items: remaining, attempt: attempt, report: report, isCancelled: isCancelled)
-            if failures.isEmpty { return }
-            guard attempt < retries else {
-                throw NodeError("\(failures.count) of \(items.count) items failed\(retries > 0 ? " after \(retries + 1) attempts" : ""):\n"
-                                + failures.map { "item \($0.item.index) (\($0.item.identity.prefix(60))): \($0.error)" }.joined(separator: "\n"))
-            }
-            logger.warning("node '\(node)': \(failures.count) items failed; submitting them again (retry \(attempt + 1) of \(retries))")
-            remaining = failures.map(\.item)
+    /// A job an earlier driver submitted for this key and Slurm still lists as queued or running:
+    /// waited for instead of submitting again. Its exit record when it ended well; nil when there was
+    /// none, or it failed (then this run submits its own).
+    private func waitForEarlierJob(node: String, key: String, report: @escaping @Sendable (RemoteJob) -> Void,
+                                   isCancelled: @escaping @Sendable () -> Bool) throws -> WorkerExitRecord? {
+        guard let (record, st) = liveSubmissions([key]).first else { return nil }
+        logger.info("node '\(node)': Slurm job \(record.job) of an earlier run (log \(record.log)) is \(st.lowercased()); waiting for it instead of submitting again")
+        var remote = adopt(record, state: st)
+        report(remote)
+        defer { submissions.remove(key, job: record.job) }
+        do {
+            return try wait(for: &remote, exitURL: URL(fileURLWithPath: record.exitRecord), report: report, isCancelled: isCancelled)
+        } catch let error as SlurmJobError {
+            logger.warning("node '\(node)': the earlier run's \(error); submitting the node again")
+            return nil
         }
-    }
-
-    /// One round of job arrays; returns the items that failed, with why.
-    private func runItemsOnce(node: String, type: String, items: [DeclaredItem], attempt: Int, report: @escaping @Sendable (RemoteJob) -> Void,
-                              isCancelled: @escaping @Sendable () -> Bool) throws -> [(item: DeclaredItem, error: SlurmJobError)] {
-        let safe = Self.safeName(node)
-        var tasks: [(item: DeclaredItem, job: RemoteJob, exit: URL)] = []
-        var arrays: [RemoteJob] = []
-        for (chunkIndex, start) in stride(from: 0, to: items.count, by: config.maxArraySize).enumerated() {
-            let chunk = Array(items[start..<min(items.count, start + config.maxArraySize)])
-            let round = attempt == 0 ? "\(chunkIndex)" : "\(chunkIndex)-retry\(attempt)"
-            let listURL = folder.appendingPathComponent("\(safe).items-\(round).txt")
-            do {
-                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-                try Data((chunk.map { "\($0.index)" }.joined(separator: "\n") + "\n").utf8).write(to: listURL)
-            } catch { throw FlowError.wrapping(error, "cannot write the item list \(listURL.path)") }
-            for item in chunk { try? FileManager.default.removeItem(at: itemExitURL(safe, item.index)) }
-            var job = script(node: node, type: type)
-            job.array = "0-\(chunk.count - 1)%\(config.maxJobs)"
-            job.log = folder.appendingPathComponent("\(safe)-%A_%a.log").path
-            job.command = [nic, "worker", pipeline, "--node", node, "--cache", cacheRoot, "--items-file", listURL.path,
-                           "--exit-record", folder.appendingPathComponent("\(safe).item-%i.exit.json").path]
-            let id = try submit(job, scriptName: "\(safe).items-\(round).sbatch", what: "the item array of node '\(node)'")
-            let submitted = Date()
-            state.withLock { s in
-                for t in chunk.indices { s.submitted.append("\(id)_\(t)"); s.states["\(id)_\(t)"] = "PENDING" }
-            }
-            for (t, item) in chunk.enumerated() {
-                let taskID = "\(id)_\(t)"
-                let log = job.log.replacingOccurrences(of: "%A", with: id).replacingOccurrences(of: "%a", with: "\(t)")
-                tasks.append((item, RemoteJob(id: taskID, log: log, state: "PENDING", submitted: submitted), itemExitURL(safe, item.index)))
-            }
-            let array = RemoteJob(id: "\(id)_[0-\(chunk.count - 1)]", log: job.log.replacingOccurrences(of: "%A", with: id), state: "PENDING", submitted: submitted)
-            arrays.append(array)
-            report(array)
-        }
-        var failures: [(item: DeclaredItem, error: SlurmJobError)] = []
-        var failedPerArray: [String: Int] = [:]
-        var lastEnd: [String: Date] = [:]
-        for var task in tasks {
-            let array = String(task.job.id.prefix { $0 != "_" })
-            do { try wait(for: &task.job, exitURL: task.exit, report: { _ in }, isCancelled: isCancelled) }
-            catch let error as SlurmJobError {
-                failures.append((task.item, error))
-                failedPerArray[array, default: 0] += 1
-            }
-            if let ended = task.job.ended { lastEnd[array] = max(lastEnd[array] ?? ended, ended) }
-        }
-        for var array in arrays {
-            let id = String(array.id.prefix { $0 != "_" })
-            array.state = failedPerArray[id].map { "FAILED (\($0) tasks)" } ?? "COMPLETED"
-            array.ended = lastEnd[id]
-            report(array)
-        }
-        return failures
     }
 
     func itemExitURL(_ safeNode: String, _ index: Int) -> URL { folder.appendingPathComponent("\(safeNode).item-\(index).exit.json") }
@@ -250,7 +215,7 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
     }
 
     /// Writes the script and submits it; returns the job id.
-    private func submit(_ job: SlurmJobScript, scriptName: String, what: String) throws -> String {
+    func submit(_ job: SlurmJobScript, scriptName: String, what: String) throws -> String {
         let scriptURL = folder.appendingPathComponent(scriptName)
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -268,8 +233,10 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
         return id
     }
 
-    /// Waits until the job (or array task) ended; returns if its worker succeeded, throws otherwise.
-    private func wait(for remote: inout RemoteJob, exitURL: URL, report: @Sendable (RemoteJob) -> Void, isCancelled: () -> Bool) throws {
+    /// Waits until the job (or array task) ended; returns its worker's exit record if it succeeded,
+    /// throws otherwise.
+    @discardableResult
+    func wait(for remote: inout RemoteJob, exitURL: URL, report: @Sendable (RemoteJob) -> Void, isCancelled: () -> Bool) throws -> WorkerExitRecord {
         let id = remote.id
         var shown = remote.state
         while true {
@@ -293,10 +260,12 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
                 }
                 let changed = final != shown || remote.started != exit?.started
                 remote.state = final
+                state.withLock { $0.ended[id] = final }
+                publishCounts()
                 remote.started = exit?.started
                 remote.ended = exit?.ended
                 if changed { report(remote) }
-                if let exit, exit.status == "done" || exit.status == "cached" { return }
+                if let exit, exit.status == "done" || exit.status == "cached" { return exit }
                 // A worker that failed says why in its exit record; one that was killed (time, memory,
                 // scancel) wrote none, and its log's tail is what there is.
                 let tail = exit == nil ? Self.tail(remote.log) : ""
@@ -330,7 +299,7 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
         defer { polling.unlock() }
         let due = state.withLock { s in Date().timeIntervalSince(s.lastPoll) >= s.interval }
         guard due else { return }
-        let listed: [String: String]
+        var listed: [String: String]
         do {
             let output = try Command.run("squeue", ["--noheader", "--array", "--states=all", "--name=\(jobName)", "--format=%i|%T"])
             listed = Self.parseQueue(output)
@@ -339,15 +308,40 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
             state.withLock { s in s.lastPoll = Date(); s.polls += 1 }
             return
         }
+        // Adopted jobs carry an earlier run's name: one more call, by id, for all of them.
+        let adopted = state.withLock { $0.adopted }
+        if !adopted.isEmpty {
+            guard let more = queueStates(jobs: adopted) else {
+                state.withLock { s in s.lastPoll = Date(); s.polls += 1 }
+                return
+            }
+            listed.merge(more) { a, _ in a }
+        }
         state.withLock { s in
             s.polls += 1
             s.lastPoll = Date()
             s.interval = min(config.pollSeconds, s.interval * 1.5)
-            for id in s.submitted {
+            for id in s.watched.keys {
                 if let st = listed[id] { s.states[id] = st; s.missing[id] = nil }
                 else { s.missing[id, default: 0] += 1 }
             }
         }
+        publishCounts()
+    }
+
+    /// Each node's array tasks by state, published to the observer when they changed since last time.
+    func publishCounts() {
+        guard let observer else { return }
+        let changed: [(String, JobCounts)] = state.withLock { s in
+            var counts: [String: JobCounts] = [:]
+            for (id, node) in s.watched where id.contains("_") {
+                counts[node, default: JobCounts()].add(ended: s.ended[id], state: s.states[id], gone: (s.missing[id] ?? 0) >= 2)
+            }
+            let changed = counts.filter { s.published[$0.key] != $0.value }.sorted { $0.key < $1.key }
+            for (node, c) in changed { s.published[node] = c }
+            return changed
+        }
+        for (node, counts) in changed { observer.nodeJobCounts(node, counts) }
     }
 
     /// `squeue --format=%i|%T` lines → job id → state.
@@ -371,10 +365,12 @@ public final class SlurmRunner: RemoteNodeRunner, @unchecked Sendable {  // muta
         return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Cancels every job of the run (one `scancel` by the run's job name).
+    /// Cancels every job of the run (one `scancel` by the run's job name), and the adopted jobs whose
+    /// own driver is gone (by id).
     public func cancelAll() {
-        guard !state.withLock({ $0.submitted.isEmpty }) else { return }
-        _ = try? Command.run("scancel", ["--name=\(jobName)"])
+        let (own, orphans) = state.withLock { (!$0.submitted.isEmpty, $0.orphans.sorted()) }
+        if own { _ = try? Command.run("scancel", ["--name=\(jobName)"]) }
+        if !orphans.isEmpty { _ = try? Command.run("scancel", orphans) }
     }
 
     /// Tells `KeyLocks` whether a lock held by a Slurm job on another host is still alive: a job

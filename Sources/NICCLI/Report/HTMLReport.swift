@@ -132,11 +132,11 @@ struct HTMLReport {
     static func jobSummary(_ node: RunRecord.Node) -> String? {
         var parts: [String] = []
         if let arrays = node.itemArrays, !arrays.isEmpty {
-            parts.append("items: arrays " + arrays.map { "\($0.id) \($0.state)" }.joined(separator: ", "))
+            parts.append("items: arrays " + arrays.map { "\($0.id)\($0.adopted == true ? " (adopted from an earlier run)" : "") \($0.state)" }.joined(separator: ", "))
         }
         if let job = node.job {
             let times = [job.queueSeconds.map { String(format: "queued %.0f s", $0) }, job.runSeconds.map { String(format: "ran %.0f s", $0) }].compactMap { $0 }
-            parts.append("Slurm job \(job.id) \(job.state)\(times.isEmpty ? "" : " (\(times.joined(separator: ", ")))"), log \(job.log)")
+            parts.append("Slurm job \(job.id)\(job.adopted == true ? " (adopted from an earlier run)" : "") \(job.state)\(times.isEmpty ? "" : " (\(times.joined(separator: ", ")))"), log \(job.log)")
         }
         return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
