@@ -114,7 +114,7 @@ enum Elementwise {
 
     @inline(__always)
     static func zip(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
-        precondition(a.count == b.count)
+        precondition(a.count == b.count)  // invariant: callers zip a tensor with its own gradient or a same-shaped layer output
         return Tensor(uninitialized: a.shape) { out, n in
             a.data.withUnsafeBufferPointer { ap in
                 b.data.withUnsafeBufferPointer { bp in

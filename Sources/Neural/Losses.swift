@@ -84,7 +84,7 @@ public enum Loss {
         for i in 0..<n where labels[i] >= 0 { weightSum += Double(classWeights?[labels[i]] ?? 1) }
         for i in 0..<n where labels[i] >= 0 {
             let row = (0..<k).map { Double(logits.data[i * k + $0]) }
-            let m = row.max()!
+            let m = row.max()!  // invariant: a label i ≥ 0 passed the check i < k above, so k ≥ 1 and the row is not empty
             let lse = m + log(row.reduce(0) { $0 + exp($1 - m) })
             let w = Double(classWeights?[labels[i]] ?? 1)
             total += w * (lse - row[labels[i]])

@@ -82,6 +82,7 @@ public final class BatchNorm: Layer {
         let C = channels
         let rows = x.count / C
         if !training {
+            // invariant: only LeakyBatchNorm passes leakyAlpha, and always with training: true
             precondition(leakyAlpha == nil, "a LeakyReLU is fused into batch norm only in training")
             let (scale, shift) = inferenceAffine()
             return affine(x, scale, shift)

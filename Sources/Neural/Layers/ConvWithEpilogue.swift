@@ -18,6 +18,7 @@ final class ConvWithEpilogue: Layer {
     let followers: [Layer]
 
     init(_ conv: EpilogueConvolution, followers: [Layer]) {
+        // invariant: Fusion builds an epilogue only from a non-empty run of at most one LeakyReLU and one BatchNorm
         precondition(!followers.isEmpty && followers.count <= 2, "an epilogue folds one LeakyReLU and/or one BatchNorm")
         self.conv = conv
         self.followers = followers

@@ -9,6 +9,7 @@ final class LeakyBatchNorm: Layer {
     let norm: BatchNorm
 
     init(_ leaky: LeakyReLU, _ norm: BatchNorm) {
+        // invariant: Fusion fuses a LeakyReLU into batch norm only when its α ≤ 1
         precondition(leaky.alpha <= 1, "max(x, αx) is LeakyReLU only for α ≤ 1")
         self.leaky = leaky
         self.norm = norm
