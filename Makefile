@@ -6,7 +6,7 @@ export NIC_TEST_DATA ?= $(HOME)/.cache/nic/data
 SWIFT ?= swift
 TESTKIT = .build/debug/nic-testkit
 
-.PHONY: demo test deps build interop interop-geojson parity report-check slurm-check fuzz clean
+.PHONY: demo test test-fresh deps build interop interop-geojson parity parity-fixtures report-check slurm-check fuzz clean
 
 deps:
 	@scripts/deps.sh
@@ -32,8 +32,12 @@ test:
 	@FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) scripts/fuzz.sh
 	@$(MAKE) --no-print-directory interop
 	@$(MAKE) --no-print-directory report-check
-	@$(MAKE) --no-print-directory parity
 	@$(MAKE) --no-print-directory slurm-check
+
+# `make test` as a new user's machine runs it: a clean clone of HEAD, with HOME, the caches, the venv
+# and the test data in an empty temporary folder (scripts/test-fresh.sh says what it cannot reset).
+test-fresh:
+	scripts/test-fresh.sh
 
 # The Slurm executor on a one-node Slurm started on this machine (scripts/slurm-local.sh; root): the
 # same keys, bytes and metrics as the local executor, a rerun submits nothing, failed and cancelled
@@ -72,13 +76,24 @@ interop-geojson:
 	.build/debug/nic export geojson "$$dir/pipeline.yaml" grids --cache "$$dir/cache" --out "$$dir/geojson" --clusters 4 && \
 	$(VENV)/bin/python scripts/geojson_check.py "$$dir/geojson" "$$dir/h5/trident"
 
-# The neural core and the bag (MIL) models against PyTorch references (CPU torch in the venv):
-# outputs, attention and one training step's gradients from the weights nic saved.
+# The neural core and the bag (MIL) models against a live PyTorch (installed into the venv from PyPI,
+# several GB): outputs, attention and one training step's gradients from the weights nic saved.
+# `make test` needs no PyTorch: ParityFixtureTests checks nic against PyTorch's outputs stored in
+# Tests/NeuralTests/Fixtures/parity, which `make parity-fixtures` writes anew (after an architecture
+# under nodes/ or the neural core changes; the test names a stale fixture).
+PARITY_FIXTURES = Tests/NeuralTests/Fixtures/parity
 parity:
 	@scripts/deps.sh --torch
 	$(SWIFT) build -c release --product nic
 	$(VENV)/bin/python scripts/parity_mil.py --nic .build/release/nic
 	$(VENV)/bin/python scripts/parity_neural.py --nic .build/release/nic
+
+parity-fixtures:
+	@scripts/deps.sh --torch
+	$(SWIFT) build -c release --product nic
+	rm -f $(PARITY_FIXTURES)/*.json $(PARITY_FIXTURES)/*.safetensors
+	$(VENV)/bin/python scripts/parity_mil.py --nic .build/release/nic --write-fixtures $(PARITY_FIXTURES)
+	$(VENV)/bin/python scripts/parity_neural.py --nic .build/release/nic --write-fixtures $(PARITY_FIXTURES)
 
 # NIC end to end on a tiny synthetic cohort (release build: training in a debug build is ~20× slower),
 # checks that the multi-task encoder beats mean-RGB, then opens the run's HTML report in headless

@@ -155,7 +155,7 @@ let package = Package(
         .testTarget(name: "FlowTests", dependencies: ["Flow", "NICBasics", "ToyNodes", "TensorStore"]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
         .testTarget(name: "StatsTests", dependencies: ["NICBasics", "Stats"], exclude: ["Fixtures"]),
-        .testTarget(name: "NeuralTests", dependencies: ["NICBasics", "Neural", "TensorStore"]),
+        .testTarget(name: "NeuralTests", dependencies: ["NICBasics", "Neural", "TensorStore"], exclude: ["Fixtures"]),
         // Image helpers (test pattern, exact comparison) shared by the slide and synthetic-cohort tests.
         .target(name: "ImageTestSupport", dependencies: ["Slides"], path: "Tests/ImageTestSupport"),
         .testTarget(name: "SlidesTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Synthetic"], exclude: ["Fixtures"]),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what nic needs on Debian: system libraries (apt-get, when root) and, with --python, a venv
-# outside the repository with the Python packages the interoperability checks use; --torch adds the
-# CPU build of PyTorch for the parity checks (scripts/parity_*.py).
+# outside the repository with the Python packages the interoperability checks use; --torch adds
+# PyTorch for regenerating the parity fixtures (`make parity`, `make parity-fixtures`; not part of
+# `make test`, which checks nic against the stored fixtures). Every package comes from Debian's archive
+# or PyPI by name: nothing else is reachable from a fresh machine.
 set -euo pipefail
 
 SYSTEM_PACKAGES=(libzstd-dev pkg-config libopenblas-dev libopenslide-dev libtiff-dev libhdf5-dev openslide-tools)
@@ -44,8 +46,9 @@ fi
 if [ "${1:-}" = "--torch" ]; then
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     if ! "$VENV/bin/python" -c "import torch, safetensors, yaml, numpy" 2>/dev/null; then
-        echo "deps: installing CPU PyTorch, safetensors, pyyaml into $VENV"
-        "$VENV/bin/pip" install -q torch --index-url https://download.pytorch.org/whl/cpu
-        "$VENV/bin/pip" install -q safetensors pyyaml numpy
+        # PyPI's Linux wheel of torch brings its CUDA libraries (several GB, minutes); the CPU-only
+        # wheels live on an index a fresh machine cannot reach. Only the parity targets need it.
+        echo "deps: installing PyTorch (PyPI; several GB with its CUDA libraries), safetensors, pyyaml into $VENV"
+        "$VENV/bin/pip" install -q torch safetensors pyyaml numpy
     fi
 fi

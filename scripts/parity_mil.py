@@ -8,10 +8,11 @@ softmax over each bag, the attention-weighted sum, then the head. It loads the w
 (safetensors, strict) and compares, per bag, the eval output, the attention weights, and one MSE
 training step's loss and parameter gradients (dropout off on both sides).
 
-    scripts/parity_mil.py [--nic .build/release/nic]
+    scripts/parity_mil.py [--nic .build/release/nic] [--write-fixtures Tests/NeuralTests/Fixtures/parity]
 
 Needs torch, numpy, safetensors and pyyaml. Exit status 1 when a difference exceeds 1e-5 (outputs,
-attention) or 1e-4 relative (gradients).
+attention) or 1e-4 relative (gradients). --write-fixtures stores each case (nic's weights and inputs,
+PyTorch's outputs, attention and gradients) for ParityFixtureTests, which checks nic without PyTorch.
 """
 import argparse
 import os
@@ -102,7 +103,7 @@ class BagModel(nn.Module):
         return self.head(self.after(torch.stack(pooled))), torch.cat(weights)
 
 
-def check(nic, arch_path, head_path, features, work):
+def check(nic, arch_path, head_path, features, work, fixtures=None):
     out = os.path.join(work, os.path.basename(arch_path) + os.path.basename(head_path))
     subprocess.run([nic, "doctor", "parity", "--architecture", os.path.join(ROOT, arch_path), "--head", os.path.join(ROOT, head_path),
                     "--input", str(features), "--batch", "4", "--out", out], check=True)
@@ -116,6 +117,7 @@ def check(nic, arch_path, head_path, features, work):
     model.eval()
     with torch.no_grad():
         y, alpha = model(x, sizes)
+    y_eval = y
     worst["eval_output"] = (y - outputs["eval_output"]).abs().max().item()
     worst["attention"] = (alpha - outputs["attention"]).abs().max().item()
     model.train()
@@ -133,16 +135,24 @@ def check(nic, arch_path, head_path, features, work):
     ok = worst["eval_output"] <= 1e-5 and worst["attention"] <= 1e-5 and worst["loss"] <= 1e-5 and grad_rel <= 1e-4
     print(f"{'ok  ' if ok else 'FAIL'} {arch_path} + {head_path} ({features} features, bags {sizes}): "
           f"output {worst['eval_output']:.2e}, attention {worst['attention']:.2e}, loss {worst['loss']:.2e}, gradients (relative) {grad_rel:.2e}")
+    if fixtures and ok:
+        from parity_neural import write_fixture
+        reference = {"torch.eval_output": y_eval, "torch.attention": alpha, "torch.loss": loss}
+        reference.update({"torch.grad." + name: p.grad for name, p in model.named_parameters()})
+        name = os.path.splitext(os.path.basename(arch_path))[0] + "+" + os.path.splitext(os.path.basename(head_path))[0]
+        write_fixture(fixtures, name, "bag", os.path.join(ROOT, arch_path), os.path.join(ROOT, head_path),
+                      load_file(os.path.join(out, "weights.safetensors")), outputs, reference, {"features": features})
     return ok
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nic", default=os.path.join(ROOT, ".build/release/nic"))
+    parser.add_argument("--write-fixtures", metavar="DIR", help="also store each case for ParityFixtureTests")
     args = parser.parse_args()
     torch.set_default_dtype(torch.float32)
     with tempfile.TemporaryDirectory() as work:
-        results = [check(args.nic, *case, work) for case in CASES]
+        results = [check(args.nic, *case, work, args.write_fixtures) for case in CASES]
     sys.exit(0 if all(results) else 1)
 
 

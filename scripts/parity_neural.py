@@ -5,10 +5,12 @@ Builds the same network in PyTorch from nic's architecture YAML, loads the weigh
 (safetensors, PyTorch layout, strict), and compares the inference output and one training step's
 loss, output and parameter gradients (MSE to a seeded target, batch-norm in training mode, dropout off).
 
-    scripts/parity_neural.py [--nic .build/release/nic] [--python-only]
+    scripts/parity_neural.py [--nic .build/release/nic] [--write-fixtures Tests/NeuralTests/Fixtures/parity]
 
-Needs torch, numpy, safetensors and pyyaml (a venv outside the repo, e.g. ~/.cache/nic/venv-ref).
+Needs torch, numpy, safetensors and pyyaml (a venv outside the repo: `make parity` installs them).
 Exit status 1 when a difference exceeds the tolerance (max abs diff ≤ 1e-4 × output scale).
+With --write-fixtures, each case is also stored (nic's weights, input and target beside PyTorch's
+outputs, loss and gradients) for the Swift test that checks nic without PyTorch (ParityFixtureTests).
 """
 import argparse
 import os
@@ -24,6 +26,8 @@ import yaml
 from safetensors.torch import load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PARITY_SEED = 1            # `nic doctor parity`'s default --seed
+INPUT_STORED = 1 << 20     # inputs with more values are drawn again from the seed (write_fixture)
 
 
 class SamePad(nn.Module):
@@ -199,7 +203,7 @@ def compare(name, ours, theirs, tol=1e-4):
     return ok
 
 
-def check(nic, arch, head, input_shape, batch, threads):
+def check(nic, arch, head, input_shape, batch, threads, fixtures=None):
     with tempfile.TemporaryDirectory() as out:
         cmd = [nic, "doctor", "parity", "--architecture", arch, "--out", out, "--batch", str(batch)]
         if head:
@@ -218,7 +222,8 @@ def check(nic, arch, head, input_shape, batch, threads):
     ok = True
     model.eval()
     with torch.no_grad():
-        ok &= compare("inference output", data["eval_output"], model(x))
+        eval_output = model(x)
+        ok &= compare("inference output", data["eval_output"], eval_output)
     model.train()
     for m in model.modules():
         if isinstance(m, (nn.Dropout, nn.Dropout2d)):
@@ -258,18 +263,51 @@ def check(nic, arch, head, input_shape, batch, threads):
     if zeros:
         print(f"ok   {len(zeros)} gradients exactly zero in PyTorch (bias before batch norm) are ≤ 1e-4 of the largest in nic")
     print(f"{'ok  ' if worst[0] <= 1e-3 else 'FAIL'} {len(grads) - len(zeros)} parameter gradients; worst relative {worst[0]:.2e} ({worst[1]})")
+    if fixtures and ok:
+        reference = {"torch.eval_output": eval_output, "torch.train_output": y, "torch.loss": loss}
+        reference.update({"torch.grad." + k: g for k, g in grads.items()})
+        name = os.path.splitext(os.path.basename(arch))[0] + (f"+{os.path.splitext(os.path.basename(head))[0]}" if head else "")
+        write_fixture(fixtures, name, "network", arch, head, weights, data, reference, {"input_shape": input_shape})
     return ok
+
+
+def write_fixture(directory, name, kind, arch, head, weights, data, reference, extra):
+    """`name`.safetensors (weights.*, the inputs, torch.* in float32) and `name`.json (the card)."""
+    import json
+    from safetensors.torch import save_file
+    os.makedirs(directory, exist_ok=True)
+    tensors = {"weights." + k: v.contiguous() for k, v in weights.items()}
+    for key in ("input", "target", "bag_sizes"):
+        if key in data:
+            tensors[key] = data[key].contiguous()
+    if tensors["input"].numel() > INPUT_STORED:
+        # A large input (the patient CNN's 400×400×128 crops: 164 MB) is not stored: nic draws it again
+        # from the seed `nic doctor parity` used (NeuralBench.input, seed + 3), checked on its first values.
+        extra = dict(extra, input_generator={"seed": PARITY_SEED + 3, "shape": list(tensors["input"].shape)})
+        tensors["input_head"] = tensors.pop("input").flatten()[:4096].contiguous()
+    tensors.update({k: v.detach().float().contiguous() for k, v in reference.items()})
+    save_file(tensors, os.path.join(directory, name + ".safetensors"))
+    card = {"kind": kind, "architecture": os.path.relpath(arch, ROOT), "architecture_yaml": open(arch).read(),
+            "torch": torch.__version__, "written_by": os.path.relpath(sys.argv[0], ROOT)}
+    if head:
+        card.update({"head": os.path.relpath(head, ROOT), "head_yaml": open(head).read()})
+    card.update({k: v for k, v in extra.items() if v is not None})
+    with open(os.path.join(directory, name + ".json"), "w") as f:
+        json.dump(card, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"     fixture {os.path.relpath(os.path.join(directory, name), ROOT)}.{{json,safetensors}}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--nic", default=os.path.join(ROOT, ".build", "release", "nic"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write-fixtures", metavar="DIR", help="also store each case for ParityFixtureTests")
     args = ap.parse_args()
     nodes = os.path.join(ROOT, "nodes")
-    ok = check(args.nic, f"{nodes}/encoders/nic-encoder.yaml", None, None, 8, args.threads)
-    ok &= check(args.nic, f"{nodes}/patient/nic-sepconv8.yaml", f"{nodes}/heads/regression.yaml", None, 2, args.threads)
-    ok &= check(args.nic, f"{nodes}/bigan/generator.yaml", None, None, 4, args.threads)
+    ok = check(args.nic, f"{nodes}/encoders/nic-encoder.yaml", None, None, 8, args.threads, args.write_fixtures)
+    ok &= check(args.nic, f"{nodes}/patient/nic-sepconv8.yaml", f"{nodes}/heads/regression.yaml", None, 2, args.threads, args.write_fixtures)
+    ok &= check(args.nic, f"{nodes}/bigan/generator.yaml", None, None, 4, args.threads, args.write_fixtures)
     print("parity: " + ("all within tolerance" if ok else "DIFFERENCES ABOVE TOLERANCE"))
     sys.exit(0 if ok else 1)
 

@@ -145,8 +145,11 @@ extension Network {
 
     /// Loads every parameter and buffer; a missing tensor or a wrong shape is an error naming it.
     public func load(from url: URL) throws {
-        let file = url.path
-        let tensors = try Safetensors.read(url)
+        try load(tensors: try Safetensors.read(url), file: url.path)
+    }
+
+    /// The same from tensors already read; `file` names their source in errors.
+    public func load(tensors: [String: Safetensors.Value], file: String) throws {
         var expected = Set<String>()
         for layer in layers {
             for p in layer.parameters + layer.buffers {
