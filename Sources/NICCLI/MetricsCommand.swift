@@ -125,11 +125,20 @@ struct ResultTable {
             var axes: [String] = []
             for m in members { for a in m.instance?.axes ?? [] where !axes.contains(a) { axes.append(a) } }
             func label(_ m: MetricResults, _ axis: String) -> String {
-                m.instance?.label(axis) ?? m.instance?.source ?? m.instance?.template ?? ""
+                if axis == "from", m.instance?.label(axis) == nil { return m.instance?.from ?? m.instance?.template ?? "" }
+                return m.instance?.label(axis) ?? m.instance?.source ?? m.instance?.template ?? ""
             }
+            // Two sources with the same axes (a model and a probe on each encoder × target) would
+            // share cells: then the template each came from is one more axis.
+            let cellsTaken = members.map { m in axes.map { label(m, $0) } }
+            if Set(cellsTaken).count < cellsTaken.count, !axes.contains("from") { axes.append("from") }
             // Named items (comparisons) read better down than across.
             let column: String? = axes.count >= 2 ? (wanted.flatMap { axes.contains($0) ? $0 : nil } ?? axes.first { $0 != "item" } ?? axes[0]) : nil
-            let rowAxes = axes.filter { $0 != column }
+            // The axis with the fewest values outermost: targets, then the models within each.
+            let rowAxes = axes.filter { $0 != column }.enumerated().sorted { a, b in
+                let na = Set(members.map { label($0, a.element) }).count, nb = Set(members.map { label($0, b.element) }).count
+                return (na, a.offset) < (nb, b.offset)
+            }.map(\.element)
             var columnLabels: [String] = []
             if let column { for m in members where !columnLabels.contains(label(m, column)) { columnLabels.append(label(m, column)) } }
             var rowKeys: [[String]] = []

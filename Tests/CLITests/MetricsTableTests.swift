@@ -80,4 +80,28 @@ final class MetricsTableTests: XCTestCase {
         XCTAssertTrue(html.contains("data-template=\"eval\"") && html.contains("data-template=\"vs\""))
         XCTAssertTrue(html.contains("data-group=\"model\" data-count=\"4\""), "the matrix is one box in the graph")
     }
+
+    /// An evaluator over two templates with the same axes (a model and a baseline per encoder): the
+    /// template each instance came from becomes a row axis, so no cell hides another.
+    func testSameAxesFromTwoTemplatesGetARowEach() throws {
+        let kit = try Kit()
+        for (i, name) in ["model-mtl", "model-rgb", "base-mtl", "base-rgb"].enumerated() {
+            try kit.write("\(name).csv", predictions(noise: 0.5 + Double(i), seed: i + 1))
+        }
+        try kit.write("p.yaml", """
+        pipeline: two
+        defaults: {evaluator: {bootstrap: 100}}
+        nodes:
+          model: {type: predictions, matrix: {enc: [mtl, rgb]}, params: {path: "model-${enc}.csv", task: regression, target: [score]}}
+          base:  {type: predictions, matrix: {enc: [mtl, rgb]}, params: {path: "base-${enc}.csv", task: regression, target: [score]}}
+          eval:  {type: evaluator, foreach: [model, base], in: {predictions: "${item}"}}
+        """)
+        XCTAssertEqual(try kit.run(["run", "p.yaml", "--quiet"]).status, 0)
+        let out = try kit.run(["metrics", "p.yaml"]).stdout
+        let lines = out.split(separator: "\n").map(String.init)
+        let header = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("eval: 4 nodes") }, out)
+        XCTAssertEqual(lines[header + 1].split(separator: " ", omittingEmptySubsequences: true), ["from", "metric", "mtl", "rgb"], out)
+        XCTAssertTrue(lines[header + 2].hasPrefix("model ") && lines[header + 3].hasPrefix("base "), out)
+        XCTAssertFalse(lines[header + 2...header + 3].contains { $0.contains("  ") && $0.hasSuffix("spearman") }, "every cell filled: \(out)")
+    }
 }

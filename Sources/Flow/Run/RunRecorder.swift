@@ -52,6 +52,7 @@ public struct RunRecord: Codable, Sendable {
         public var axes: [String]?
         public var labels: [String]?
         public var source: String?
+        public var from: String?
     }
     public var format = 1
     public var pipeline: String
@@ -149,7 +150,8 @@ public final class RunRecorder: RunObserver, Sendable {
                 status: "pending", started: nil, finished: nil, seconds: nil, entry: nil, error: nil,
                 inputs: graphNode.inputs.mapValues { "\($0.node).\($0.port)" }, params: node.params, progress: nil, metrics: nil,
                 template: graphNode.spec.instance?.template, axes: graphNode.spec.instance?.axes,
-                labels: graphNode.spec.instance?.labels, source: graphNode.spec.instance?.source)
+                labels: graphNode.spec.instance?.labels, source: graphNode.spec.instance?.source,
+                from: graphNode.spec.instance?.from)
         }
         // Includes and templates: the plain pipeline they stand for, beside the file as written.
         if !plan.graph.spec.included.isEmpty || !plan.graph.spec.templates.isEmpty {

@@ -8,14 +8,18 @@ public struct NodeInstance: Hashable, Sendable {
     public var template: String
     public var axes: [String]
     public var labels: [String]
-    /// For `foreach:` over other nodes: the template (or plain node) each item came from.
+    /// For `foreach:` over other nodes: the first template (or plain node) of the chain each item
+    /// came from (`encoder` for an evaluator of a model of grids of an encoder's instances)...
     public var source: String?
+    /// ...and the template of the item itself (`model`).
+    public var from: String?
 
-    public init(template: String, axes: [String], labels: [String], source: String?) {
+    public init(template: String, axes: [String], labels: [String], source: String?, from: String? = nil) {
         self.template = template
         self.axes = axes
         self.labels = labels
         self.source = source
+        self.from = from
     }
 
     public func label(_ axis: String) -> String? { axes.firstIndex(of: axis).map { labels[$0] } }
@@ -430,7 +434,7 @@ enum PipelineExpansion {
         if failed { return [] }
 
         // Items of a foreach over nodes: (label, vars inherited, axes inherited, source).
-        typealias Item = (label: String, name: String, vars: [String: Variable], axes: [String], labels: [String], source: String)
+        typealias Item = (label: String, name: String, vars: [String: Variable], axes: [String], labels: [String], source: String, from: String)
         var items: [Item]?
         if let sources {
             let several = sources.count > 1
@@ -439,7 +443,7 @@ enum PipelineExpansion {
                     let suffix = source.name.split(separator: "@", maxSplits: 1).dropFirst().first.map(String.init) ?? source.name
                     let label = several && source.name.contains("@") ? source.info.template + "-" + suffix : suffix
                     // Through a chain of foreach (eval of model of grids of encoder), the first template.
-                    return (label, source.name, source.vars, source.info.axes, source.info.labels, source.info.source ?? source.info.template)
+                    return (label, source.name, source.vars, source.info.axes, source.info.labels, source.info.source ?? source.info.template, source.info.template)
                 }
             }
         }
@@ -472,7 +476,7 @@ enum PipelineExpansion {
                 let parts = template.foreachFirst ? [item?.label].compactMap { $0 } + ownLabels : ownLabels + [item?.label].compactMap { $0 }
                 let name = template.name + "@" + parts.joined(separator: "-")
                 out.append(Instance(name: name, vars: vars,
-                                    info: NodeInstance(template: template.name, axes: axisNames, labels: labels, source: item?.source)))
+                                    info: NodeInstance(template: template.name, axes: axisNames, labels: labels, source: item?.source, from: item?.from)))
             }
         }
         return out

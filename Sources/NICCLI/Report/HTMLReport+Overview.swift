@@ -12,7 +12,7 @@ extension HTMLReport {
         for name in record.order {
             guard let node = record.nodes[name], let template = node.template, let docs = byNode[name] else { continue }
             if !templates.contains(template) { templates.append(template) }
-            let instance = NodeInstance(template: template, axes: node.axes ?? [], labels: node.labels ?? [], source: node.source)
+            let instance = NodeInstance(template: template, axes: node.axes ?? [], labels: node.labels ?? [], source: node.source, from: node.from)
             let metrics = docs.flatMap { doc in
                 doc.metrics.map { MetricResults.Metric(name: $0.0, value: $0.1["value"], low: $0.1["ci_low"], high: $0.1["ci_high"]) }
             }
