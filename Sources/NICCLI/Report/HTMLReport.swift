@@ -39,7 +39,7 @@ struct HTMLReport {
     .charts{display:flex;flex-wrap:wrap;gap:14px}svg .title{font-weight:600;font-size:13px}svg .tick{font-size:10px;fill:#555}svg .axis,svg .legend{font-size:11px;fill:#333}
     figure{margin:0;display:inline-block;text-align:center}figure img{image-rendering:pixelated;border:1px solid #ccc;max-width:320px}figcaption{font-size:12px;color:#555}
     .previews{display:flex;flex-wrap:wrap;gap:12px}code{font-size:12px}summary{cursor:pointer;color:#0969da;margin:4px 0}
-    table.results td,table.results th{white-space:nowrap}figure img{max-width:192px}
+    table.results td,table.results th{white-space:nowrap}figure img{max-width:192px;min-width:96px}
     """
 
     func render() throws -> String {
