@@ -19,20 +19,20 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 model = json.load(open(sys.argv[2]))
 values = {(r["node"], r["metric"]): float(r["value"]) for r in rows if r["value"]}
 for r in rows:
-    print(f'{r["node"]:<22} {r["metric"]:<20} {r["value"]:>8} {r["95% CI"]}')
+    print(f'{r["node"]:<28} {r["metric"]:<20} {r["value"]:>8} {r["95% CI"]}')
 checks = []
-for node, metric in [("eval_score_mtl", "spearman"), ("eval_score_rgb", "spearman"), ("eval_grade_mtl", "auc"),
-                     ("eval_grade_rgb", "auc"), ("eval_survival_mtl", "cindex"), ("eval_survival_rgb", "cindex"),
-                     ("eval_probe_score_mtl", "spearman"), ("eval_probe_score_rgb", "spearman"),
-                     ("eval_mil_score_mtl", "spearman"), ("eval_mil_score_rgb", "spearman"), ("eval_abmil_score_mtl", "spearman")]:
+for node, metric in [("eval@cnn-mtl-score", "spearman"), ("eval@cnn-mean_rgb-score", "spearman"), ("eval@cnn-mtl-grade", "auc"),
+                     ("eval@cnn-mean_rgb-grade", "auc"), ("eval@cnn-mtl-survival", "cindex"), ("eval@cnn-mean_rgb-survival", "cindex"),
+                     ("eval@probe-mtl-score", "spearman"), ("eval@probe-mean_rgb-score", "spearman"),
+                     ("eval@mil-mtl-score", "spearman"), ("eval@mil-mean_rgb-score", "spearman"), ("eval@abmil-mtl-score", "spearman")]:
     checks.append(((node, metric) in values, f"{node} {metric} computed"))
 mitosis = next((t for t in model["tasks"] if t["name"] == "mitosis"), None)
 auc = (mitosis or {}).get("validation", {}).get("auc")
 print(f"mitosis head: validation {mitosis and mitosis.get('validation')}")
 checks.append((auc is not None and auc > 0.5, f"mitosis head validation AUC {auc} > 0.5"))
-probe_mtl, probe_rgb = values.get(("eval_probe_score_mtl", "spearman")), values.get(("eval_probe_score_rgb", "spearman"))
+probe_mtl, probe_rgb = values.get(("eval@probe-mtl-score", "spearman")), values.get(("eval@probe-mean_rgb-score", "spearman"))
 print(f"score probe (reported): MTL codes {probe_mtl}, mean-RGB codes {probe_rgb}")
-mil_mtl, mil_rgb = values.get(("eval_mil_score_mtl", "spearman")), values.get(("eval_mil_score_rgb", "spearman"))
+mil_mtl, mil_rgb = values.get(("eval@mil-mtl-score", "spearman")), values.get(("eval@mil-mean_rgb-score", "spearman"))
 print(f"score MIL (reported): MTL codes {mil_mtl}, mean-RGB codes {mil_rgb}")
 checks.append((mil_mtl is not None and probe_mtl is not None and mil_mtl >= probe_mtl,
                f"score on MTL grids: MIL over tissue cells {mil_mtl} >= linear probe {probe_mtl}"))

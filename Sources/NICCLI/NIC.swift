@@ -12,7 +12,7 @@ public struct NIC: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "nic",
         abstract: "Neural Image Compression pipelines: YAML in, cached and reproducible results out.",
-        subcommands: [RunCommand.self, DoctorCommand.self, BenchCommand.self, PlanCommand.self, ValidateCommand.self, NodesCommand.self, OutputCommand.self, CacheCommand.self, RunsCommand.self, ReportCommand.self, MetricsCommand.self, SynthCommand.self, AugmentCommand.self, ExportCommand.self, WorkerCommand.self]
+        subcommands: [RunCommand.self, DoctorCommand.self, BenchCommand.self, PlanCommand.self, ValidateCommand.self, ExpandCommand.self, NodesCommand.self, OutputCommand.self, CacheCommand.self, RunsCommand.self, ReportCommand.self, MetricsCommand.self, SynthCommand.self, AugmentCommand.self, ExportCommand.self, WorkerCommand.self]
     )
 
     public init() {}
@@ -87,6 +87,26 @@ struct ValidateCommand: ParsableCommand {
     func run() throws {
         let graph = try loadGraph(file)
         print("\(file): ok (pipeline '\(graph.spec.name)', \(graph.nodes.count) nodes)")
+        printTemplates(graph.spec)
+    }
+}
+
+/// Each matrix/foreach node and its instances, after `validate` and `plan`.
+func printTemplates(_ spec: PipelineSpec) {
+    if !spec.included.isEmpty { print("includes: \(spec.included.joined(separator: ", "))") }
+    for template in spec.templates {
+        print("\(template.name) (\(template.location)): \(template.instances.count) instance\(template.instances.count == 1 ? "" : "s"): \(template.instances.joined(separator: ", "))")
+    }
+}
+
+struct ExpandCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "expand", abstract: "Print a pipeline with includes, defaults, matrix and foreach expanded into plain nodes.")
+
+    @Argument(help: "The pipeline YAML file.") var file: String
+
+    func run() throws {
+        let graph = try loadGraph(file)
+        print(graph.spec.expandedYAML, terminator: "")
     }
 }
 
@@ -106,6 +126,7 @@ struct PlanCommand: ParsableCommand {
         let cache = try cacheOption.open(.existingOrNone)
         let plan = try Planner.plan(graph, cache: cache, force: try checkedForce(force, graph: graph))
         printPlan(plan)
+        printTemplates(graph.spec)
         guard executor == .slurm else { return }
         let runs = URL(fileURLWithPath: ProcessInfo.processInfo.environment["NIC_RUNS"] ?? "runs").appendingPathComponent("<run>")
         let runner = SlurmRunner(config: config.slurm, runFolder: runs, nic: currentExecutable(), pipeline: URL(fileURLWithPath: file), cache: cache.root)
@@ -118,9 +139,15 @@ struct PlanCommand: ParsableCommand {
     }
 }
 
+/// A template's name forces every instance of it.
 func checkedForce(_ names: [String], graph: PipelineGraph) throws -> Set<String> {
-    for name in names where graph.node(named: name) == nil {
-        throw ValidationError("--force: no node '\(name)' in pipeline '\(graph.spec.name)'")
+    var forced = Set<String>()
+    for name in names {
+        if let template = graph.spec.templates.first(where: { $0.name == name }) { forced.formUnion(template.instances); continue }
+        guard graph.node(named: name) != nil else {
+            throw ValidationError("--force: no node '\(name)' in pipeline '\(graph.spec.name)'")
+        }
+        forced.insert(name)
     }
-    return Set(names)
+    return forced
 }

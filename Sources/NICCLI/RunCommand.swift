@@ -39,6 +39,7 @@ struct RunCommand: ParsableCommand {
         let plan = try Planner.plan(graph, cache: cache, force: try checkedForce(force, graph: graph))
         if dryRun {
             printPlan(plan)
+            printTemplates(graph.spec)
             return
         }
         let verbosity: ProgressDisplay.Verbosity = quiet ? .quiet : (verbose ? .verbose : .normal)

@@ -3,7 +3,7 @@ import Yams
 
 /// Turns a YAML value into a typed `ParamValue`, reporting a located error when it does not fit.
 struct ParamCoercion {
-    let file: String
+    var file: String
     let baseDirectory: URL
     var errors: [SpecError] = []
 

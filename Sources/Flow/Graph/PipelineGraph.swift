@@ -39,6 +39,11 @@ public struct PipelineGraph {
             typed[node.name] = type
         }
         let specByName = Dictionary(spec.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // A mistake in `defaults:` is reported once, where it is written, not once per node.
+        var reportedDefaults = Set<SourceLocation>()
+        for d in spec.defaults where registry[d.type] == nil && reportedDefaults.insert(d.typeLocation).inserted {
+            errors.append(SpecError("defaults: unknown node type '\(d.type)'\(Suggest.hint(for: d.type, among: registry.names)); run `nic nodes` for the list", at: d.typeLocation))
+        }
 
         var built: [String: GraphNode] = [:]
         for node in spec.nodes {
@@ -51,11 +56,18 @@ public struct PipelineGraph {
             for entry in node.params {
                 guard let param = declared[entry.name] else {
                     let names = type.params.map(\.name)
+                    if entry.fromDefaults {
+                        if reportedDefaults.insert(entry.nameLocation).inserted {
+                            errors.append(SpecError("defaults for '\(type.name)': unknown param '\(entry.name)'\(Suggest.hint(for: entry.name, among: names)); it takes \(Suggest.list(names))", at: entry.nameLocation))
+                        }
+                        continue
+                    }
                     errors.append(SpecError("node '\(node.name)': unknown param '\(entry.name)' for type '\(type.name)'\(Suggest.hint(for: entry.name, among: names)); it takes \(Suggest.list(names))", at: entry.nameLocation))
                     continue
                 }
                 given.insert(entry.name)
                 let what = "node '\(node.name)' param '\(entry.name)'"
+                coercion.file = entry.valueLocation.file  // an included file's node, or an including file's default
                 guard let value = coercion.coerce(entry.value, to: param.type, what: what) else { continue }
                 if let problem = Self.violation(of: param, by: value) {
                     errors.append(SpecError("\(what) must be \(problem), found \(value.display)", at: entry.valueLocation))
@@ -159,10 +171,32 @@ public struct PipelineGraph {
             errors.append(SpecError("cycle: \((cycle + [cycle[0]]).joined(separator: " -> ")); a node cannot depend on its own output", at: binding?.sourceLocation ?? first.location))
         }
         if !errors.isEmpty {
+            errors = Self.collapsingInstances(errors)
             throw SpecErrors(errors.sorted { ($0.location?.line ?? 0, $0.location?.column ?? 0) < ($1.location?.line ?? 0, $1.location?.column ?? 0) })
         }
         let nodes = order.order.compactMap { built[$0] }
         return PipelineGraph(spec: spec, nodes: nodes, index: Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) }))
+    }
+
+    /// A mistake in a template repeats in each of its instances at the same place: keep the first,
+    /// saying how many more instances have it.
+    static func collapsingInstances(_ errors: [SpecError]) -> [SpecError] {
+        func generic(_ message: String) -> String {
+            message.replacingOccurrences(of: #"'([A-Za-z_][A-Za-z0-9_-]*)@[A-Za-z0-9_@-]+'"#, with: "'$1@*'", options: .regularExpression)
+        }
+        var order: [String] = []
+        var first: [String: SpecError] = [:]
+        var count: [String: Int] = [:]
+        for error in errors {
+            let key = "\(error.location?.description ?? "")|\(generic(error.message))"
+            if first[key] == nil { order.append(key); first[key] = error }
+            count[key, default: 0] += 1
+        }
+        return order.map { key in
+            var error = first[key]!  // invariant: every key in order has a first error
+            if let n = count[key], n > 1 { error.message += " (and \(n - 1) more instance\(n == 2 ? "" : "s") of the same template)" }
+            return error
+        }
     }
 
     /// The first declared rule `value` breaks, as the words completing "must be …"; non-finite

@@ -46,6 +46,13 @@ public struct RunRecord: Codable, Sendable {
         public var job: RemoteJob?
         /// The job arrays that computed the node's missing items (`id_[0-n]`), before `job` gathered them.
         public var itemArrays: [RemoteJob]?
+        /// For one instance of a matrix/foreach template: the template, its axes and this node's values
+        /// on them, and (foreach over nodes) the template its item came from; reports group on these.
+        public var template: String?
+        public var axes: [String]?
+        public var labels: [String]?
+        public var source: String?
+        public var from: String?
     }
     public var format = 1
     public var pipeline: String
@@ -141,7 +148,15 @@ public final class RunRecorder: RunObserver, Sendable {
             nodes[node.name] = RunRecord.Node(
                 type: node.typeName, key: node.key, plan: node.status == .cached ? "cached" : "will run", reasons: node.reasons,
                 status: "pending", started: nil, finished: nil, seconds: nil, entry: nil, error: nil,
-                inputs: graphNode.inputs.mapValues { "\($0.node).\($0.port)" }, params: node.params, progress: nil, metrics: nil)
+                inputs: graphNode.inputs.mapValues { "\($0.node).\($0.port)" }, params: node.params, progress: nil, metrics: nil,
+                template: graphNode.spec.instance?.template, axes: graphNode.spec.instance?.axes,
+                labels: graphNode.spec.instance?.labels, source: graphNode.spec.instance?.source,
+                from: graphNode.spec.instance?.from)
+        }
+        // Includes and templates: the plain pipeline they stand for, beside the file as written.
+        if !plan.graph.spec.included.isEmpty || !plan.graph.spec.templates.isEmpty {
+            do { try Data(plan.graph.spec.expandedYAML.utf8).write(to: folder.appendingPathComponent("expanded.yaml")) }
+            catch { throw FlowError.wrapping(error, "cannot write the run record in \(folder.path)") }
         }
         let record = RunRecord(pipeline: plan.graph.spec.name, specFile: plan.graph.spec.file, cache: cache.root.path,
                            status: "running", owner: LockOwner.current(), started: now, finished: nil, seconds: nil, jobs: jobs,

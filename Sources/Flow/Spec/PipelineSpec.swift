@@ -12,6 +12,12 @@ public struct PipelineSpec {
     public var nodes: [NodeSpec]
     /// The spec's text, kept for run records.
     public var source: String
+    /// `defaults:` after includes (see `PipelineExpansion`), already applied to `nodes`.
+    public var defaults: [DefaultParam] = []
+    /// Files read through `include:`, as displayed.
+    public var included: [String] = []
+    /// Each `matrix:`/`foreach:` node as written and the names of its instances.
+    public var templates: [(name: String, location: SourceLocation, instances: [String])] = []
 
     public func node(named name: String) -> NodeSpec? { nodes.first { $0.name == name } }
 }
@@ -27,6 +33,8 @@ public struct NodeSpec {
     public var paramsLocation: SourceLocation
     /// Declared under `inputs:` rather than `nodes:`.
     public var isPipelineInput: Bool
+    /// Set when the node is one instance of a `matrix:`/`foreach:` template.
+    public var instance: NodeInstance? = nil
 }
 
 public struct InputBinding {
@@ -43,11 +51,13 @@ public struct ParamEntry {
     public var nameLocation: SourceLocation
     public var value: Yams.Node
     public var valueLocation: SourceLocation
+    /// Came from `defaults:` rather than the node's own params.
+    public var fromDefaults = false
 }
 
 public enum SpecParser {
-    static let topLevelKeys = ["pipeline", "description", "base", "inputs", "nodes"]
-    static let nodeKeys = ["type", "in", "params", "description"]
+    static let topLevelKeys = ["pipeline", "description", "base", "include", "defaults", "inputs", "nodes"]
+    static let nodeKeys = ["type", "in", "params", "description", "matrix", "foreach"]
 
     public static func parse(file url: URL, displayPath: String? = nil) throws -> PipelineSpec {
         let display = displayPath ?? url.path
@@ -98,6 +108,7 @@ public enum SpecParser {
                 if let s = value.scalar?.string { base = s } else { fail("'base' must be a folder path", value) }
             case "inputs": inputsNode = value
             case "nodes": nodesNode = value
+            case "include", "defaults": break  // read by PipelineExpansion
             default:
                 fail("unknown key '\(key)' at the top of the pipeline; expected one of \(Suggest.list(topLevelKeys))\(Suggest.hint(for: key, among: topLevelKeys))", keyNode)
             }
@@ -105,66 +116,68 @@ public enum SpecParser {
         if top.first(where: { $0.key.scalar?.string == "pipeline" }) == nil {
             fail("missing required key 'pipeline' (the pipeline's name)", root)
         }
-        if nodesNode == nil && inputsNode == nil {
+        if nodesNode == nil && inputsNode == nil && !top.contains(where: { $0.key.scalar?.string == "include" }) {
             fail("missing required key 'nodes' (the mapping of node names to node definitions)", root)
         }
 
+        if let inputsNode, inputsNode.mapping == nil, inputsNode.tagName != .null {
+            fail("'inputs' must be a mapping of input names to {kind: ..., ...}, found \(describeKind(inputsNode))", inputsNode)
+        }
+        if let nodesNode, nodesNode.mapping == nil, nodesNode.tagName != .null {
+            fail("'nodes' must be a mapping of node names to node definitions, found \(describeKind(nodesNode))", nodesNode)
+        }
+        // Includes, defaults, matrix and foreach become plain nodes here, each keeping the file and
+        // line it was written at.
+        let expanded = PipelineExpansion.expand(top: Array(top), file: file, directory: directory, errors: &errors)
         var nodes: [NodeSpec] = []
-        var seen: [String: SourceLocation] = [:]
-        func claim(_ nodeName: String, _ keyNode: Yams.Node) -> Bool {
-            if !isValidName(nodeName) {
-                fail("invalid node name '\(nodeName)': use letters, digits, '_' and '-', starting with a letter or '_'", keyNode)
-                return false
+        for entry in expanded.inputs {
+            let entryFile = entry.file
+            func eloc(_ mark: Mark?) -> SourceLocation { SourceLocation(file: entryFile, line: mark?.line ?? 1, column: mark?.column ?? 1) }
+            func efail(_ message: String, _ node: Yams.Node?) { errors.append(SpecError(message, at: eloc(node?.mark))) }
+            let nodeName = entry.name, keyNode = entry.keyNode, value = entry.body
+            guard let body = value.mapping else {
+                efail("input '\(nodeName)' must be a mapping like {kind: table, path: data/labels.csv}, found \(describeKind(value))", value)
+                continue
             }
-            if let first = seen[nodeName] {
-                fail("duplicate node name '\(nodeName)' (first defined at \(first))", keyNode)
-                return false
-            }
-            seen[nodeName] = loc(keyNode.mark)
-            return true
-        }
-
-        if let inputsNode {
-            if let mapping = inputsNode.mapping {
-                for (keyNode, value) in mapping {
-                    guard let nodeName = keyNode.scalar?.string, claim(nodeName, keyNode) else { continue }
-                    guard let body = value.mapping else {
-                        fail("input '\(nodeName)' must be a mapping like {kind: table, path: data/labels.csv}, found \(describeKind(value))", value)
-                        continue
-                    }
-                    var kind: (String, Yams.Node)?
-                    var params: [ParamEntry] = []
-                    for (pKey, pValue) in body {
-                        guard let pName = pKey.scalar?.string else { fail("keys must be plain names", pKey); continue }
-                        if pName == "kind" {
-                            if let s = pValue.scalar?.string { kind = (s, pValue) } else { fail("'kind' must be a node type name", pValue) }
-                        } else {
-                            params.append(ParamEntry(name: pName, nameLocation: loc(pKey.mark), value: pValue, valueLocation: loc(pValue.mark)))
-                        }
-                    }
-                    guard let kind else { fail("input '\(nodeName)' needs a 'kind' (a source node type such as 'table' or 'files')", value); continue }
-                    nodes.append(NodeSpec(name: nodeName, location: loc(keyNode.mark), type: kind.0, typeLocation: loc(kind.1.mark),
-                                          inputs: [], params: params, paramsLocation: loc(value.mark), isPipelineInput: true))
+            var kind: (String, Yams.Node)?
+            var params: [ParamEntry] = []
+            for (pKey, pValue) in body {
+                guard let pName = pKey.scalar?.string else { efail("keys must be plain names", pKey); continue }
+                if pName == "kind" {
+                    if let s = pValue.scalar?.string { kind = (s, pValue) } else { efail("'kind' must be a node type name", pValue) }
+                } else {
+                    params.append(ParamEntry(name: pName, nameLocation: eloc(pKey.mark), value: pValue, valueLocation: eloc(pValue.mark)))
                 }
-            } else if inputsNode.tagName != .null {
-                fail("'inputs' must be a mapping of input names to {kind: ..., ...}, found \(describeKind(inputsNode))", inputsNode)
+            }
+            guard let kind else { efail("input '\(nodeName)' needs a 'kind' (a source node type such as 'table' or 'files')", value); continue }
+            nodes.append(NodeSpec(name: nodeName, location: eloc(keyNode.mark), type: kind.0, typeLocation: eloc(kind.1.mark),
+                                  inputs: [], params: params, paramsLocation: eloc(value.mark), isPipelineInput: true))
+        }
+        for entry in expanded.nodes {
+            let entryFile = entry.file
+            func eloc(_ mark: Mark?) -> SourceLocation { SourceLocation(file: entryFile, line: mark?.line ?? 1, column: mark?.column ?? 1) }
+            func efail(_ message: String, _ node: Yams.Node?) { errors.append(SpecError(message, at: eloc(node?.mark))) }
+            if var node = parseNode(name: entry.name, keyNode: entry.keyNode, body: entry.body, loc: eloc, fail: efail) {
+                node.instance = entry.instance
+                nodes.append(node)
             }
         }
-
-        if let nodesNode {
-            if let mapping = nodesNode.mapping {
-                for (keyNode, value) in mapping {
-                    guard let nodeName = keyNode.scalar?.string, claim(nodeName, keyNode) else { continue }
-                    if let node = parseNode(name: nodeName, keyNode: keyNode, body: value, loc: loc, fail: fail) { nodes.append(node) }
-                }
-            } else if nodesNode.tagName != .null {
-                fail("'nodes' must be a mapping of node names to node definitions, found \(describeKind(nodesNode))", nodesNode)
+        // A node's own params win over its type's defaults.
+        let defaultsByType = Dictionary(grouping: expanded.defaults, by: \.type)
+        for i in nodes.indices {
+            guard let defaults = defaultsByType[nodes[i].type] else { continue }
+            let own = Set(nodes[i].params.map(\.name))
+            for d in defaults where !own.contains(d.entry.name) {
+                var entry = d.entry
+                entry.fromDefaults = true
+                nodes[i].params.append(entry)
             }
         }
 
         if !errors.isEmpty { throw SpecErrors(errors) }
         let baseURL = base.map { URL(fileURLWithPath: $0, relativeTo: directory).standardizedFileURL } ?? defaultBase(for: directory)
-        return PipelineSpec(name: name, file: file, baseDirectory: baseURL, nodes: nodes, source: text)
+        return PipelineSpec(name: name, file: file, baseDirectory: baseURL, nodes: nodes, source: text,
+                            defaults: expanded.defaults, included: expanded.included, templates: expanded.templates)
     }
 
     private static func parseNode(name: String, keyNode: Yams.Node, body: Yams.Node,

@@ -38,7 +38,8 @@ struct HTMLReport {
     .status-done{color:#1a7f37}.status-cached{color:#0969da}.status-failed{color:#cf222e}.status-skipped,.status-pending{color:#8c959f}
     .charts{display:flex;flex-wrap:wrap;gap:14px}svg .title{font-weight:600;font-size:13px}svg .tick{font-size:10px;fill:#555}svg .axis,svg .legend{font-size:11px;fill:#333}
     figure{margin:0;display:inline-block;text-align:center}figure img{image-rendering:pixelated;border:1px solid #ccc;max-width:320px}figcaption{font-size:12px;color:#555}
-    .previews{display:flex;flex-wrap:wrap;gap:12px}code{font-size:12px}
+    .previews{display:flex;flex-wrap:wrap;gap:12px}code{font-size:12px}summary{cursor:pointer;color:#0969da;margin:4px 0}
+    table.results td,table.results th{white-space:nowrap}figure img{max-width:192px;min-width:96px}
     """
 
     func render() throws -> String {
@@ -46,11 +47,18 @@ struct HTMLReport {
         var html = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>nic report – \(esc(record.pipeline))</title><style>\(Self.css)</style></head><body>"
         let started = ISO8601DateFormatter().string(from: record.started)
         html += "<header id=\"summary\"><h1>\(esc(record.pipeline))</h1><div class=\"meta\">run \(esc(folder.lastPathComponent)) · started \(started) · status <b>\(esc(record.shownStatus))</b> · \(c.executed) executed, \(c.cached) cached, \(c.failed) failed, \(c.skipped) skipped\(record.seconds.map { " · " + String(format: "%.1f s", $0) } ?? "")</div></header><main>"
-        html += section("dag", "Pipeline", dagSVG().map { "<div style=\"overflow-x:auto\">\($0)</div>" })
-        html += section("nodes", "Nodes", nodesTable())
+        let documents = metricsDocuments()  // read once, used by the results, metrics and plots
+        html += section("results", "Results", resultTables(documents))
+        // A matrix's instances are one box; the graph of every node is one click away.
+        let full = dagSVG().map { "<div style=\"overflow-x:auto\">\($0)</div>" }
+        if let grouped = groupedDAG() {
+            html += section("dag", "Pipeline", grouped + (full.map { "<details id=\"dag-all\"><summary>every node (\(record.order.count))</summary>\($0)</details>" } ?? ""))
+        } else {
+            html += section("dag", "Pipeline", full)
+        }
+        html += section("nodes", "Nodes", nodesTable().map { "<details id=\"nodes-table\"\(record.order.count <= 20 ? " open" : "")><summary>\(record.order.count) nodes: \(c.executed) executed, \(c.cached) cached, \(c.failed) failed, \(c.skipped) skipped</summary>\($0)</details>" })
         html += section("curves", "Training curves", curves())
-        let documents = metricsDocuments()  // read once, used by both sections
-        html += section("metrics", "Metrics", metricsTables(documents))
+        html += section("metrics", "Metrics", metricsTables(documents).map { "<details id=\"metrics-all\"\(documents.count <= 12 ? " open" : "")><summary>every metric of every node (\(documents.count))</summary>\($0)</details>" })
         html += section("plots", "Plots", plots(documents))
         html += section("previews", "Previews", previews())
         return html + "<p class=\"empty\">Written by nic from \(esc(folder.path)).</p></main></body></html>"
@@ -151,13 +159,29 @@ struct HTMLReport {
                 let file = url.appendingPathComponent("curves.csv")
                 guard let table = try? CSVTable.read(file), let xIndex = table.columnIndex("epoch") else { continue }
                 withFiles.insert(name)
-                var series: [SVGChart.Series] = []
+                // One panel per quantity: the loss (training beside validation), then each task's
+                // metrics (`tissue_loss` beside `val_tissue_loss`), rather than a dozen series in one.
+                var panels: [(title: String, columns: [Int])] = []
                 for (k, column) in table.columns.enumerated() where k != xIndex && column != "learning_rate" {
-                    let points = table.rows.compactMap { row in Double(row[xIndex]).flatMap { x in Double(row[k]).map { (x, $0) } } }
-                    if !points.isEmpty { series.append(.init(name: column, points: points, style: .line, color: SVGChart.palette[series.count % 8])) }
+                    let bare = column.hasPrefix("val_") ? String(column.dropFirst(4)) : column
+                    let panel: String
+                    if column.hasPrefix("fold") { panel = "training loss per fold" }
+                    else if bare == "train_loss" || bare == "loss" { panel = "loss: training and validation" }
+                    else { panel = "task " + String(bare.split(separator: "_").first ?? Substring(bare)) }
+                    if let i = panels.firstIndex(where: { $0.title == panel }) { panels[i].columns.append(k) } else { panels.append((panel, [k])) }
                 }
-                if !series.isEmpty {
-                    charts.append(SVGChart(title: "\(name).\(port)", xLabel: "epoch", yLabel: "value", series: series).render())
+                for panel in panels {
+                    var series: [SVGChart.Series] = []
+                    for k in panel.columns {
+                        let points = table.rows.compactMap { row in Double(row[xIndex]).flatMap { x in Double(row[k]).map { (x, $0) } } }
+                        let column = table.columns[k]
+                        let dashed = column.hasPrefix("val_") || column == "val_loss"
+                        if !points.isEmpty { series.append(.init(name: column + (dashed ? " (validation)" : ""), points: points, style: .line, color: SVGChart.palette[series.count % 8])) }
+                    }
+                    if !series.isEmpty {
+                        charts.append(SVGChart(title: "\(name): \(panel.title)", xLabel: "epoch", yLabel: panel.title.hasPrefix("task") ? "value" : "loss",
+                                               width: 420, height: 280, series: series).render())
+                    }
                 }
             }
         }
@@ -176,8 +200,15 @@ struct HTMLReport {
                 }
             }
             for node in perNode.keys.sorted() {
-                let series = perNode[node]!.keys.sorted().enumerated().map { i, key in  // invariant: node taken from perNode.keys
-                    SVGChart.Series(name: key, points: perNode[node]![key]!, style: .line, color: SVGChart.palette[i % 8])  // invariant: node and key taken from perNode's keys
+                let metrics = perNode[node]!  // invariant: node taken from perNode.keys
+                // A node that reported a few times (a compressor's rates) reads better as bars of the last values.
+                if metrics.values.allSatisfy({ $0.count < 3 }) {
+                    let bars = metrics.keys.sorted().compactMap { key in metrics[key]?.last.map { (key, $0.1) } }
+                    charts.append(Self.barChart(title: "\(node): last reported", bars: bars))
+                    continue
+                }
+                let series = metrics.keys.sorted().enumerated().map { i, key in
+                    SVGChart.Series(name: key, points: metrics[key]!, style: .line, color: SVGChart.palette[i % 8])  // invariant: key taken from metrics.keys
                 }
                 charts.append(SVGChart(title: node, xLabel: "update", yLabel: "value", series: series).render())
             }
@@ -290,7 +321,7 @@ struct HTMLReport {
                    let object = try? JSONSerialization.jsonObject(with: data) as? [String: String] { captions = object }
                 for file in files.prefix(24) {
                     guard let data = try? Data(contentsOf: dir.appendingPathComponent(file)), !data.isEmpty else { continue }
-                    figures.append("<figure><img alt=\"\(esc(file))\" src=\"data:image/png;base64,\(data.base64EncodedString())\"><figcaption>\(esc(captions[file] ?? "\(name).\(port): \(file)"))</figcaption></figure>")
+                    figures.append(thumbnail(data, file: file, node: name, port: port, caption: captions[file] ?? "\(name).\(port): \(file)"))
                 }
             }
         }
