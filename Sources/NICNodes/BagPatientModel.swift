@@ -14,8 +14,9 @@ import TensorStore
 /// models) or a slide (`aggregation: slides`: predictions averaged per patient). A training step
 /// takes `batch_size` bags, each slide in a random stored orientation (the codes of the rotated
 /// patches) and at most `bag_cells` random cells per bag, so a step's memory is bounded whatever the
-/// slide size. A Cox step's bags form its risk set: with `batch_size: 16` the partial likelihood
-/// compares 16 patients, as the CNN's batches do. Prediction uses every cell of every slide, chunked
+/// slide size. A Cox head with `risk_set: fold` compares a step's bags with every training bag of the
+/// fold (their latest risks, `PatientTargets.FoldRisks`); with `risk_set: batch` the step's bags are
+/// its whole risk set. Prediction uses every cell of every slide, chunked
 /// with an online softmax (memory: one chunk plus one logit per cell), averaged over orientations.
 ///
 /// Writes `attention/<slide>` (zarr float32 [rows, columns]: each tissue cell's attention weight in
@@ -35,7 +36,7 @@ enum BagPatientModel {
     static func run(_ context: NodeContext, _ params: PatientModel.Params, gridSet: GridSet, architecture: Architecture,
                     targets: PatientTargets, aggregation: PatientModel.Aggregation) throws {
         let headURL = params.head.url
-        let headArchitecture = try Heads.architecture(file: headURL, outputs: targets.outputs)
+        let headArchitecture = try Heads.architecture(file: headURL, outputs: targets.networkOutputs)
         let channels = gridSet.info.codeSize
         let slides = try load(gridSet, patients: Set(targets.patients))
         // A bag: the slides it is made of.
@@ -56,6 +57,11 @@ enum BagPatientModel {
             let scaling = Standardization(slides: Set(trainBags.flatMap { bags[$0] }).sorted().map { slides[$0] }, channels: channels)
             let trainer = PatientModel.trainer(params, parameters: model.parameters, fold: fold, context: context)
             var rng = SplitMix64(seed: foldSeed &+ 2)
+            // Cox over the whole fold: every training bag's risk, first from the untrained model.
+            var risks = try targets.foldRisks(items: trainBags, patient: { slides[bags[$0][0]].patient }) { b in
+                let x = scaling.apply(sampleCells(bags[b].map { slides[$0] }, limit: params.bagCells, channels: channels, rng: &rng))
+                return try model.forward(Tensor(shape: [x.count / channels, channels], data: x), bags: [0..<(x.count / channels)], training: false).output.data[0]
+            }
             let outcome = try trainer.fit(
                 order: { _ in PatientModel.epochOrder(trainBags, repeats: params.cropsPerSlide, rng: &rng) },
                 step: { batch, _ in
@@ -69,7 +75,7 @@ enum BagPatientModel {
                     }
                     let x = Tensor(shape: [cells.count / channels, channels], data: cells)
                     let (output, _) = try model.forward(x, bags: ranges, training: true)
-                    let result = try targets.loss(output, patients: patients)
+                    let result = try targets.loss(output, patients: patients, items: batch, memory: &risks)
                     try model.backward(result.gradient)
                     return StepResult(loss: result.value)
                 },

@@ -75,7 +75,7 @@ enum LinearPatientModel {
             switch task {
             case .survival:
                 let ties: CoxRegression.Ties
-                if case .cox(let t) = loss, t == .efron { ties = .efron } else { ties = .breslow }
+                if case .cox(let t, _) = loss, t == .efron { ties = .efron } else { ties = .breslow }
                 guard let fit = CoxRegression.fit(x: train.map { x[$0] }, time: train.map { time[$0] }, event: train.map { event[$0] }, ties: ties) else {
                     throw NodeError("fold \(fold + 1): the Cox fit failed (no events, or collinear covariates)")
                 }

@@ -13,8 +13,10 @@ import Stats
 /// multiple-instance learning over the tissue cells of whole slides (`BagPatientModel`).
 ///
 /// Crops of the architecture's input size are centred with probability proportional to the distance
-/// from background (NIC appendix), in a random orientation, one per training slide per epoch. Cox
-/// batches without an observed event are skipped (the partial likelihood is undefined on them).
+/// from background (NIC appendix), in a random orientation, one per training slide per epoch. A Cox
+/// head with `risk_set: fold` compares each batch with every training slide of the fold; with
+/// `risk_set: batch`, batches without an observed event are skipped (the partial likelihood is
+/// undefined on them).
 public struct PatientModel: NodeType {
     public static let name = "patient_model"
     /// 2: bag models (an architecture with `pool`).
@@ -78,9 +80,11 @@ public struct PatientModel: NodeType {
         for column in ["patient"] + params.target where !gridSet.slideSet.labelColumns.contains(column) {
             throw NodeError("param 'target': the cohort's labels.csv has no column '\(column)'; it has \(gridSet.slideSet.labelColumns.joined(separator: ", "))")
         }
-        let targets = try PatientTargets(loss: try LossSpec(try Heads.architecture(file: headURL, outputs: 1)), head: headURL.lastPathComponent,
+        let headSpec = try Heads.architecture(file: headURL, outputs: 1)
+        let targets = try PatientTargets(loss: try LossSpec(headSpec), head: headURL.lastPathComponent,
                                          columns: params.target, classes: params.classes,
-                                         slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) })
+                                         slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) },
+                                         auxiliary: try Heads.auxiliary(headSpec))
         targets.reportDropped(context)
         let patients = targets.patients
         guard patients.count >= params.folds else {
@@ -97,7 +101,7 @@ public struct PatientModel: NodeType {
         let seed = UInt64(truncatingIfNeeded: params.seed)
         let folds = targets.folds(params.folds, seed: seed)
         let foldCount = params.folds, epochs = params.epochs
-        let outputs = targets.outputs
+        let outputs = targets.outputs, width = targets.networkOutputs
         var scores: [String: [Double]] = [:]
         var curves = [[String]](repeating: [], count: epochs)
 
@@ -106,11 +110,17 @@ public struct PatientModel: NodeType {
             let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
             let trunk = try trunkArchitecture.build(seed: foldSeed, inputShapes: [[crop, crop, channels]], prefix: "model")
             let features = trunk.outputShape.reduce(1, *)
-            let head = try Heads.architecture(file: headURL, outputs: outputs).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
+            let head = try Heads.architecture(file: headURL, outputs: width).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
             let parameters = trunk.parameters + head.parameters
             let trainer = Self.trainer(params, parameters: parameters, fold: fold, context: context)
             // One generator draws both the epoch's order and its crops.
             var rng = SplitMix64(seed: foldSeed &+ 2)
+            // Cox over the whole fold: every training slide's risk, first from one crop of the untrained model.
+            var risks = try targets.foldRisks(items: trainSlides, patient: { slides[$0].patient }) { item in
+                let x = try crops([slides[item]], crop: crop, channels: channels, rng: &rng, orientation: nil)
+                let features = try trunk.forward(x, training: false)
+                return try head.forward(features.reshaped([1, features.count]), training: false).data[0]
+            }
             let outcome = try trainer.fit(
                 order: { _ in Self.epochOrder(trainSlides, repeats: params.cropsPerSlide, rng: &rng) },
                 step: { batch, _ in
@@ -119,7 +129,7 @@ public struct PatientModel: NodeType {
                     let x = try crops(batch.map { slides[$0] }, crop: crop, channels: channels, rng: &rng, orientation: nil)
                     let features = try trunk.forward(x, training: true)
                     let output = try head.forward(features.reshaped([batch.count, features.count / batch.count]), training: true)
-                    let result = try targets.loss(output, patients: batchPatients)
+                    let result = try targets.loss(output, patients: batchPatients, items: batch, memory: &risks)
                     let dFeatures = try head.backward(result.gradient)[0]
                     try trunk.backward(dFeatures.reshaped(features.shape))
                     return StepResult(loss: result.value)
@@ -137,7 +147,7 @@ public struct PatientModel: NodeType {
                         let features = try trunk.forward(x, training: false)
                         let output = try head.forward(features.reshaped([batch.count, features.count / batch.count]), training: false)
                         for i in 0..<batch.count {
-                            let prediction = targets.prediction((0..<outputs).map { Double(output.data[i * outputs + $0]) })
+                            let prediction = targets.prediction((0..<width).map { Double(output.data[i * width + $0]) })
                             for j in 0..<outputs { sum[j] += prediction[j] }
                             n += 1
                         }

@@ -104,7 +104,7 @@ public struct Probe: NodeType {
         case .meanSquaredError: return "ridge"
         case .binaryCrossEntropy: return "logistic"
         case .softmaxCrossEntropy: return "multinomial logistic"
-        case .cox(let ties): return "cox (\(ties.rawValue))"
+        case .cox(let ties, _): return "cox (\(ties.rawValue))"
         }
     }
 
@@ -118,7 +118,7 @@ public struct Probe: NodeType {
             return .binary(values.map { $0[0] == targets.classes[1] })
         case .softmaxCrossEntropy:
             return .multiclass(values.map { targets.classes.firstIndex(of: $0[0])! }, classes: targets.classes.count)  // invariant: PatientTargets checked every label is a class
-        case .cox(let ties):
+        case .cox(let ties, _):
             guard let tieMethod = CoxRegression.Ties(rawValue: ties.rawValue) else { throw NodeError("Cox ties '\(ties.rawValue)': expected breslow or efron") }
             return .survival(time: values.map { Double($0[0])! }, event: values.map { Int($0[1]) == 1 }, ties: tieMethod)  // invariant: PatientTargets checked every time is a finite number
         }

@@ -61,7 +61,7 @@ public struct Architecture {
         return try Architecture(node: root, file: file)
     }
 
-    static func loc(_ file: String, _ node: Yams.Node?) -> String {
+    public static func loc(_ file: String, _ node: Yams.Node?) -> String {
         guard let mark = node?.mark else { return file }
         return "\(file):\(mark.line):\(mark.column)"
     }
@@ -400,7 +400,9 @@ public enum LossSpec: Equatable, Sendable {
     case meanSquaredError
     case binaryCrossEntropy(positiveWeight: Float)
     case softmaxCrossEntropy(classWeights: [Float]?)
-    case cox(ties: CoxTies)
+    /// `risk_set` absent means `batch`: a head written before the option keeps its behaviour (and
+    /// its cache key says so); the shipped nodes/heads/cox.yaml asks for `fold`.
+    case cox(ties: CoxTies, riskSet: CoxRiskSet = .batch)
 
     public init(_ architecture: Architecture) throws {
         let file = architecture.file
@@ -436,8 +438,10 @@ public enum LossSpec: Equatable, Sendable {
         case "cox":
             let t = params.removeValue(forKey: "ties")?.string ?? "breslow"
             guard let ties = CoxTies(rawValue: t) else { throw NeuralError.architecture(location: at, message: "loss: ties must be breslow or efron, got '\(t)'") }
+            let r = params.removeValue(forKey: "risk_set")?.string ?? "batch"
+            guard let riskSet = CoxRiskSet(rawValue: r) else { throw NeuralError.architecture(location: at, message: "loss: risk_set must be batch or fold, got '\(r)'") }
             try unknown()
-            self = .cox(ties: ties)
+            self = .cox(ties: ties, riskSet: riskSet)
         default:
             throw NeuralError.architecture(location: at, message: "loss: unknown type '\(type ?? "?")' (mse, binary_cross_entropy, softmax_cross_entropy, cox)")
         }

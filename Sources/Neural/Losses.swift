@@ -4,6 +4,11 @@ import Foundation
 public struct LossResult {
     public let value: Double
     public let gradient: Tensor
+
+    public init(value: Double, gradient: Tensor) {
+        self.value = value
+        self.gradient = gradient
+    }
 }
 
 public enum CoxTies: String, Sendable {
@@ -11,6 +16,16 @@ public enum CoxTies: String, Sendable {
     case breslow
     /// Tied events progressively leave the risk set (Efron 1977), closer to the exact likelihood.
     case efron
+}
+
+/// Which patients a Cox step's partial likelihood compares.
+public enum CoxRiskSet: String, Sendable {
+    /// Only the step's own batch (a batch of 4 compares a patient with at most 3 others; steps
+    /// without an event are skipped). The behaviour of heads that do not say.
+    case batch
+    /// Every training patient of the fold: the step's fresh risks beside the latest risks of the
+    /// others (`Loss.coxRiskSet`), so every step sees the whole risk set and any batch trains.
+    case fold
 }
 
 @inline(__always) func logAddExp(_ a: Double, _ b: Double) -> Double {
@@ -163,6 +178,32 @@ public enum Loss {
             }
         }
         return try checkFinite("cox", LossResult(value: loss / Double(events), gradient: Tensor(shape: risk.shape, data: grad)))
+    }
+
+    /// The Cox loss over a whole risk set of `time.count` items of which only `members` were just
+    /// computed (`risk`, one per member; an item may appear more than once, e.g. two crops of a slide,
+    /// and counts as the mean of its occurrences). The others take their entry of `memory`, the last
+    /// risk the model gave them (a bank of cached scores, as memory-bank contrastive learning keeps
+    /// embeddings). Returns the full-set loss (`cox` over every item) and its gradient w.r.t. the
+    /// members, scaled by items/members: one epoch visits every item once, so the steps' gradients
+    /// are an unbiased estimate of the full-set gradient whatever the batch size.
+    public static func coxRiskSet(risk: Tensor, members: [Int], memory: [Float], time: [Double], event: [Bool],
+                                  ties: CoxTies = .breslow) throws -> LossResult {
+        let n = time.count
+        try sameCount("cox", risk, members.count)
+        guard memory.count == n else { throw NeuralError.invalidArgument("loss 'cox': \(memory.count) remembered risks for \(n) items") }
+        var f = memory, multiplicity = [Int](repeating: 0, count: n)
+        for m in members {
+            guard m >= 0 && m < n else { throw NeuralError.invalidArgument("loss 'cox': member \(m) outside the risk set 0..<\(n)") }
+            if multiplicity[m] == 0 { f[m] = 0 }
+            multiplicity[m] += 1
+        }
+        for (p, m) in members.enumerated() { f[m] += risk.data[p] / Float(multiplicity[m]) }
+        let full = try cox(risk: Tensor(shape: [n], data: f), time: time, event: event, ties: ties)
+        let distinct = Double(multiplicity.filter { $0 > 0 }.count)
+        let scale = Double(n) / max(1, distinct)
+        let grad = members.map { Float(Double(full.gradient.data[$0]) * scale / Double(multiplicity[$0])) }
+        return try checkFinite("cox", LossResult(value: full.value, gradient: Tensor(shape: risk.shape, data: grad)))
     }
 
     /// VAE KL term for encoder output [N, 2D] = (μ, log σ²): weight · mean over the batch of

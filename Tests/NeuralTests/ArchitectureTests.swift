@@ -73,7 +73,8 @@ final class ArchitectureTests: XCTestCase {
         XCTAssertEqual(disc.inputs.map(\.shape), [[64, 64, 3], [128]])
         XCTAssertEqual(try load("vae/encoder.yaml").build(seed: 1).outputShape, [256])
         XCTAssertEqual(try load("vae/decoder.yaml").build(seed: 1).outputShape, [64, 64, 3])
-        XCTAssertEqual(try LossSpec(load("heads/cox.yaml")), .cox(ties: .efron))
+        XCTAssertEqual(try LossSpec(load("heads/cox.yaml")), .cox(ties: .efron, riskSet: .fold))
+        XCTAssertEqual(try LossSpec(load("heads/cox-batch.yaml")), .cox(ties: .efron, riskSet: .batch))
     }
 
     func testErrorsNameFileLineAndColumn() {
