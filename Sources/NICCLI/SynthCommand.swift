@@ -24,6 +24,26 @@ struct SynthCommand: ParsableCommand {
         1.2·z(m) + 0.8·z(u). Mitosis annotations: positives centred on true mitoses, negatives \
         --hard-negatives of them (default 50 %) from tumour without a mitosis, the rest from random tissue.
 
+        Annotation styles (--annotation): exhaustive (the default, above: only a generator can know that a \
+        negative holds no figure anywhere) or sparse, as pathologists' point sets are made (TUPAC16 auxiliary, \
+        AMIDA13, MIDOG): each true figure is marked with probability --annotated-fraction (default 0.3) as a \
+        point displaced uniformly within --point-noise px (default 4) of its centre, label 1; no negatives. \
+        Tissue and nuclei rows are the same in both styles.
+
+        Looks (--look, then --look-set key=value,... to change single fields): standard (the default; the \
+        demo's), pale (large pale nuclei with fine texture, small and paler figures in a faint halo, rate ×0.7, \
+        look-alikes ×1.5), dark (small dark crowded nuclei with coarse chromatin, larger darker figures \
+        without a halo, look-alikes ×2 and larger apoptotic bodies), small (small nuclei and figures with \
+        coarse chromatin, half-clear halo, rate ×1.4, large apoptotic bodies), coarse (coarse chromatin, \
+        darker nuclei, figures without a halo, rate ×1.2, look-alikes ×0.5). Fields: nucleus_scale \
+        (tumour nucleus radius factor), nucleus_stain (its optical density, 0.55), chromatin (granular \
+        texture amplitude, 0 smooth … 1), mitosis_scale (figure size factor), mitosis_stain (figure optical \
+        density, 1.45), halo (background kept in the figure's halo: 0.3 clear … 1 none), rate_scale \
+        (factor on the mitotic index: density range), lookalikes (factor on apoptotic-body and infiltrating \
+        lymphocyte rates), apoptotic_scale (apoptotic body size factor), tumour_cellularity (0.8). The labels \
+        and the latent oracle do not depend on the look. The default command (standard look, exhaustive) \
+        writes the same bytes as before these options existed.
+
         Two oracles are printed and written to oracle.json: from the true latents (the ceiling of any model) \
         and from the true patch counts (mitoses per mm² of tumour, tumour fraction: what a perfect patch \
         encoder could give). README.md in the output documents the model in full.
@@ -39,6 +59,13 @@ struct SynthCommand: ParsableCommand {
     @Option(help: "Annotated patches per task and slide in patches.csv.") var annotations: Int = 60
     @Option(name: .customLong("hard-negatives"), help: "Fraction of the mitosis task's negatives drawn from tumour without a mitosis (the rest: random tissue without a mitosis).")
     var hardNegatives: Double = 0.5
+    @Option(help: "Mitosis annotation style: exhaustive (centred positives, negatives known to hold no figure) or sparse (points on some figures, placement noise, no negatives).")
+    var annotation: String = "exhaustive"
+    @Option(name: .customLong("annotated-fraction"), help: "sparse: probability that a figure is marked.") var annotatedFraction: Double = 0.3
+    @Option(name: .customLong("point-noise"), help: "sparse: a mark lies uniformly within this many px of the figure's centre.") var pointNoise: Double = 4
+    @Option(help: "Look of nuclei and figures: \(SyntheticLook.presets.map(\.name).joined(separator: ", ")).") var look: String = "standard"
+    @Option(name: .customLong("look-set"), help: "Change look fields, key=value,... (keys: \(SyntheticLook.keys.joined(separator: ", "))).")
+    var lookSet: String = ""
     @Option(name: .customLong("second-slide-probability"), help: "Probability that a patient has a second slide.") var secondSlide: Double = 0.35
     @Flag(name: .customLong("read-benchmark"), help: "Then time reading every tissue tile (128 px at 0.5 µm/px, grid mode) of each slide with 1 and with --threads Dispatch workers; the tile list goes to bench-tiles.csv for other readers.")
     var readBenchmark = false
@@ -55,6 +82,24 @@ struct SynthCommand: ParsableCommand {
         guard (0...1).contains(hardNegatives) else { throw ValidationError("--hard-negatives must be in 0...1") }
         guard (0...1).contains(secondSlide) else { throw ValidationError("--second-slide-probability must be in 0...1") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard ["exhaustive", "sparse"].contains(annotation) else { throw ValidationError("--annotation must be exhaustive or sparse, got '\(annotation)'") }
+        guard annotatedFraction > 0, annotatedFraction <= 1 else { throw ValidationError("--annotated-fraction must be in (0, 1], got \(annotatedFraction)") }
+        guard pointNoise >= 0, pointNoise <= 32 else { throw ValidationError("--point-noise must be in 0…32 px, got \(pointNoise)") }
+        _ = try chosenLook()
+    }
+
+    /// The --look preset with the --look-set changes.
+    func chosenLook() throws -> SyntheticLook {
+        guard var chosen = SyntheticLook.preset(look) else {
+            throw ValidationError("--look must be one of \(SyntheticLook.presets.map(\.name).joined(separator: ", ")), got '\(look)'")
+        }
+        for item in lookSet.split(separator: ",") where !item.trimmingCharacters(in: .whitespaces).isEmpty {
+            let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, let value = Double(parts[1]) else { throw ValidationError("--look-set: expected key=number, got '\(item)'") }
+            if let problem = chosen.set(parts[0], value) { throw ValidationError("--look-set: \(problem)") }
+        }
+        if !lookSet.isEmpty { chosen.name += "+" + lookSet }
+        return chosen
     }
 
     func run() throws {
@@ -66,6 +111,8 @@ struct SynthCommand: ParsableCommand {
         options.annotationsPerTask = annotations
         options.secondSlideProbability = secondSlide
         options.hardNegativeFraction = hardNegatives
+        options.look = try chosenLook()
+        options.annotation = annotation == "sparse" ? .sparse(fraction: annotatedFraction, noise: pointNoise) : .exhaustive
         let cohort = SyntheticCohort(options)
         let folder = URL(fileURLWithPath: out)
         if let existing = try? FileManager.default.contentsOfDirectory(atPath: folder.path), !existing.isEmpty {
@@ -95,7 +142,11 @@ struct SynthCommand: ParsableCommand {
         let densities = summary.counts.map(\.mitoticDensity)
         print("wrote \(cohort.slideSpecs.count) slides of \(patients) patients to \(folder.path) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
         print("mitoses per slide: min \(spread.min), median \(spread.median), max \(spread.max); per mm² of tumour per patient: \(String(format: "%.0f", densities.min() ?? 0))–\(String(format: "%.0f", densities.max() ?? 0))")
-        print("mitosis task negatives: \(summary.hardNegatives) of \(summary.mitosisNegatives) hard (tumour without a mitosis), asked \(Int((hardNegatives * 100).rounded())) %")
+        if options.annotation == .exhaustive {
+            print("mitosis task negatives: \(summary.hardNegatives) of \(summary.mitosisNegatives) hard (tumour without a mitosis), asked \(Int((hardNegatives * 100).rounded())) %")
+        } else {
+            print("mitosis annotation: \(options.annotation.description); look \(options.look.description)")
+        }
         print("oracle (from the true latents):      spearman(score) \(f(o.spearmanScore))  auc(high_grade) \(f(o.aucHighGrade))  c-index(time,event) \(f(o.cIndexSurvival))")
         print("oracle (from the true patch counts): spearman(score) \(f(q.spearmanScore))  auc(high_grade) \(f(q.aucHighGrade))  c-index(time,event) \(f(q.cIndexSurvival))  [mitoses per mm² of tumour, tumour fraction]")
         if readBenchmark {

@@ -31,6 +31,10 @@ public struct TileSampler: NodeType {
         var regression: [String] = []
         @Param(doc: "training: shift classification patches by up to this fraction of their size in x and y (seeded), so an encoder learns an object anywhere in a patch as a grid of a slide shows it, not only at the centre where it was annotated. A binary task (labels 0 and 1) shifts only its positives: they are centred on the object, which stays inside, while a negative (already at an arbitrary place) could be moved onto an unannotated object. Regression labels (counts in the exact patch) are never shifted", .within(0, 0.5))
         var jitter = 0.0
+        @Param(doc: "training: for a binary task whose annotations hold positives only (points on objects, label 1, as pathologists annotate mitoses), draw its negatives at tissue points at least this many µm from every annotated point of the task, and bound each positive's shift below it, so no shifted positive can sit where a negative may be drawn. 0: negatives must be in the annotations", .within(0, 10_000), .unkeyedAtDefault)
+        var negativeDistanceUm = 0.0
+        @Param(doc: "training, with negative_distance_um: fraction of the drawn negatives taken near an annotated point (at 1-2 times the distance, in the same tissue: the hard cases) rather than anywhere in the tissue", .fraction, .unkeyedAtDefault)
+        var nearNegatives = 0.5
         @Param(doc: "seed of the training draw and of grid subsampling") var seed = 1
         @Param(doc: "grid: minimum tissue fraction of a cell", .fraction) var minTissue = 0.6
         @Param(doc: "grid: µm/px of the tissue mask", .within(0.05, 1000)) var tissueMpp = 4.0
@@ -53,7 +57,8 @@ public struct TileSampler: NodeType {
             let table = try CSVTable.fromPort(try context.input("annotations"))
             (records, tasks) = try TileSampler.planTraining(
                 table, source: "annotations (patches.csv)", slides: cache, perTask: params.perTask, only: params.tasks,
-                regression: Set(params.regression), seed: seed, size: size, mpp: mpp, jitter: params.jitter)
+                regression: Set(params.regression), seed: seed, size: size, mpp: mpp, jitter: params.jitter,
+                negatives: params.negativeDistanceUm > 0 ? NegativeRule(distanceUM: params.negativeDistanceUm, near: params.nearNegatives) : nil)
         } else {
             var detector = TissueDetector()
             detector.mpp = params.tissueMpp
@@ -90,10 +95,30 @@ public struct TileSampler: NodeType {
         return Int(value.rounded())
     }
 
+    /// Negatives for a binary task annotated with positives only: tissue points at `distanceUM` or more from
+    /// every annotated point of the task (a `near` fraction of them at 1-2× that distance from one).
+    public struct NegativeRule: Sendable {
+        public var distanceUM: Double
+        public var near: Double
+        public var detector = TissueDetector()
+        public init(distanceUM: Double, near: Double = 0.5) { self.distanceUM = distanceUM; self.near = near }
+    }
+
     /// Checks every annotation (known slide, integer coordinates, patch inside the slide) and draws the
     /// balanced sample. Errors name the table line.
+    ///
+    /// The rule for point annotations without negatives (`negatives`): a negative is a tissue point at
+    /// distance ≥ D from every annotated point of its task in its slide, and a shifted positive stays at
+    /// distance < D from its own point (the jitter draw is scaled radially into the disc of radius
+    /// D − 1.5 level-0 px when it reaches beyond, so that rounding to whole pixels cannot cross D). The
+    /// two sets never meet: no patch is a positive at one place and a negative at the same place,
+    /// whatever an annotator left unmarked. With D ≥ the patch's half
+    /// diagonal, no annotated object lies inside a negative patch. Objects nobody marked can still sit in a
+    /// negative (the negatives are unlabelled tissue, not known-empty): a head trained so ranks patches
+    /// by how likely they hold an object (positive-unlabelled learning), which is what a rate needs.
     public static func planTraining(_ table: CSVTable, source: String, slides: SlideCache, perTask: Int, only: [String], regression: Set<String>,
-                                    seed: UInt64, size: Int, mpp: Double, jitter: Double = 0) throws -> ([PatchRecord], [PatchTask]) {
+                                    seed: UInt64, size: Int, mpp: Double, jitter: Double = 0,
+                                    negatives: NegativeRule? = nil) throws -> ([PatchRecord], [PatchTask]) {
         guard perTask > 0 else { throw NodeError("per_task must be positive, got \(perTask)") }
         for c in ["slide", "x", "y", "task", "label"] where table.columnIndex(c) == nil {
             throw NodeError("\(source):1: missing column '\(c)'; expected slide, x, y, task, label; found \(table.columns.joined(separator: ", "))")
@@ -123,8 +148,35 @@ public struct TileSampler: NodeType {
         guard !byTask.isEmpty else { throw NodeError("\(source): no annotations") }
         var records: [PatchRecord] = []
         var tasks: [PatchTask] = []
+        // Annotated points per task and slide, and the tasks whose negatives the rule draws.
+        var points: [String: [String: [(x: Int, y: Int)]]] = [:]
+        var drawnNegatives: Set<String> = []
+        for (name, items) in byTask where Set(items.map(\.label)) == ["1"] {
+            guard negatives != nil else {
+                throw NodeError("\(source): task '\(name)' has positives only (every label is 1, e.g. points on mitoses) and no negatives; set 'negative_distance_um' so the sampler draws negatives at tissue points that far from every annotated point")
+            }
+            drawnNegatives.insert(name)
+            for item in items { points[name, default: [:]][item.record.slide, default: []].append((item.record.x, item.record.y)) }
+        }
+        let annotatedSlides = Array(Set(byTask.values.flatMap { $0.map(\.record.slide) })).sorted()
+        var masks: [String: TissueMask] = [:]
+        if let rule = negatives, !drawnNegatives.isEmpty {
+            for stem in annotatedSlides {
+                do { masks[stem] = try rule.detector.detect(try slides.slide(stem)) } catch let error as SlideError { throw NodeError(error.description) }
+            }
+        }
         for (t, name) in byTask.keys.sorted().enumerated() {
-            let items = byTask[name]!  // invariant: name taken from byTask.keys
+            var items = byTask[name]!  // invariant: name taken from byTask.keys
+            if drawnNegatives.contains(name), let rule = negatives {
+                var draw = SplitMix64(seed: seed, 1000 + t)
+                let quota = perTask / 2
+                let found = try drawNegatives(quota, rule: rule, points: points[name] ?? [:], slides: slides, stems: annotatedSlides, masks: masks,
+                                              size: size, mpp: mpp, rng: &draw)
+                guard !found.isEmpty else {
+                    throw NodeError("\(source): task '\(name)': no tissue point lies \(rule.distanceUM) µm or more from every annotated point; lower 'negative_distance_um'")
+                }
+                items += found.map { (line: 0, record: PatchRecord(slide: $0.slide, x: $0.x, y: $0.y, labels: [name: "0"]), label: "0") }
+            }
             var rng = SplitMix64(seed: seed, t)
             let labels = items.map(\.label)
             let numeric = labels.allSatisfy { Double($0) != nil }
@@ -153,6 +205,8 @@ public struct TileSampler: NodeType {
         var rng = SplitMix64(seed: seed, -1)
         records.shuffle(using: &rng)
         if jitter > 0 {
+            // The bound of a positive's shift (µm) for the tasks whose negatives the rule drew.
+            let distance = negatives?.distanceUM
             let classification = tasks.filter { $0.kind == .classification }
             let binary = Set(classification.filter { $0.classes == ["0", "1"] }.map(\.name))
             let shifted = Set(classification.map(\.name))
@@ -165,14 +219,65 @@ public struct TileSampler: NodeType {
                 // Level-0 pixels of the largest shift; the patch stays inside the slide.
                 let reachX = jitter * Double(size) * mpp / slide.mppX, reachY = jitter * Double(size) * mpp / slide.mppY
                 let halfX = Double(size) * mpp / slide.mppX / 2, halfY = Double(size) * mpp / slide.mppY / 2
-                let dx = (Double(shift.next() >> 11) / Double(1 << 53) * 2 - 1) * reachX
-                let dy = (Double(shift.next() >> 11) / Double(1 << 53) * 2 - 1) * reachY
+                var dx = (Double(shift.next() >> 11) / Double(1 << 53) * 2 - 1) * reachX
+                var dy = (Double(shift.next() >> 11) / Double(1 << 53) * 2 - 1) * reachY
+                if let distance, records[i].labels.keys.contains(where: drawnNegatives.contains) {
+                    // µm of the shift, scaled into the disc of the bound: the distance less 1.5 level-0 pixels, the most
+                    // that rounding to whole pixels can add. Clamping into the slide below only moves the centre towards
+                    // its annotated point, which lies inside the allowed box.
+                    let bound = max(0, distance - 1.5 * max(slide.mppX, slide.mppY))
+                    let um = hypot(dx * slide.mppX, dy * slide.mppY)
+                    if um > bound { dx *= bound / um; dy *= bound / um }
+                }
                 let x = Int((Double(records[i].x) + dx).rounded()), y = Int((Double(records[i].y) + dy).rounded())
                 records[i].x = min(Int((Double(slide.width) - halfX).rounded(.down)), max(Int(halfX.rounded(.up)), x))
                 records[i].y = min(Int((Double(slide.height) - halfY).rounded(.down)), max(Int(halfY.rounded(.up)), y))
             }
         }
         return (records, tasks)
+    }
+
+    /// Up to `count` negatives by the rule: tissue points (mask), patch inside the slide, at ≥ D level-0 µm
+    /// from every point of `points` on their slide. Bounded attempts; fewer when tissue is scarce.
+    static func drawNegatives(_ count: Int, rule: NegativeRule, points: [String: [(x: Int, y: Int)]], slides: SlideCache, stems: [String],
+                              masks: [String: TissueMask], size: Int, mpp: Double, rng: inout SplitMix64) throws -> [(slide: String, x: Int, y: Int)] {
+        // Tissue pixels of every slide's mask, to draw a slide by its tissue area and a point in it.
+        var tissue: [(stem: String, pixels: [Int])] = []
+        for stem in stems {
+            guard let mask = masks[stem] else { continue }
+            let pixels = mask.values.indices.filter { mask.values[$0] != 0 }
+            if !pixels.isEmpty { tissue.append((stem, pixels)) }
+        }
+        let total = tissue.reduce(0) { $0 + $1.pixels.count }
+        let annotated = points.flatMap { stem, list in list.map { (stem: stem, x: $0.x, y: $0.y) } }
+        guard total > 0 else { return [] }
+        var out: [(slide: String, x: Int, y: Int)] = []
+        var attempts = 0
+        while out.count < count && attempts < max(count, 1) * 200 {
+            attempts += 1
+            let stem: String, x: Double, y: Double
+            let slide: Slide
+            if !annotated.isEmpty && rng.unit() < rule.near {
+                let p = annotated[Int(rng.next() % UInt64(annotated.count))]
+                slide = try slides.slide(p.stem)
+                let r = rule.distanceUM * (1 + rng.unit()), t = 2 * Double.pi * rng.unit()
+                stem = p.stem; x = Double(p.x) + r * cos(t) / slide.mppX; y = Double(p.y) + r * sin(t) / slide.mppY
+            } else {
+                var k = Int(rng.next() % UInt64(total)), s = 0
+                while k >= tissue[s].pixels.count { k -= tissue[s].pixels.count; s += 1 }
+                let mask = masks[tissue[s].stem]!  // invariant: tissue lists only slides with a mask
+                let pixel = tissue[s].pixels[k]
+                stem = tissue[s].stem
+                slide = try slides.slide(stem)
+                x = (Double(pixel % mask.width) + rng.unit()) * mask.scaleX; y = (Double(pixel / mask.width) + rng.unit()) * mask.scaleY
+            }
+            guard let mask = masks[stem], mask.coverage(x: x, y: y, width: 0, height: 0) > 0 else { continue }
+            let xi = Int(x.rounded()), yi = Int(y.rounded())
+            guard (try? slide.checkPatch(centreX: xi, centreY: yi, size: size, mpp: mpp)) != nil else { continue }
+            let clear = (points[stem] ?? []).allSatisfy { hypot(Double($0.x - xi) * slide.mppX, Double($0.y - yi) * slide.mppY) >= rule.distanceUM }
+            if clear { out.append((stem, xi, yi)) }
+        }
+        return out
     }
 
     /// `count` items: without replacement while possible, then with replacement.

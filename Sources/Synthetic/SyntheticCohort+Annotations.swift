@@ -11,7 +11,27 @@ import NICBasics
 ///   others from random tissue positions without a mitosis. Without hard negatives the task would be a
 ///   tumour detector: random negatives are mostly stroma, since tumour of a proliferative slide rarely
 ///   lacks a mitosis over 64 µm.
+///
+/// `AnnotationStyle.sparse` annotates the mitosis task as pathologists' point sets are made (TUPAC16's
+/// auxiliary set, AMIDA13, MIDOG): each true figure of the slide (patch inside the slide) is marked with
+/// probability `fraction`, as a point displaced from the figure's centre by a uniform draw in a disc of
+/// radius `noise` px (a click is not on the exact centre), label "1"; no negatives at all. A patch
+/// without a mark may still hold a figure nobody marked. Tissue and nuclei rows are as in the exhaustive style.
 extension SyntheticCohort {
+    public enum AnnotationStyle: Sendable, Equatable {
+        /// Positives centred on true figures, negatives known to hold none (only a generator can know that).
+        case exhaustive
+        /// A `fraction` of the figures marked as points with up to `noise` px of placement error; no negatives.
+        case sparse(fraction: Double, noise: Double)
+
+        public var description: String {
+            switch self {
+            case .exhaustive: return "exhaustive"
+            case let .sparse(fraction, noise): return String(format: "sparse (%.0f %% of figures marked, placement noise up to %g px, no negatives)", fraction * 100, noise)
+            }
+        }
+    }
+
     public struct PatchAnnotation: Sendable, Equatable {
         /// Why the patch was chosen (not written to patches.csv; for tests and summaries).
         public enum Source: String, Sendable { case random, mitosis, hardNegative }
@@ -50,6 +70,18 @@ extension SyntheticCohort {
         var rows: [PatchAnnotation] = []
         rows += sample(n, centre: [.tumour, .stroma]).filter { $0.tissueClass != .background }.map { row($0, "tissue", $0.tissueClass.rawValue, .random) }
         rows += sample(n, centre: [.tumour, .stroma]).map { row($0, "nuclei", "\($0.nuclei)", .random) }
+        if case let .sparse(fraction, noise) = options.annotation {
+            // Its own stream, so the tissue and nuclei rows above are those of the exhaustive style.
+            var marks = SplitMix64(seed: slide.spec.seed ^ 0x5BA2_5E00_0000_0027)
+            for m in slide.nuclei(x0: half, y0: half, x1: w - half, y1: h - half) where m.kind == .mitosis {
+                let chosen = marks.unit() < fraction
+                let r = noise * marks.unit().squareRoot(), t = 2 * Double.pi * marks.unit()
+                guard chosen else { continue }
+                let x = min(max((m.x + r * cos(t)).rounded(.down), half), w - half), y = min(max((m.y + r * sin(t)).rounded(.down), half), h - half)
+                rows.append(PatchAnnotation(slide: stem, x: Int(x), y: Int(y), task: "mitosis", label: "1", source: .mitosis))
+            }
+            return rows
+        }
         // Mitosis positives: patches centred on true mitoses, at most half the task's rows.
         let mitoses = slide.nuclei(x0: half, y0: half, x1: w - half, y1: h - half).filter { $0.kind == .mitosis }
         let positives = mitoses.shuffled(using: &rng).prefix(n / 2).map { m in

@@ -6,6 +6,32 @@ extension SyntheticCohort {
         func f(_ v: Double) -> String { String(format: "%.3f", v) }
         let o = summary.oracle, q = summary.patchOracle, spread = summary.mitosisSpread
         let densities = summary.counts.map(\.mitoticDensity).sorted()
+        // Only a cohort of another look or annotation style says so: a default cohort's README stays as it was.
+        var other = ""
+        if options.look != SyntheticLook() || options.annotation != .exhaustive {
+            other = """
+
+
+            ## Look and annotation style (this cohort)
+
+            - Look \(options.look.description) (`nic synth --help` and `SyntheticLook` say what each field changes;
+              the standard look has nucleus_scale=1, nucleus_stain=0.55, chromatin=0, mitosis_scale=1,
+              mitosis_stain=1.45, halo=0.3, rate_scale=1, lookalikes=1, apoptotic_scale=1, tumour_cellularity=0.8).
+              rate_scale multiplies the mitotic index r(m) and lookalikes the apoptotic and infiltrating-lymphocyte
+              rates; the labels and the latent oracle do not change.
+            - Mitosis annotation: \(options.annotation.description).
+            - `figures.csv` — slide, x, y, kind (mitosis | apoptotic) of every mitotic figure and apoptotic body, for
+              diagnostics (`scripts/grid_head_check.py`). Do not train on it.
+            """
+            if case .sparse = options.annotation {
+                other += """
+
+                  The mitosis rows of patches.csv are points on a random subset of the true figures, displaced by the
+                  placement noise, all labelled 1; the task has no negatives (what the hard-negative text above says
+                  does not apply). A training sampler must choose its own negatives.
+                """
+            }
+        }
         return """
         # Synthetic NIC cohort (nic synth)
 
@@ -46,7 +72,7 @@ extension SyntheticCohort {
         - Patch annotations per slide (\(options.annotationsPerTask) per task): tissue and nuclei at random tissue positions;
           mitosis positives centred on true mitoses (at most half), negatives \(Int((options.hardNegativeFraction * 100).rounded())) % hard (tumour patches
           without a mitosis) and the rest random tissue patches without a mitosis; on this cohort \(summary.hardNegatives) of
-          \(summary.mitosisNegatives) negatives are hard.
+          \(summary.mitosisNegatives) negatives are hard.\(other)
 
         Mitoses per slide on this cohort: min \(spread.min), median \(spread.median), max \(spread.max); per mm² of tumour,
         per patient: \(String(format: "%.0f", densities.first ?? 0))…\(String(format: "%.0f", densities.last ?? 0)).

@@ -38,6 +38,10 @@ public struct SyntheticCohort: Sendable {
         /// Fraction of the mitosis task's negatives taken from tumour without a mitosis (hard negatives);
         /// the rest are random tissue positions without a mitosis.
         public var hardNegativeFraction = 0.5
+        /// What nuclei and figures look like, and the density factors (the default: the look nic synth always had).
+        public var look = SyntheticLook()
+        /// How the mitosis task is annotated (see `SyntheticCohort+Annotations.swift`).
+        public var annotation = AnnotationStyle.exhaustive
         public init() {}
     }
 
@@ -111,10 +115,13 @@ public struct SyntheticCohort: Sendable {
                 let fraction = min(max(u + 0.05 * rng.normal(), 0.05), 0.9)
                 let h = rng.uniform(0.75, 1.25), e = rng.uniform(0.75, 1.25), pen = rng.bernoulli(0.3)
                 let apoptosis = rng.uniform(0.005, 0.015), tumourLymphocytes = rng.uniform(0.02, 0.06), stromaLymphocytes = rng.uniform(0.04, 0.12)
-                let spec = SyntheticSlideSpec(
-                    width: options.size, height: options.size, seed: seed, tumourFraction: fraction, mitosisRate: SyntheticCohort.mitosisRate(m),
-                    apoptosisRate: apoptosis, tumourLymphocyteRate: tumourLymphocytes, stromaLymphocyteRate: stromaLymphocytes,
-                    haematoxylin: h, eosin: e, penMark: pen)
+                // The look's factors multiply (× 1 for the standard look: the same numbers as ever).
+                let look = options.look
+                var spec = SyntheticSlideSpec(
+                    width: options.size, height: options.size, seed: seed, tumourFraction: fraction, mitosisRate: SyntheticCohort.mitosisRate(m) * look.rateScale,
+                    apoptosisRate: apoptosis * look.lookalikes, tumourLymphocyteRate: tumourLymphocytes * look.lookalikes,
+                    stromaLymphocyteRate: stromaLymphocytes, haematoxylin: h, eosin: e, penMark: pen)
+                spec.look = look
                 specs.append((stem, id, spec))
             }
             patients.append(PatientTruth(patient: id, proliferation: m, tumourBurden: u, logHazard: eta, highGradeProbability: pHigh,
@@ -144,7 +151,8 @@ public struct SyntheticCohort: Sendable {
         public let mitosisNegatives: Int, hardNegatives: Int
     }
 
-    /// Writes slides/, labels.csv, patches.csv, patch_truth.csv, truth.csv, oracle.json and README.md into
+    /// Writes slides/, labels.csv, patches.csv, patch_truth.csv, truth.csv, oracle.json and README.md (and, for a
+    /// cohort of another look or annotation style, figures.csv: every mitosis and apoptotic body) into
     /// `folder`. `progress` is called after each slide with (done, total).
     @discardableResult
     public func write(to folder: URL, progress: (Int, Int) -> Void = { _, _ in }) throws -> Summary {
@@ -159,6 +167,7 @@ public struct SyntheticCohort: Sendable {
         var patchTruths: [String: [PatchTruth]] = [:]
         var mitosesPerSlide: [String: Int] = [:]
         var negatives = 0, hardNegatives = 0
+        var figureRows = ["slide,x,y,kind"]
         for (k, entry) in slideSpecs.enumerated() {
             let slide = SyntheticSlide(entry.spec)
             try slide.write(to: slidesFolder.appendingPathComponent("\(entry.stem).tif"), compression: options.compression)
@@ -169,8 +178,11 @@ public struct SyntheticCohort: Sendable {
             let truth = patchTruth(slide)
             patchTruths[entry.stem] = truth
             truthRows += truth.map { $0.csvRow(slide: entry.stem) }
-            mitosesPerSlide[entry.stem] = slide.nuclei(x0: 0, y0: 0, x1: Double(entry.spec.width), y1: Double(entry.spec.height))
-                .filter { $0.kind == .mitosis }.count
+            let all = slide.nuclei(x0: 0, y0: 0, x1: Double(entry.spec.width), y1: Double(entry.spec.height))
+            mitosesPerSlide[entry.stem] = all.filter { $0.kind == .mitosis }.count
+            figureRows += all.filter { $0.kind == .mitosis || $0.kind == .apoptotic }.map {
+                "\(entry.stem),\(String(format: "%.1f", $0.x)),\(String(format: "%.1f", $0.y)),\($0.kind.rawValue)"
+            }
             progress(k + 1, slideSpecs.count)
         }
         let counts = patientCounts(patchTruths)
@@ -202,6 +214,11 @@ public struct SyntheticCohort: Sendable {
             try (truth.joined(separator: "\n") + "\n").write(to: folder.appendingPathComponent("truth.csv"), atomically: true, encoding: .utf8)
             try oracleJSON.write(to: folder.appendingPathComponent("oracle.json"), atomically: true, encoding: .utf8)
             try readme(summary).write(to: folder.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+            // Where every figure is, for diagnostics (scripts/grid_head_check.py); only for cohorts of another look
+            // or annotation style, so that a default cohort's folder stays as it was.
+            if options.look != SyntheticLook() || options.annotation != .exhaustive {
+                try (figureRows.joined(separator: "\n") + "\n").write(to: folder.appendingPathComponent("figures.csv"), atomically: true, encoding: .utf8)
+            }
         } catch {
             throw SlideError(.writeFailed, path: folder.path, "cannot write cohort tables: \(error.localizedDescription)")
         }

@@ -58,7 +58,7 @@ extension SyntheticSlide {
     /// The centre of cell (i, j)'s nucleus if it is a mitotic figure. Cheap hashes first: the tissue class
     /// (the costly part) is looked up for ~`mitosisRate` of the cells only.
     func mitosisCentre(cellX i: Int, cellY j: Int) -> (x: Double, y: Double)? {
-        guard hashUnit(seedCells, i, j, 6) < spec.mitosisRate, hashUnit(seedCells, i, j, 3) < SyntheticSlide.tumourCellularity else { return nil }
+        guard hashUnit(seedCells, i, j, 6) < spec.mitosisRate, hashUnit(seedCells, i, j, 3) < spec.look.tumourCellularity else { return nil }
         let p = cellCentre(i, j)
         guard p.x < Double(spec.width), p.y < Double(spec.height), tissueClass(x: p.x, y: p.y) == .tumour else { return nil }
         return p
@@ -88,7 +88,7 @@ extension SyntheticSlide {
         let kind: SyntheticNucleus.Kind
         switch tissueClass(x: x, y: y) {
         case .tumour:
-            guard presence < SyntheticSlide.tumourCellularity else { return nil }
+            guard presence < spec.look.tumourCellularity else { return nil }
             let u = hashUnit(seedCells, i, j, 6)
             if u < spec.mitosisRate {
                 let extent = mitoticFigure(cellX: i, cellY: j).extent
@@ -110,7 +110,7 @@ extension SyntheticSlide {
         if clearedByMitosis(cellX: i, cellY: j, x: x, y: y) { return nil }
         switch kind {
         case .tumour:
-            let r = 5.0 + 2.5 * size
+            let r = (5.0 + 2.5 * size) * spec.look.nucleusScale
             return SyntheticNucleus(x: x, y: y, a: r, b: r * (0.8 + 0.2 * shape), angle: angle, kind: .tumour)
         case .stroma:
             return SyntheticNucleus(x: x, y: y, a: 7 + 2 * size, b: 2.2, angle: angle, kind: .stroma)
@@ -118,7 +118,7 @@ extension SyntheticSlide {
             let r = 3.3 + 0.8 * size
             return SyntheticNucleus(x: x, y: y, a: r, b: r * (0.9 + 0.1 * shape), angle: angle, kind: .lymphocyte)
         case .apoptotic:
-            let r = 2.6 + 0.8 * size
+            let r = (2.6 + 0.8 * size) * spec.look.apoptoticScale
             return SyntheticNucleus(x: x, y: y, a: r, b: r, angle: angle, kind: .apoptotic)
         case .mitosis:
             preconditionFailure("returned above")
@@ -146,15 +146,17 @@ extension SyntheticSlide {
     /// (clustered clumps), anaphase/telophase 20 % (two parallel groups moving apart).
     func mitoticFigure(cellX i: Int, cellY j: Int) -> (phase: MitoticPhase, length: Double, width: Double, extent: (a: Double, b: Double)) {
         let p = hashUnit(seedCells, i, j, 30), s1 = hashUnit(seedCells, i, j, 31), s2 = hashUnit(seedCells, i, j, 32)
+        // The look's size factor scales the drawn figure (`drawMitosis`) and so its extent too.
+        let k = spec.look.mitosisScale
         if p < 0.5 {
             let half = 9 + 2 * s1, width = 3.6 + 0.8 * s2
-            return (.metaphase, half, width, (half + 3, width + 3))
+            return (.metaphase, half, width, ((half + 3) * k, (width + 3) * k))
         } else if p < 0.8 {
             let radius = 7 + 1.5 * s1
-            return (.prometaphase, radius, radius, (radius + 2.5, radius + 2.5))
+            return (.prometaphase, radius, radius, ((radius + 2.5) * k, (radius + 2.5) * k))
         } else {
             let half = 6.5 + 1.5 * s1, gap = 5 + 2.5 * s2
-            return (.anaphase, half, gap, (half + 3, gap + 2.5))
+            return (.anaphase, half, gap, ((half + 3) * k, (gap + 2.5) * k))
         }
     }
 
@@ -163,14 +165,15 @@ extension SyntheticSlide {
         func u(_ k: Int) -> Double { hashUnit(seedCells, i, j, 40 + k) }
         switch n.kind {
         case .tumour, .stroma:
-            marks.nucleus(cx: n.x, cy: n.y, a: n.a, b: n.b, angle: n.angle, strength: n.kind == .tumour ? 0.55 : 0.7)
+            marks.nucleus(cx: n.x, cy: n.y, a: n.a, b: n.b, angle: n.angle, strength: n.kind == .tumour ? spec.look.nucleusStain : 0.7)
         case .lymphocyte:
             marks.nucleus(cx: n.x, cy: n.y, a: n.a, b: n.b, angle: n.angle, strength: 1.05 + 0.1 * u(0))
         case .apoptotic:
             // Retraction space around shrunken, hypereosinophilic cytoplasm around a pyknotic nucleus, half
             // of them broken into one or two fragments (karyorrhexis).
-            marks.clear(cx: n.x, cy: n.y, inner: 6.5, outer: 9, level: 0.35)
-            marks.stain(cx: n.x, cy: n.y, radius: 5.8 + 1.2 * u(0), eosin: 0.3)
+            let k = spec.look.apoptoticScale
+            marks.clear(cx: n.x, cy: n.y, inner: 6.5 * k, outer: 9 * k, level: 0.35)
+            marks.stain(cx: n.x, cy: n.y, radius: (5.8 + 1.2 * u(0)) * k, eosin: 0.3)
             marks.nucleus(cx: n.x, cy: n.y, a: n.a, b: n.b, angle: n.angle, strength: 1.6)
             if u(1) < 0.5 {
                 for k in 0..<(u(2) < 0.5 ? 1 : 2) {
@@ -189,11 +192,14 @@ extension SyntheticSlide {
         func u(_ k: Int) -> Double { hashUnit(seedCells, i, j, 100 + k) }
         let figure = mitoticFigure(cellX: i, cellY: j)
         let ca = cos(n.angle), sa = sin(n.angle)
+        // The look scales the figure's layout and clumps (k) and its darkness (dark: 1 for the standard look).
+        let k = spec.look.mitosisScale, dark = spec.look.mitosisStain / 1.45
         // A clump at (s along the figure's axis, t across it).
         func clump(_ s: Double, _ t: Double, a: Double, b: Double, turn: Double, strength: Double) {
-            marks.nucleus(cx: n.x + s * ca - t * sa, cy: n.y + s * sa + t * ca, a: a, b: b, angle: n.angle + turn, strength: strength)
+            let s = s * k, t = t * k
+            marks.nucleus(cx: n.x + s * ca - t * sa, cy: n.y + s * sa + t * ca, a: a * k, b: b * k, angle: n.angle + turn, strength: strength * dark)
         }
-        marks.clear(cx: n.x, cy: n.y, inner: 14, outer: 18, level: 0.3)
+        if spec.look.halo < 1 { marks.clear(cx: n.x, cy: n.y, inner: 14, outer: 18, level: spec.look.halo) }
         switch figure.phase {
         case .metaphase:
             let half = figure.length, width = figure.width
@@ -229,6 +235,9 @@ extension SyntheticSlide {
 struct CellMarks {
     let x0: Int, y0: Int, width: Int, height: Int
     var haematoxylin: [Float], eosin: [Float], clearing: [Float]
+    /// Granular chromatin: relative amplitude of a 2 px speckle on every nucleus's density (0: smooth).
+    var grain = 0.0
+    var grainSeed: UInt64 = 0
 
     init(x: Int, y: Int, width: Int, height: Int) {
         x0 = x; y0 = y; self.width = width; self.height = height
@@ -258,7 +267,13 @@ struct CellMarks {
         for p in pixels(cx: cx, cy: cy, radius: max(a, b)) {
             let u = (p.dx * ca + p.dy * sa) / a, v = (-p.dx * sa + p.dy * ca) / b
             let d2 = u * u + v * v
-            if d2 < 1 { haematoxylin[p.index] = max(haematoxylin[p.index], Float(strength * (0.85 + 0.15 * d2))) }
+            guard d2 < 1 else { continue }
+            var value = strength * (0.85 + 0.15 * d2)
+            if grain > 0 {
+                let px = x0 + p.index % width, py = y0 + p.index / width
+                value *= 1 + grain * (2 * hashUnit(grainSeed, px >> 1, py >> 1) - 1)
+            }
+            haematoxylin[p.index] = max(haematoxylin[p.index], Float(value))
         }
     }
 

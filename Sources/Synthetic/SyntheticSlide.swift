@@ -33,6 +33,8 @@ public struct SyntheticSlideSpec: Sendable, Equatable {
     public var eosin: Double
     /// Whether a pen mark crosses the slide.
     public var penMark: Bool
+    /// What nuclei and figures look like (`SyntheticLook`; the default is the look nic synth always had).
+    public var look = SyntheticLook()
 
     public init(width: Int, height: Int, seed: UInt64, tumourFraction: Double = 0.4, mitosisRate: Double = 0.02,
                 apoptosisRate: Double = 0.01, tumourLymphocyteRate: Double = 0.04, stromaLymphocyteRate: Double = 0.08,
@@ -169,6 +171,8 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
         }
         // What the cells add: haematoxylin of nuclei and figures, eosin of apoptotic cytoplasm, clear halos.
         var marks = CellMarks(x: x0, y: y0, width: w, height: h)
+        marks.grain = spec.look.chromatin
+        marks.grainSeed = seedTexture &+ 11
         let c = SyntheticSlide.cell, reach = SyntheticSlide.cellReach
         for j in ((y0 - reach) / c - 1)...((y0 + h + reach) / c) {
             for i in ((x0 - reach) / c - 1)...((x0 + w + reach) / c) {

@@ -11,7 +11,8 @@ final class CohortWorkspace {
     let cache: Cache
     let cohort: SyntheticCohort
 
-    init(patients: Int = 2, size: Int = 1024, annotations: Int = 8, seed: UInt64 = 11) throws {
+    init(patients: Int = 2, size: Int = 1024, annotations: Int = 8, seed: UInt64 = 11,
+         annotation: SyntheticCohort.AnnotationStyle = .exhaustive, look: SyntheticLook = SyntheticLook()) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("nic-nodes-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: root.appendingPathComponent("nodes/augment"), withIntermediateDirectories: true)
         cache = try Cache(root: root.appendingPathComponent(".nic/cache"))
@@ -21,6 +22,8 @@ final class CohortWorkspace {
         options.seed = seed
         options.annotationsPerTask = annotations
         options.secondSlideProbability = 0.5
+        options.annotation = annotation
+        options.look = look
         cohort = SyntheticCohort(options)
         try cohort.write(to: root.appendingPathComponent("cohort"))
         // The repository's recipes, so the tests exercise what users get.

@@ -186,12 +186,19 @@ public struct ParamCheck: Sendable, CustomStringConvertible {
     public let description: String
     private let onList: Bool
     private let holds: @Sendable (ParamValue) -> Bool
+    /// The param enters the cache key only when it differs from its default (`unkeyedAtDefault`).
+    public let unkeyedAtDefault: Bool
 
-    private init(_ description: String, onList: Bool, holds: @escaping @Sendable (ParamValue) -> Bool) {
+    private init(_ description: String, onList: Bool, unkeyedAtDefault: Bool = false, holds: @escaping @Sendable (ParamValue) -> Bool) {
         self.description = description
         self.onList = onList
+        self.unkeyedAtDefault = unkeyedAtDefault
         self.holds = holds
     }
+
+    /// Not a check: a param added to an existing node type whose default keeps what the node computed
+    /// before stays out of the cache key at that default, so existing caches stay valid.
+    public static let unkeyedAtDefault = ParamCheck("out of the cache key at its default", onList: true, unkeyedAtDefault: true) { _ in true }
 
     /// Whether `value` passes.
     public func accepts(_ value: ParamValue) -> Bool {
