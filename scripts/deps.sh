@@ -4,7 +4,7 @@
 # CPU build of PyTorch for the parity checks (scripts/parity_*.py).
 set -euo pipefail
 
-SYSTEM_PACKAGES=(libzstd-dev pkg-config libopenblas-dev libopenslide-dev libtiff-dev libhdf5-dev openslide-tools)
+SYSTEM_PACKAGES=(libzstd-dev pkg-config libopenblas-dev libopenslide-dev libtiff-dev libhdf5-dev zlib1g-dev openslide-tools)
 # Only for tests: the report is checked in a real browser.
 TEST_PACKAGES=(chromium chromium-driver)
 PYTHON_PACKAGES=(numpy "zarr>=3" selenium h5py shapely geojson)

@@ -210,6 +210,8 @@ public struct ParamCheck: Sendable, CustomStringConvertible {
 
     /// x ≥ low.
     public static func atLeast(_ low: Double) -> ParamCheck { number("≥ \(show(low))") { $0 >= low } }
+    /// x = 0 (off) or x ≥ low.
+    public static func zeroOrAtLeast(_ low: Double) -> ParamCheck { number("0 or ≥ \(show(low))") { $0 == 0 || $0 >= low } }
     /// x > 0.
     public static let positive = number("> 0") { $0 > 0 }
     /// low ≤ x ≤ high.
