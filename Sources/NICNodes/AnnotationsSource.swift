@@ -33,6 +33,26 @@ public struct AnnotationsSource: NodeType {
         return base.deletingPathExtension
     }
 
+    /// Per slide, each task (`task`) or region class (`task=class`) that other slides give patches for
+    /// and this one gives none for — often a spelling (`Tumour` among `Tumor` slides) — naming the
+    /// slide's own classes. `found`: per slide, its classes and the task / task=class keys it gave.
+    public static func missingWarnings(_ found: [(stem: String, classes: [String], gave: Set<String>)]) -> [String] {
+        let given = found.reduce(into: [String: Int]()) { counts, slide in for k in slide.gave { counts[k, default: 0] += 1 } }
+        var out: [String] = []
+        for slide in found {
+            let missingTasks = Set(given.keys.filter { !slide.gave.contains($0) && !$0.contains("=") })
+            // A missing task says it all; its classes are not listed again.
+            let missing = given.keys.filter { key in
+                !slide.gave.contains(key) && (!key.contains("=") || !missingTasks.contains(String(key.split(separator: "=")[0])))
+            }.sorted()
+            for key in missing {
+                let what = key.contains("=") ? "class \(key)" : "task '\(key)'"
+                out.append("slide '\(slide.stem)': no patches for \(what) that \(given[key, default: 0]) other slide(s) have; this slide's classes: \(slide.classes.isEmpty ? "none" : slide.classes.joined(separator: ", "))")
+            }
+        }
+        return out
+    }
+
     public func run(_ context: NodeContext, _ params: Params) throws {
         let slides = try SlideSet.read(from: try context.input("slides"))
         let tasks = try AnnotationTasks.read(params.tasks.url)
@@ -84,15 +104,7 @@ public struct AnnotationsSource: NodeType {
             let classes = allClasses.isEmpty ? "" : "; the files' classes: \(allClasses.prefix(20).joined(separator: ", "))"
             throw NodeError("\(folder.path): no patches: \(byStem.isEmpty ? "no .geojson, .json, .geojson.gz or .xml files" : "the annotations of the \(slides.slides.count - unannotated.count) matched slide(s) give none for the tasks of \(params.tasks.url.lastPathComponent)\(classes)")")
         }
-        // A task (or task=class) other slides have that a slide gives nothing for: often a spelling.
-        let given = found.reduce(into: [String: Int]()) { counts, slide in for k in slide.gave { counts[k, default: 0] += 1 } }
-        for slide in found {
-            let missing = given.keys.filter { !slide.gave.contains($0) && $0.contains("=") }.sorted()
-            let missingTasks = given.keys.filter { !slide.gave.contains($0) && !$0.contains("=") }.sorted()
-            for key in missingTasks + missing where !(missing.contains(key) && missingTasks.contains(String(key.split(separator: "=")[0]))) {
-                context.logger.warning("slide '\(slide.stem)': no patches for \(key.contains("=") ? "class \(key)" : "task '\(key)'") that \(given[key]!) other slide(s) have; this slide's classes: \(slide.classes.isEmpty ? "none" : slide.classes.joined(separator: ", "))")  // invariant: key from given
-            }
-        }
+        for warning in Self.missingWarnings(found) { context.logger.warning("\(warning)") }
         if !unannotated.isEmpty { context.logger.info("\(unannotated.count) slide(s) without annotations: \(unannotated.prefix(5).joined(separator: ", "))") }
         let out = try context.output("annotations")
         try CSVTable(columns: ["slide", "x", "y", "task", "label"], rows: rows).writePort(out)

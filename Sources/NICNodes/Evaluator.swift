@@ -23,7 +23,7 @@ public struct Evaluator: NodeType {
     public struct Params: NodeParams {
         @Param(doc: "metrics to compute; empty: the task's usual ones (regression: spearman, pearson; binary: auc, accuracy; multiclass: auc, accuracy; survival: cindex, logrank)")
         var metrics: [Metric] = []
-        @Param(doc: "bootstrap resamples of patients for CIs (0: none; fewer than 40 cannot place a 95 % interval's tails)", .zeroOrAtLeast(40), .within(0, 1_000_000))
+        @Param(doc: "bootstrap resamples of patients for CIs (0: none; fewer than 40 cannot place a 95 % interval's tails)", .zeroOrWithin(40, 1_000_000))
         var bootstrap = 2000
         @Param(doc: "CI level", .between(0, 1)) var confidence = 0.95
         @Param(doc: "bootstrap seed") var seed = 0

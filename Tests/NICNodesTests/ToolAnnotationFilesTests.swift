@@ -79,6 +79,20 @@ final class ToolAnnotationFilesTests: XCTestCase {
         XCTAssertEqual(try labels(["Positive"]), ["Positive": 15 * 7])
     }
 
+    /// One slide spelled `Tumour` among `Tumor` slides: the run goes on, with a warning naming the slide
+    /// and listing its classes.
+    func testAClassOtherSlidesHaveIsAWarningPerSlide() {
+        let warnings = AnnotationsSource.missingWarnings([
+            ("S1", ["Stroma", "Tumor"], ["tissue", "tissue=Tumor", "tissue=Stroma"]),
+            ("S2", ["Stroma", "Tumour"], ["tissue", "tissue=Stroma"]),
+            ("S3", ["Necrosis"], []),
+        ])
+        XCTAssertEqual(warnings, [
+            "slide 'S2': no patches for class tissue=Tumor that 1 other slide(s) have; this slide's classes: Stroma, Tumour",
+            "slide 'S3': no patches for task 'tissue' that 2 other slide(s) have; this slide's classes: Necrosis",
+        ])
+    }
+
     func testQuPath02ParentClassReadsAsTheDerivedClass() throws {
         let ws = try InteropWorkspace()
         // QuPath 0.2 (Gson's default PathClass form, "id" holding the object type).
