@@ -273,6 +273,7 @@ public struct SlideAnnotations: Sendable {
         }
         var out = SlideAnnotations(file: file)
         var unclassified = 0, unplaced = 0
+        var unknownTypes: Set<String> = []
         for (index, item) in features.enumerated() {
             guard let feature = item as? [String: Any], let geometry = feature["geometry"] as? [String: Any],
                   let type = geometry["type"] as? String else {
@@ -296,8 +297,11 @@ public struct SlideAnnotations: Sendable {
                 if objectType == "cell" { out.cells[name, default: []].append(centre) } else { out.detections[name, default: []].append(centre) }
                 out.detectionParts[name] = parts ?? []
                 continue
+            case "tile", "tmaCore", "root":
+                continue  // not annotations of tissue classes
             default:
-                continue  // tiles, TMA cores, the root: not annotations of tissue classes
+                // QuPath reads an object type it does not know as an annotation (with a warning): so do we.
+                unknownTypes.insert(objectType)
             }
             guard let parts else {
                 unclassified += 1
@@ -346,6 +350,9 @@ public struct SlideAnnotations: Sendable {
             }
         }
         if unclassified > 5 { out.warnings.append("\(file): \(unclassified) annotations without a classification skipped in all") }
+        if !unknownTypes.isEmpty {
+            out.warnings.append("\(file): unknown objectType \(unknownTypes.sorted().map { "'\($0)'" }.joined(separator: ", ")) read as annotation (as QuPath does)")
+        }
         if unplaced > 0 { out.warnings.append("\(file): \(unplaced) detection(s) without a usable geometry skipped") }
         return out
     }
