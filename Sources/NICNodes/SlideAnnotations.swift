@@ -406,6 +406,12 @@ public struct SlideAnnotations: Sendable {
     /// self-intersecting outline has no well-defined inside: QuPath's "fix geometry" repairs it).
     mutating func check(width: Int, height: Int) throws {
         let w = Double(width), h = Double(height)
+        // Detections and cells off the slide (or with a degenerate geometry) are not counted anywhere.
+        var offSlide = 0
+        func onSlide(_ p: PlanePoint) -> Bool { p.x.isFinite && p.y.isFinite && p.x >= 0 && p.y >= 0 && p.x < w && p.y < h }
+        for key in detections.keys { let all = detections[key]!; detections[key] = all.filter(onSlide); offSlide += all.count - detections[key]!.count }  // invariant: iterating its keys
+        for key in cells.keys { let all = cells[key]!; cells[key] = all.filter(onSlide); offSlide += all.count - cells[key]!.count }  // invariant: iterating its keys
+        if offSlide > 0 { warnings.append("\(file): \(offSlide) detection(s)/cell(s) whose centre lies outside the \(width) × \(height) slide skipped") }
         for (className, list) in points.sorted(by: { $0.key < $1.key }) {
             if let p = list.first(where: { $0.x < 0 || $0.y < 0 || $0.x >= w || $0.y >= h }) {
                 throw NodeError("\(file): a point of class '\(className)' at (\(p.x), \(p.y)) lies outside the \(width) × \(height) slide; are these the annotations of another slide, or not in level-0 pixels?")
