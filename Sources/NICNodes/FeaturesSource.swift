@@ -202,6 +202,9 @@ struct FeatureGrid {
 
     /// Grids beyond this many cells come from coordinates that are not on the stated grid.
     static let maxCells = 16_000_000
+    /// Grid values (cells × features) held in memory: 200 M floats, 800 MB (a 200 × 200 cell slide of
+    /// 1536 features is 61 M).
+    static let maxValues = 200_000_000
 
     init(url: URL, patchSizeLevel0: Int?, mpp givenMPP: Double?, alignment: FeaturesSource.Alignment,
          overlapping: FeaturesSource.Overlapping = .error) throws {
@@ -287,6 +290,12 @@ struct FeatureGrid {
             return
         }
 
+        // A header can declare any shape: what a file of this size cannot hold (even compressed) is not read.
+        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        let readable = 64 * fileBytes + (64 << 20)
+        for dataset in [features, coords] where dataset.count.multipliedReportingOverflow(by: 8).overflow || dataset.count * 8 > readable {
+            throw HDF5Error(path: path, object: dataset.name, "shape \(dataset.shape) is more than a \(fileBytes)-byte file can hold")
+        }
         let xy = try coords.readIntegers()
         let values = try features.readFloats()
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
@@ -313,7 +322,7 @@ struct FeatureGrid {
         }
         columns = cells.map(\.column).max()! + 1  // invariant: n > 0
         rows = cells.map(\.row).max()! + 1
-        guard rows * columns <= Self.maxCells else {
+        guard rows * columns <= Self.maxCells, rows * columns * d <= Self.maxValues else {
             throw HDF5Error(path: path, object: "coords", "the patches span \(columns) × \(rows) cells of \(side) px; coords and patch_size_level0 disagree")
         }
         var codes = [Float](repeating: 0, count: rows * columns * d)

@@ -372,6 +372,10 @@ public struct SlideAnnotations: Sendable {
     /// Order X Y/>`: Polygon, Rectangle and Spline (its control points) are regions, Dot and PointSet
     /// points; the group is the class. ASAP rings are implicitly closed.
     public static func readASAP(_ data: Data, file: String) throws -> SlideAnnotations {
+        // ASAP writes UTF-8; FoundationXML traps on element names that are not valid UTF-8.
+        guard String(data: data, encoding: .utf8) != nil else {
+            throw NodeError("\(file): not UTF-8 text (ASAP writes its XML as UTF-8); re-save the file as UTF-8")
+        }
         let reader = ASAPReader()
         let parser = XMLParser(data: data)
         parser.delegate = reader
