@@ -376,6 +376,15 @@ public struct SlideAnnotations: Sendable {
         guard String(data: data, encoding: .utf8) != nil else {
             throw NodeError("\(file): not UTF-8 text (ASAP writes its XML as UTF-8); re-save the file as UTF-8")
         }
+        // FoundationXML reads a processing instruction without data through a null pointer; ASAP writes
+        // none beyond the XML declaration, so any other `<?` is refused before parsing.
+        let bytes = [UInt8](data)
+        var start = 0
+        while start < bytes.count, [0x20, 0x09, 0x0A, 0x0D, 0xEF, 0xBB, 0xBF].contains(bytes[start]) { start += 1 }
+        if let k = (start..<max(start, bytes.count - 1)).first(where: { bytes[$0] == UInt8(ascii: "<") && bytes[$0 + 1] == UInt8(ascii: "?") && $0 != start }) {
+            let line = bytes[..<k].filter { $0 == 0x0A }.count + 1
+            throw NodeError("\(file):\(line): a processing instruction ('<?'); an ASAP annotation file has only the XML declaration")
+        }
         let reader = ASAPReader()
         let parser = XMLParser(data: data)
         parser.delegate = reader
