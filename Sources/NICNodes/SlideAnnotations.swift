@@ -381,7 +381,9 @@ public struct SlideAnnotations: Sendable {
         let bytes = [UInt8](data)
         var start = 0
         while start < bytes.count, [0x20, 0x09, 0x0A, 0x0D, 0xEF, 0xBB, 0xBF].contains(bytes[start]) { start += 1 }
-        if let k = (start..<max(start, bytes.count - 1)).first(where: { bytes[$0] == UInt8(ascii: "<") && bytes[$0 + 1] == UInt8(ascii: "?") && $0 != start }) {
+        let declaration = Array("<?xml".utf8)
+        let declared = start + 6 <= bytes.count && bytes[start..<(start + 5)].elementsEqual(declaration) && [0x20, 0x09, 0x0A, 0x0D].contains(bytes[start + 5])
+        if let k = (start..<max(start, bytes.count - 1)).first(where: { bytes[$0] == UInt8(ascii: "<") && bytes[$0 + 1] == UInt8(ascii: "?") && !($0 == start && declared) }) {
             let line = bytes[..<k].filter { $0 == 0x0A }.count + 1
             throw NodeError("\(file):\(line): a processing instruction ('<?'); an ASAP annotation file has only the XML declaration")
         }
