@@ -38,6 +38,7 @@ let package = Package(
         .library(name: "TensorStore", targets: ["TensorStore"]),
         // For the fuzz harnesses (Tests/Fuzz), a package of their own built with -sanitize=fuzzer.
         .library(name: "Neural", targets: ["Neural"]),
+        .library(name: "NICNodes", targets: ["NICNodes"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -70,6 +71,13 @@ let package = Package(
             path: "Sources/CTIFF",
             pkgConfig: "libtiff-4",
             providers: [.apt(["libtiff-dev"])]
+        ),
+        // zlib: QuPath's compressed GeoJSON export (.geojson.gz).
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
         ),
         // Debian's serial libhdf5 (headers in /usr/include/hdf5/serial; pkg-config `hdf5` says where).
         .systemLibrary(
@@ -119,7 +127,7 @@ let package = Package(
         // The pathology node types (tile sampler, augmenter, encoder, compressor, patient model, evaluators).
         .target(
             name: "NICNodes",
-            dependencies: ["Flow", "HDF5", "NICBasics", "Neural", "Slides", "Stats", "TensorStore"]
+            dependencies: ["CZlib", "Flow", "HDF5", "NICBasics", "Neural", "Slides", "Stats", "TensorStore"]
         ),
         // The command line, as a library so that test tools can run it with extra node types.
         .target(

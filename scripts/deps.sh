@@ -6,7 +6,7 @@
 # or PyPI by name: nothing else is reachable from a fresh machine.
 set -euo pipefail
 
-SYSTEM_PACKAGES=(libzstd-dev pkg-config libopenblas-dev libopenslide-dev libtiff-dev libhdf5-dev openslide-tools)
+SYSTEM_PACKAGES=(libzstd-dev pkg-config libopenblas-dev libopenslide-dev libtiff-dev libhdf5-dev zlib1g-dev openslide-tools)
 # Only for tests: the report is checked in a real browser.
 TEST_PACKAGES=(chromium chromium-driver)
 PYTHON_PACKAGES=(numpy "zarr>=3" selenium h5py shapely geojson)

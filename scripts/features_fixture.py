@@ -10,7 +10,14 @@ write (see Sources/NICNodes/FeaturesSource.swift for where in their code):
   clam/<slide>.h5         CLAM's extract_features_fp layout: features float32, coords int32, chunks of 32,
                           no attributes; two tissue contours patched from their own corners (offsets that
                           are not multiples of the patch side)
-  bad/*.h5                one defect each: rank3, no_coords, count_mismatch, off_grid, overlap, nan
+  bad/*.h5                one defect each: rank3, no_coords, count_mismatch, off_grid, overlap, nan,
+                          zero_magnification, negative_magnification, beyond_slide
+  blank/                  a TRIDENT run with a blank slide: A, C, E, F.h5 (2 x 2 patches) and B.h5 written as
+                          TRIDENT writes a slide whose tissue segmentation found nothing (features [0, D],
+                          coords [0, 2] with the usual attributes); labels.csv also lists D, a slide
+                          TRIDENT failed on (no file)
+  large/L.h5              features beyond float16's range (1e5, -7e4): float32 is kept
+  clam_overlap/S2.h5      CLAM, two contours whose own grids put two patches in one cell (nearest)
 
     python scripts/features_fixture.py Tests/NICNodesTests/Fixtures/features
 
@@ -114,6 +121,59 @@ def bad(out):
     save_h5(os.path.join(out, "nan.h5"), {"features": nan, "coords": coords}, attrs)
 
 
+def bad_more(out):
+    rng = np.random.default_rng(18)
+    coords = np.array([(c * SIDE, r * SIDE) for r in range(2) for c in range(3)], dtype=np.int64)
+    features = rng.normal(size=(6, D)).astype(np.float32)
+    for name, magnification in [("zero_magnification", 0), ("negative_magnification", -1)]:
+        attrs = trident_attrs("x", "patches", 4 * SIDE, 3 * SIDE)
+        attrs["level0_magnification"] = magnification
+        save_h5(os.path.join(out, f"{name}.h5"), {"features": features, "coords": coords}, {"coords": attrs})
+    beyond = coords.copy()
+    beyond[5] = (6 * SIDE, SIDE)   # the slide is 4 * SIDE wide
+    save_h5(os.path.join(out, "beyond_slide.h5"), {"features": features, "coords": beyond},
+            {"coords": trident_attrs("x", "patches", 4 * SIDE, 3 * SIDE)})
+
+
+def blank(out):
+    rng = np.random.default_rng(19)
+    labels = ["slide,patient,score"]
+    for stem, score in [("A", 0.2), ("B", 0.5), ("C", 0.9), ("E", 0.4), ("F", 0.6)]:
+        if stem == "B":
+            coords = np.zeros((0, 2), dtype=np.int64)
+            features = np.zeros((0, D), dtype=np.float32)
+        else:
+            coords = np.array([(c * SIDE, r * SIDE) for r in range(2) for c in range(2)], dtype=np.int64)
+            features = rng.normal(size=(4, D)).astype(np.float32)
+        save_h5(os.path.join(out, f"{stem}.h5"), {"features": features, "coords": coords},
+                {"features": {"name": stem, "savetodir": "blank"}, "coords": trident_attrs(stem, "patches", 3 * SIDE, 3 * SIDE)})
+        labels.append(f"{stem},P{stem},{score}")
+    labels.append("D,PD,0.7")
+    with open(os.path.join(out, "labels.csv"), "w") as f:
+        f.write("\n".join(labels) + "\n")
+
+
+def large(out):
+    coords = np.array([(c * SIDE, 0) for c in range(3)], dtype=np.int64)
+    features = np.ones((3, D), dtype=np.float32)
+    features[0, 0], features[1, 1], features[2, 2] = 1e5, -7e4, 123456.789
+    save_h5(os.path.join(out, "L.h5"), {"features": features, "coords": coords},
+            {"coords": trident_attrs("L", "patches", 4 * SIDE, SIDE)})
+
+
+def clam_overlap(out):
+    rng = np.random.default_rng(20)
+    # Contour 1 from (1000, 700), contour 2 from (2124, 700): its first patch is 100 px right of contour
+    # 1's third, so both snap to one cell of the grid through (1000 % 512, 700 % 512).
+    coords = np.array([(1000 + c * SIDE, 700) for c in range(3)] + [(2124 + c * SIDE, 700) for c in range(2)], dtype=np.int32)
+    features = rng.normal(size=(5, D)).astype(np.float32)
+    save_h5(os.path.join(out, "S2.h5"), {"features": features, "coords": coords}, {}, chunk_rows=32)
+    with open(os.path.join(out, "expected.csv"), "w") as f:
+        f.write("x,y," + ",".join(f"f{k}" for k in range(D)) + "\n")
+        for (x, y), v in zip(coords, features):
+            f.write(f"{x},{y}," + ",".join(repr(float(a)) for a in v) + "\n")
+
+
 def demo(out):
     rng = np.random.default_rng(48)
     os.makedirs(out, exist_ok=True)
@@ -143,7 +203,8 @@ if __name__ == "__main__":
         demo(sys.argv[2])
         sys.exit(0)
     root = sys.argv[1]
-    for name, write in [("trident", trident), ("clam", clam), ("bad", bad)]:
+    for name, write in [("trident", trident), ("clam", clam), ("bad", bad), ("bad", bad_more), ("blank", blank),
+                        ("large", large), ("clam_overlap", clam_overlap)]:
         os.makedirs(os.path.join(root, name), exist_ok=True)
         write(os.path.join(root, name))
     print(f"wrote fixtures to {root}")

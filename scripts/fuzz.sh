@@ -5,11 +5,13 @@
 # Prints executions, coverage and corpus size per harness; exits 1 on a crash, leak, timeout or
 # out-of-memory, leaving the input in Tests/Fuzz/.build/fuzz-artifacts/ (add it to the seed
 # corpus once fixed, so it stays fixed).
-#   make fuzz FUZZ_SECONDS=600            all four
+#   make fuzz FUZZ_SECONDS=600            all six (hdf5: FUZZ_TARGETS=hdf5)
 #   FUZZ_TARGETS="zarr csv" make fuzz     some
 set -euo pipefail
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-spec csv zarr safetensors}
+# hdf5 is not in the default set: libhdf5 itself allocates what a hostile header declares (4 GiB
+# from a 1 KiB file, beyond -malloc_limit_mb), which nic cannot bound; run it with FUZZ_TARGETS=hdf5.
+targets=${FUZZ_TARGETS:-spec csv zarr safetensors geojson asap}
 cd "$(dirname "$0")/../Tests/Fuzz"
 swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library 2>&1 | grep -E "error|warning: unre|Compiling fuzz|Build" || true
 test -x .build/release/fuzz-spec || { echo "fuzz: build failed"; exit 1; }

@@ -68,12 +68,18 @@ public final class HDF5Dataset {
         guard rank >= 0 else { H5Dclose(id); throw HDF5Error(path: file.path, object: name, "not a simple dataspace") }
         var dims = [hsize_t](repeating: 0, count: max(rank, 1))
         H5Sget_simple_extent_dims(space, &dims, nil)
-        shape = dims.prefix(rank).map { Int($0) }
+        shape = dims.prefix(rank).map { Int(clamping: $0) }
     }
 
     deinit { H5Dclose(id) }
 
-    public var count: Int { shape.reduce(1, *) }
+    /// Elements (Int.max when a hostile header's shape overflows).
+    public var count: Int {
+        shape.reduce(1) { total, dim in
+            let (product, overflow) = total.multipliedReportingOverflow(by: max(dim, 0))
+            return overflow ? Int.max : product
+        }
+    }
 
     /// The values in row-major order as Float (libhdf5 converts the stored type).
     public func readFloats() throws -> [Float] {

@@ -24,6 +24,18 @@ import Yams
 ///   seeded, each with no point of the class within `radius_um` of its centre.
 /// - count: patches on the stride grid whose centre lies in a region of the `inside` classes; label =
 ///   the number of points of `class` inside the patch. `max_per_slide` (0 = all) keeps a seeded sample.
+///   A slide with no point object at all (of the counted object types) gets no count patches: its
+///   zeros would say "no nuclei" where nobody looked.
+///
+/// Classes (QuPath's rule for derived classes): a task's class name matches an annotation class whose
+/// full name ("Tumor: Positive") or any one of whose parts ("Tumor", "Positive") it equals, ignoring
+/// case (a spelling that differs only in case is logged); the full name is tried first. The patch's
+/// label is the task's spelling. `class: "*"` in a count task counts every object, classified or not.
+/// Regions come from annotation objects only; `objects:` (annotation, detection, cell) says whose
+/// points a points/count task takes: annotations for points tasks, all three for count tasks by default.
+/// `exclude:` (top level, class names or globs such as `Ignore*`, matched like task classes) marks
+/// regions never sampled: lattice points inside them are not covered, and no count patch or negative
+/// is centred in them.
 public struct AnnotationTasks: Sendable {
     public enum Kind: Sendable, Equatable {
         case region(classes: [String], minCoverage: Double, strideUM: Double, maxPerClass: Int)
@@ -34,25 +46,40 @@ public struct AnnotationTasks: Sendable {
     public struct Task: Sendable, Equatable {
         public var name: String
         public var kind: Kind
-        public init(name: String, kind: Kind) { self.name = name; self.kind = kind }
+        /// QuPath object types whose points the task takes; nil: annotations for points tasks,
+        /// annotations, detections and cells for count tasks.
+        public var objects: Set<String>?
+        public init(name: String, kind: Kind, objects: Set<String>? = nil) { self.name = name; self.kind = kind; self.objects = objects }
+
+        var pointObjects: Set<String> {
+            if let objects { return objects }
+            if case .count = kind { return ["annotation", "detection", "cell"] }
+            return ["annotation"]
+        }
     }
 
     public var patchUM: Double
     public var samples: Int
     public var tasks: [Task]
+    /// Classes (or globs) whose regions are never sampled.
+    public var exclude: [String]
 
-    public init(patchUM: Double, samples: Int = 16, tasks: [Task]) {
+    public init(patchUM: Double, samples: Int = 16, tasks: [Task], exclude: [String] = []) {
         self.patchUM = patchUM
         self.samples = samples
         self.tasks = tasks
+        self.exclude = exclude
     }
+
+    static let objectTypes: Set<String> = ["annotation", "detection", "cell"]
 
     public static func read(_ url: URL) throws -> AnnotationTasks {
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw NodeError("\(url.path): cannot read: \(error.localizedDescription)") }
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch { throw NodeError("\(url.path): not YAML: \(error)") }
-        var top = try Fields(root, at: url.path, what: "the task file", allowed: ["name", "patch_um", "samples", "tasks"])
+        var top = try Fields(root, at: url.path, what: "the task file", allowed: ["name", "patch_um", "samples", "tasks", "exclude"])
+        let exclude = try top.strings("exclude")
         let patchUM = try top.number("patch_um", positive: true)
         let samples = Int(try top.number("samples", default: 16, positive: true))
         guard let taskNodes = top.node("tasks")?.mapping, !taskNodes.isEmpty else { throw NodeError("\(top.location): 'tasks' must map task names to {kind: region|points|count, ...}") }
@@ -68,24 +95,26 @@ public struct AnnotationTasks: Sendable {
                                                            strideUM: try f.number("stride_um", default: patchUM, positive: true),
                                                            maxPerClass: Int(try f.number("max_per_class", default: 0)))))
             case "points":
-                var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: ["kind", "class", "radius_um", "negatives"])
+                var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: ["kind", "class", "radius_um", "negatives", "objects"])
                 var negatives = try Fields(f.node("negatives"), at: url.path, what: "task '\(name)' negatives", allowed: ["inside", "ratio"])
                 let inside = try negatives.strings("inside")
                 guard !inside.isEmpty else { throw NodeError("\(negatives.location): 'inside' must name the region classes negatives are drawn from") }
                 tasks.append(Task(name: name, kind: .points(className: try f.string("class"), radiusUM: try f.number("radius_um", positive: true),
-                                                           negativesInside: inside, ratio: try negatives.number("ratio", default: 1, positive: true))))
+                                                           negativesInside: inside, ratio: try negatives.number("ratio", default: 1, positive: true)),
+                                  objects: try f.objects()))
             case "count":
-                var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: ["kind", "class", "inside", "stride_um", "max_per_slide"])
+                var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: ["kind", "class", "inside", "stride_um", "max_per_slide", "objects"])
                 let inside = try f.strings("inside")
                 guard !inside.isEmpty else { throw NodeError("\(f.location): 'inside' must name the region classes patches are counted in") }
                 tasks.append(Task(name: name, kind: .count(className: try f.string("class"), inside: inside,
                                                           strideUM: try f.number("stride_um", default: patchUM, positive: true),
-                                                          maxPerSlide: Int(try f.number("max_per_slide", default: 0)))))
+                                                          maxPerSlide: Int(try f.number("max_per_slide", default: 0))),
+                                  objects: try f.objects()))
             default:
                 throw NodeError("\(where_): kind must be region, points or count, got '\(kindName)'")
             }
         }
-        return AnnotationTasks(patchUM: patchUM, samples: samples, tasks: tasks)
+        return AnnotationTasks(patchUM: patchUM, samples: samples, tasks: tasks, exclude: exclude)
     }
 }
 
@@ -126,6 +155,16 @@ private struct Fields {
         return s
     }
 
+    /// `objects:`: QuPath object types (annotation, detection, cell); nil when not given.
+    func objects() throws -> Set<String>? {
+        guard mapping["objects"] != nil else { return nil }
+        let list = try strings("objects").map { $0.lowercased() }
+        guard !list.isEmpty, list.allSatisfy(AnnotationTasks.objectTypes.contains) else {
+            throw NodeError("\(location): 'objects' must list QuPath object types among annotation, detection, cell; got \(list)")
+        }
+        return Set(list)
+    }
+
     func strings(_ key: String) throws -> [String] {
         guard let node = mapping[key] else { return [] }
         if let s = node.string { return [s] }
@@ -139,19 +178,21 @@ private struct Fields {
 extension SlideAnnotations {
     /// The class covering most of the square patch (side `side` level-0 px) among `classes` (empty: all),
     /// judged on a samples × samples lattice, and the covered fraction.
-    public func regionLabel(centre: PlanePoint, side: Double, classes: Set<String>, samples: Int) -> (label: String?, coverage: Double) {
+    public func regionLabel(centre: PlanePoint, side: Double, classes: Set<String>, samples: Int,
+                            excluded: [AnnotatedRegion] = []) -> (label: String?, coverage: Double) {
         let half = side / 2
         let candidates = regions.filter {
             (classes.isEmpty || classes.contains($0.className)) && $0.maxX >= centre.x - half && $0.minX <= centre.x + half
                 && $0.maxY >= centre.y - half && $0.minY <= centre.y + half
         }.sorted { $0.area < $1.area }  // innermost first
         guard !candidates.isEmpty else { return (nil, 0) }
+        let near = excluded.filter { $0.maxX >= centre.x - half && $0.minX <= centre.x + half && $0.maxY >= centre.y - half && $0.minY <= centre.y + half }
         var votes: [String: Int] = [:]
         var covered = 0
         for i in 0..<samples {
             for j in 0..<samples {
                 let p = PlanePoint(centre.x - half + (Double(j) + 0.5) * side / Double(samples), centre.y - half + (Double(i) + 0.5) * side / Double(samples))
-                if let region = candidates.first(where: { $0.contains(p) }) {
+                if !near.contains(where: { $0.contains(p) }), let region = candidates.first(where: { $0.contains(p) }) {
                     votes[region.className, default: 0] += 1
                     covered += 1
                 }
@@ -186,12 +227,72 @@ public struct AnnotatedPatch: Sendable, Equatable {
 }
 
 extension AnnotationTasks {
-    /// The patches of one slide of width × height level-0 px at `mpp` µm/px. Patches must lie inside
-    /// the slide (the tile sampler reads them whole); positives too close to the edge are dropped and
-    /// counted in `dropped`.
+    /// The patches of one slide of width × height level-0 px at `mpp` µm/px (see `plan`).
     public func patches(_ annotations: SlideAnnotations, width: Int, height: Int, mpp: Double, seed: UInt64, slideIndex: Int)
         throws -> (patches: [AnnotatedPatch], dropped: [String: Int]) {
+        let planned = try plan(annotations, width: width, height: height, mpp: mpp, seed: seed, slideIndex: slideIndex)
+        return (planned.patches, planned.dropped)
+    }
+
+    /// Whether a task's class name matches an annotation class (see the type's doc): 2 for the full
+    /// name, 1 for one of its parts, 0 for neither; case is ignored.
+    static func match(_ taskClass: String, name: String, parts: [String]) -> Int {
+        if taskClass.caseInsensitiveCompare(name) == .orderedSame { return 2 }
+        return parts.contains { $0.caseInsensitiveCompare(taskClass) == .orderedSame } ? 1 : 0
+    }
+
+    /// Whether an `exclude` entry (a class name or a glob) names the class, by full name or a part.
+    static func excludes(_ pattern: String, name: String, parts: [String]) -> Bool {
+        ([name] + parts).contains { fnmatch(pattern.lowercased(), $0.lowercased(), 0) == 0 }
+    }
+
+    /// The patches of one slide of width × height level-0 px at `mpp` µm/px, the positives dropped near
+    /// the edge per task, and notes for the log (case-only spelling differences, skipped count tasks,
+    /// edge drops). Patches must lie inside the slide (the tile sampler reads them whole).
+    public func plan(_ annotations: SlideAnnotations, width: Int, height: Int, mpp: Double, seed: UInt64, slideIndex: Int)
+        throws -> (patches: [AnnotatedPatch], dropped: [String: Int], notes: [String]) {
         let side = patchUM / mpp, half = side / 2
+        var notes: [String] = []
+        var spellings: Set<String> = []
+        // The task class an annotation class is read as, trying every class's full name before parts.
+        func resolve(_ classes: [String], _ name: String, _ parts: [String]) -> String? {
+            for level in [2, 1] {
+                if let c = classes.first(where: { Self.match($0, name: name, parts: parts) == level }) {
+                    if level == 2 ? c != name : !parts.contains(c) { spellings.insert("'\(name)' read as '\(c)'") }
+                    return c
+                }
+            }
+            return nil
+        }
+        let isExcluded = annotations.regions.map { r in exclude.contains { Self.excludes($0, name: r.className, parts: r.parts) } }
+        let excluded = annotations.regions.indices.filter { isExcluded[$0] }.map { annotations.regions[$0] }
+        let usable = annotations.regions.indices.filter { !isExcluded[$0] }.map { annotations.regions[$0] }
+        func inExcluded(_ c: PlanePoint) -> Bool { excluded.contains { $0.contains(c) } }
+        // A copy of the slide's annotations in the task's own class names.
+        func view(regionClasses: [String], pointClass: String?, objects: Set<String>) -> SlideAnnotations {
+            var v = SlideAnnotations(file: annotations.file)
+            v.regions = usable.compactMap { region in
+                guard !regionClasses.isEmpty else { return region }
+                guard let c = resolve(regionClasses, region.className, region.parts) else { return nil }
+                var renamed = region
+                renamed.className = c
+                return renamed
+            }
+            if let pointClass {
+                var list: [PlanePoint] = []
+                func take(_ source: [String: [PlanePoint]], parts: [String: [String]]) {
+                    for name in source.keys.sorted() {
+                        let matches = pointClass == "*" || (!name.isEmpty && resolve([pointClass], name, parts[name] ?? [name]) != nil)
+                        if matches { list += source[name]! }  // invariant: iterating its keys
+                    }
+                }
+                if objects.contains("annotation") { take(annotations.points, parts: annotations.classParts) }
+                if objects.contains("detection") { take(annotations.detections, parts: annotations.detectionParts) }
+                if objects.contains("cell") { take(annotations.cells, parts: annotations.detectionParts) }
+                v.points[pointClass] = list
+            }
+            return v
+        }
         // Judged on the rounded centre patches.csv records.
         func fits(_ c: PlanePoint) -> Bool {
             let x = c.x.rounded(), y = c.y.rounded()
@@ -206,10 +307,11 @@ extension AnnotationTasks {
             var rng = SplitMix64(seed: seed, slideIndex, t)
             switch task.kind {
             case let .region(classes, minCoverage, strideUM, maxPerClass):
+                let v = view(regionClasses: classes, pointClass: nil, objects: [])
                 let chosen = Set(classes)
                 var byClass: [String: [AnnotatedPatch]] = [:]
-                for c in gridCentres(annotations, classes: chosen, stride: strideUM / mpp, width: width, height: height, half: half) {
-                    let (label, coverage) = annotations.regionLabel(centre: c, side: side, classes: chosen, samples: samples)
+                for c in gridCentres(v, classes: chosen, stride: strideUM / mpp, width: width, height: height, half: half) {
+                    let (label, coverage) = v.regionLabel(centre: c, side: side, classes: chosen, samples: samples, excluded: excluded)
                     if let label, coverage >= minCoverage, coverage > 0 { byClass[label, default: []].append(row(c, task.name, label)) }
                 }
                 for key in byClass.keys.sorted() {
@@ -217,12 +319,17 @@ extension AnnotationTasks {
                     out += maxPerClass > 0 && list.count > maxPerClass ? Array(list.shuffled(using: &rng).prefix(maxPerClass)) : list
                 }
             case let .points(className, radiusUM, inside, ratio):
+                let v = view(regionClasses: inside, pointClass: className, objects: task.pointObjects)
                 let radius = radiusUM / mpp
-                let positives = (annotations.points[className] ?? []).filter(fits)
-                dropped[task.name] = (annotations.points[className]?.count ?? 0) - positives.count
+                let all = v.points[className] ?? []
+                let positives = all.filter(fits)
+                dropped[task.name] = all.count - positives.count
+                if all.count > positives.count {
+                    notes.append("task '\(task.name)': \(all.count - positives.count) of \(all.count) '\(className)' point(s) within half a patch (\(patchUM / 2) µm) of the slide's edge dropped")
+                }
                 out += positives.map { row($0, task.name, "1") }
                 let wanted = Int((ratio * Double(positives.count)).rounded())
-                let areas = annotations.regions.filter { inside.contains($0.className) }
+                let areas = v.regions.filter { inside.contains($0.className) }
                 var negatives = 0, attempts = 0
                 let total = areas.reduce(0) { $0 + $1.area }
                 while negatives < wanted && total > 0 && attempts < max(wanted, 1) * 1000 {
@@ -231,7 +338,7 @@ extension AnnotationTasks {
                     var pick = rng.uniform(0, total)
                     let region = areas.first { pick -= $0.area; return pick <= 0 } ?? areas[areas.count - 1]
                     let c = PlanePoint(rng.uniform(region.minX, region.maxX).rounded(), rng.uniform(region.minY, region.maxY).rounded())
-                    guard region.contains(c), fits(c), !annotations.hasPoint(className, within: radius, of: c) else { continue }
+                    guard region.contains(c), fits(c), !v.hasPoint(className, within: radius, of: c), !inExcluded(c) else { continue }
                     out.append(row(c, task.name, "0"))
                     negatives += 1
                 }
@@ -239,16 +346,44 @@ extension AnnotationTasks {
                     throw NodeError("\(annotations.file): task '\(task.name)': found \(negatives) of \(wanted) negatives inside \(inside.joined(separator: "/")) regions without a '\(className)' point within \(radiusUM) µm; lower the ratio or annotate more \(inside.joined(separator: "/"))")
                 }
             case let .count(className, inside, strideUM, maxPerSlide):
+                let v = view(regionClasses: inside, pointClass: className, objects: task.pointObjects)
+                let objects = task.pointObjects
+                let anyPoints = (objects.contains("annotation") && annotations.points.values.contains { !$0.isEmpty })
+                    || (objects.contains("detection") && annotations.detections.values.contains { !$0.isEmpty })
+                    || (objects.contains("cell") && annotations.cells.values.contains { !$0.isEmpty })
+                guard anyPoints else {
+                    notes.append("task '\(task.name)': no point objects (\(objects.sorted().joined(separator: "/"))) on this slide; no count patches (zeros would claim nobody-looked areas are empty)")
+                    continue
+                }
                 let chosen = Set(inside)
+                // Points in side × side buckets: a cell detection has hundreds of thousands, and a patch
+                // spans at most 2 × 2 buckets. Points are on the slide (checked when read).
+                var buckets: [Int: [PlanePoint]] = [:]
+                let across = Int((Double(width) / side).rounded(.up)) + 1
+                func bucket(_ x: Double, _ y: Double) -> Int { Int((y / side).rounded(.down)) * across + Int((x / side).rounded(.down)) }
+                for p in v.points[className] ?? [] { buckets[bucket(p.x, p.y), default: []].append(p) }
+                func count(_ c: PlanePoint) -> Int {
+                    let x0 = c.x - half, y0 = c.y - half, x1 = c.x + half, y1 = c.y + half
+                    var n = 0
+                    for j in Int((max(0, y0) / side).rounded(.down))...Int((max(0, y1) / side).rounded(.down)) {
+                        for i in Int((max(0, x0) / side).rounded(.down))...Int((max(0, x1) / side).rounded(.down)) {
+                            n += (buckets[j * across + i] ?? []).filter { $0.x >= x0 && $0.x < x1 && $0.y >= y0 && $0.y < y1 }.count
+                        }
+                    }
+                    return n
+                }
                 var list: [AnnotatedPatch] = []
-                for c in gridCentres(annotations, classes: chosen, stride: strideUM / mpp, width: width, height: height, half: half)
-                where annotations.inRegion(c, of: chosen) {
-                    list.append(row(c, task.name, String(annotations.count(className, centre: c, side: side))))
+                for c in gridCentres(v, classes: chosen, stride: strideUM / mpp, width: width, height: height, half: half)
+                where v.inRegion(c, of: chosen) && !inExcluded(c) {
+                    list.append(row(c, task.name, String(count(c))))
                 }
                 out += maxPerSlide > 0 && list.count > maxPerSlide ? Array(list.shuffled(using: &rng).prefix(maxPerSlide)) : list
             }
         }
-        return (out, dropped)
+        if !spellings.isEmpty {
+            notes.append("class names that differ from the task file only in case: \(spellings.sorted().joined(separator: ", "))")
+        }
+        return (out, dropped, notes)
     }
 
     /// Centres of the stride grid (anchored at the slide's corner) over the bounding box of the regions of

@@ -38,7 +38,11 @@ enum BagPatientModel {
         let headURL = params.head.url
         let headArchitecture = try Heads.architecture(file: headURL, outputs: targets.networkOutputs)
         let channels = gridSet.info.codeSize
-        let slides = try load(gridSet, patients: Set(targets.patients))
+        let (slides, empty) = try load(gridSet, patients: Set(targets.patients))
+        if !empty.isEmpty {
+            context.logger.warning("\(empty.count) slide(s) without a tissue cell left out (a bag of nothing has no prediction): \(empty.prefix(10).joined(separator: ", "))\(empty.count > 10 ? ", …" : "")")
+        }
+        guard !slides.isEmpty else { throw NodeError("no labelled slide has a tissue cell: nothing to train on") }
         // A bag: the slides it is made of.
         let bags: [[Int]] = aggregation == .patient
             ? targets.patients.map { p in slides.indices.filter { slides[$0].patient == p } }.filter { !$0.isEmpty }
@@ -150,8 +154,10 @@ enum BagPatientModel {
     }
 
     /// Every labelled slide's tissue cells in each stored orientation.
-    static func load(_ gridSet: GridSet, patients: Set<String>) throws -> [Slide] {
+    /// Slides without a tissue cell (a TRIDENT slide with no tissue) are left out and listed in `empty`.
+    static func load(_ gridSet: GridSet, patients: Set<String>) throws -> (slides: [Slide], empty: [String]) {
         var slides: [Slide] = []
+        var empty: [String] = []
         let c = gridSet.info.codeSize
         for entry in gridSet.slideSet.slides {
             guard let patient = entry.labels["patient"], patients.contains(patient) else { continue }
@@ -162,15 +168,22 @@ enum BagPatientModel {
                 let tissue = loaded.mask.indices.filter { loaded.mask[$0] }
                 if k == 0 { (cellIndex, rows, columns) = (tissue, loaded.rows, loaded.columns) }
                 var view = [Float16](repeating: 0, count: tissue.count * c)
-                for (j, i) in tissue.enumerated() { for ch in 0..<c { view[j * c + ch] = Float16(loaded.grid[i * c + ch]) } }
+                for (j, i) in tissue.enumerated() {
+                    for ch in 0..<c {
+                        let value = loaded.grid[i * c + ch]
+                        // Held as float16 to halve the memory: a larger code must not become infinite silently.
+                        guard abs(value) <= Float(Float16.greatestFiniteMagnitude) else {
+                            throw NodeError("slide '\(entry.stem)': code channel \(ch) of cell \(i % loaded.columns), \(i / loaded.columns) is \(value), beyond the ±65504 a bag model holds (float16); scale the features")
+                        }
+                        view[j * c + ch] = Float16(value)
+                    }
+                }
                 codes.append(view)
             }
-            guard !cellIndex.isEmpty else {
-                throw NodeError("slide '\(entry.stem)' has no tissue cell in its grid: a bag model cannot pool nothing (check the compressor's tissue detection)")
-            }
+            guard !cellIndex.isEmpty else { empty.append(entry.stem); continue }
             slides.append(Slide(stem: entry.stem, patient: patient, rows: rows, columns: columns, cellIndex: cellIndex, codes: codes))
         }
-        return slides
+        return (slides, empty)
     }
 
     /// A training bag: each slide in a random orientation, at most `limit` cells drawn without replacement.

@@ -25,7 +25,7 @@ public struct Compare: NodeType {
     public struct Params: NodeParams {
         @Param(doc: "the metric compared; default by task: spearman (regression), auc (binary, multiclass), cindex (survival)")
         var metric: Evaluator.Metric? = nil
-        @Param(doc: "paired bootstrap resamples of patients", .within(1, 1_000_000)) var bootstrap = 2000
+        @Param(doc: "paired bootstrap resamples of patients (at least 40: fewer cannot place a 95 % interval's tails)", .within(40, 1_000_000)) var bootstrap = 2000
         @Param(doc: "CI level", .between(0, 1)) var confidence = 0.95
         @Param(doc: "bootstrap seed") var seed = 0
         public init() {}
@@ -62,11 +62,15 @@ public struct Compare: NodeType {
         var entries: [String: ParamValue] = [:]
         var rows: [[String]] = []
         for (name, interval) in [("\(metric)_a", result.a), ("\(metric)_b", result.b), ("\(metric)_a_minus_b", result.difference)] {
-            entries[name] = .map(["value": .float(interval.estimate), "ci_low": .float(interval.low), "ci_high": .float(interval.high),
-                                  "valid_resamples": .int(interval.valid)])
-            rows.append([name, "\(interval.estimate)", "\(interval.low)", "\(interval.high)", String(result.n)])
+            // Too few valid resamples for the level: the interval is null, with why, not a wrong one.
+            let has = interval.low.isFinite && interval.high.isFinite
+            var entry: [String: ParamValue] = ["value": .float(interval.estimate), "ci_low": has ? .float(interval.low) : .null,
+                                               "ci_high": has ? .float(interval.high) : .null, "valid_resamples": .int(interval.valid)]
+            if !has { entry["ci_unavailable"] = .string("\(interval.valid) valid resample(s) cannot place a \(params.confidence * 100) % interval") }
+            entries[name] = .map(entry)
+            rows.append([name, "\(interval.estimate)", has ? "\(interval.low)" : "", has ? "\(interval.high)" : "", String(result.n)])
         }
-        entries["fraction_a_better"] = .map(["value": .float(result.fractionABetter)])
+        entries["fraction_a_better"] = .map(["value": result.fractionABetter.isFinite ? .float(result.fractionABetter) : .null])
         rows.append(["fraction_a_better", "\(result.fractionABetter)", "", "", String(result.n)])
         let out = try context.output("metrics")
         let document: ParamValue = .map([

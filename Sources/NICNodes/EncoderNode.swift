@@ -161,8 +161,16 @@ public struct EncoderNode: NodeType {
         if let best = outcome.best, let validation = outcome.epochs[best.epoch - 1].validation {
             for t in tasks.indices {
                 let prefix = tasks[t].info.name + "_"
-                tasks[t].info.validation = Dictionary(validation.metrics.filter { $0.0.hasPrefix(prefix) }.map { (String($0.0.dropFirst(prefix.count)), $0.1) },
-                                                      uniquingKeysWith: { a, _ in a })
+                let scores = Dictionary(validation.metrics.filter { $0.0.hasPrefix(prefix) }.map { (String($0.0.dropFirst(prefix.count)), $0.1) },
+                                        uniquingKeysWith: { a, _ in a })
+                tasks[t].info.validation = scores.mapValues { $0.isFinite ? $0 : nil }
+                let missing = scores.filter { !$0.value.isFinite }.mapValues { _ in
+                    "not computable on the \(info.validationPatches) validation patches of \(validationSlides.count) held-out slide(s) (one class only, or constant values); raise 'validation' or add slides"
+                }
+                tasks[t].info.unavailable = missing.isEmpty ? nil : missing
+                for (name, _) in missing.sorted(by: { $0.key < $1.key }) {
+                    context.logger.warning("task '\(tasks[t].info.name)': validation \(name) not computable (one class or constant values among \(info.validationPatches) validation patches); written as null")
+                }
             }
         }
         info.tasks = tasks.map(\.info)

@@ -23,7 +23,8 @@ public struct Evaluator: NodeType {
     public struct Params: NodeParams {
         @Param(doc: "metrics to compute; empty: the task's usual ones (regression: spearman, pearson; binary: auc, accuracy; multiclass: auc, accuracy; survival: cindex, logrank)")
         var metrics: [Metric] = []
-        @Param(doc: "bootstrap resamples of patients for CIs (0: none)", .within(0, 1_000_000)) var bootstrap = 2000
+        @Param(doc: "bootstrap resamples of patients for CIs (0: none; fewer than 40 cannot place a 95 % interval's tails)", .zeroOrWithin(40, 1_000_000))
+        var bootstrap = 2000
         @Param(doc: "CI level", .between(0, 1)) var confidence = 0.95
         @Param(doc: "bootstrap seed") var seed = 0
         public init() {}
@@ -120,11 +121,20 @@ public struct Evaluator: NodeType {
                                            seed: UInt64(truncatingIfNeeded: params.seed) &+ UInt64(m), stop: { context.isCancelled },
                                            statistic: { Self.statistic(metric, predictions, $0) }) {
                 try context.checkCancellation()  // the interval of a stopped bootstrap is not cached
-                entry["ci_low"] = .float(ci.low)
-                entry["ci_high"] = .float(ci.high)
                 entry["valid_resamples"] = .int(ci.valid)
-                low = "\(ci.low)"
-                high = "\(ci.high)"
+                if ci.low.isFinite && ci.high.isFinite {
+                    entry["ci_low"] = .float(ci.low)
+                    entry["ci_high"] = .float(ci.high)
+                    low = "\(ci.low)"
+                    high = "\(ci.high)"
+                } else {
+                    // Too few valid resamples to put even one in each tail: no interval rather than a wrong one.
+                    let reason = "\(ci.valid) valid resample(s) cannot place a \(confidence * 100) % interval (each tail needs at least one: \(Int((2 / (1 - confidence)).rounded(.up))) or more)"
+                    entry["ci_low"] = .null
+                    entry["ci_high"] = .null
+                    entry["ci_unavailable"] = .string(reason)
+                    context.logger.warning("\(metric): no confidence interval: \(reason)")
+                }
             }
             if metric == "logrank", let test = Self.logRank(predictions) {
                 entry["statistic"] = .float(test.statistic)

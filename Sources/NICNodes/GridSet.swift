@@ -12,7 +12,7 @@ public extension PortType {
 /// ```
 /// gridset.json              {"code_size", "size", "mpp", "orientations", "slides": [{"stem", "rows", "columns", "tissue_cells"}]}
 /// slides.csv                the cohort's slides and labels (as the SlideSet had them)
-/// grids/<stem>/o<k>/        zarr float16 [rows, columns, C]: codes of the patches seen under dihedral
+/// grids/<stem>/o<k>/        zarr float16 [rows, columns, C] (float32 from the features node): codes of the patches seen under dihedral
 ///                           orientation k (0 = as scanned), at the patch's original grid position;
 ///                           zeros where there is no tissue. To get the grid of the transformed slide,
 ///                           transform the first two axes the same way (`GridSet.load(orientation:)`).
@@ -79,10 +79,12 @@ public struct GridSet {
         guard let slide = info.slides.first(where: { $0.stem == stem }) else { throw NodeError("GridSet has no slide '\(stem)'") }
         guard k >= 0 && k < info.orientations else { throw NodeError("GridSet has \(info.orientations) orientation(s), asked for \(k)") }
         let base = folder.appendingPathComponent("grids").appendingPathComponent(stem)
-        let codes = try ZarrArrayReader(at: base.appendingPathComponent("o\(k)")).read(as: Float16.self)
+        // The compressor's codes are float16; features read from TRIDENT/CLAM files stay float32.
+        let reader = try ZarrArrayReader(at: base.appendingPathComponent("o\(k)"))
+        let codes = reader.metadata.dataType == .float32 ? try reader.read(as: Float.self) : try reader.read(as: Float16.self).map(Float.init)
         let mask = try ZarrArrayReader(at: base.appendingPathComponent("mask")).read(as: UInt8.self)
         let c = info.codeSize, h = slide.rows, w = slide.columns
-        if k == 0 { return (codes.map(Float.init), mask.map { $0 != 0 }, h, w) }
+        if k == 0 { return (codes, mask.map { $0 != 0 }, h, w) }
         let size = Dihedral.map(x: 0, y: 0, width: w, height: h, orientation: k)
         var grid = [Float](repeating: 0, count: codes.count)
         var outMask = [Bool](repeating: false, count: mask.count)
@@ -91,7 +93,7 @@ public struct GridSet {
                 let t = Dihedral.map(x: x, y: y, width: w, height: h, orientation: k)
                 let s = y * w + x, d = t.y * size.width + t.x
                 outMask[d] = mask[s] != 0
-                for ch in 0..<c { grid[d * c + ch] = Float(codes[s * c + ch]) }
+                for ch in 0..<c { grid[d * c + ch] = codes[s * c + ch] }
             }
         }
         return (grid, outMask, size.height, size.width)

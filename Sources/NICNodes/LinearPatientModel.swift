@@ -28,6 +28,10 @@ enum LinearPatientModel {
             guard let v = Double(row[table.columnIndex(column)!]) else {  // invariant: every covariate and target column is checked above
                 throw NodeError("features table line \(line): column '\(column)' must be a number, found '\(row[table.columnIndex(column)!])'")
             }
+            // One NaN or infinity would make the column's mean and sd non-finite and every row 0 after standardising.
+            guard v.isFinite else {
+                throw NodeError("features table line \(line): column '\(column)' must be a finite number, found '\(row[table.columnIndex(column)!])'; impute or drop the value (an empty or NaN covariate has no meaning to a linear model)")
+            }
             return v
         }
         var patients: [String] = [], x: [[Double]] = [], y: [Double] = [], time: [Double] = [], event: [Bool] = [], labels: [String] = []

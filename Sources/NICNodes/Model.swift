@@ -30,8 +30,10 @@ public struct EncoderModel {
         /// Regression targets are standardised for training; predictions are mapped back with these.
         public var mean: Double?
         public var std: Double?
-        /// Validation scores at the kept (best) epoch: loss, accuracy and AUC, or R².
-        public var validation: [String: Double]?
+        /// Validation scores at the kept (best) epoch: loss, accuracy and AUC, or R². A score that
+        /// cannot be computed (AUC of a one-class validation split) is null, with why in `unavailable`.
+        public var validation: [String: Double?]?
+        public var unavailable: [String: String]?
     }
 
     public struct Info: Codable, Equatable {

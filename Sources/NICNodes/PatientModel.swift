@@ -96,7 +96,11 @@ public struct PatientModel: NodeType {
 
         let crop = trunkArchitecture.inputs.first?.shape?.first ?? 0
         guard crop > 0 else { throw NodeError("the architecture must declare its input [size, size, channels]") }
-        let slides = try Self.loadSlides(gridSet, patients: Set(patients))
+        let (slides, empty) = try Self.loadSlides(gridSet, patients: Set(patients))
+        if !empty.isEmpty {
+            context.logger.warning("\(empty.count) slide(s) without a tissue cell left out (a crop of nothing is no evidence): \(empty.prefix(10).joined(separator: ", "))\(empty.count > 10 ? ", …" : "")")
+        }
+        guard !slides.isEmpty else { throw NodeError("no labelled slide has a tissue cell: nothing to train on") }
         let channels = gridSet.info.codeSize
         let seed = UInt64(truncatingIfNeeded: params.seed)
         let folds = targets.folds(params.folds, seed: seed)
@@ -153,7 +157,8 @@ public struct PatientModel: NodeType {
                         }
                     }
                 }
-                scores[patient] = sum.map { $0 / max(1, n) }
+                // A patient whose slides all lack tissue has no evidence: no prediction rather than 0.
+                if n > 0 { scores[patient] = sum.map { $0 / n } }
             }
         }
 
@@ -196,10 +201,13 @@ public struct PatientModel: NodeType {
     }
 
     /// Every labelled slide's grids, in each stored orientation, with the crop-centre weights.
-    static func loadSlides(_ gridSet: GridSet, patients: Set<String>) throws -> [SlideGrids] {
+    /// Slides without a tissue cell (a TRIDENT slide with no tissue) are left out and listed in `empty`.
+    static func loadSlides(_ gridSet: GridSet, patients: Set<String>) throws -> (slides: [SlideGrids], empty: [String]) {
         var slides: [SlideGrids] = []
+        var empty: [String] = []
         for entry in gridSet.slideSet.slides {
             guard let patient = entry.labels["patient"], patients.contains(patient) else { continue }
+            if let info = gridSet.info.slides.first(where: { $0.stem == entry.stem }), info.tissueCells == 0 { empty.append(entry.stem); continue }
             var views: [(grid: [Float], weights: [Float], rows: Int, columns: Int)] = []
             for k in 0..<gridSet.info.orientations {
                 let loaded = try gridSet.load(entry.stem, orientation: k)
@@ -208,7 +216,7 @@ public struct PatientModel: NodeType {
             }
             slides.append(SlideGrids(stem: entry.stem, patient: patient, views: views))
         }
-        return slides
+        return (slides, empty)
     }
 
     /// A batch of crops [n, crop, crop, C]: centres ∝ distance to background; orientation random

@@ -19,8 +19,8 @@ import Stats
 ///
 /// Output (`Predictions` port): task.json and predictions.csv as `patient_model` writes them, and
 /// probe.json: features, pooling, the penalty grid, and per fold the chosen penalty and the inner
-/// deviance of every candidate. Patients whose slides have no tissue cell get all-zero features
-/// (the grid is zero there too) and are listed in probe.json as `no_tissue`.
+/// deviance of every candidate. Patients whose slides have no tissue cell (a TRIDENT blank slide) are
+/// left out of training and prediction, with a warning, and listed in probe.json as `no_tissue`.
 public struct Probe: NodeType {
     public static let name = "probe"
     public static let version = 1
@@ -62,14 +62,20 @@ public struct Probe: NodeType {
         let seed = UInt64(truncatingIfNeeded: params.seed)
         let folds = targets.folds(params.folds, seed: seed)
         let pooled = try Self.features(gridSet, patients: patients, pooling: params.pooling)
+        // A patient without a tissue cell (only blank slides) has no features: zeros would be a made-up
+        // prediction, so it is left out of training and prediction.
+        let noTissue = Set(pooled.noTissue)
+        if !noTissue.isEmpty {
+            context.logger.warning("\(noTissue.count) patient(s) without a tissue cell on any slide left out: \(pooled.noTissue.prefix(10).joined(separator: ", "))\(noTissue.count > 10 ? ", …" : "")")
+        }
         let target = try Self.target(targets, loss: loss)
 
         var scores: [String: [Double]] = [:]
         var foldRecords: [ParamValue] = []
         for fold in 0..<params.folds {
             try context.checkCancellation()
-            let train = patients.indices.filter { folds[patients[$0]] != fold }
-            let test = patients.indices.filter { folds[patients[$0]] == fold }
+            let train = patients.indices.filter { folds[patients[$0]] != fold && !noTissue.contains(patients[$0]) }
+            let test = patients.indices.filter { folds[patients[$0]] == fold && !noTissue.contains(patients[$0]) }
             guard train.count >= params.innerFolds else {
                 throw NodeError("fold \(fold + 1): \(train.count) training patient(s); \(params.innerFolds) inner folds need at least as many (lower 'inner_folds')")
             }

@@ -110,6 +110,12 @@ public struct SlideSet: Sendable {
     /// Every row must name a slide of the set (`lookedIn` says where slides were looked for); a slide
     /// without a row keeps empty labels.
     public func joiningLabels(_ labels: URL, lookedIn: String) throws -> SlideSet {
+        try joiningLabels(labels, lookedIn: lookedIn, skipUnknown: false).set
+    }
+
+    /// With `skipUnknown`, rows naming a slide that has no file are left out and returned; without it
+    /// every such row is listed in one error.
+    public func joiningLabels(_ labels: URL, lookedIn: String, skipUnknown: Bool) throws -> (set: SlideSet, skipped: [String]) {
         var entries = slides
         let table = try CSVTable.read(labels)
         for required in ["slide", "patient"] where table.columnIndex(required) == nil {
@@ -118,11 +124,13 @@ public struct SlideSet: Sendable {
         let slideColumn = table.columnIndex("slide")!  // invariant: 'slide' checked as a required column above
         let labelColumns = table.columns.filter { $0 != "slide" }
         var seen: [String: Int] = [:]
+        var unknown: [(line: Int, stem: String)] = []
         for (n, row) in table.rows.enumerated() {
             let line = n + 2
             let stem = row[slideColumn].trimmingCharacters(in: .whitespaces)
             guard let index = entries.firstIndex(where: { $0.stem == stem }) else {
-                throw NodeError("\(labels.path):\(line):1: unknown slide '\(stem)': no file with that stem \(lookedIn)")
+                unknown.append((line, stem))
+                continue
             }
             if let first = seen[stem] { throw NodeError("\(labels.path):\(line):1: slide '\(stem)' listed twice (first on line \(first))") }
             seen[stem] = line
@@ -131,7 +139,11 @@ public struct SlideSet: Sendable {
                 throw NodeError("\(labels.path):\(line):\(table.columnIndex("patient")! + 1): empty patient for slide '\(stem)'")
             }
         }
-        return SlideSet(slides: entries, labelColumns: labelColumns)
+        if !unknown.isEmpty && !skipUnknown {
+            let listed = unknown.prefix(10).map { "'\($0.stem)' (line \($0.line))" }.joined(separator: ", ")
+            throw NodeError("\(labels.path):\(unknown[0].line):1: unknown slide\(unknown.count > 1 ? "s" : "") \(listed)\(unknown.count > 10 ? " and \(unknown.count - 10) more" : ""): no file with that stem \(lookedIn)")
+        }
+        return (SlideSet(slides: entries, labelColumns: labelColumns), unknown.map(\.stem))
     }
 }
 

@@ -21,11 +21,13 @@ public enum Bootstrap {
         return percentile(estimate: estimate, replicates: values, confidence: confidence)
     }
 
-    /// The percentile interval of bootstrap replicates around `estimate` (NaN bounds without any).
+    /// The percentile interval of bootstrap replicates around `estimate`: NaN bounds when there are too
+    /// few replicates for each tail to hold one ((1 − confidence) / 2 · count < 1), where the quantiles
+    /// would be the extreme replicates — with one resample, a "95 % CI" that need not contain the estimate.
     public static func percentile(estimate: Double, replicates values: [Double], confidence: Double) -> Interval {
-        guard !values.isEmpty else { return Interval(estimate: estimate, low: .nan, high: .nan, valid: 0) }
-        let sorted = values.sorted()
         let alpha = (1 - confidence) / 2
+        guard !values.isEmpty, alpha * Double(values.count) >= 1 else { return Interval(estimate: estimate, low: .nan, high: .nan, valid: values.count) }
+        let sorted = values.sorted()
         return Interval(estimate: estimate, low: quantile(sorted, alpha), high: quantile(sorted, 1 - alpha), valid: sorted.count)
     }
 

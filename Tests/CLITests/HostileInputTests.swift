@@ -125,6 +125,7 @@ final class HostileInputTests: XCTestCase {
         param("folds: 1", pipeline(model: model(params: ", folds: 1").replacingOccurrences(of: "folds: 2, ", with: "")), "folds")
         param("previews: -1", pipeline().replacingOccurrences(of: "previews: 0", with: "previews: -1"), "previews")
         param("bootstrap: 10^12", pipeline(model: model(), extra: "  score: {type: evaluator, in: {predictions: model}, params: {bootstrap: 1000000000000}}"), "bootstrap")
+        param("bootstrap: 1", pipeline(model: model(), extra: "  score: {type: evaluator, in: {predictions: model}, params: {bootstrap: 1}}"), "bootstrap")
         param("per_task: 10^12", pipeline(tiles: "{mode: training, per_task: 1000000000000}", training: true), "per_task")
         param("batch_size: 0", pipeline(model: model(params: ", batch_size: 0")), "batch_size")
         param("learning_rate: -1", pipeline(model: model(params: ", learning_rate: -1")), "learning_rate")

@@ -17,6 +17,9 @@ let package = Package(
         harness("csv", "Flow"),
         harness("zarr", "TensorStore"),
         harness("safetensors", "Neural"),
+        harness("geojson", "NICNodes"),
+        harness("asap", "NICNodes"),
+        harness("hdf5", "NICNodes"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -20,7 +20,7 @@ final class AnnotationsTests: XCTestCase {
         let annotations = try read("regions.geojson")
         XCTAssertEqual(annotations.regions.count, 5, "tumour, two stroma, necrosis as two parts")
         XCTAssertEqual(annotations.regions.filter { $0.className == "necrosis" }.map(\.feature), [3, 3])
-        XCTAssertTrue(annotations.warnings.contains { $0.contains("feature 4: LineString geometry") }, "\(annotations.warnings)")
+        XCTAssertTrue(annotations.warnings.contains { $0.contains("feature 4 (id 00000000-0000-0000-0000-000000000005): LineString geometry") }, "\(annotations.warnings)")
         // In the tumour's hole, off the stroma island: no region.
         XCTAssertFalse(annotations.inRegion(PlanePoint(850, 550), of: ["tumour", "stroma"]))
         XCTAssertTrue(annotations.inRegion(PlanePoint(750, 650), of: ["stroma"]))
@@ -50,8 +50,19 @@ final class AnnotationsTests: XCTestCase {
         XCTAssertEqual(Set(derived.values), ["tumour", "stroma", "necrosis"])
     }
 
+    /// The fixture's first 8 mitoses are detections (`objectType: detection`, a detector's output), the
+    /// other 7 annotations: kept apart, and merged here where a task would take both (`objects:`).
+    func readPoints() throws -> SlideAnnotations {
+        var annotations = try read("points.geojson")
+        XCTAssertEqual(annotations.points["mitosis"]?.count, 7)
+        XCTAssertEqual(annotations.detections["mitosis"]?.count, 8)
+        annotations.points["mitosis", default: []] += annotations.detections["mitosis"] ?? []
+        annotations.detections["mitosis"] = nil
+        return annotations
+    }
+
     func testPointsWithinRadiusAndCountsMatchShapely() throws {
-        let annotations = try read("points.geojson")
+        let annotations = try readPoints()
         XCTAssertEqual(annotations.points["mitosis"]?.count, 15)
         XCTAssertEqual(annotations.points["nucleus"]?.count, 400)
         XCTAssertTrue(annotations.warnings.contains { $0.contains("feature 11: no properties.classification.name") }, "\(annotations.warnings)")
@@ -65,9 +76,9 @@ final class AnnotationsTests: XCTestCase {
     }
 
     func testHardNegativesAreDrawnInsideTheRegionAtTheStatedRatio() throws {
-        let annotations = try read("points.geojson")
+        let annotations = try readPoints()
         let tasks = AnnotationTasks(patchUM: 64, tasks: [
-            .init(name: "mitosis", kind: .points(className: "mitosis", radiusUM: 8, negativesInside: ["tumour"], ratio: 2)),
+            .init(name: "mitosis", kind: .points(className: "mitosis", radiusUM: 8, negativesInside: ["tumour"], ratio: 2), objects: ["annotation", "detection"]),
             .init(name: "nuclei", kind: .count(className: "nucleus", inside: ["tumour"], strideUM: 64, maxPerSlide: 20)),
         ])
         let (patches, dropped) = try tasks.patches(annotations, width: 2048, height: 2048, mpp: 0.5, seed: 3, slideIndex: 0)
@@ -94,10 +105,10 @@ final class AnnotationsTests: XCTestCase {
 
     func testBadGeometryIsAnErrorNamingFileAndFeature() throws {
         let cases = [
-            "bad_selfintersect.geojson": "bad_selfintersect.geojson: feature 1 (class tumour): ring 0 crosses itself",
-            "bad_unclosed.geojson": "bad_unclosed.geojson: feature 0 (Polygon, class tumour): ring 0 is not closed",
+            "bad_selfintersect.geojson": "bad_selfintersect.geojson: feature 1 (id 00000000-0000-0000-0000-000000000018) (class tumour): ring 0 crosses itself",
+            "bad_unclosed.geojson": "bad_unclosed.geojson: feature 0 (id 00000000-0000-0000-0000-000000000019) (Polygon, class tumour): ring 0 is not closed",
             "bad_point_outside.geojson": "bad_point_outside.geojson: a point of class 'mitosis' at (2500.0, 30.0) lies outside the 2048 × 2048 slide",
-            "bad_short_ring.geojson": "bad_short_ring.geojson: feature 2 (Polygon, class tumour): ring 0 has 3 positions",
+            "bad_short_ring.geojson": "bad_short_ring.geojson: feature 2 (id 00000000-0000-0000-0000-000000000023) (Polygon, class tumour): ring 0 has 3 positions",
         ]
         for (file, message) in cases.sorted(by: { $0.key < $1.key }) {
             XCTAssertThrowsError(try read(file), file) { error in

@@ -32,6 +32,10 @@ public struct TableToTensor: NodeType {
             var values: [Double] = []
             for (r, row) in table.rows.enumerated() {
                 guard let v = Double(row[i]) else { throw NodeError("column '\(name)' row \(r + 2): '\(row[i])' is not a number") }
+                // NaN, inf and 1e400 would silently turn the whole standardised column into zeros (or the tensor into infinities).
+                guard v.isFinite, abs(v) <= Double(Float.greatestFiniteMagnitude) else {
+                    throw NodeError("column '\(name)' row \(r + 2): '\(row[i])' is not a finite float32 number")
+                }
                 values.append(v)
             }
             if params.standardize, !values.isEmpty {

@@ -217,6 +217,10 @@ public struct ParamCheck: Sendable, CustomStringConvertible {
 
     /// x ≥ low.
     public static func atLeast(_ low: Double) -> ParamCheck { number("≥ \(show(low))") { $0 >= low } }
+    /// x = 0 (off) or low ≤ x ≤ high.
+    public static func zeroOrWithin(_ low: Double, _ high: Double) -> ParamCheck {
+        number("0 or in [\(show(low)), \(show(high))]") { $0 == 0 || ($0 >= low && $0 <= high) }
+    }
     /// x > 0.
     public static let positive = number("> 0") { $0 > 0 }
     /// low ≤ x ≤ high.

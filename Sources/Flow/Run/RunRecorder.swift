@@ -87,12 +87,16 @@ public struct RunRecord: Codable, Sendable {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         e.dateEncodingStrategy = .iso8601
+        // Whatever number slips through, the record stays writable (a record that cannot be written
+        // leaves a finished run "running", shown as died).
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return e
     }()
 
     public static func load(_ folder: URL) throws -> RunRecord {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return try decoder.decode(RunRecord.self, from: Data(contentsOf: folder.appendingPathComponent("run.json")))
     }
 
@@ -255,7 +259,10 @@ public final class RunRecorder: RunObserver, Sendable {
                 if let total = progress.total { extra["total"] = .int(total) }
                 if let stage = progress.stage { extra["stage"] = .string(stage) }
                 if let message = progress.message { extra["message"] = .string(message) }
-                if !progress.metrics.isEmpty { extra["metrics"] = .map(progress.metrics.mapValues { .float($0) }) }
+                // A score that could not be computed (NaN) is left out: JSON has no NaN, and an unwritable
+                // record would make a finished run look like one that died.
+                let finite = progress.metrics.filter { $0.value.isFinite }
+                if !finite.isEmpty { extra["metrics"] = .map(finite.mapValues { .float($0) }) }
                 event(name, "progress", extra)
             }
             return due
@@ -263,7 +270,8 @@ public final class RunRecorder: RunObserver, Sendable {
         guard due else { return }
         update(name) { node in
             node.progress = "\(progress.completed)\(progress.total.map { "/\($0)" } ?? "") \(progress.unit)\(progress.stage.map { ", \($0)" } ?? "")"
-            if !progress.metrics.isEmpty { node.metrics = progress.metrics }
+            let finite = progress.metrics.filter { $0.value.isFinite }
+            if !finite.isEmpty { node.metrics = finite }
         }
     }
 

@@ -12,6 +12,9 @@ public enum YAMLLimits {
     public static let maxDepth = 128
     /// Nodes after every alias is expanded.
     public static let maxNodes = 1_000_000
+    /// Scalar bytes after every alias is expanded: a long string aliased thousands of times stays
+    /// within the node count but not within memory (or the run record that copies params).
+    public static let maxExpandedBytes = 16 << 20
 
     /// Reads a YAML file: only a regular file (a FIFO would block for ever, a device never end), at
     /// most `maxBytes`, UTF-8. Errors name the file.
@@ -41,13 +44,20 @@ public enum YAMLLimits {
     public static func compose(_ text: String, file: String) throws -> Yams.Node? {
         try checkFlowNesting(text, file: file)
         guard let root = try Yams.compose(yaml: text) else { return nil }
-        var budget = maxNodes
-        try walk(root, depth: 1, budget: &budget, file: file)
+        var budget = maxNodes, bytes = maxExpandedBytes
+        try walk(root, depth: 1, budget: &budget, bytes: &bytes, file: file)
         return root
     }
 
-    private static func walk(_ node: Yams.Node, depth: Int, budget: inout Int, file: String) throws {
+    private static func walk(_ node: Yams.Node, depth: Int, budget: inout Int, bytes: inout Int, file: String) throws {
         budget -= 1
+        if case .scalar(let scalar) = node {
+            bytes -= scalar.string.utf8.count
+            if bytes < 0 {
+                throw SpecError("YAML expands to more than \(maxExpandedBytes >> 20) MiB of text (anchors and aliases repeat long values); nic reads at most \(maxExpandedBytes >> 20) MiB per file",
+                                at: SourceLocation(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1))
+            }
+        }
         if budget < 0 {
             throw SpecError("YAML expands to more than \(maxNodes) nodes (anchors and aliases repeat whole subtrees); nic reads at most \(maxNodes) per file",
                             at: SourceLocation(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1))
@@ -57,11 +67,11 @@ public enum YAMLLimits {
         }
         switch node {
         case .scalar, .alias: return
-        case .sequence(let items): for item in items { try walk(item, depth: depth + 1, budget: &budget, file: file) }
+        case .sequence(let items): for item in items { try walk(item, depth: depth + 1, budget: &budget, bytes: &bytes, file: file) }
         case .mapping(let pairs):
             for (key, value) in pairs {
-                try walk(key, depth: depth + 1, budget: &budget, file: file)
-                try walk(value, depth: depth + 1, budget: &budget, file: file)
+                try walk(key, depth: depth + 1, budget: &budget, bytes: &bytes, file: file)
+                try walk(value, depth: depth + 1, budget: &budget, bytes: &bytes, file: file)
             }
         }
     }
