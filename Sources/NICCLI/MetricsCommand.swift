@@ -26,6 +26,7 @@ struct MetricsCommand: ParsableCommand {
                       let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                       let metrics = object["metrics"] as? [String: [String: Any]] else { continue }
                 let n = (object["n"] as? NSNumber).map { "\($0.intValue)" } ?? ""
+                if metrics.isEmpty, object["note"] is String { rows.append([node.name, "(nothing to score: no labels)", "", "", n]) }
                 for name in metrics.keys.sorted() {
                     let m = metrics[name]!.compactMapValues { ($0 as? NSNumber)?.doubleValue }  // invariant: name taken from metrics.keys
                     let value = m["value"].map { String(format: name.hasSuffix("_p") ? "%.3g" : "%.3f", $0) } ?? ""

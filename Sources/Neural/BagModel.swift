@@ -147,6 +147,25 @@ public final class BagModel {
             + (after?.stateDict() ?? []) + head.stateDict()
     }
 
+    /// Loads every tensor `stateDict` names from a safetensors file; a missing, misshapen or unexpected
+    /// tensor is an error naming it.
+    public func load(from url: URL) throws {
+        let file = url.path
+        let tensors = try Safetensors.read(url)
+        var expected = Set<String>()
+        for network in [instance, after, head].compactMap({ $0 }) { expected.formUnion(try network.load(tensors, file: file)) }
+        for p in pooling.parameters {
+            expected.insert(p.key)
+            guard let v = tensors[p.key] else { throw NeuralError.weights(file: file, message: "missing tensor '\(p.key)' (attention pooling)") }
+            guard v.shape == p.torchShape else { throw NeuralError.weights(file: file, message: "'\(p.key)' has shape \(v.shape), the pooling expects \(p.torchShape)") }
+            p.setTorchValue(Tensor(shape: v.shape, data: v.floats))
+        }
+        let unexpected = Set(tensors.keys).subtracting(expected)
+        if !unexpected.isEmpty {
+            throw NeuralError.weights(file: file, message: "tensors this bag model does not have: \(unexpected.sorted().joined(separator: ", "))")
+        }
+    }
+
     public func save(to url: URL, metadata: [String: String] = [:]) throws {
         try Safetensors.write(stateDict(), metadata: metadata.merging(["format": "pt", "layout": "pytorch"]) { a, _ in a }, to: url)
     }
