@@ -38,6 +38,8 @@ public struct SyntheticCohort: Sendable {
         /// Fraction of the mitosis task's negatives taken from tumour without a mitosis (hard negatives);
         /// the rest are random tissue positions without a mitosis.
         public var hardNegativeFraction = 0.5
+        /// Another lab and scanner for the same slides (nil: the nominal one; see `ScannerSite`).
+        public var site: ScannerSite? = nil
         public init() {}
     }
 
@@ -161,7 +163,14 @@ public struct SyntheticCohort: Sendable {
         var negatives = 0, hardNegatives = 0
         for (k, entry) in slideSpecs.enumerated() {
             let slide = SyntheticSlide(entry.spec)
-            try slide.write(to: slidesFolder.appendingPathComponent("\(entry.stem).tif"), compression: options.compression)
+            let file = slidesFolder.appendingPathComponent("\(entry.stem).tif")
+            if let site = options.site {
+                var compression = options.compression
+                if case .jpeg = compression { compression = .jpeg(quality: site.jpegQuality) }
+                try slide.write(to: file, compression: compression, site: site)
+            } else {
+                try slide.write(to: file, compression: options.compression)
+            }
             let annotated = annotations(slide, stem: entry.stem)
             patchRows += annotated.map(\.csvRow)
             negatives += annotated.filter { $0.task == "mitosis" && $0.label == "0" }.count
@@ -201,7 +210,7 @@ public struct SyntheticCohort: Sendable {
             try (truthRows.joined(separator: "\n") + "\n").write(to: folder.appendingPathComponent("patch_truth.csv"), atomically: true, encoding: .utf8)
             try (truth.joined(separator: "\n") + "\n").write(to: folder.appendingPathComponent("truth.csv"), atomically: true, encoding: .utf8)
             try oracleJSON.write(to: folder.appendingPathComponent("oracle.json"), atomically: true, encoding: .utf8)
-            try readme(summary).write(to: folder.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+            try (readme(summary) + siteReadme).write(to: folder.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
         } catch {
             throw SlideError(.writeFailed, path: folder.path, "cannot write cohort tables: \(error.localizedDescription)")
         }
