@@ -56,6 +56,9 @@ public enum Planner {
         defer { cache.fileHasher.save() }
         for node in graph.nodes {
             var keyParams = node.params
+            for param in node.type.params where node.type.paramsAddedLater.contains(param.name) && keyParams[param.name] == param.defaultValue {
+                keyParams[param.name] = nil
+            }
             for param in node.type.params {
                 guard let url = node.paths[param.name] else { continue }
                 switch param.type {

@@ -108,6 +108,10 @@ public protocol NodeType: Sendable {
     /// gathered: a cluster executor computes the missing items as a job array before the node runs.
     static var splitsIntoItems: Bool { get }
 
+    /// Params added to the type after caches held its outputs: left at their default they stay out of
+    /// the cache key, so existing entries keep their keys (set to anything else, they enter it).
+    static var paramsAddedLater: Set<String> { get }
+
     init()
     /// Reads inputs from `context`, writes every output port's folder. `params` are checked against
     /// their declarations before any node runs.
@@ -117,6 +121,7 @@ public protocol NodeType: Sendable {
 extension NodeType {
     public static var inputs: [PortSpec] { [] }
     public static var splitsIntoItems: Bool { false }
+    public static var paramsAddedLater: Set<String> { [] }
     /// The params the spec checker and `nic nodes` see, derived from `Params`.
     public static var params: [ParamSpec] { Params.declaredParams }
 
