@@ -64,7 +64,7 @@ public struct Compressor: NodeType {
         let orientations = params.orientations.count
         let minTissue = params.minTissue
         let batchSize = params.batchSize, bandRows = params.bandRows
-        let stain = try Self.stainTarget(params)
+        let stain = try Self.stainTarget(params.stain, reference: params.stainReference)
         let out = try context.output("grids")
         var infos: [GridSet.SlideInfo] = []
         var reused = 0
@@ -112,13 +112,13 @@ public struct Compressor: NodeType {
     }
 
     /// The reference's stain statistics, or nil without normalisation.
-    static func stainTarget(_ params: Params) throws -> (method: StainNormalization.Method, target: StainNormalization.Target)? {
-        guard params.stain != .none else { return nil }
-        guard let reference = params.stainReference else {
-            throw NodeError("param 'stain_reference': 'stain: \(params.stain.rawValue)' normalises to a reference slide; give its path")
+    static func stainTarget(_ stain: StainOption, reference: FileParam?) throws -> (method: StainNormalization.Method, target: StainNormalization.Target)? {
+        guard stain != .none else { return nil }
+        guard let reference else {
+            throw NodeError("param 'stain_reference': 'stain: \(stain.rawValue)' normalises to a reference slide; give its path")
         }
         do {
-            return (params.stain.method, try StainNormalization.fit(params.stain.method, slide: try Slide(url: reference.url)))
+            return (stain.method, try StainNormalization.fit(stain.method, slide: try Slide(url: reference.url)))
         } catch {
             throw NodeError("param 'stain_reference': \(reference.url.path): \(error)")
         }

@@ -27,7 +27,7 @@ public struct PatientModel: NodeType {
     ]
     public static let outputs = [
         PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), curves.csv"),
-        PortSpec("model", .trainedModel, doc: "the k fold models as an ensemble for `apply`: model.json (card), fold<k>.safetensors (grids only)"),
+        PortSpec("model", .trainedModel, optional: true, doc: "the k fold models as an ensemble for `apply`: model.json (card), fold<k>.safetensors (on grids; empty for a 'features' table)"),
     ]
     public struct Params: NodeParams {
         @Param(doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'")

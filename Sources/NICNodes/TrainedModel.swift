@@ -150,7 +150,7 @@ struct TrainedModel {
         self.folder = folder
         let url = folder.appendingPathComponent("model.json")
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw NodeError("\(url.path) is missing: not a trained patient model (connect a patient_model or probe node's 'model' output)")
+            throw NodeError("\(url.path) is missing: not a trained patient model (connect the 'model' output of a probe or of a patient_model on grids; a patient_model on a 'features' table keeps none)")
         }
         do { card = try JSONDecoder().decode(Card.self, from: Data(contentsOf: url)) }
         catch { throw NodeError("\(url.path): not a readable model card (\(error))") }

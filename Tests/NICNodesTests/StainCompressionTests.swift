@@ -1,5 +1,6 @@
 import Flow
 import Foundation
+import Slides
 import Synthetic
 import XCTest
 @testable import NICNodes
@@ -46,6 +47,25 @@ final class StainCompressionTests: XCTestCase {
         for (node, share) in [("macenko", 0.9), ("reinhard", 0.6)] {
             let normalised = try meanColour(node)
             XCTAssertLessThan(distance(normalised, reference), share * distance(raw, reference), "\(node): \(raw) → \(normalised), reference \(reference)")
+        }
+
+        // The tile sampler normalises its patches the same way: each patch is the raw patch mapped from
+        // its slide's statistics to the reference's.
+        let tiles = try ws.run(yaml + """
+          raw_tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 3}}
+          stained_tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 3, stain: reinhard, stain_reference: reference/slides/P001-1.tif}}
+
+        """)
+        XCTAssertTrue(tiles.succeeded, "\(tiles.failures)")
+        let rawTiles = try PatchSet(folder: try ws.output(tiles, "raw_tiles", "patches"))
+        let stained = try PatchSet(folder: try ws.output(tiles, "stained_tiles", "patches"))
+        let target = try StainNormalization.fit(.reinhard, slide: try Slide(url: ws.root.appendingPathComponent("reference/slides/P001-1.tif")))
+        XCTAssertEqual(rawTiles.records.count, stained.records.count)
+        XCTAssertGreaterThan(rawTiles.records.count, 0)
+        for i in 0..<rawTiles.records.count {
+            let entry = try XCTUnwrap(GridSet(folder: try ws.output(summary, "grids", "grids")).slideSet[rawTiles.records[i].slide])
+            let source = try StainNormalization.fit(.reinhard, slide: try entry.open())
+            XCTAssertEqual(try stained.patch(i), try StainNormalization.apply(try rawTiles.patch(i), from: source, to: target))
         }
 
         let missing = try ws.run(CohortWorkspace.meanRGBGrids(pipeline: "stain2") + """
