@@ -64,16 +64,15 @@ struct TrainedModel {
         var mpp: Double
         enum CodingKeys: String, CodingKey { case key, gridsMadeBy = "grids_made_by", codeSize = "code_size", patchSize = "patch_size", mpp }
 
-        /// The encoder of the grids connected to `port`: for a compressor's grids its `encoder` input;
-        /// for grids another node read (patch features), that node's own key.
+        /// The encoder of the grids connected to `port`: for a compressor's grids its `encoder` input.
+        /// Grids another node read (patch features of an encoder nic does not know) have no key: only
+        /// their code width and geometry are checked.
         static func of(_ gridSet: GridSet, context: NodeContext, port: String) -> EncoderIdentity {
             var identity = EncoderIdentity(key: nil, gridsMadeBy: nil, codeSize: gridSet.info.codeSize, patchSize: gridSet.info.size, mpp: gridSet.info.mpp)
             if let origin = context.inputOrigin(port) {
                 identity.gridsMadeBy = "\(origin.type) '\(origin.node)'"
                 if let encoder = origin.inputs["encoder"] {
                     identity.key = String(encoder.split(separator: "/").first ?? Substring(encoder))
-                } else {
-                    identity.key = origin.key
                 }
             }
             return identity
