@@ -56,9 +56,12 @@ struct MetricResults {
     var instance: NodeInstance?
     var metrics: [Metric]?
     var n: String = ""
+    /// Why an evaluator scored nothing (an external cohort without labels).
+    var note: String?
 
     var listingRows: [[String]] {
         guard let metrics else { return [[node, "(not computed: run the pipeline)", "", "", ""]] }
+        if metrics.isEmpty, note != nil { return [[node, "(nothing to score: no labels)", "", "", n]] }
         return metrics.map { [node, $0.name, $0.text, $0.ci, n] }
     }
 
@@ -85,6 +88,7 @@ struct MetricResults {
                           let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                           let found = object["metrics"] as? [String: [String: Any]] else { continue }
                     result.n = (object["n"] as? NSNumber).map { "\($0.intValue)" } ?? ""
+                    result.note = object["note"] as? String
                     for name in found.keys.sorted() {
                         let m = found[name]!.compactMapValues { ($0 as? NSNumber)?.doubleValue }  // invariant: name taken from found.keys
                         metrics.append(Metric(name: name, value: m["value"], low: m["ci_low"], high: m["ci_high"]))

@@ -47,6 +47,14 @@ struct SynthCommand: ParsableCommand {
         Two oracles are printed and written to oracle.json: from the true latents (the ceiling of any model) \
         and from the true patch counts (mitoses per mm² of tumour, tumour fraction: what a perfect patch \
         encoder could give). README.md in the output documents the model in full.
+
+        --site NAME scans the same cohort at another lab: the same seed gives the same patients, slides, cells, \
+        labels, annotations and oracles, and only the pixels change — other haematoxylin and eosin vectors and \
+        strengths, section thickness, optical blur, brightness, white balance and JPEG quality. Named sites: \
+        hospital-b (dark blue haematoxylin, thick sections, blur 0.9 px, warm light, JPEG 70) and hospital-c \
+        (pale, eosin-heavy, thin sections, blur 1.3 px, cool light, JPEG 60); any other name draws a site from \
+        the name (same name, same site). Without --site the cohort is the nominal site's, byte for byte as before. \
+        For an external test set use another seed and a site: nic synth --seed 3 --patients 48 --site hospital-b.
         """)
 
     @Option(name: .shortAndLong, help: "Output folder (created).") var out: String = "data/synth"
@@ -71,6 +79,8 @@ struct SynthCommand: ParsableCommand {
     var readBenchmark = false
     @Flag(help: "Also write the ground truth as QuPath GeoJSON annotations, annotations/<slide>.geojson (tumour and stroma polygons, mitosis and nucleus points), for the `annotations` node.")
     var geojson = false
+    @Option(help: "Scan the cohort at another lab and scanner: hospital-b, hospital-c, or any name (a site drawn from it); default: the nominal site.")
+    var site: String?
     @Option(help: "Dispatch workers for --read-benchmark.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func validate() throws {
@@ -85,6 +95,7 @@ struct SynthCommand: ParsableCommand {
         guard ["exhaustive", "sparse"].contains(annotation) else { throw ValidationError("--annotation must be exhaustive or sparse, got '\(annotation)'") }
         guard annotatedFraction > 0, annotatedFraction <= 1 else { throw ValidationError("--annotated-fraction must be in (0, 1], got \(annotatedFraction)") }
         guard pointNoise >= 0, pointNoise <= 32 else { throw ValidationError("--point-noise must be in 0…32 px, got \(pointNoise)") }
+        if let site, site.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--site needs a name (hospital-b, hospital-c or any other)") }
         _ = try chosenLook()
     }
 
@@ -113,6 +124,7 @@ struct SynthCommand: ParsableCommand {
         options.hardNegativeFraction = hardNegatives
         options.look = try chosenLook()
         options.annotation = annotation == "sparse" ? .sparse(fraction: annotatedFraction, noise: pointNoise) : .exhaustive
+        options.site = site.map { ScannerSite(name: $0) }
         let cohort = SyntheticCohort(options)
         let folder = URL(fileURLWithPath: out)
         if let existing = try? FileManager.default.contentsOfDirectory(atPath: folder.path), !existing.isEmpty {

@@ -53,6 +53,8 @@ enum BagPatientModel {
         var scores: [String: [Double]] = [:]
         var curves = [[String]](repeating: [], count: epochs)
         var attention: [Int: [Float]] = [:]  // slide → attention per tissue cell (orientation 0)
+        let modelFolder = try context.output("model")
+        var members: [TrainedModel.Member] = []
 
         for fold in 0..<foldCount {
             let trainBags = bags.indices.filter { folds[slides[bags[$0][0]].patient] != fold }
@@ -87,35 +89,51 @@ enum BagPatientModel {
             for record in outcome.epochs { curves[record.epoch - 1].append("\(record.trainLoss)") }
 
             for bag in bags.indices where folds[slides[bags[bag][0]].patient] == fold {
-                let members = bags[bag].map { slides[$0] }
-                let counts = members.map { $0.cellIndex.count }
-                let total = counts.reduce(0, +)
-                var sum = [Double](repeating: 0, count: targets.outputs)
-                let orientations = members.map(\.codes.count).min() ?? 1
-                for k in 0..<orientations {
-                    try context.checkCancellation()
-                    let (output, weights) = try model.predict(count: total) { range in
-                        Tensor(shape: [range.count, channels], data: scaling.apply(gather(members, orientation: k, range: range, channels: channels)))
-                    }
-                    let prediction = targets.prediction(output.map(Double.init))
-                    for j in sum.indices { sum[j] += prediction[j] / Double(orientations) }
-                    if k == 0 {
-                        var offset = 0
-                        for (slide, count) in zip(bags[bag], counts) {
-                            attention[slide] = Array(weights[offset..<(offset + count)])
-                            offset += count
-                        }
-                    }
+                try context.checkCancellation()
+                let (sum, weights) = try predictBag(model, members: bags[bag].map { slides[$0] }, scaling: scaling, channels: channels, mapping: targets.mapping)
+                var offset = 0
+                for slide in bags[bag] {
+                    let count = slides[slide].cellIndex.count
+                    attention[slide] = Array(weights[offset..<(offset + count)])
+                    offset += count
                 }
-                let patient = members[0].patient
+                let patient = slides[bags[bag][0]].patient
                 // With one bag per slide a patient's slides are averaged.
                 let share = Double(bags.filter { slides[$0[0]].patient == patient }.count)
                 scores[patient] = zip(scores[patient] ?? [Double](repeating: 0, count: sum.count), sum).map { $0 + $1 / share }
             }
+            let weights = "fold\(fold + 1).safetensors"
+            try model.save(to: modelFolder.appendingPathComponent(weights))
+            members.append(TrainedModel.Member(fold: fold + 1, weights: weights, trainPatients: Set(trainBags.map { slides[bags[$0][0]].patient }).count,
+                                               codeMean: scaling.mean, codeScale: scaling.scale))
         }
 
-        let out = try PatientModel.writePredictions(targets.predictions(scores: scores, folds: folds), curves: curves, context: context)
+        let predictions = targets.predictions(scores: scores, folds: folds)
+        let out = try PatientModel.writePredictions(predictions, curves: curves, context: context)
         try writeAttention(attention, slides: slides, gridSet: gridSet, to: out.appendingPathComponent("attention"), context: context)
+        try PatientModel.writeModel(kind: .bag, params, members: members, crop: nil, aggregation: aggregation, gridSet: gridSet, targets: targets,
+                                    predictions: predictions,
+                                    standardisation: "per code channel, (code − code_mean) · code_scale with each member's training-fold statistics over its tissue cells (every orientation)",
+                                    to: modelFolder, context: context)
+    }
+
+    /// One bag's prediction by one model: every cell of every member slide, averaged over the
+    /// orientations all members have; and each cell's attention weight in orientation 0.
+    static func predictBag(_ model: BagModel, members: [Slide], scaling: Standardization, channels: Int, mapping: OutputMapping) throws -> (prediction: [Double], attention: [Float]) {
+        let total = members.reduce(0) { $0 + $1.cellIndex.count }
+        var sum: [Double] = []
+        var attention: [Float] = []
+        let orientations = members.map(\.codes.count).min() ?? 1
+        for k in 0..<orientations {
+            let (output, weights) = try model.predict(count: total) { range in
+                Tensor(shape: [range.count, channels], data: scaling.apply(gather(members, orientation: k, range: range, channels: channels)))
+            }
+            let prediction = mapping.prediction(output.map(Double.init))
+            if sum.isEmpty { sum = [Double](repeating: 0, count: prediction.count) }
+            for j in sum.indices { sum[j] += prediction[j] / Double(orientations) }
+            if k == 0 { attention = weights }
+        }
+        return (sum, attention)
     }
 
     /// Codes standardised per channel with the mean and standard deviation of the training fold's
@@ -123,6 +141,8 @@ enum BagPatientModel {
     /// of any scale (mean-RGB 0–255, a network's codes ±0.1), and one learning rate must suit them all.
     struct Standardization {
         var mean: [Float], scale: [Float]
+
+        init(mean: [Float], scale: [Float]) { (self.mean, self.scale) = (mean, scale) }
 
         init(slides: [Slide], channels: Int) {
             var sum = [Double](repeating: 0, count: channels), squares = sum, n = 0.0
@@ -155,12 +175,12 @@ enum BagPatientModel {
 
     /// Every labelled slide's tissue cells in each stored orientation.
     /// Slides without a tissue cell (a TRIDENT slide with no tissue) are left out and listed in `empty`.
-    static func load(_ gridSet: GridSet, patients: Set<String>) throws -> (slides: [Slide], empty: [String]) {
+    static func load(_ gridSet: GridSet, patients: Set<String>, patientOf: (SlideEntry) -> String? = { $0.labels["patient"] }) throws -> (slides: [Slide], empty: [String]) {
         var slides: [Slide] = []
         var empty: [String] = []
         let c = gridSet.info.codeSize
         for entry in gridSet.slideSet.slides {
-            guard let patient = entry.labels["patient"], patients.contains(patient) else { continue }
+            guard let patient = patientOf(entry), patients.contains(patient) else { continue }
             var codes: [[Float16]] = []
             var cellIndex: [Int] = [], rows = 0, columns = 0
             for k in 0..<gridSet.info.orientations {

@@ -26,6 +26,7 @@ public struct Compressor: NodeType {
         PortSpec("encoder", .model, doc: "the patch encoder"),
     ]
     public static let splitsIntoItems = true
+    /// `stain` and `stain_reference` came after caches of compressed cohorts existed: unset, they leave keys as they were.
     public static let outputs = [PortSpec("grids", .gridSet, doc: "gridset.json, slides.csv, grids/<slide>/o<k> and mask, previews")]
     /// The dihedral orientations each slide is encoded in.
     public enum Orientations: String, ParamChoice {
@@ -40,7 +41,16 @@ public struct Compressor: NodeType {
         @Param(doc: "patches per encoder call", .within(1, 65536)) var batchSize = 256
         @Param(doc: "grid rows per band (bounds memory) and zarr chunk height", .within(1, 4096)) var bandRows = 32
         @Param(doc: "slides to draw thumbnails and false-colour grids for", .atLeast(0)) var previews = 4
+        @Param(doc: "stain normalisation of every tile before encoding: none, macenko or reinhard, to 'stain_reference' (each slide's own stain statistics are fitted once on its whole image at 8 µm/px)", .unkeyedAtDefault)
+        var stain = StainOption.none
+        @Param(doc: "with 'stain': the slide (any format nic reads) whose stain the tiles are normalised to, e.g. a slide of the encoder's training cohort", .unkeyedAtDefault)
+        var stainReference: FileParam? = nil
         public init() {}
+    }
+
+    public enum StainOption: String, ParamChoice {
+        case none, macenko, reinhard
+        var method: StainNormalization.Method { StainNormalization.Method(rawValue: rawValue) ?? .none }
     }
 
     public init() {}
@@ -53,6 +63,7 @@ public struct Compressor: NodeType {
         let orientations = params.orientations.count
         let minTissue = params.minTissue
         let batchSize = params.batchSize, bandRows = params.bandRows
+        let stain = try Self.stainTarget(params.stain, reference: params.stainReference)
         let out = try context.output("grids")
         var infos: [GridSet.SlideInfo] = []
         var reused = 0
@@ -65,7 +76,7 @@ public struct Compressor: NodeType {
         let names = slideSet.slides.map { URL(fileURLWithPath: $0.path).lastPathComponent }
         let items = try context.cachedItems(identities, names: names, excludingInputs: ["slides"]) { index, folder in
             try compress(slideSet.slides[index], model: model, into: folder, mpp: mpp, size: size, orientations: orientations, minTissue: minTissue,
-                         batchSize: batchSize, bandRows: bandRows, previews: params.previews, context: context, slideIndex: index, slideCount: slideSet.slides.count)
+                         batchSize: batchSize, bandRows: bandRows, previews: params.previews, stain: stain, context: context, slideIndex: index, slideCount: slideSet.slides.count)
         }
         for (index, (entry, item)) in zip(slideSet.slides, items).enumerated() {
             if item.reused { reused += 1 }
@@ -99,12 +110,29 @@ public struct Compressor: NodeType {
                          metrics: time.metrics)
     }
 
+    /// The reference's stain statistics, or nil without normalisation.
+    static func stainTarget(_ stain: StainOption, reference: FileParam?) throws -> (method: StainNormalization.Method, target: StainNormalization.Target)? {
+        guard stain != .none else { return nil }
+        guard let reference else {
+            throw NodeError("param 'stain_reference': 'stain: \(stain.rawValue)' normalises to a reference slide; give its path")
+        }
+        do {
+            return (stain.method, try StainNormalization.fit(stain.method, slide: try Slide(url: reference.url)))
+        } catch {
+            throw NodeError("param 'stain_reference': \(reference.url.path): \(error)")
+        }
+    }
+
     /// One slide → `grid/o<k>`, `grid/mask`, `slide.json`, `preview/` in `folder`.
     func compress(_ entry: SlideEntry, model: EncoderModel, into folder: URL, mpp: Double, size: Int, orientations: Int, minTissue: Double,
-                  batchSize: Int, bandRows: Int, previews: Int, context: NodeContext, slideIndex: Int, slideCount: Int) throws {
+                  batchSize: Int, bandRows: Int, previews: Int, stain: (method: StainNormalization.Method, target: StainNormalization.Target)?,
+                  context: NodeContext, slideIndex: Int, slideCount: Int) throws {
         let started = Stopwatch()
         var time = CompressionTime()
         let slide = try entry.open()
+        let stainSource: StainNormalization.Target
+        do { stainSource = try stain.map { try StainNormalization.fit($0.method, slide: slide) } ?? .none }
+        catch { throw NodeError("\(entry.path): stain normalisation: \(error)") }
         let mask = try TissueDetector().detect(slide)
         time.tissue = started.seconds
         let grid = TileGrid(slide: slide, mpp: mpp, size: size, mask: mask)
@@ -144,7 +172,8 @@ public struct Compressor: NodeType {
             for k in 0..<orientations { for i in codes[k].indices { codes[k][i] = 0 } }
             for start in stride(from: 0, to: cellsByBand[band].count, by: batchSize) {
                 let waited = Stopwatch()
-                let images = try tiles.next()  // holds no thread while it waits
+                var images = try tiles.next()  // holds no thread while it waits
+                if let stain { images = try images.map { try StainNormalization.apply($0, from: stainSource, to: stain.target) } }
                 time.waitingForTiles += waited.seconds
                 if time.firstEncode == 0 { time.firstEncode = started.seconds }
                 budget.acquire(Self.encoding, most: 1)

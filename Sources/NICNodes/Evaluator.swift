@@ -97,6 +97,19 @@ public struct Evaluator: NodeType {
 
     public func run(_ context: NodeContext, _ params: Params) throws {
         let predictions = try Predictions.read(from: try context.input("predictions"))
+        if predictions.external && predictions.count == 0 {
+            // A cohort without labels (a challenge's test set): its submission is the result.
+            let note = "nothing to score: no patient of this cohort has a label in \(predictions.targetColumns.joined(separator: "/")) (the predictions are in submission.csv)"
+            context.warn(note)
+            let out = try context.output("metrics")
+            let document: ParamValue = .map([
+                "task": .string(predictions.task.rawValue), "n": .int(0), "confidence": .float(params.confidence),
+                "resamples": .int(params.bootstrap), "metrics": .map([:]), "note": .string(note),
+            ])
+            try Data(document.canonicalJSON.utf8).write(to: out.appendingPathComponent("metrics.json"))
+            try CSVTable(columns: ["metric", "value", "ci_low", "ci_high", "n"], rows: []).write(to: out.appendingPathComponent("metrics.csv"))
+            return
+        }
         guard predictions.count >= 2 else { throw NodeError("only \(predictions.count) patient(s) in the predictions; metrics need at least 2") }
         var metrics = params.metrics.map(\.rawValue)
         if metrics.isEmpty { metrics = Self.defaults(predictions.task) }

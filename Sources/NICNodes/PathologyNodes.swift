@@ -4,6 +4,6 @@ import Flow
 public enum PathologyNodes {
     public static var all: [any NodeType.Type] { [PredictionsSource.self, Evaluator.self, SlidesSource.self, TileSampler.self, AugmenterNode.self,
                                                   EncoderNode.self, Compressor.self, PatientModel.self, Probe.self, Compare.self,
-                                                  FeaturesSource.self, AnnotationsSource.self, ObjectCount.self] }
+                                                  FeaturesSource.self, AnnotationsSource.self, ObjectCount.self, ApplyModel.self] }
     public static var registry: NodeRegistry { NodeRegistry.builtin.merging(all) }
 }

@@ -19,14 +19,18 @@ import Stats
 /// undefined on them).
 public struct PatientModel: NodeType {
     public static let name = "patient_model"
-    /// 2: bag models (an architecture with `pool`).
-    public static let version = 2
+    /// 2: bag models (an architecture with `pool`). 3: the trained model (`model` port); the CNN's test
+    /// crops are drawn per patient (a seed from the fold and the patient's name), so `apply` repeats them.
+    public static let version = 3
     public static let summary = "Trains the NIC CNN on compressed slides with a regression/binary/multiclass/Cox head; out-of-fold Predictions per patient."
     public static let inputs = [
         PortSpec("grids", .gridSet, optional: true, doc: "compressed slides with their labels"),
         PortSpec("features", .table, optional: true, doc: "instead of grids: a table (patient, numeric covariates, targets) for a linear model, e.g. Cox on clinical covariates"),
     ]
-    public static let outputs = [PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), curves.csv")]
+    public static let outputs = [
+        PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), curves.csv"),
+        PortSpec("model", .trainedModel, optional: true, doc: "the k fold models as an ensemble for `apply`: model.json (card), fold<k>.safetensors (on grids; empty for a 'features' table)"),
+    ]
     public struct Params: NodeParams {
         @Param(doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'")
         var architecture: Reference? = nil
@@ -108,6 +112,8 @@ public struct PatientModel: NodeType {
         let outputs = targets.outputs, width = targets.networkOutputs
         var scores: [String: [Double]] = [:]
         var curves = [[String]](repeating: [], count: epochs)
+        let modelFolder = try context.output("model")
+        var members: [TrainedModel.Member] = []
 
         for fold in 0..<foldCount {
             let trainSlides = slides.indices.filter { folds[slides[$0].patient] != fold }
@@ -141,28 +147,73 @@ public struct PatientModel: NodeType {
                 snapshot: { () })
             for record in outcome.epochs { curves[record.epoch - 1].append("\(record.trainLoss)") }
             // Out-of-fold predictions: average over slides × orientations × crops.
-            var testRng = SplitMix64(seed: foldSeed &+ 3)
             for patient in patients where folds[patient] == fold {
-                var sum = [Double](repeating: 0, count: outputs), n = 0.0
-                for slide in slides where slide.patient == patient {
-                    for k in slide.views.indices {
-                        let batch = [SlideGrids](repeating: slide, count: params.testCrops)
-                        let x = try crops(batch, crop: crop, channels: channels, rng: &testRng, orientation: k)
-                        let features = try trunk.forward(x, training: false)
-                        let output = try head.forward(features.reshaped([batch.count, features.count / batch.count]), training: false)
-                        for i in 0..<batch.count {
-                            let prediction = targets.prediction((0..<width).map { Double(output.data[i * width + $0]) })
-                            for j in 0..<outputs { sum[j] += prediction[j] }
-                            n += 1
-                        }
-                    }
-                }
-                // A patient whose slides all lack tissue has no evidence: no prediction rather than 0.
-                if n > 0 { scores[patient] = sum.map { $0 / n } }
+                scores[patient] = try Self.predictCNN(trunk: trunk, head: head, slides: slides.filter { $0.patient == patient }, crop: crop, channels: channels,
+                                                      testCrops: params.testCrops, seed: Self.predictionSeed(foldSeed &+ 3, patient: patient), mapping: targets.mapping)
             }
+            let weights = "fold\(fold + 1).safetensors"
+            try Safetensors.write(trunk.stateDict() + head.stateDict(), metadata: ["format": "pt", "layout": "pytorch"], to: modelFolder.appendingPathComponent(weights))
+            members.append(TrainedModel.Member(fold: fold + 1, weights: weights, trainPatients: Set(trainSlides.map { slides[$0].patient }).count,
+                                               predictionSeed: String(foldSeed &+ 3)))
         }
 
-        try Self.writePredictions(targets.predictions(scores: scores, folds: folds), curves: curves, context: context)
+        let predictions = targets.predictions(scores: scores, folds: folds)
+        try Self.writePredictions(predictions, curves: curves, context: context)
+        try Self.writeModel(kind: .cnn, params, members: members, crop: crop, gridSet: gridSet, targets: targets, predictions: predictions,
+                            standardisation: "none: the CNN reads the codes as the encoder gave them", to: modelFolder, context: context)
+    }
+
+    /// The seed of a patient's test crops: the fold's, mixed with the patient's name (FNV-1a, stable
+    /// across runs and machines), so a patient's prediction does not depend on which others are predicted.
+    static func predictionSeed(_ seed: UInt64, patient: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in patient.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        return seed ^ hash
+    }
+
+    /// One patient's prediction by one CNN: the average over its slides × stored orientations ×
+    /// `testCrops` crops of the head's output mapped to a prediction.
+    static func predictCNN(trunk: Network, head: Network, slides: [SlideGrids], crop: Int, channels: Int, testCrops: Int,
+                           seed: UInt64, mapping: OutputMapping) throws -> [Double]? {
+        var rng = SplitMix64(seed: seed)
+        let outputs = head.outputShape.reduce(1, *)
+        var sum: [Double] = [], n = 0.0
+        for slide in slides {
+            for k in slide.views.indices {
+                let batch = [SlideGrids](repeating: slide, count: testCrops)
+                let x = try PatientModel().crops(batch, crop: crop, channels: channels, rng: &rng, orientation: k)
+                let features = try trunk.forward(x, training: false)
+                let output = try head.forward(features.reshaped([batch.count, features.count / batch.count]), training: false)
+                for i in 0..<batch.count {
+                    // The mapping drops an auxiliary target's output (a multi-task head).
+                    let prediction = mapping.prediction((0..<outputs).map { Double(output.data[i * outputs + $0]) })
+                    if sum.isEmpty { sum = [Double](repeating: 0, count: prediction.count) }
+                    for j in prediction.indices { sum[j] += prediction[j] }
+                    n += 1
+                }
+            }
+        }
+        // A patient whose slides all lack tissue has no evidence: no prediction rather than 0.
+        return n > 0 ? sum.map { $0 / n } : nil
+    }
+
+    /// The card of a CNN or bag model (its members' weights are written already), with copies of
+    /// its architecture and head.
+    static func writeModel(kind: TrainedModel.Kind, _ params: Params, members: [TrainedModel.Member], crop: Int?, aggregation: Aggregation? = nil,
+                           gridSet: GridSet, targets: PatientTargets, predictions: Predictions, standardisation: String,
+                           to folder: URL, context: NodeContext) throws {
+        guard let architecture = params.architecture else { return }
+        try TrainedModel.copy(architecture.url, as: "architecture.yaml", into: folder)
+        try TrainedModel.copy(params.head.url, as: "head.yaml", into: folder)
+        let card = TrainedModel.Card(kind: kind, task: targets.task, target: targets.columns, classes: targets.classes, output: targets.mapping,
+                                     architecture: "architecture.yaml", architectureSource: architecture.url.lastPathComponent,
+                                     head: "head.yaml", headSource: params.head.url.lastPathComponent,
+                                     crop: crop, testCrops: kind == .cnn ? params.testCrops : nil, aggregation: aggregation?.rawValue,
+                                     pooling: nil, codeStandardisation: standardisation, members: members,
+                                     encoder: .of(gridSet, context: context, port: "grids"),
+                                     trainingCohort: TrainedModel.cohort(gridSet: gridSet, targets: targets, context: context),
+                                     outOfFold: TrainedModel.outOfFoldMetrics(predictions))
+        try TrainedModel.write(card, to: folder)
     }
 
     /// The out-of-fold predictions and the per-fold training-loss curves; returns the output folder.
@@ -202,11 +253,11 @@ public struct PatientModel: NodeType {
 
     /// Every labelled slide's grids, in each stored orientation, with the crop-centre weights.
     /// Slides without a tissue cell (a TRIDENT slide with no tissue) are left out and listed in `empty`.
-    static func loadSlides(_ gridSet: GridSet, patients: Set<String>) throws -> (slides: [SlideGrids], empty: [String]) {
+    static func loadSlides(_ gridSet: GridSet, patients: Set<String>, patientOf: (SlideEntry) -> String? = { $0.labels["patient"] }) throws -> (slides: [SlideGrids], empty: [String]) {
         var slides: [SlideGrids] = []
         var empty: [String] = []
         for entry in gridSet.slideSet.slides {
-            guard let patient = entry.labels["patient"], patients.contains(patient) else { continue }
+            guard let patient = patientOf(entry), patients.contains(patient) else { continue }
             if let info = gridSet.info.slides.first(where: { $0.stem == entry.stem }), info.tissueCells == 0 { empty.append(entry.stem); continue }
             var views: [(grid: [Float], weights: [Float], rows: Int, columns: Int)] = []
             for k in 0..<gridSet.info.orientations {

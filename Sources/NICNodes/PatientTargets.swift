@@ -261,17 +261,10 @@ struct PatientTargets {
     }
 
     /// One output row as a prediction: P(positive), class probabilities, the label's scale, or risk.
-    func prediction(_ row: [Double]) -> [Double] {
-        let row = Array(row.prefix(outputs))  // an auxiliary target's output only trains the embedding
-        switch task {
-        case .binary: return [1 / (1 + exp(-row[0]))]
-        case .multiclass:
-            let m = row.max()!, e = row.map { exp($0 - m) }, s = e.reduce(0, +)  // invariant: a row has one score per class (at least 2)
-            return e.map { $0 / s }
-        case .regression: return [row[0] * std + mean]
-        case .survival: return row
-        }
-    }
+    func prediction(_ row: [Double]) -> [Double] { mapping.prediction(row) }
+
+    /// The conversion `prediction` makes, as a kept model (`TrainedModel`) records it.
+    var mapping: OutputMapping { OutputMapping(task: task, targetMean: mean, targetStd: std, outputs: outputs) }
 
     /// Out-of-fold predictions of the patients that have a score; `folds` are 0-based.
     func predictions(scores: [String: [Double]], folds: [String: Int]) -> Predictions {

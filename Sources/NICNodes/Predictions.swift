@@ -9,7 +9,8 @@ public extension PortType {
 /// Patient-level predictions and the truth they are judged against.
 ///
 /// On disk (a `Predictions` port folder), readable with pandas:
-/// - `task.json`: `{"task": "regression"|"binary"|"multiclass"|"survival", "target": [...columns], "classes": [...]}`
+/// - `task.json`: `{"task": "regression"|"binary"|"multiclass"|"survival", "target": [...columns], "classes": [...]}`,
+///   plus `"external": true` for a kept model applied to a cohort (`apply`: fold 0, only labelled patients)
 /// - `predictions.csv`: `patient`, `fold`, the target columns (`time`,`event` for survival; one label
 ///   column otherwise), then `prediction` (regression: the value; binary: P(classes[1]); survival: a
 ///   risk score, higher = shorter survival) or, for multiclass, one `p_<class>` column per class.
@@ -27,6 +28,8 @@ public struct Predictions: Equatable {
     public var event: [Bool]
     /// One score per patient (regression, binary, survival) or one row of class probabilities (multiclass).
     public var scores: [[Double]]
+    /// Made by a kept model on a cohort it was not trained on (`apply`), not out of fold.
+    public var external = false
 
     public var count: Int { patients.count }
 
@@ -34,6 +37,8 @@ public struct Predictions: Equatable {
         var task: Task
         var target: [String]
         var classes: [String]
+        /// Absent (not false) for out-of-fold predictions, so their files stay as they were.
+        var external: Bool?
     }
 
     /// Refuses non-finite scores (a diverged model) so that no node caches them as a result.
@@ -43,7 +48,7 @@ public struct Predictions: Equatable {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(TaskFile(task: task, target: targetColumns, classes: classes)).write(to: folder.appendingPathComponent("task.json"))
+        try encoder.encode(TaskFile(task: task, target: targetColumns, classes: classes, external: external ? true : nil)).write(to: folder.appendingPathComponent("task.json"))
         var columns = ["patient", "fold"] + targetColumns
         columns += task == .multiclass ? classes.map { "p_\($0)" } : ["prediction"]
         var rows: [[String]] = []
@@ -68,8 +73,10 @@ public struct Predictions: Equatable {
         let file = folder.appendingPathComponent("predictions.csv")
         let table = try CSVTable.read(file)
         let scoreColumns = meta.task == .multiclass ? meta.classes.map { "p_\($0)" } : ["prediction"]
-        return try parse(table, file: file.path, task: meta.task, patientColumn: "patient", foldColumn: "fold",
-                         targetColumns: meta.target, scoreColumns: scoreColumns, classes: meta.classes)
+        var predictions = try parse(table, file: file.path, task: meta.task, patientColumn: "patient", foldColumn: "fold",
+                                    targetColumns: meta.target, scoreColumns: scoreColumns, classes: meta.classes)
+        predictions.external = meta.external ?? false
+        return predictions
     }
 
     /// Builds predictions from any table, checking every value; errors name the file, line and column.

@@ -23,10 +23,14 @@ import Stats
 /// left out of training and prediction, with a warning, and listed in probe.json as `no_tissue`.
 public struct Probe: NodeType {
     public static let name = "probe"
-    public static let version = 1
+    /// 2: the trained model (`model` port).
+    public static let version = 2
     public static let summary = "Linear probe on mean/max-pooled codes (ridge, logistic, multinomial or Cox; L2 penalty chosen by inner CV) on the patient model's folds; out-of-fold Predictions."
     public static let inputs = [PortSpec("grids", .gridSet, doc: "compressed slides with their labels")]
-    public static let outputs = [PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), probe.json (chosen penalty per fold)")]
+    public static let outputs = [
+        PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), probe.json (chosen penalty per fold)"),
+        PortSpec("model", .trainedModel, doc: "the k fold probes as an ensemble for `apply`: model.json (card), fold<k>.safetensors"),
+    ]
 
     public enum Pooling: String, ParamChoice { case mean, max }
 
@@ -72,6 +76,8 @@ public struct Probe: NodeType {
 
         var scores: [String: [Double]] = [:]
         var foldRecords: [ParamValue] = []
+        let modelFolder = try context.output("model")
+        var members: [TrainedModel.Member] = []
         for fold in 0..<params.folds {
             try context.checkCancellation()
             let train = patients.indices.filter { folds[patients[$0]] != fold && !noTissue.contains(patients[$0]) }
@@ -86,6 +92,9 @@ public struct Probe: NodeType {
                 throw NodeError("fold \(fold + 1): the linear fit failed (a singular system); try larger penalties")
             }
             for i in test { scores[patients[i]] = model.predict(pooled.x[i]) }
+            let weights = "fold\(fold + 1).safetensors"
+            try Self.save(model, to: modelFolder.appendingPathComponent(weights))
+            members.append(TrainedModel.Member(fold: fold + 1, weights: weights, trainPatients: train.count))
             foldRecords.append(.map([
                 "fold": .int(fold + 1), "train": .int(train.count), "test": .int(test.count),
                 "penalty": .float(selection.penalty), "inner_deviance": .list(selection.deviance.map { .float($0) }),
@@ -94,7 +103,16 @@ public struct Probe: NodeType {
         }
 
         let out = try context.output("predictions")
-        try targets.predictions(scores: scores, folds: folds).write(to: out)
+        let predictions = targets.predictions(scores: scores, folds: folds)
+        try predictions.write(to: out)
+        let card = TrainedModel.Card(kind: .probe, task: targets.task, target: targets.columns, classes: targets.classes,
+                                     output: OutputMapping(task: targets.task, targetMean: 0, targetStd: 1),
+                                     pooling: params.pooling.map(\.rawValue),
+                                     codeStandardisation: "per pooled feature, (x − standardize.mean) / standardize.scale with each member's training-fold statistics (in its weights file)",
+                                     members: members, encoder: .of(gridSet, context: context, port: "grids"),
+                                     trainingCohort: TrainedModel.cohort(gridSet: gridSet, targets: targets, context: context),
+                                     outOfFold: TrainedModel.outOfFoldMetrics(predictions))
+        try TrainedModel.write(card, to: modelFolder)
         let document: ParamValue = .map([
             "task": .string(targets.task.rawValue), "model": .string(Self.modelName(loss)),
             "features": .int(pooled.x.first?.count ?? 0), "pooling": .list(params.pooling.map { .string($0.rawValue) }),
@@ -103,6 +121,42 @@ public struct Probe: NodeType {
             "no_tissue": .list(pooled.noTissue.map { .string($0) }), "folds": .list(foldRecords),
         ])
         try Data(document.canonicalJSON.utf8).write(to: out.appendingPathComponent("probe.json"))
+    }
+
+    /// A fold's probe in PyTorch layout (an `nn.Linear` on standardised features), float64 so a kept
+    /// probe predicts exactly what it predicted out of fold.
+    static func save(_ model: LinearProbe, to url: URL) throws {
+        let p = model.mean.count
+        try Safetensors.write([
+            ("linear.weight", .f64(model.weights.flatMap { $0 }, shape: [model.weights.count, p])),
+            ("linear.bias", .f64(model.intercepts, shape: [model.intercepts.count])),
+            ("standardize.mean", .f64(model.mean, shape: [p])),
+            ("standardize.scale", .f64(model.scale, shape: [p])),
+        ], metadata: ["format": "pt", "layout": "pytorch"], to: url)
+    }
+
+    /// A kept fold probe; `kind` says which prediction it makes.
+    static func load(_ url: URL, task: Predictions.Task, classes: Int) throws -> LinearProbe {
+        let tensors = try Safetensors.read(url)
+        func tensor(_ name: String) throws -> Safetensors.Value {
+            guard let t = tensors[name] else { throw NodeError("\(url.path): missing tensor '\(name)'") }
+            return t
+        }
+        let mean = try tensor("standardize.mean").doubles, scale = try tensor("standardize.scale").doubles
+        let bias = try tensor("linear.bias").doubles, flat = try tensor("linear.weight").doubles
+        let p = mean.count
+        guard scale.count == p, !bias.isEmpty, flat.count == bias.count * p else {
+            throw NodeError("\(url.path): linear.weight has \(flat.count) values for \(bias.count) output(s) × \(p) features")
+        }
+        let target: LinearProbe.Target
+        switch task {
+        case .regression: target = .regression([])
+        case .binary: target = .binary([])
+        case .multiclass: target = .multiclass([], classes: classes)
+        case .survival: target = .survival(time: [], event: [], ties: .breslow)
+        }
+        return LinearProbe(target: target, mean: mean, scale: scale, intercepts: bias,
+                           weights: (0..<bias.count).map { Array(flat[($0 * p)..<(($0 + 1) * p)]) })
     }
 
     static func modelName(_ loss: LossSpec) -> String {
@@ -132,14 +186,15 @@ public struct Probe: NodeType {
 
     /// One row per patient (in `patients` order): for each pooling in turn, one value per code channel
     /// over the tissue cells of all the patient's slides, orientation 0.
-    static func features(_ gridSet: GridSet, patients: [String], pooling: [Pooling]) throws -> (x: [[Double]], noTissue: [String]) {
+    static func features(_ gridSet: GridSet, patients: [String], pooling: [Pooling],
+                         patientOf: (SlideEntry) -> String? = { $0.labels["patient"] }) throws -> (x: [[Double]], noTissue: [String]) {
         let c = gridSet.info.codeSize
         let row = Dictionary(uniqueKeysWithValues: patients.enumerated().map { ($1, $0) })
         var sum = [[Double]](repeating: [Double](repeating: 0, count: c), count: patients.count)
         var top = [[Double]](repeating: [Double](repeating: -.infinity, count: c), count: patients.count)
         var cells = [Int](repeating: 0, count: patients.count)
         for slide in gridSet.slideSet.slides {
-            guard let patient = slide.labels["patient"], let r = row[patient] else { continue }
+            guard let patient = patientOf(slide), let r = row[patient] else { continue }
             let loaded = try gridSet.load(slide.stem, orientation: 0)
             for cell in loaded.mask.indices where loaded.mask[cell] {
                 for ch in 0..<c {

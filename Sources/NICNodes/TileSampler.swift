@@ -19,6 +19,7 @@ public struct TileSampler: NodeType {
         PortSpec("annotations", .table, optional: true, doc: "patches.csv (slide, x, y, task, label) as a Table; training mode only"),
     ]
     public static let outputs = [PortSpec("patches", .patchSet, doc: "patches (zarr uint8 N×size×size×3), patches.csv, labels/<task>")]
+    /// `stain` and `stain_reference` came after caches of tiles existed: unset, they leave keys as they were.
     public enum Mode: String, ParamChoice { case training, grid }
 
     public struct Params: NodeParams {
@@ -40,6 +41,10 @@ public struct TileSampler: NodeType {
         @Param(doc: "grid: µm/px of the tissue mask", .within(0.05, 1000)) var tissueMpp = 4.0
         @Param(doc: "grid: keep at most this many cells per slide, evenly drawn (0: all)", .atLeast(0)) var maxPerSlide = 0
         @Param(doc: "a level within this relative µm/px of the target is read without resampling", .within(0, 1)) var tolerance = 0.02
+        @Param(doc: "stain normalisation of every patch: none, macenko or reinhard, to 'stain_reference' (each slide's own statistics fitted once on its whole image at 8 µm/px), as the compressor's 'stain'", .unkeyedAtDefault)
+        var stain = Compressor.StainOption.none
+        @Param(doc: "with 'stain': the slide whose stain the patches are normalised to", .unkeyedAtDefault)
+        var stainReference: FileParam? = nil
         public init() {}
     }
 
@@ -76,7 +81,23 @@ public struct TileSampler: NodeType {
             throw NodeError("no patches: no grid cell of any of the \(slides.slides.count) slides has more than \(params.minTissue) tissue; lower 'min_tissue' or check that the slides hold stained tissue")
         }
         let writer = try PatchSetWriter(folder: try context.output("patches"), size: size, count: records.count)
-        try TileSampler.read(records, slides: cache, grids: grids, writer: writer, mpp: mpp, tolerance: params.tolerance, threads: context.threads) { done in
+        var normalise: (@Sendable (String, RGBImage) throws -> RGBImage)?
+        if let stain = try Compressor.stainTarget(params.stain, reference: params.stainReference) {
+            let sources = Locked<[String: StainNormalization.Target]>([:])
+            normalise = { stem, patch in
+                let source = try sources.withLock { known -> StainNormalization.Target in
+                    if let s = known[stem] { return s }
+                    do {
+                        let fitted = try StainNormalization.fit(stain.method, slide: try cache.slide(stem))
+                        known[stem] = fitted
+                        return fitted
+                    } catch { throw NodeError("slide '\(stem)': stain normalisation: \(error)") }
+                }
+                return try StainNormalization.apply(patch, from: source, to: stain.target)
+            }
+        }
+        try TileSampler.read(records, slides: cache, grids: grids, writer: writer, mpp: mpp, tolerance: params.tolerance, threads: context.threads,
+                             normalise: normalise) { done in
             try context.checkCancellation()
             context.progress(done, of: records.count, unit: "patches")
         }
@@ -325,7 +346,8 @@ public struct TileSampler: NodeType {
     /// Reads every record's patch (centred on x, y) and writes them chunk by chunk, `threads` readers at a
     /// time. Records with a grid cell of a slide in `grids` are read in blocks of cells (`GridReader`).
     public static func read(_ records: [PatchRecord], slides: SlideCache, grids: [String: TileGrid] = [:], writer: PatchSetWriter, mpp: Double,
-                            tolerance: Double, threads: Int, progress: (Int) throws -> Void = { _ in }) throws {
+                            tolerance: Double, threads: Int, normalise: (@Sendable (String, RGBImage) throws -> RGBImage)? = nil,
+                            progress: (Int) throws -> Void = { _ in }) throws {
         let size = writer.size
         for k in 0..<writer.chunkCount {
             let range = (k * PatchSet.chunkPatches)..<min(records.count, (k + 1) * PatchSet.chunkPatches)
@@ -350,7 +372,12 @@ public struct TileSampler: NodeType {
                 return try slide.readRegion(x: x, y: y, width: size, height: size, mpp: mpp, tolerance: tolerance)
             }
             results.withLock { slots in for (i, image) in zip(singles, readSingles) { slots[i] = image } }
-            try writer.writeChunk(k, patches: results.current.map { $0! })  // invariant: the workers fill every slot or throw
+            var patches = results.current.map { $0! }  // invariant: the workers fill every slot or throw
+            if let normalise {
+                let chunk = patches
+                patches = try concurrentMap(chunk.count, workers: threads) { i in try normalise(records[range.lowerBound + i].slide, chunk[i]) }
+            }
+            try writer.writeChunk(k, patches: patches)
             try progress(range.upperBound)
         }
     }

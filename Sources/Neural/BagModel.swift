@@ -147,28 +147,32 @@ public final class BagModel {
             + (after?.stateDict() ?? []) + head.stateDict()
     }
 
+    /// Loads every tensor `stateDict` names from a safetensors file; a missing, misshapen or unexpected
+    /// tensor is an error naming it.
+    public func load(from url: URL) throws {
+        try load(tensors: try Safetensors.read(url), file: url.path)
+    }
+
+    /// The same from tensors already read (strict: a missing, extra or misshapen tensor is an error
+    /// naming it); `file` names their source in errors.
+    public func load(tensors: [String: Safetensors.Value], file: String) throws {
+        var expected = Set<String>()
+        for network in [instance, after, head].compactMap({ $0 }) { expected.formUnion(try network.load(tensors, file: file)) }
+        for p in pooling.parameters {
+            expected.insert(p.key)
+            guard let v = tensors[p.key] else { throw NeuralError.weights(file: file, message: "missing tensor '\(p.key)' (attention pooling)") }
+            guard v.shape == p.torchShape else { throw NeuralError.weights(file: file, message: "'\(p.key)' has shape \(v.shape), the pooling expects \(p.torchShape)") }
+            p.setTorchValue(Tensor(shape: v.shape, data: v.floats))
+        }
+        let unexpected = Set(tensors.keys).subtracting(expected)
+        if !unexpected.isEmpty {
+            throw NeuralError.weights(file: file, message: "tensors this bag model does not have: \(unexpected.sorted().joined(separator: ", "))")
+        }
+    }
+
     public func save(to url: URL, metadata: [String: String] = [:]) throws {
         try Safetensors.write(stateDict(), metadata: metadata.merging(["format": "pt", "layout": "pytorch"]) { a, _ in a }, to: url)
     }
 
-    /// Loads the tensors `stateDict()` names (strict: a missing, extra or misshapen tensor is an
-    /// error naming it); `file` names their source in errors.
-    public func load(tensors: [String: Safetensors.Value], file: String) throws {
-        func part(_ prefix: String) -> [String: Safetensors.Value] { tensors.filter { $0.key.hasPrefix(prefix + ".") } }
-        try instance?.load(tensors: part("instance"), file: file)
-        try after?.load(tensors: part("after"), file: file)
-        try head.load(tensors: part("head"), file: file)
-        for p in pooling.parameters {
-            guard let v = tensors[p.key] else { throw NeuralError.weights(file: file, message: "missing tensor '\(p.key)' (pooling)") }
-            guard v.shape == p.torchShape else {
-                throw NeuralError.weights(file: file, message: "'\(p.key)' has shape \(v.shape), the pooling expects \(p.torchShape)")
-            }
-            p.setTorchValue(Tensor(shape: v.shape, data: v.floats))
-        }
-        let known = Set(stateDict().map(\.0))
-        let unexpected = Set(tensors.keys).subtracting(known)
-        if !unexpected.isEmpty {
-            throw NeuralError.weights(file: file, message: "tensors this bag model does not have: \(unexpected.sorted().joined(separator: ", "))")
-        }
     }
 }

@@ -155,7 +155,8 @@ public enum ParityFixture {
         var net = try architecture.build(seed: 0, inputShapes: card.inputShape.map { [$0] })
         if let head { net = try Network.chain(net, head.build(seed: 1, inputShapes: [net.outputShape], prefix: "head")) }
         for case let d as Dropout in net.layers { d.enabled = false }
-        try net.load(tensors: weights, file: file)
+        let unexpected = Set(weights.keys).subtracting(try net.load(weights, file: file))
+        guard unexpected.isEmpty else { throw NeuralError.weights(file: file, message: "tensors this network does not have: \(unexpected.sorted())") }
         var out: [Comparison] = []
         func relative(_ name: String, _ ours: [Float], _ theirs: [Float]) {
             let scale = max(theirs.map { abs(Double($0)) }.max() ?? 0, 1e-12)

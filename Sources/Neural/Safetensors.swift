@@ -7,19 +7,29 @@ public enum Safetensors {
     public enum Value {
         case f32([Float], shape: [Int])
         case f16([Float16], shape: [Int])
+        case f64([Double], shape: [Int])
         case i64([Int64], shape: [Int])
 
         var dtype: String {
-            switch self { case .f32: return "F32"; case .f16: return "F16"; case .i64: return "I64" }
+            switch self { case .f32: return "F32"; case .f16: return "F16"; case .f64: return "F64"; case .i64: return "I64" }
         }
         var shape: [Int] {
-            switch self { case let .f32(_, s), let .f16(_, s), let .i64(_, s): return s }
+            switch self { case let .f32(_, s), let .f16(_, s), let .f64(_, s), let .i64(_, s): return s }
         }
         var bytes: Data {
             switch self {
             case .f32(let v, _): return v.withUnsafeBytes { Data($0) }
             case .f16(let v, _): return v.withUnsafeBytes { Data($0) }
+            case .f64(let v, _): return v.withUnsafeBytes { Data($0) }
             case .i64(let v, _): return v.withUnsafeBytes { Data($0) }
+            }
+        }
+
+        /// As Float64 (exact for every dtype here).
+        public var doubles: [Double] {
+            switch self {
+            case .f64(let v, _): return v
+            default: return floats.map(Double.init)
             }
         }
 
@@ -28,6 +38,7 @@ public enum Safetensors {
             switch self {
             case .f32(let v, _): return v
             case .f16(let v, _): return v.map(Float.init)
+            case .f64(let v, _): return v.map(Float.init)
             case .i64(let v, _): return v.map(Float.init)
             }
         }
@@ -103,7 +114,7 @@ public enum Safetensors {
             case "F32": out[name] = .f32(try load(Float.self), shape: shape)
             case "F16": out[name] = .f16(try load(Float16.self), shape: shape)
             case "I64": out[name] = .i64(try load(Int64.self), shape: shape)
-            case "F64": out[name] = .f32(try load(Double.self).map(Float.init), shape: shape)
+            case "F64": out[name] = .f64(try load(Double.self), shape: shape)
             default: throw NeuralError.weights(file: file, message: "'\(name)': unsupported dtype \(dtype) (F32, F16, F64, I64)")
             }
         }
@@ -145,11 +156,19 @@ extension Network {
 
     /// Loads every parameter and buffer; a missing tensor or a wrong shape is an error naming it.
     public func load(from url: URL) throws {
-        try load(tensors: try Safetensors.read(url), file: url.path)
+        let file = url.path
+        let tensors = try Safetensors.read(url)
+        let expected = try load(tensors, file: file)
+        let unexpected = Set(tensors.keys).subtracting(expected)
+        if !unexpected.isEmpty {
+            throw NeuralError.weights(file: file, message: "tensors this network does not have: \(unexpected.sorted().joined(separator: ", "))")
+        }
     }
 
-    /// The same from tensors already read; `file` names their source in errors.
-    public func load(tensors: [String: Safetensors.Value], file: String) throws {
+    /// Loads this network's tensors out of `tensors` (a file holding more, e.g. a whole model's);
+    /// returns the names it took.
+    @discardableResult
+    public func load(_ tensors: [String: Safetensors.Value], file: String) throws -> Set<String> {
         var expected = Set<String>()
         for layer in layers {
             for p in layer.parameters + layer.buffers {
@@ -166,9 +185,6 @@ extension Network {
                 if case .i64(let v, _)? = tensors[key], let first = v.first { bn.batchesTracked = first }
             }
         }
-        let unexpected = Set(tensors.keys).subtracting(expected)
-        if !unexpected.isEmpty {
-            throw NeuralError.weights(file: file, message: "tensors this network does not have: \(unexpected.sorted().joined(separator: ", "))")
-        }
+        return expected
     }
 }

@@ -54,6 +54,11 @@ public struct LinearProbe {
     /// Per output: intercept, and weights on the standardised features.
     public let intercepts: [Double], weights: [[Double]]
 
+    /// A fitted model read back (a kept probe); `target` gives only the kind of prediction.
+    public init(target: Target, mean: [Double], scale: [Double], intercepts: [Double], weights: [[Double]]) {
+        (self.target, self.mean, self.scale, self.intercepts, self.weights) = (target, mean, scale, intercepts, weights)
+    }
+
     /// nil when the solver fails (a singular system, e.g. penalty 0 on collinear features).
     public static func fit(x: [[Double]], target: Target, penalty: Double) -> LinearProbe? {
         let n = x.count

@@ -42,6 +42,8 @@ public struct SyntheticCohort: Sendable {
         public var look = SyntheticLook()
         /// How the mitosis task is annotated (see `SyntheticCohort+Annotations.swift`).
         public var annotation = AnnotationStyle.exhaustive
+        /// Another lab and scanner for the same slides (nil: the nominal one; see `ScannerSite`).
+        public var site: ScannerSite? = nil
         public init() {}
     }
 
@@ -170,7 +172,14 @@ public struct SyntheticCohort: Sendable {
         var figureRows = ["slide,x,y,kind"]
         for (k, entry) in slideSpecs.enumerated() {
             let slide = SyntheticSlide(entry.spec)
-            try slide.write(to: slidesFolder.appendingPathComponent("\(entry.stem).tif"), compression: options.compression)
+            let file = slidesFolder.appendingPathComponent("\(entry.stem).tif")
+            if let site = options.site {
+                var compression = options.compression
+                if case .jpeg = compression { compression = .jpeg(quality: site.jpegQuality) }
+                try slide.write(to: file, compression: compression, site: site)
+            } else {
+                try slide.write(to: file, compression: options.compression)
+            }
             let annotated = annotations(slide, stem: entry.stem)
             patchRows += annotated.map(\.csvRow)
             negatives += annotated.filter { $0.task == "mitosis" && $0.label == "0" }.count
@@ -213,7 +222,7 @@ public struct SyntheticCohort: Sendable {
             try (truthRows.joined(separator: "\n") + "\n").write(to: folder.appendingPathComponent("patch_truth.csv"), atomically: true, encoding: .utf8)
             try (truth.joined(separator: "\n") + "\n").write(to: folder.appendingPathComponent("truth.csv"), atomically: true, encoding: .utf8)
             try oracleJSON.write(to: folder.appendingPathComponent("oracle.json"), atomically: true, encoding: .utf8)
-            try readme(summary).write(to: folder.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+            try (readme(summary) + siteReadme).write(to: folder.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
             // Where every figure is, for diagnostics (scripts/grid_head_check.py); only for cohorts of another look
             // or annotation style, so that a default cohort's folder stays as it was.
             if options.look != SyntheticLook() || options.annotation != .exhaustive {

@@ -117,7 +117,10 @@ final class CacheKeyPinTests: XCTestCase {
     /// models and their evaluators; the CNN's results are unchanged. The tile sampler's `jitter` param
     /// (default 0: the same patches) moves the tiles' key and everything downstream; the encoder's
     /// `generator_steps` (BiGAN D/G ratio, default 1: the same training) the encoders' and downstream.
-    /// Re-pinned for issue 16: the encoder node's version 3 (training reads through the streaming
+    /// Re-pinned for issue 21: patient_model's version 3 and probe's version 2 (the `model` output —
+    /// the kept fold models —, and the CNN's test crops drawn per patient) move the patient models'
+    /// keys and their evaluators'; tiles, encoders and grids keep theirs (the compressor's new `stain`
+    /// params stay out of the key at their default). Re-pinned for issue 16: the encoder node's version 3 (training reads through the streaming
     /// loader: chunk-order shuffle plus a `shuffle_buffer`, so trained weights change) moves the keys
     /// of both encoders (one node type, one version) and everything downstream. Re-pinned for issue 11:
     /// the tile sampler's version 2 (`jitter` leaves a binary task's negatives in place) moves the
@@ -126,16 +129,16 @@ final class CacheKeyPinTests: XCTestCase {
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
         "augmented": "cd821c1d0b140b92c67be0b886c37d3b6cf130253ab87adf639c89d921ac3dda",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "c4788376f4b70830e132b2a1309baf81eaa14b12c0dbf12d7e525ae6bb63d790",
-        "eval_score_mtl": "42581342dcabe98569b23a629587a8fe39425ddbc3b2c4692b4da80855694767",
-        "eval_survival_mtl": "9ffbd7b5e0a79968fdc960efaffb53ec7573820f6a3848700092432aefbb9dbc",
-        "grade_rgb": "6066bd9cad38cd5a8efdbdf2c8f1e4522baaf0e64cdd0d3e1a78ce6a026f0605",
+        "eval_grade_rgb": "119b59dc53ec8def36936f5fcfb9fef63239154a8a0a0c9816e53fa545f631e2",
+        "eval_score_mtl": "9fee0a68a04d5da0fe6bd3f01045b489a14883d4bdfd65249d8d0a7ec948d1e3",
+        "eval_survival_mtl": "6d636d3c1aa9480173d80907ec3e2374018122d5e20ff4d4086b11064a93880b",
+        "grade_rgb": "84379ae46e8c5dfedca2e94fa46acc8fdad327d1e6ff1dd174c7106b8e8a4254",
         "grids_mtl": "dd9bc565acd7f3b07729bbf359fcee35425baae83f51969b81c6f8aff1fc13b7",
         "grids_rgb": "23367a27d30b55e1ec995eb97ecbab616ce3a0edf54519534c5541742384498b",
         "mean_rgb": "0c14bdf2a50b9945d254a1c63458c59f5f2cc55ac8528ca0d61bff24702c464b",
         "mtl": "e7115cfc1bd25f76b91f472b277de49e1f7cd921d98588c9b1cd22b3937b94ac",
-        "score_mtl": "8cd3c451b725aea8a6f686b6828fc23d3ebb3db37b15484b41af87c49ae44a92",
-        "survival_mtl": "70cd5bf2f9f3df16a7bd22aad8b3ca2d64a8e94b55f7c9e121f3ab2be3cac51c",
+        "score_mtl": "de55fb37211316487ecb54947769c9431cee79e28127a529b8fdbd5245198552",
+        "survival_mtl": "6fd0f2b3211aa753254f1ab471984de1b2ef80ead007ec4fe6a9f92a46dc4be0",
         "tiles": "12cf687255af11f6b264e8d98901e9f08ddd2b8cf8d4d4f69902ee629e45e824",
     ]
 

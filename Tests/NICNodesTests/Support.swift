@@ -43,10 +43,10 @@ final class CohortWorkspace {
         return url
     }
 
-    func run(_ yaml: String, jobs: Int = 2, cache: Cache? = nil) throws -> RunSummary {
+    func run(_ yaml: String, jobs: Int = 2, cache: Cache? = nil, registry: NodeRegistry = PathologyNodes.registry) throws -> RunSummary {
         let url = try write("pipeline.yaml", yaml)
         let spec = try SpecParser.parse(file: url, displayPath: "pipeline.yaml")
-        let graph = try PipelineGraph.build(spec, registry: PathologyNodes.registry)
+        let graph = try PipelineGraph.build(spec, registry: registry)
         let cache = cache ?? self.cache
         return Executor(plan: try Planner.plan(graph, cache: cache), cache: cache, jobs: jobs).run()
     }

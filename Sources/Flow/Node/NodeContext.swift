@@ -123,6 +123,21 @@ public final class NodeContext: Sendable {
 
     public func hasInput(_ port: String) -> Bool { inputFolders[port] != nil }
 
+    /// How the output connected to `port` was made (its cache entry's manifest: type, params and the
+    /// keys of its own inputs), so a node can record the provenance of what it consumed; nil when the
+    /// input is not a cache entry.
+    public func inputOrigin(_ port: String) -> EntryManifest? {
+        guard let url = inputFolders[port] else { return nil }
+        let data: Data
+        do { data = try Data(contentsOf: url.deletingLastPathComponent().appendingPathComponent("manifest.json")) } catch { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try? decoder.decode(EntryManifest.self, from: data)
+    }
+
+    /// SHA-256 (hex) of a string, for fingerprints nodes record.
+    public static func sha256(_ string: String) -> String { Hashing.sha256Hex(string) }
+
     /// The folder to write output `port` into (created on first use).
     public func output(_ port: String) throws -> URL {
         let url = outputRoot.appendingPathComponent(port)

@@ -18,6 +18,7 @@ public struct PortSpec: Sendable {
     public let name: String
     public let type: PortType
     public let doc: String
+    /// An input that may stay unconnected; an output a node may leave unwritten (its consumers then get an empty folder).
     public let optional: Bool
 
     public init(_ name: String, _ type: PortType, optional: Bool = false, doc: String) {

@@ -346,6 +346,11 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
             for port in node.type.outputs {
                 var isDir: ObjCBool = false
                 if !FileManager.default.fileExists(atPath: folder.appendingPathComponent(port.name).path, isDirectory: &isDir) || !isDir.boolValue {
+                    // An optional output the node had nothing for is an empty folder its consumers can inspect.
+                    if port.optional {
+                        try FileManager.default.createDirectory(at: folder.appendingPathComponent(port.name), withIntermediateDirectories: true)
+                        continue
+                    }
                     throw NodeError("node type '\(node.type.name)' finished without writing its output '\(port.name)' (an engine bug in that node type)")
                 }
             }
