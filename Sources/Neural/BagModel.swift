@@ -174,5 +174,4 @@ public final class BagModel {
         try Safetensors.write(stateDict(), metadata: metadata.merging(["format": "pt", "layout": "pytorch"]) { a, _ in a }, to: url)
     }
 
-    }
 }

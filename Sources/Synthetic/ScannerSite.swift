@@ -150,25 +150,8 @@ public struct ScannerSite: Sendable, Equatable {
 extension SyntheticSlide {
     /// Renders the whole slide through a site into a pyramidal TIFF (as `write(to:compression:)`).
     public func write(to url: URL, compression: PyramidTIFFWriter.Compression, site: ScannerSite, tileSize: Int = 256) throws {
-        let writer = try PyramidTIFFWriter(url: url, width: spec.width, height: spec.height, tileSize: tileSize, compression: compression,
-                                           mpp: 0.5, description: "nic synthetic H&E slide seed=\(spec.seed) site=\(site.name)")
-        let w = spec.width
-        try writer.write { y, rows in
-            let block = 512
-            let blocks = (w + block - 1) / block
-            var strip = [UInt8](repeating: 0, count: w * rows * 3)
-            strip.withUnsafeMutableBufferPointer { out in
-                let shared = DisjointAccess(out.baseAddress!)  // each block writes its own columns
-                DispatchQueue.concurrentPerform(iterations: blocks) { k in
-                    let base = shared.pointer
-                    let bx = k * block, bw = min(block, w - bx)
-                    let pixels = site.render(self, x: bx, y: y, width: bw, height: rows)
-                    for r in 0..<rows {
-                        for i in 0..<(bw * 3) { base[(r * w + bx) * 3 + i] = pixels[(r * bw) * 3 + i] }
-                    }
-                }
-            }
-            return strip
+        try write(to: url, compression: compression, tileSize: tileSize, description: "nic synthetic H&E slide seed=\(spec.seed) site=\(site.name)") { x, y, width, height in
+            site.render(self, x: x, y: y, width: width, height: height)
         }
     }
 }

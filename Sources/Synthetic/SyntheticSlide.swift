@@ -240,8 +240,16 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
 
     /// Renders the whole slide into a pyramidal TIFF, strips rendered in parallel column blocks.
     public func write(to url: URL, compression: PyramidTIFFWriter.Compression, tileSize: Int = 256) throws {
+        try write(to: url, compression: compression, tileSize: tileSize, description: "nic synthetic H&E slide seed=\(spec.seed)") { x, y, width, height in
+            self.render(x: x, y: y, width: width, height: height)
+        }
+    }
+
+    /// The TIFF writer's loop for any renderer of RGB blocks (the nominal slide, or one through a site).
+    func write(to url: URL, compression: PyramidTIFFWriter.Compression, tileSize: Int, description: String,
+               render: @escaping @Sendable (_ x: Int, _ y: Int, _ width: Int, _ height: Int) -> [UInt8]) throws {
         let writer = try PyramidTIFFWriter(url: url, width: spec.width, height: spec.height, tileSize: tileSize, compression: compression,
-                                           mpp: 0.5, description: "nic synthetic H&E slide seed=\(spec.seed)")
+                                           mpp: 0.5, description: description)
         let w = spec.width
         try writer.write { y, rows in
             let block = 512
@@ -252,7 +260,7 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
                 DispatchQueue.concurrentPerform(iterations: blocks) { k in
                     let base = shared.pointer
                     let bx = k * block, bw = min(block, w - bx)
-                    let pixels = self.render(x: bx, y: y, width: bw, height: rows)
+                    let pixels = render(bx, y, bw, rows)
                     for r in 0..<rows {
                         for i in 0..<(bw * 3) { base[(r * w + bx) * 3 + i] = pixels[(r * bw) * 3 + i] }
                     }

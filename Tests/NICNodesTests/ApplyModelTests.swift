@@ -83,7 +83,7 @@ final class ApplyModelTests: XCTestCase {
     }
 
     func testGridsOfAnotherEncoderAreRefusedNamingBoth() throws {
-        let ws = try CohortWorkspace(patients: 6, size: 512, annotations: 2)
+        let ws = try CohortWorkspace(patients: 8, size: 768, annotations: 2)
         try ws.copyRepoNodes(["encoders/mean-rgb.yaml", "heads/regression.yaml"])
         let base = CohortWorkspace.meanRGBGrids(pipeline: "other") + """
           rgb2: {type: encoder, in: {patches: tiles2}, params: {architecture: nodes/encoders/mean-rgb.yaml, training: none}}
@@ -105,11 +105,11 @@ final class ApplyModelTests: XCTestCase {
         XCTAssertNotEqual(trained, other)
         XCTAssertTrue(message.contains(trained) && message.contains(other), message)
         XCTAssertTrue(message.contains("allow_other_encoder"), message)
-        XCTAssertEqual(try Predictions.read(from: try ws.output(summary, "apply", "predictions")).count, 6)
+        XCTAssertEqual(try Predictions.read(from: try ws.output(summary, "apply", "predictions")).count, 8)
     }
 
     func testACohortWithoutLabelsGivesASubmissionAndNothingToScore() throws {
-        let ws = try CohortWorkspace(patients: 6, size: 512, annotations: 2)
+        let ws = try CohortWorkspace(patients: 8, size: 768, annotations: 2)
         try ws.copyRepoNodes(["encoders/mean-rgb.yaml", "heads/binary.yaml"])
         let yaml = CohortWorkspace.meanRGBGrids(pipeline: "unlabelled").replacingOccurrences(of: "inputs:\n", with: """
         inputs:
