@@ -130,6 +130,10 @@ public enum ParityFixture {
         let head = try card.headYAML.map { try Architecture.parse(yaml: $0, file: card.head ?? "head") }
         let x: Tensor
         if let generator = card.inputGenerator {
+            let count = generator.shape.reduce(1.0) { $0 * Double($1) }  // in Double: a hostile shape cannot overflow
+            guard !generator.shape.isEmpty, generator.shape.allSatisfy({ $0 > 0 }), count <= Double(1 << 28) else {
+                throw NeuralError.invalidArgument("\(json.path): input_generator.shape \(generator.shape) is not a shape of at most 2^28 values")
+            }
             x = NeuralBench.input(generator.shape, seed: generator.seed)
             let head = try tensor("input_head").floats
             guard head.count <= x.count, zip(head, x.data).allSatisfy({ $0.bitPattern == $1.bitPattern }) else {
