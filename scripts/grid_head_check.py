@@ -2,8 +2,9 @@
 synthetic cohort's truth (`nic synth` writes patch_truth.csv, patches.csv, labels.csv, truth.csv, and for
 cohorts of another look or annotation style figures.csv with every figure's position).
 
-Stage 1, the encoder's own binary head (a dense layer on the code, heads.safetensors) applied to every
-tissue cell of the compressor's grids:
+Stage 1, the encoder's own head for the task (a dense layer on the code, heads.safetensors; a binary
+head's probability, or a count head's expected number of marked points) applied to every tissue cell of
+the compressor's grids:
   - per cell: AUC against "the cell holds at least one figure" (all cells, tumour cells); the head's
     probability on the cell holding a figure by the figure's distance from the cell centre, and across
     cell borders (figures within 16 px of a border: the holding cell against the figure-free neighbour
@@ -159,8 +160,16 @@ def report(name, grids, confident):
 
 weights = load_file(f"{args.model}/heads.safetensors")
 w, b = weights[f"heads.{args.task}.0.weight"][0], weights[f"heads.{args.task}.0.bias"][0]
-head = load_grids(args.grids, lambda codes: 1 / (1 + np.exp(-(codes @ w + b))))
-true_rate, patients = report(f"stage 1: the encoder's '{args.task}' head on the grid cells", head, 0.5)
+task_info = next((t for t in json.load(open(f"{args.model}/model.json")).get("tasks", []) if t["name"] == args.task), {})
+if task_info.get("kind") == "regression":
+    # A count task (`point_counts`): the head regresses the standardised number of marked points in a patch.
+    mean, std = task_info.get("mean") or 0.0, task_info.get("std") or 1.0
+    head = load_grids(args.grids, lambda codes: (codes @ w + b) * std + mean)
+    title = f"stage 1: the encoder's '{args.task}' count head on the grid cells (expected marked points per cell)"
+else:
+    head = load_grids(args.grids, lambda codes: 1 / (1 + np.exp(-(codes @ w + b))))
+    title = f"stage 1: the encoder's '{args.task}' head on the grid cells"
+true_rate, patients = report(title, head, 0.5)
 if args.floor:
     report("stage 1b: object_count floor (dark objects per cell)", load_grids(args.floor, lambda codes: codes[..., 0]), 0.5)
 rate_of = dict(zip(patients, true_rate))

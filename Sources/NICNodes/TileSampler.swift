@@ -36,6 +36,10 @@ public struct TileSampler: NodeType {
         var negativeDistanceUm = 0.0
         @Param(doc: "training, with negative_distance_um: fraction of the drawn negatives taken near an annotated point (at 1-2 times the distance, in the same tissue: the hard cases) rather than anywhere in the tissue", .fraction, .unkeyedAtDefault)
         var nearNegatives = 0.5
+        @Param(doc: "training: tasks annotated as points on objects (label 1; label-0 rows are ignored) to learn as counts: each patch is drawn anywhere in the tissue of the annotated slides and labelled with the number of the task's points inside it, a regression task. No negatives are needed and nothing is shifted: an object nobody marked adds noise to a label, not bias, so a head learns how many objects a patch holds wherever they lie in it, as a grid cell of a slide shows them", .unkeyedAtDefault)
+        var pointCounts: [String] = []
+        @Param(doc: "training, with point_counts: fraction of a count task's patches drawn with one of its points at a uniform place inside (the rest uniformly in the tissue), so the scarce patches holding objects are seen often", .fraction, .unkeyedAtDefault)
+        var nearPoints = 0.5
         @Param(doc: "seed of the training draw and of grid subsampling") var seed = 1
         @Param(doc: "grid: minimum tissue fraction of a cell", .fraction) var minTissue = 0.6
         @Param(doc: "grid: µm/px of the tissue mask", .within(0.05, 1000)) var tissueMpp = 4.0
@@ -63,7 +67,8 @@ public struct TileSampler: NodeType {
             (records, tasks) = try TileSampler.planTraining(
                 table, source: "annotations (patches.csv)", slides: cache, perTask: params.perTask, only: params.tasks,
                 regression: Set(params.regression), seed: seed, size: size, mpp: mpp, jitter: params.jitter,
-                negatives: params.negativeDistanceUm > 0 ? NegativeRule(distanceUM: params.negativeDistanceUm, near: params.nearNegatives) : nil)
+                negatives: params.negativeDistanceUm > 0 ? NegativeRule(distanceUM: params.negativeDistanceUm, near: params.nearNegatives) : nil,
+                counts: params.pointCounts.isEmpty ? nil : CountRule(tasks: Set(params.pointCounts), nearPoints: params.nearPoints))
         } else {
             var detector = TissueDetector()
             detector.mpp = params.tissueMpp
@@ -125,6 +130,15 @@ public struct TileSampler: NodeType {
         public init(distanceUM: Double, near: Double = 0.5) { self.distanceUM = distanceUM; self.near = near }
     }
 
+    /// Point tasks learned as counts (`point_counts`): a patch anywhere in the tissue, labelled with the number
+    /// of the task's points inside it (a `nearPoints` fraction drawn with a point at a uniform place inside).
+    public struct CountRule: Sendable {
+        public var tasks: Set<String>
+        public var nearPoints: Double
+        public var detector = TissueDetector()
+        public init(tasks: Set<String>, nearPoints: Double = 0.5) { self.tasks = tasks; self.nearPoints = nearPoints }
+    }
+
     /// Checks every annotation (known slide, integer coordinates, patch inside the slide) and draws the
     /// balanced sample. Errors name the table line.
     ///
@@ -139,7 +153,7 @@ public struct TileSampler: NodeType {
     /// by how likely they hold an object (positive-unlabelled learning), which is what a rate needs.
     public static func planTraining(_ table: CSVTable, source: String, slides: SlideCache, perTask: Int, only: [String], regression: Set<String>,
                                     seed: UInt64, size: Int, mpp: Double, jitter: Double = 0,
-                                    negatives: NegativeRule? = nil) throws -> ([PatchRecord], [PatchTask]) {
+                                    negatives: NegativeRule? = nil, counts: CountRule? = nil) throws -> ([PatchRecord], [PatchTask]) {
         guard perTask > 0 else { throw NodeError("per_task must be positive, got \(perTask)") }
         for c in ["slide", "x", "y", "task", "label"] where table.columnIndex(c) == nil {
             throw NodeError("\(source):1: missing column '\(c)'; expected slide, x, y, task, label; found \(table.columns.joined(separator: ", "))")
@@ -172,22 +186,43 @@ public struct TileSampler: NodeType {
         // Annotated points per task and slide, and the tasks whose negatives the rule draws.
         var points: [String: [String: [(x: Int, y: Int)]]] = [:]
         var drawnNegatives: Set<String> = []
-        for (name, items) in byTask where Set(items.map(\.label)) == ["1"] {
+        let countTasks = counts?.tasks ?? []
+        for name in countTasks.sorted() {
+            guard let items = byTask[name] else { throw NodeError("\(source): point_counts: no annotations for task '\(name)'") }
+            if let bad = items.first(where: { $0.label != "1" && $0.label != "0" }) {
+                throw NodeError("\(source):\(bad.line): task '\(name)' is in point_counts, so its rows must be points labelled 1 (0 rows are ignored), got label '\(bad.label)'")
+            }
+            guard items.contains(where: { $0.label == "1" }) else {
+                throw NodeError("\(source): task '\(name)' is in point_counts but has no point labelled 1")
+            }
+        }
+        for (name, items) in byTask where Set(items.map(\.label)) == ["1"] && !countTasks.contains(name) {
             guard negatives != nil else {
-                throw NodeError("\(source): task '\(name)' has positives only (every label is 1, e.g. points on mitoses) and no negatives; set 'negative_distance_um' so the sampler draws negatives at tissue points that far from every annotated point")
+                throw NodeError("\(source): task '\(name)' has positives only (every label is 1, e.g. points on mitoses) and no negatives; list it in 'point_counts' to learn it as the number of points in a patch, or set 'negative_distance_um' so the sampler draws negatives at tissue points that far from every annotated point")
             }
             drawnNegatives.insert(name)
             for item in items { points[name, default: [:]][item.record.slide, default: []].append((item.record.x, item.record.y)) }
         }
         let annotatedSlides = Array(Set(byTask.values.flatMap { $0.map(\.record.slide) })).sorted()
         var masks: [String: TissueMask] = [:]
-        if let rule = negatives, !drawnNegatives.isEmpty {
+        if let detector = !drawnNegatives.isEmpty ? negatives?.detector : !countTasks.isEmpty ? counts?.detector : nil {
             for stem in annotatedSlides {
-                do { masks[stem] = try rule.detector.detect(try slides.slide(stem)) } catch let error as SlideError { throw NodeError(error.description) }
+                do { masks[stem] = try detector.detect(try slides.slide(stem)) } catch let error as SlideError { throw NodeError(error.description) }
             }
         }
         for (t, name) in byTask.keys.sorted().enumerated() {
             var items = byTask[name]!  // invariant: name taken from byTask.keys
+            if countTasks.contains(name), let rule = counts {
+                var marks: [String: [(x: Int, y: Int)]] = [:]
+                for item in items where item.label == "1" { marks[item.record.slide, default: []].append((item.record.x, item.record.y)) }
+                var draw = SplitMix64(seed: seed, 2000 + t)
+                let drawn = try drawCounts(perTask, near: rule.nearPoints, points: marks, slides: slides, stems: annotatedSlides, masks: masks,
+                                           size: size, mpp: mpp, rng: &draw)
+                guard !drawn.isEmpty else { throw NodeError("\(source): task '\(name)': no patch of the annotated slides lies in tissue and inside its slide") }
+                tasks.append(PatchTask(name: name, kind: .regression))
+                records += drawn.map { PatchRecord(slide: $0.slide, x: $0.x, y: $0.y, labels: [name: String($0.count)]) }
+                continue
+            }
             if drawnNegatives.contains(name), let rule = negatives {
                 var draw = SplitMix64(seed: seed, 1000 + t)
                 let quota = perTask / 2
@@ -258,20 +293,73 @@ public struct TileSampler: NodeType {
         return (records, tasks)
     }
 
+    /// `count` patch centres for a point task learned as counts, each with the number of `points` of its slide
+    /// inside the patch as the reader reads it (level-0 box from the rounded corner, `size × mpp` µm wide). A
+    /// `near` fraction is placed so that a point drawn at random lies at a uniform place inside; the rest are
+    /// tissue points (mask) drawn by tissue area. Bounded attempts; fewer when tissue is scarce.
+    static func drawCounts(_ count: Int, near: Double, points: [String: [(x: Int, y: Int)]], slides: SlideCache, stems: [String],
+                           masks: [String: TissueMask], size: Int, mpp: Double, rng: inout SplitMix64) throws -> [(slide: String, x: Int, y: Int, count: Int)] {
+        let tissue = TissueDraw(stems: stems, masks: masks)
+        let marked = points.keys.sorted().flatMap { stem in points[stem]!.map { (stem: stem, x: $0.x, y: $0.y) } }  // invariant: keys of points
+        var out: [(slide: String, x: Int, y: Int, count: Int)] = []
+        var attempts = 0
+        while out.count < count && attempts < max(count, 1) * 200 {
+            attempts += 1
+            let stem: String, x: Double, y: Double
+            if !marked.isEmpty && rng.unit() < near {
+                let p = marked[Int(rng.next() % UInt64(marked.count))]
+                let slide = try slides.slide(p.stem)
+                let wide = Double(size) * mpp / slide.mppX, high = Double(size) * mpp / slide.mppY
+                stem = p.stem; x = Double(p.x) + (rng.unit() - 0.5) * wide; y = Double(p.y) + (rng.unit() - 0.5) * high
+            } else {
+                guard let point = tissue.draw(&rng) else { return out }
+                stem = point.stem; x = point.x; y = point.y
+            }
+            let slide = try slides.slide(stem)
+            let xi = Int(x.rounded()), yi = Int(y.rounded())
+            guard (try? slide.checkPatch(centreX: xi, centreY: yi, size: size, mpp: mpp)) != nil else { continue }
+            // The reader's box: its corner rounded as `read` rounds it, its extent size × mpp µm.
+            let half = Double(size) * mpp / 2
+            let x0 = Double(Int((Double(xi) - half / slide.mppX).rounded())), y0 = Double(Int((Double(yi) - half / slide.mppY).rounded()))
+            let x1 = x0 + Double(size) * mpp / slide.mppX, y1 = y0 + Double(size) * mpp / slide.mppY
+            let inside = (points[stem] ?? []).reduce(0) { n, p in
+                n + (Double(p.x) >= x0 && Double(p.x) < x1 && Double(p.y) >= y0 && Double(p.y) < y1 ? 1 : 0)
+            }
+            out.append((stem, xi, yi, inside))
+        }
+        return out
+    }
+
+    /// Tissue points of slides' masks drawn by tissue area: a slide in proportion to its tissue pixels, then a
+    /// uniform level-0 point in one of them.
+    struct TissueDraw {
+        private var tissue: [(stem: String, pixels: [Int], mask: TissueMask)] = []
+        private var total = 0
+        init(stems: [String], masks: [String: TissueMask]) {
+            for stem in stems {
+                guard let mask = masks[stem] else { continue }
+                let pixels = mask.values.indices.filter { mask.values[$0] != 0 }
+                if !pixels.isEmpty { tissue.append((stem, pixels, mask)); total += pixels.count }
+            }
+        }
+        var isEmpty: Bool { total == 0 }
+        func draw(_ rng: inout SplitMix64) -> (stem: String, x: Double, y: Double)? {
+            guard total > 0 else { return nil }
+            var k = Int(rng.next() % UInt64(total)), s = 0
+            while k >= tissue[s].pixels.count { k -= tissue[s].pixels.count; s += 1 }
+            let mask = tissue[s].mask, pixel = tissue[s].pixels[k]
+            return (tissue[s].stem, (Double(pixel % mask.width) + rng.unit()) * mask.scaleX, (Double(pixel / mask.width) + rng.unit()) * mask.scaleY)
+        }
+    }
+
     /// Up to `count` negatives by the rule: tissue points (mask), patch inside the slide, at ≥ D level-0 µm
     /// from every point of `points` on their slide. Bounded attempts; fewer when tissue is scarce.
     static func drawNegatives(_ count: Int, rule: NegativeRule, points: [String: [(x: Int, y: Int)]], slides: SlideCache, stems: [String],
                               masks: [String: TissueMask], size: Int, mpp: Double, rng: inout SplitMix64) throws -> [(slide: String, x: Int, y: Int)] {
-        // Tissue pixels of every slide's mask, to draw a slide by its tissue area and a point in it.
-        var tissue: [(stem: String, pixels: [Int])] = []
-        for stem in stems {
-            guard let mask = masks[stem] else { continue }
-            let pixels = mask.values.indices.filter { mask.values[$0] != 0 }
-            if !pixels.isEmpty { tissue.append((stem, pixels)) }
-        }
-        let total = tissue.reduce(0) { $0 + $1.pixels.count }
-        let annotated = points.flatMap { stem, list in list.map { (stem: stem, x: $0.x, y: $0.y) } }
-        guard total > 0 else { return [] }
+        let tissue = TissueDraw(stems: stems, masks: masks)
+        // In slide order: a Dictionary's order changes from process to process, and the draw must not.
+        let annotated = points.keys.sorted().flatMap { stem in points[stem]!.map { (stem: stem, x: $0.x, y: $0.y) } }  // invariant: keys of points
+        guard !tissue.isEmpty else { return [] }
         var out: [(slide: String, x: Int, y: Int)] = []
         var attempts = 0
         while out.count < count && attempts < max(count, 1) * 200 {
@@ -284,13 +372,9 @@ public struct TileSampler: NodeType {
                 let r = rule.distanceUM * (1 + rng.unit()), t = 2 * Double.pi * rng.unit()
                 stem = p.stem; x = Double(p.x) + r * cos(t) / slide.mppX; y = Double(p.y) + r * sin(t) / slide.mppY
             } else {
-                var k = Int(rng.next() % UInt64(total)), s = 0
-                while k >= tissue[s].pixels.count { k -= tissue[s].pixels.count; s += 1 }
-                let mask = masks[tissue[s].stem]!  // invariant: tissue lists only slides with a mask
-                let pixel = tissue[s].pixels[k]
-                stem = tissue[s].stem
+                guard let point = tissue.draw(&rng) else { return out }
+                stem = point.stem; x = point.x; y = point.y
                 slide = try slides.slide(stem)
-                x = (Double(pixel % mask.width) + rng.unit()) * mask.scaleX; y = (Double(pixel / mask.width) + rng.unit()) * mask.scaleY
             }
             guard let mask = masks[stem], mask.coverage(x: x, y: y, width: 0, height: 0) > 0 else { continue }
             let xi = Int(x.rounded()), yi = Int(y.rounded())

@@ -102,6 +102,40 @@ final class SparseAnnotationTests: XCTestCase {
         }
     }
 
+    /// `point_counts`: each patch's label is the number of annotated points inside the box the reader reads,
+    /// the task is a regression, nothing is shifted, and the draws cover patches without points (the tissue)
+    /// as well as patches with one or more; the same seed gives the same patches.
+    func testPointCountsLabelEachPatchWithThePointsInside() throws {
+        let ws = try CohortWorkspace(patients: 3, size: 1024, annotations: 8, seed: 5, annotation: .sparse(fraction: 0.6, noise: 3))
+        let marks = try points(ws)
+        let summary = try ws.run("""
+        pipeline: counts
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+          tasks:  {kind: table, path: cohort/patches.csv}
+        nodes:
+          counts: {type: tile_sampler, in: {slides: cohort, annotations: tasks}, params: {mode: training, tasks: [mitosis], per_task: 200, point_counts: [mitosis], jitter: 0.35, seed: 3}}
+          again:  {type: tile_sampler, in: {slides: cohort, annotations: tasks}, params: {mode: training, tasks: [mitosis], per_task: 200, point_counts: [mitosis], jitter: 0.35, seed: 3}}
+          bad:    {type: tile_sampler, in: {slides: cohort, annotations: tasks}, params: {mode: training, per_task: 20, point_counts: [nuclei], seed: 3}}
+        """)
+        let message = summary.failures.map(\.message).joined(separator: "\n")
+        XCTAssertTrue(message.contains("task 'nuclei' is in point_counts"), message)
+        let set = try PatchSet(folder: try ws.output(summary, "counts", "patches"))
+        let again = try PatchSet(folder: try ws.output(summary, "again", "patches"))
+        XCTAssertEqual(set.info.tasks.first?.kind, .regression)
+        XCTAssertEqual(set.records.count, 200)
+        XCTAssertEqual(set.records.map { "\($0.slide) \($0.x) \($0.y)" }, again.records.map { "\($0.slide) \($0.x) \($0.y)" })
+        var histogram: [Int: Int] = [:]
+        for r in set.records {
+            // 128 px at 0.5 µm/px on a 0.5 µm/px slide: the box [x - 64, x + 64).
+            let expected = (marks[r.slide] ?? []).filter { Double(r.x - 64) <= $0.x && $0.x < Double(r.x + 64) && Double(r.y - 64) <= $0.y && $0.y < Double(r.y + 64) }.count
+            XCTAssertEqual(r.labels["mitosis"], String(expected), "\(r.slide) \(r.x),\(r.y)")
+            histogram[expected, default: 0] += 1
+        }
+        XCTAssertGreaterThan(histogram[0] ?? 0, 20, "tissue without a point is drawn")
+        XCTAssertGreaterThan(200 - (histogram[0] ?? 0), 60, "about half the draws hold a point")
+    }
+
     /// object_count on a slide drawn here with known objects: dense pale nuclei everywhere (the slide's
     /// nucleus level), and dark blobs 3× as dark in chosen cells. Each cell's count is the number of blobs
     /// drawn in it, at two stain strengths (the count is stain-relative).
