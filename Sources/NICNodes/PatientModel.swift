@@ -32,11 +32,11 @@ public struct PatientModel: NodeType {
         PortSpec("model", .trainedModel, optional: true, doc: "the k fold models as an ensemble for `apply`: model.json (card), fold<k>.safetensors (on grids; empty for a 'features' table)"),
     ]
     public struct Params: NodeParams {
-        @Param(doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'")
+        @Param(doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'", schema: ArchitectureFile.self)
         var architecture: Reference? = nil
         @Param(doc: "with 'features': covariate columns (default: every numeric column but patient and targets)")
         var covariates: [String] = []
-        @Param(doc: "output head, e.g. nodes/heads/cox.yaml; its loss sets the task") var head: Reference
+        @Param(doc: "output head, e.g. nodes/heads/cox.yaml; its loss sets the task", schema: HeadFile.self) var head: Reference
         @Param(doc: "label column(s) of labels.csv: one, or [time, event] for Cox", .count(1, 2)) var target: [String]
         @Param(doc: "class labels in order (binary: [negative, positive]); default: sorted values") var classes: [String] = []
         @Param(doc: "patient-level cross-validation folds", .atLeast(2)) var folds = 4
@@ -74,7 +74,7 @@ public struct PatientModel: NodeType {
         guard context.hasInput("grids") else { throw NodeError("connect 'grids' (compressed slides) or 'features' (a table of covariates)") }
         let gridSet = try GridSet(folder: try context.input("grids"))
         guard let architecture = params.architecture else { throw NodeError("param 'architecture' is required with 'grids'") }
-        let trunkArchitecture = try Architecture.load(file: architecture.path)
+        let trunkArchitecture = try Architecture(architecture)
         let isBagModel = try BagModel.poolSpec(trunkArchitecture) != nil
         let aggregation: Aggregation = params.aggregation == .auto ? (isBagModel ? .patient : .slides) : params.aggregation
         if aggregation == .patient && !isBagModel {
@@ -84,7 +84,7 @@ public struct PatientModel: NodeType {
         for column in ["patient"] + params.target where !gridSet.slideSet.labelColumns.contains(column) {
             throw NodeError("param 'target': the cohort's labels.csv has no column '\(column)'; it has \(gridSet.slideSet.labelColumns.joined(separator: ", "))")
         }
-        let headSpec = try Heads.architecture(file: headURL, outputs: 1)
+        let headSpec = try Heads.architecture(params.head, outputs: 1)
         let targets = try PatientTargets(loss: try LossSpec(headSpec), head: headURL.lastPathComponent,
                                          columns: params.target, classes: params.classes,
                                          slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) },
@@ -120,7 +120,7 @@ public struct PatientModel: NodeType {
             let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
             let trunk = try trunkArchitecture.build(seed: foldSeed, inputShapes: [[crop, crop, channels]], prefix: "model")
             let features = trunk.outputShape.reduce(1, *)
-            let head = try Heads.architecture(file: headURL, outputs: width).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
+            let head = try Heads.architecture(params.head, outputs: width).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
             let parameters = trunk.parameters + head.parameters
             let trainer = Self.trainer(params, parameters: parameters, fold: fold, context: context)
             // One generator draws both the epoch's order and its crops.
@@ -203,8 +203,8 @@ public struct PatientModel: NodeType {
                            gridSet: GridSet, targets: PatientTargets, predictions: Predictions, standardisation: String,
                            to folder: URL, context: NodeContext) throws {
         guard let architecture = params.architecture else { return }
-        try TrainedModel.copy(architecture.url, as: "architecture.yaml", into: folder)
-        try TrainedModel.copy(params.head.url, as: "head.yaml", into: folder)
+        try architecture.write(to: folder.appendingPathComponent("architecture.yaml"))
+        try params.head.write(to: folder.appendingPathComponent("head.yaml"))
         let card = TrainedModel.Card(kind: kind, task: targets.task, target: targets.columns, classes: targets.classes, output: targets.mapping,
                                      architecture: "architecture.yaml", architectureSource: architecture.url.lastPathComponent,
                                      head: "head.yaml", headSource: params.head.url.lastPathComponent,
