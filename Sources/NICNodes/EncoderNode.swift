@@ -84,6 +84,7 @@ public struct EncoderNode: NodeType {
         var info = EncoderModel.Info(training: training, patchSize: patchSet.info.size, downsample: downsample,
                                      input: [side, side, 3], codeSize: codeSize, tasks: [], bestEpoch: nil,
                                      epochs: 0, trainPatches: 0, validationPatches: 0, codeFrom: nil)
+        info.mpp = patchSet.info.mpp
         if training == "none" {
             guard encoder.parameters.isEmpty else {
                 throw NodeError("training 'none' is for weight-free encoders such as mean-RGB; \(architectureURL.lastPathComponent) has \(encoder.parameterCount) weights")
