@@ -73,7 +73,10 @@ enum Heads {
 
     static func auxiliary(_ architecture: Architecture) throws -> Auxiliary? {
         guard let node = architecture.extra["auxiliary"] else { return nil }
-        let definition = try YAMLValueDecoder.decode(AuxiliaryDefinition.self, from: node, file: architecture.file)
+        let definition: AuxiliaryDefinition
+        do { definition = try YAMLValueDecoder.decode(AuxiliaryDefinition.self, from: node, file: architecture.file) }
+        catch let errors as SpecErrors { throw SpecErrors(errors.errors.map { SpecError("auxiliary: " + $0.message, at: $0.location) }) }
+        catch let error as SpecError { throw SpecError("auxiliary: " + error.message, at: error.location) }
         return Auxiliary(column: definition.target, loss: definition.loss == "binary_cross_entropy" ? .binaryCrossEntropy(positiveWeight: 1) : .meanSquaredError,
                          weight: definition.weight, classes: definition.classes, file: architecture.file)
     }

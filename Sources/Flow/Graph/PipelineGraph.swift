@@ -197,7 +197,10 @@ public struct PipelineGraph {
     /// A referenced file's problems against its param's schema, located in that file.
     static func schemaProblems(_ param: ParamSpec, _ loaded: LoadedReference, url: URL, what: String, from: SourceLocation) -> [SpecError] {
         guard let schema = param.schema, let node = loaded.node else { return [] }
-        return schema.problems(in: node, file: url.path).map {
+        // Shown as the user would type it: relative to the current folder when it is below it.
+        let cwd = FileManager.default.currentDirectoryPath
+        let shown = url.path.hasPrefix(cwd + "/") ? String(url.path.dropFirst(cwd.count + 1)) : url.path
+        return schema.problems(in: node, file: shown).map {
             var error = $0.prefixed("\(what): ")
             error.message += " (referenced from \(from))"
             return error
