@@ -92,12 +92,12 @@ enum BagPatientModel {
                     var heldOutRNG = SplitMix64(seed: foldSeed &+ 4)
                     let patients = heldOutBags.map { slides[bags[$0][0]].patient }
                     guard !heldOutBags.isEmpty, targets.canTrain(on: patients) else { return nil }
-                    var outputs: [Float] = []
+                    var logits: [Float] = []
                     for b in heldOutBags {
                         let x = scaling.apply(sampleCells(bags[b].map { slides[$0] }, limit: params.bagCells, channels: channels, rng: &heldOutRNG, orientation: 0))
-                        outputs += try model.forward(Tensor(shape: [x.count / channels, channels], data: x), bags: [0..<(x.count / channels)], training: false).output.data
+                        logits += try model.forward(Tensor(shape: [x.count / channels, channels], data: x), bags: [0..<(x.count / channels)], training: false).output.data
                     }
-                    return try targets.loss(Tensor(shape: [heldOutBags.count, targets.networkOutputs], data: outputs), patients: patients).value
+                    return try targets.loss(Tensor(shape: [heldOutBags.count, targets.networkOutputs], data: logits), patients: patients).value
                 },
                 snapshot: { () })
             PatientModel.record(outcome, into: &curves, heldOut: &heldOutCurves)

@@ -155,14 +155,14 @@ public struct PatientModel: NodeType {
                     var heldOutRNG = SplitMix64(seed: foldSeed &+ 4)
                     let batchPatients = heldOutSlides.map { slides[$0].patient }
                     guard !heldOutSlides.isEmpty, targets.canTrain(on: batchPatients) else { return nil }
-                    var outputs: [Float] = []
+                    var logits: [Float] = []
                     for start in stride(from: 0, to: heldOutSlides.count, by: params.batchSize) {
                         let chunk = heldOutSlides[start..<min(heldOutSlides.count, start + params.batchSize)].map { slides[$0] }
                         let x = try crops(chunk, crop: crop, channels: channels, rng: &heldOutRNG, orientation: nil)
                         let features = try trunk.forward(x, training: false)
-                        outputs += try head.forward(features.reshaped([chunk.count, features.count / chunk.count]), training: false).data
+                        logits += try head.forward(features.reshaped([chunk.count, features.count / chunk.count]), training: false).data
                     }
-                    return try targets.loss(Tensor(shape: [heldOutSlides.count, width], data: outputs), patients: batchPatients).value
+                    return try targets.loss(Tensor(shape: [heldOutSlides.count, width], data: logits), patients: batchPatients).value
                 },
                 snapshot: { () })
             Self.record(outcome, into: &curves, heldOut: &heldOutCurves)
