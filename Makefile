@@ -104,7 +104,10 @@ report-check:
 	.build/release/nic run pipelines/nic-tiny.yaml --progress-interval 30
 	.build/release/nic metrics pipelines/nic-tiny.yaml --csv > data/tiny/metrics.csv
 	$(VENV)/bin/python scripts/demo_check.py data/tiny/metrics.csv "$$(.build/release/nic output pipelines/nic-tiny.yaml mtl model)/model.json"
-	$(VENV)/bin/python scripts/report_browser_check.py "$$(ls -d runs/*-nic-tiny | tail -1)/report.html"
+	$(VENV)/bin/python scripts/report_browser_check.py "$$(ls -d runs/*-nic-tiny | tail -1)/report.html" --max-mb 2
+	@test -f data/tiny-external/labels.csv || .build/release/nic synth --out data/tiny-external --patients 12 --size 2048 --seed 8 --site hospital-b
+	.build/release/nic run pipelines/external-tiny.yaml --progress-interval 30
+	$(VENV)/bin/python scripts/external-table.py pipelines/external-tiny.yaml --require-complete
 	.build/debug/nic run pipelines/engine-tour.yaml --quiet
 	$(VENV)/bin/python scripts/report_browser_check.py "$$(ls -d runs/*-engine-tour | tail -1)/report.html" --expect dag nodes metrics plots
 

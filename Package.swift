@@ -133,6 +133,7 @@ let package = Package(
         .target(
             name: "NICCLI",
             dependencies: [
+                "CZlib",
                 "Flow",
                 "NICBasics",
                 "TensorStore",

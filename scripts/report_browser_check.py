@@ -3,7 +3,8 @@
 that it rendered: every section present, the expected ones non-empty, every visible SVG chart drawn,
 every image decoded, and no console errors; that it opens with the results tables (rows and columns
 from a matrix's axes) after the run's status, that the graph fits the page with a matrix as one box,
-that the node table is collapsible, that previews are embedded thumbnails linking to full images on
+that the node table is collapsible, that patient models' loss charts show each fold's validation
+(held-out fold) loss beside its training loss, that previews are embedded thumbnails linking to full images on
 disk, and that the file is small and loads fast. Saves a screenshot next to the report.
 
     python scripts/report_browser_check.py RUN_FOLDER/report.html --expect dag nodes metrics plots
@@ -86,6 +87,14 @@ try:
     check(len(drawn) > 0, f"{len(drawn)} SVG figures")
     for label, ok in drawn:
         check(ok, f"svg drawn: {label}")
+    # Patient models: each fold's validation (held-out fold) loss beside its training loss, in one panel.
+    folds = driver.execute_script("""return Array.from(document.querySelectorAll('svg[aria-label*="loss per fold"]')).map(s =>
+        [s.getAttribute('aria-label'), s.querySelectorAll('path.training').length, s.querySelectorAll('path.validation[stroke-dasharray]').length])""")
+    if "curves" in args.expect:
+        check(len(folds) > 0, f"{len(folds)} patient-model loss charts")
+    for label, training, validation in folds:
+        check(training > 0 and validation == training and "held-out" in label,
+              f"{label}: {training} training and {validation} validation curves")
     images = driver.execute_script("return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])")
     for alt, ok in images:
         check(ok, f"image decoded: {alt}")

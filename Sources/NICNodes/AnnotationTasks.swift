@@ -78,6 +78,15 @@ public struct AnnotationTasks: Sendable {
         do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw NodeError("\(url.path): cannot read: \(error.localizedDescription)") }
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch { throw NodeError("\(url.path): not YAML: \(error)") }
+        return try parse(root, url: url)
+    }
+
+    /// A referenced task file, from the text the node was keyed on.
+    static func read(_ reference: Reference) throws -> AnnotationTasks {
+        try parse(try reference.yamlNode(), url: reference.url)
+    }
+
+    static func parse(_ root: Node?, url: URL) throws -> AnnotationTasks {
         var top = try Fields(root, at: url.path, what: "the task file", allowed: ["name", "patch_um", "samples", "tasks", "exclude"])
         let exclude = try top.strings("exclude")
         let patchUM = try top.number("patch_um", positive: true)
@@ -403,5 +412,29 @@ extension AnnotationTasks {
             }
         }
         return out
+    }
+}
+
+extension AnnotationTasks {
+    /// The task file as a schema: `nic validate` reads it as the node will, and its errors
+    /// (`file:line: what: message`) point at their line.
+    enum File: YAMLSchema {
+        static func problems(in node: Yams.Node, file: String) -> [SpecError] {
+            do {
+                _ = try AnnotationTasks.parse(node, url: URL(fileURLWithPath: file))
+                return []
+            } catch {
+                var message = "\(error)"
+                var line = node.mark?.line ?? 1
+                if message.hasPrefix(file + ":") {
+                    let rest = message.dropFirst(file.count + 1)
+                    if let colon = rest.firstIndex(of: ":"), let at = Int(rest[..<colon]) {
+                        line = at
+                        message = String(rest[rest.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                    }
+                }
+                return [SpecError(message, at: SourceLocation(file: file, line: line, column: 1))]
+            }
+        }
     }
 }

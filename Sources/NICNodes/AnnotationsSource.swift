@@ -15,7 +15,7 @@ public struct AnnotationsSource: NodeType {
 
     public struct Params: NodeParams {
         @Param(doc: "the folder of annotation files, one per slide: <stem>.geojson / .json (QuPath) or <stem>.xml (ASAP)") var dir: DirectoryParam
-        @Param(doc: "the task file, e.g. nodes/tasks/qupath-synthetic.yaml") var tasks: Reference
+        @Param(doc: "the task file, e.g. nodes/tasks/qupath-synthetic.yaml", schema: AnnotationTasks.File.self) var tasks: Reference
         @Param(doc: "seed of negative sampling and per-slide subsampling") var seed = 1
         public init() {}
     }
@@ -55,7 +55,7 @@ public struct AnnotationsSource: NodeType {
 
     public func run(_ context: NodeContext, _ params: Params) throws {
         let slides = try SlideSet.read(from: try context.input("slides"))
-        let tasks = try AnnotationTasks.read(params.tasks.url)
+        let tasks = try AnnotationTasks.read(params.tasks)
         let folder = params.dir.url
         let files: [String]
         do {

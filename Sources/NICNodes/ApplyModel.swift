@@ -11,21 +11,23 @@ import Stats
 /// Labels are optional. Patients with a label in the model's target columns go to `predictions.csv`
 /// (fold 0, `task.json` marked `external`), which `evaluator` and `compare` judge as usual; every
 /// patient goes to `submission.csv`. Without any label the evaluator reports that there is nothing
-/// to score. A patient is labels.csv's `patient` (the slide's stem when the cohort has no labels).
+/// to score. A patient without a tissue cell on any slide is skipped with a warning and listed in
+/// `skipped.csv` and task.json's `skipped` (which the evaluator reports): no evidence, no prediction.
+/// A patient is labels.csv's `patient` (the slide's stem when the cohort has no labels).
 ///
 /// Codes of one encoder mean nothing to a model trained on another's: grids whose encoder (the cache
 /// key of the compressor's `encoder` input), patch size or µm/px differ from the model card's are
 /// refused with both named, unless `allow_other_encoder: true`. A different code width is always an error.
 public struct ApplyModel: NodeType {
     public static let name = "apply"
-    public static let version = 1
+    public static let version = 2  // 2: patients without tissue are skipped (skipped.csv), not predicted 0
     public static let summary = "Applies a kept patient model (patient_model/probe 'model') to any cohort's grids: external Predictions, a submission CSV, each fold member's prediction."
     public static let inputs = [
         PortSpec("model", .trainedModel, doc: "a patient_model or probe node's 'model' output"),
         PortSpec("grids", .gridSet, doc: "compressed slides of the cohort to predict, with or without labels"),
     ]
     public static let outputs = [PortSpec("predictions", .predictions,
-                                          doc: "task.json (external), predictions.csv (labelled patients), submission.csv (every patient), members.csv (each fold model's prediction)")]
+                                          doc: "task.json (external; skipped patients), predictions.csv (labelled patients), submission.csv (every patient with tissue), skipped.csv (patients without a tissue cell: no prediction), members.csv (each fold model's prediction)")]
 
     public struct Params: NodeParams {
         @Param(doc: "apply the model to grids of another encoder (another key, patch size or µm/px than the model card's) instead of refusing them")
@@ -45,24 +47,43 @@ public struct ApplyModel: NodeType {
             let p = entry.labels["patient"] ?? ""
             return p.isEmpty ? entry.stem : p
         }
-        let patients = Array(Set(gridSet.slideSet.slides.compactMap(patientOf))).sorted()
-        guard !patients.isEmpty else { throw NodeError("the grids hold no slide: nothing to predict") }
-        let members = try Self.memberPredictions(model, gridSet: gridSet, patients: patients, patientOf: patientOf, context: context)
+        let cohort = Array(Set(gridSet.slideSet.slides.compactMap(patientOf))).sorted()
+        guard !cohort.isEmpty else { throw NodeError("the grids hold no slide: nothing to predict") }
+        // A patient with no tissue cell on any slide has no evidence: it is skipped, named in a warning,
+        // skipped.csv and task.json, never given a made-up prediction (0 or the prior) that an evaluator would score.
+        let (patients, members, skipped) = try Self.memberPredictions(model, gridSet: gridSet, patients: cohort, patientOf: patientOf, context: context)
+        if !skipped.isEmpty {
+            context.warn("\(skipped.count) of \(cohort.count) patient(s) skipped, no tissue cell on any of their slides (no prediction rather than a made-up one; listed in skipped.csv): \(skipped.prefix(20).joined(separator: ", "))\(skipped.count > 20 ? ", …" : "")")
+        }
+        guard !patients.isEmpty else {
+            throw NodeError("none of the \(cohort.count) patient(s) has a tissue cell on any slide: nothing to predict (check the compressor's min_tissue and the slides' tissue detection)")
+        }
         let ensemble = patients.indices.map { i -> [Double] in
             let width = members[0][i].count
             return (0..<width).map { j in members.reduce(0) { $0 + $1[i][j] } / Double(members.count) }
         }
 
         let out = try context.output("predictions")
-        let predictions = try Self.labelled(card, gridSet: gridSet, patients: patients, scores: ensemble, patientOf: patientOf)
+        var predictions = try Self.labelled(card, gridSet: gridSet, patients: patients, scores: ensemble, patientOf: patientOf)
+        predictions.skipped = skipped
         try predictions.write(to: out)
         try Self.submission(card, patients: patients, scores: ensemble).write(to: out.appendingPathComponent("submission.csv"))
+        try Self.skippedTable(card, gridSet: gridSet, skipped: skipped, patientOf: patientOf).write(to: out.appendingPathComponent("skipped.csv"))
         let scoreNames = card.task == .multiclass ? card.classes.map { "_p_\($0)" } : [""]
         try CSVTable(columns: ["patient"] + card.members.flatMap { m in scoreNames.map { "fold\(m.fold)\($0)" } },
                      rows: patients.indices.map { i in [patients[i]] + members.flatMap { $0[i].map { "\($0)" } } })
             .write(to: out.appendingPathComponent("members.csv"))
         context.progress(patients.count, of: patients.count, unit: "patients",
-                         message: "\(predictions.count) of \(patients.count) patients labelled in \(card.target.joined(separator: "/"))")
+                         message: "\(predictions.count) of \(patients.count) patients labelled in \(card.target.joined(separator: "/"))\(skipped.isEmpty ? "" : "; \(skipped.count) skipped (no tissue)")")
+    }
+
+    /// One row per skipped patient: its slides, whether it has a label in the model's target, and why.
+    static func skippedTable(_ card: TrainedModel.Card, gridSet: GridSet, skipped: [String], patientOf: (SlideEntry) -> String?) -> CSVTable {
+        CSVTable(columns: ["patient", "slides", "labelled", "reason"], rows: skipped.map { p in
+            let slides = gridSet.slideSet.slides.filter { patientOf($0) == p }
+            let labelled = slides.contains { slide in card.target.allSatisfy { !(slide.labels[$0] ?? "").trimmingCharacters(in: .whitespaces).isEmpty } }
+            return [p, slides.map(\.stem).joined(separator: ";"), labelled ? "yes" : "no", "no tissue cell on any slide"]
+        })
     }
 
     /// Refuses grids of another encoder unless allowed; a code width the model cannot read, always.
@@ -83,13 +104,15 @@ public struct ApplyModel: NodeType {
         }
     }
 
-    /// members[m][patient] = member m's prediction for each patient.
-    static func memberPredictions(_ model: TrainedModel, gridSet: GridSet, patients: [String], patientOf: @escaping (SlideEntry) -> String?,
-                                  context: NodeContext) throws -> [[[Double]]] {
+    /// The patients with a tissue cell (in `patients` order), members[m][i] = member m's prediction for
+    /// the i-th of them, and the patients skipped for having no tissue cell on any slide.
+    static func memberPredictions(_ model: TrainedModel, gridSet: GridSet, patients cohort: [String], patientOf: @escaping (SlideEntry) -> String?,
+                                  context: NodeContext) throws -> (patients: [String], members: [[[Double]]], skipped: [String]) {
         let card = model.card
         let channels = gridSet.info.codeSize
         let outputs = card.task == .multiclass ? card.classes.count : 1
         var result: [[[Double]]] = []
+        var patients = cohort
         switch card.kind {
         case .cnn:
             guard let crop = card.crop, let testCrops = card.testCrops, let architectureFile = card.architecture, let headFile = card.head else {
@@ -97,7 +120,9 @@ public struct ApplyModel: NodeType {
             }
             let architecture = try Architecture.load(file: model.file(architectureFile).path)
             let headArchitecture = try Heads.architecture(file: model.file(headFile), outputs: outputs)
-            let slides = try PatientModel.loadSlides(gridSet, patients: Set(patients), patientOf: patientOf).slides
+            let slides = try PatientModel.loadSlides(gridSet, patients: Set(cohort), patientOf: patientOf).slides
+            let withTissue = Set(slides.map(\.patient))
+            patients = cohort.filter(withTissue.contains)
             for member in card.members {
                 try context.checkCancellation()
                 let trunk = try architecture.build(seed: 0, inputShapes: [[crop, crop, channels]], prefix: "model")
@@ -111,9 +136,12 @@ public struct ApplyModel: NodeType {
                     throw NodeError("\(model.file("model.json").path): member \(member.fold) has no prediction_seed")
                 }
                 result.append(try patients.map { p in
-                    try PatientModel.predictCNN(trunk: trunk, head: head, slides: slides.filter { $0.patient == p }, crop: crop, channels: channels,
-                                                testCrops: testCrops, seed: PatientModel.predictionSeed(seed, patient: p), mapping: card.output)
-                        ?? [Double](repeating: 0, count: outputs)  // no tissue cell: as the bag models' empty bag
+                    guard let prediction = try PatientModel.predictCNN(trunk: trunk, head: head, slides: slides.filter { $0.patient == p }, crop: crop,
+                                                                       channels: channels, testCrops: testCrops,
+                                                                       seed: PatientModel.predictionSeed(seed, patient: p), mapping: card.output) else {
+                        throw NodeError("patient '\(p)': no crop predicted although its slides have tissue cells")
+                    }
+                    return prediction
                 })
             }
         case .bag:
@@ -122,7 +150,9 @@ public struct ApplyModel: NodeType {
             }
             let architecture = try Architecture.load(file: model.file(architectureFile).path)
             let headArchitecture = try Heads.architecture(file: model.file(headFile), outputs: outputs)
-            let slides = try BagPatientModel.load(gridSet, patients: Set(patients), patientOf: patientOf).slides
+            let slides = try BagPatientModel.load(gridSet, patients: Set(cohort), patientOf: patientOf).slides
+            let withTissue = Set(slides.map(\.patient))
+            patients = cohort.filter(withTissue.contains)
             let perPatient = card.aggregation == PatientModel.Aggregation.slides.rawValue
             for member in card.members {
                 try context.checkCancellation()
@@ -148,10 +178,12 @@ public struct ApplyModel: NodeType {
                 guard let p = Probe.Pooling(rawValue: name) else { throw NodeError("\(model.file("model.json").path): unknown pooling '\(name)'") }
                 return p
             }
-            let features = try Probe.features(gridSet, patients: patients, pooling: pooling, patientOf: patientOf)
-            if !features.noTissue.isEmpty {
-                context.warn("\(features.noTissue.count) patient(s) without a tissue cell predicted from all-zero features: \(features.noTissue.prefix(10).joined(separator: ", "))")
-            }
+            let all = try Probe.features(gridSet, patients: cohort, pooling: pooling, patientOf: patientOf)
+            let noTissue = Set(all.noTissue)
+            let keep = cohort.indices.filter { !noTissue.contains(cohort[$0]) }
+            patients = keep.map { cohort[$0] }
+            let features = (x: keep.map { all.x[$0] }, noTissue: all.noTissue)
+            guard !patients.isEmpty else { break }  // the caller says none has tissue
             for member in card.members {
                 let probe = try Probe.load(model.file(member.weights), task: card.task, classes: card.classes.count)
                 guard probe.mean.count == features.x.first?.count else {
@@ -160,7 +192,8 @@ public struct ApplyModel: NodeType {
                 result.append(features.x.map { probe.predict($0) })
             }
         }
-        return result
+        let kept = Set(patients)
+        return (patients, result, cohort.filter { !kept.contains($0) })
     }
 
     /// The labelled patients' predictions (fold 0, marked external); labels that are present must be valid.

@@ -14,45 +14,64 @@ import Slides
 /// `op` is one of `AugmentationOp.Kind`; `p` its probability (default 1); `range` [low, high] (or one
 /// number) the magnitude drawn uniformly per patch and epoch.
 public enum AugmentationRecipes {
+    /// A recipe already checked (a node's reference content, a PatchSet's augmentation.json).
     public static func parse(_ value: ParamValue, file: String) throws -> AugmentationRecipe {
-        guard let map = value.mapValue else { throw NodeError("\(file): an augmentation recipe is a mapping with 'name' and 'ops'") }
-        for key in map.keys where !["name", "ops", "description"].contains(key) {
-            throw NodeError("\(file): unknown key '\(key)' (a recipe has name, description, ops)")
+        try RecipeFile.decode(value, file: file).recipe(file: file)
+    }
+
+    /// A referenced recipe, from the text the node was keyed on.
+    static func parse(_ reference: Reference) throws -> AugmentationRecipe {
+        try RecipeFile.decode(reference).recipe(file: reference.path)
+    }
+
+    /// A recipe file as written: decoded by the engine's YAML decoder, so `nic validate` reports a
+    /// misspelt key or a bad value at its line.
+    struct RecipeFile: YAMLDecodable {
+        var name: String?
+        var description: String?
+        var ops: [Op]
+
+        func recipe(file: String) -> AugmentationRecipe {
+            AugmentationRecipe(name: name ?? (file as NSString).lastPathComponent, ops: ops.map(\.op))
         }
-        guard let ops = map["ops"]?.listValue else { throw NodeError("\(file): 'ops' must be a list of operations") }
-        var parsed: [AugmentationOp] = []
-        for (i, item) in ops.enumerated() {
-            let at = "\(file): ops item \(i + 1)"
-            guard let op = item.mapValue else { throw NodeError("\(at): expected a mapping like {op: hed, p: 1, range: [0, 0.1]}") }
-            for key in op.keys where !["op", "p", "range", "sigma"].contains(key) {
-                throw NodeError("\(at): unknown key '\(key)' (an op has op, p, range, sigma)")
-            }
-            guard let name = op["op"]?.stringValue else { throw NodeError("\(at): missing 'op'") }
+    }
+
+    struct Op: Decodable, Sendable {
+        var op: AugmentationOp
+        enum CodingKeys: String, CodingKey { case op, p, range, sigma }
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let name = try c.decode(String.self, forKey: .op)
+            let kinds = AugmentationOp.Kind.allCases.map(\.rawValue)
             guard let kind = AugmentationOp.Kind(rawValue: name) else {
-                throw NodeError("\(at): unknown op '\(name)'; known: \(AugmentationOp.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+                let hint = Suggest.hint(for: name, among: kinds)
+                throw DecodingError.dataCorruptedError(forKey: .op, in: c, debugDescription: "unknown op '\(name)'\(hint); known: \(kinds.joined(separator: ", "))")
             }
-            let p = op["p"].map { $0.doubleValue } ?? 1
-            guard let probability = p else { throw NodeError("\(at): 'p' must be a number") }
+            let probability = try c.decodeIfPresent(Double.self, forKey: .p) ?? 1
             var range: ClosedRange<Double> = 0...0
-            switch op["range"] {
-            case nil:
-                if kind != .dihedral { throw NodeError("\(at): op '\(name)' needs a range [low, high]") }
-            case .some(let r):
-                if let v = r.doubleValue {
+            if c.contains(.range) {
+                if let v = try? c.decode(Double.self, forKey: .range) {
                     range = v...v
-                } else if let l = r.listValue, l.count == 2, let lo = l[0].doubleValue, let hi = l[1].doubleValue {
-                    guard lo <= hi else { throw NodeError("\(at): range low \(lo) is above high \(hi)") }
-                    range = lo...hi
                 } else {
-                    throw NodeError("\(at): 'range' must be a number or [low, high]")
+                    let bounds = try c.decode([Double].self, forKey: .range)
+                    guard bounds.count == 2 else {
+                        throw DecodingError.dataCorruptedError(forKey: .range, in: c, debugDescription: "'range' must be a number or [low, high]")
+                    }
+                    guard bounds[0] <= bounds[1] else {
+                        throw DecodingError.dataCorruptedError(forKey: .range, in: c, debugDescription: "range low \(bounds[0]) is above high \(bounds[1])")
+                    }
+                    range = bounds[0]...bounds[1]
                 }
+            } else if kind != .dihedral {
+                throw DecodingError.keyNotFound(CodingKeys.range, .init(codingPath: c.codingPath, debugDescription: "op '\(name)' needs a range [low, high]"))
             }
-            let sigma = op["sigma"]?.doubleValue ?? 8
-            let result = AugmentationOp(kind, probability: probability, range: range, sigma: sigma)
-            if let problem = result.problems.first { throw NodeError("\(at) (\(name)): \(problem)") }
-            parsed.append(result)
+            let sigma = try c.decodeIfPresent(Double.self, forKey: .sigma) ?? 8
+            op = AugmentationOp(kind, probability: probability, range: range, sigma: sigma)
+            if let problem = op.problems.first {
+                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "op '\(name)': \(problem)"))
+            }
         }
-        return AugmentationRecipe(name: map["name"]?.stringValue ?? (file as NSString).lastPathComponent, ops: parsed)
     }
 }
 
@@ -66,7 +85,7 @@ public struct AugmenterNode: NodeType {
     public static let inputs = [PortSpec("patches", .patchSet, doc: "the patches to augment during training")]
     public static let outputs = [PortSpec("patches", .patchSet, doc: "the same PatchSet plus augmentation.json and preview.png")]
     public struct Params: NodeParams {
-        @Param(doc: "augmentation recipe, e.g. nodes/augment/heavy.yaml") var recipe: Reference
+        @Param(doc: "augmentation recipe, e.g. nodes/augment/heavy.yaml", schema: AugmentationRecipes.RecipeFile.self) var recipe: Reference
         @Param(doc: "seed: the draw for (epoch, patch) is fixed by it") var seed = 1
         @Param(doc: "patches in preview.png, each with 6 epochs' augmentations (0: none)", .within(0, 256)) var preview = 4
         public init() {}
@@ -76,7 +95,7 @@ public struct AugmenterNode: NodeType {
 
     public func run(_ context: NodeContext, _ params: Params) throws {
         let recipeValue = params.recipe.content
-        let recipe = try AugmentationRecipes.parse(recipeValue, file: params.recipe.path)
+        let recipe = try AugmentationRecipes.parse(params.recipe)
         let seed = params.seed
         let input = try context.input("patches")
         let output = try context.output("patches")

@@ -36,7 +36,7 @@ enum BagPatientModel {
     static func run(_ context: NodeContext, _ params: PatientModel.Params, gridSet: GridSet, architecture: Architecture,
                     targets: PatientTargets, aggregation: PatientModel.Aggregation) throws {
         let headURL = params.head.url
-        let headArchitecture = try Heads.architecture(file: headURL, outputs: targets.networkOutputs)
+        let headArchitecture = try Heads.architecture(params.head, outputs: targets.networkOutputs)
         let channels = gridSet.info.codeSize
         let (slides, empty) = try load(gridSet, patients: Set(targets.patients))
         if !empty.isEmpty {
@@ -51,13 +51,14 @@ enum BagPatientModel {
         let folds = targets.folds(params.folds, seed: seed)
         let foldCount = params.folds, epochs = params.epochs
         var scores: [String: [Double]] = [:]
-        var curves = [[String]](repeating: [], count: epochs)
+        var curves = [[String]](repeating: [], count: epochs), heldOutCurves = curves
         var attention: [Int: [Float]] = [:]  // slide → attention per tissue cell (orientation 0)
         let modelFolder = try context.output("model")
         var members: [TrainedModel.Member] = []
 
         for fold in 0..<foldCount {
             let trainBags = bags.indices.filter { folds[slides[bags[$0][0]].patient] != fold }
+            let heldOutBags = bags.indices.filter { folds[slides[bags[$0][0]].patient] == fold }
             let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
             let model = try BagModel(architecture: architecture, features: channels, head: headArchitecture, seed: foldSeed)
             let scaling = Standardization(slides: Set(trainBags.flatMap { bags[$0] }).sorted().map { slides[$0] }, channels: channels)
@@ -85,8 +86,21 @@ enum BagPatientModel {
                     try model.backward(result.gradient)
                     return StepResult(loss: result.value)
                 },
+                heldOut: { _ in
+                    // The same cells every epoch (their own generator, so training draws as without it),
+                    // orientation 0, eval mode; the fold's held-out bags as one batch for the loss.
+                    var heldOutRNG = SplitMix64(seed: foldSeed &+ 4)
+                    let patients = heldOutBags.map { slides[bags[$0][0]].patient }
+                    guard !heldOutBags.isEmpty, targets.canTrain(on: patients) else { return nil }
+                    var logits: [Float] = []
+                    for b in heldOutBags {
+                        let x = scaling.apply(sampleCells(bags[b].map { slides[$0] }, limit: params.bagCells, channels: channels, rng: &heldOutRNG, orientation: 0))
+                        logits += try model.forward(Tensor(shape: [x.count / channels, channels], data: x), bags: [0..<(x.count / channels)], training: false).output.data
+                    }
+                    return try targets.loss(Tensor(shape: [heldOutBags.count, targets.networkOutputs], data: logits), patients: patients).value
+                },
                 snapshot: { () })
-            for record in outcome.epochs { curves[record.epoch - 1].append("\(record.trainLoss)") }
+            PatientModel.record(outcome, into: &curves, heldOut: &heldOutCurves)
 
             for bag in bags.indices where folds[slides[bags[bag][0]].patient] == fold {
                 try context.checkCancellation()
@@ -109,7 +123,7 @@ enum BagPatientModel {
         }
 
         let predictions = targets.predictions(scores: scores, folds: folds)
-        let out = try PatientModel.writePredictions(predictions, curves: curves, context: context)
+        let out = try PatientModel.writePredictions(predictions, curves: curves, heldOut: heldOutCurves, context: context)
         try writeAttention(attention, slides: slides, gridSet: gridSet, to: out.appendingPathComponent("attention"), context: context)
         try PatientModel.writeModel(kind: .bag, params, members: members, crop: nil, aggregation: aggregation, gridSet: gridSet, targets: targets,
                                     predictions: predictions,
@@ -207,8 +221,8 @@ enum BagPatientModel {
     }
 
     /// A training bag: each slide in a random orientation, at most `limit` cells drawn without replacement.
-    static func sampleCells(_ members: [Slide], limit: Int, channels: Int, rng: inout SplitMix64) -> [Float] {
-        let views = members.map { $0.codes[Int(rng.next() % UInt64($0.codes.count))] }
+    static func sampleCells(_ members: [Slide], limit: Int, channels: Int, rng: inout SplitMix64, orientation: Int? = nil) -> [Float] {
+        let views = members.map { $0.codes[orientation ?? Int(rng.next() % UInt64($0.codes.count))] }
         var refs: [(view: Int, cell: Int)] = []
         for (v, view) in views.enumerated() { for j in 0..<(view.count / channels) { refs.append((v, j)) } }
         if refs.count > limit {

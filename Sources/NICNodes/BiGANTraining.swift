@@ -13,11 +13,11 @@ enum BiGANTraining {
                     out: URL, seed: UInt64, started: Stopwatch) throws {
         var info = startInfo
         let codeSize = encoder.outputShape.reduce(1, *)
-        guard let generatorURL = params.generator?.url, let discriminatorURL = params.discriminator?.url else {
+        guard let generatorReference = params.generator, let discriminatorReference = params.discriminator else {
             throw NodeError("training 'bigan' needs params 'generator' and 'discriminator' (nodes/bigan/*.yaml)")
         }
-        let generator = try Architecture.load(file: generatorURL.path).build(seed: seed &+ 41, inputShapes: [[codeSize]], prefix: "generator")
-        let discriminator = try Architecture.load(file: discriminatorURL.path).build(seed: seed &+ 43, inputShapes: [info.input, [codeSize]], prefix: "discriminator")
+        let generator = try Architecture(generatorReference).build(seed: seed &+ 41, inputShapes: [[codeSize]], prefix: "generator")
+        let discriminator = try Architecture(discriminatorReference).build(seed: seed &+ 43, inputShapes: [info.input, [codeSize]], prefix: "discriminator")
         guard generator.outputShape == info.input else {
             throw NodeError("training 'bigan': the generator gives \(generator.outputShape), the encoder takes \(info.input)")
         }
@@ -94,7 +94,7 @@ enum BiGANTraining {
         try encoder.save(to: out.appendingPathComponent("encoder.safetensors"))
         try generator.save(to: out.appendingPathComponent("generator.safetensors"))
         try discriminator.save(to: out.appendingPathComponent("discriminator.safetensors"))
-        for url in [generatorURL, discriminatorURL] { try FileManager.default.copyItem(at: url, to: out.appendingPathComponent(url.lastPathComponent)) }
+        for reference in [generatorReference, discriminatorReference] { try reference.write(to: out.appendingPathComponent(reference.url.lastPathComponent)) }
         try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
         try EncoderNode.writeInfo(info, to: out)
     }

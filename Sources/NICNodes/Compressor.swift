@@ -35,7 +35,10 @@ public struct Compressor: NodeType {
     }
 
     public struct Params: NodeParams {
-        @Param(doc: "µm/px at which patches are read", .within(0.05, 100)) var mpp = 0.5
+        @Param(doc: "µm/px at which patches are read; default: the µm/px the encoder was trained at (0.5 for models that do not record it). Another value is an error unless 'magnification_change' is set", .within(0.05, 100), .unkeyedAtDefault)
+        var mpp: Double? = nil
+        @Param(doc: "true: compress at 'mpp' although the encoder was trained at another µm/px (a deliberate magnification change)", .unkeyedAtDefault)
+        var magnificationChange = false
         @Param(doc: "a grid cell is encoded when this fraction of it is tissue", .fraction) var minTissue = 0.6
         @Param(doc: "8: also encode the 7 other dihedral orientations (augmented compression)") var orientations = Orientations.one
         @Param(doc: "patches per encoder call", .within(1, 65536)) var batchSize = 256
@@ -59,7 +62,7 @@ public struct Compressor: NodeType {
         let slideSet = try SlideSet.read(from: try context.input("slides"))
         let encoderFolder = try context.input("encoder")
         let model = try EncoderModel(folder: encoderFolder)
-        let mpp = params.mpp, size = model.info.patchSize
+        let mpp = try Self.magnification(params, trainedAt: model.info.mpp, context: context), size = model.info.patchSize
         let orientations = params.orientations.count
         let minTissue = params.minTissue
         let batchSize = params.batchSize, bandRows = params.bandRows
@@ -108,6 +111,20 @@ public struct Compressor: NodeType {
                          message: String(format: "%d patches in %.1f s: reading %.1f s (waited for %.1f s), encoding %.1f s, writing %.1f s, tissue %.1f s",
                                          time.patches, time.total, time.reading, time.waitingForTiles, time.encoding, time.writing, time.tissue),
                          metrics: time.metrics)
+    }
+
+    /// The µm/px to read patches at: the encoder's own unless the params say otherwise on purpose.
+    /// Applying an encoder at another magnification than it learnt is a silent error otherwise.
+    static func magnification(_ params: Params, trainedAt: Double?, context: NodeContext) throws -> Double {
+        guard let trainedAt else {
+            if params.mpp == nil { context.warn("the encoder does not record the µm/px it was trained at (a model from before nic recorded it); compressing at 0.5 µm/px, give 'mpp' to choose") }
+            return params.mpp ?? 0.5
+        }
+        guard let mpp = params.mpp else { return trainedAt }
+        if abs(mpp - trainedAt) > 1e-9 * max(mpp, trainedAt), !params.magnificationChange {
+            throw NodeError("param 'mpp': \(mpp) µm/px, but the encoder was trained on patches at \(trainedAt) µm/px; leave 'mpp' out to use the encoder's, or set 'magnification_change: true' to compress at another magnification on purpose")
+        }
+        return mpp
     }
 
     /// The reference's stain statistics, or nil without normalisation.

@@ -15,10 +15,10 @@ enum ContrastiveTraining {
                     out: URL, seed: UInt64, started: Stopwatch) throws {
         var info = startInfo
         let codeSize = encoder.outputShape.reduce(1, *)
-        guard let headURL = params.contrastiveHead?.url else {
+        guard let headReference = params.contrastiveHead else {
             throw NodeError("training 'contrastive' needs param 'contrastive_head' (e.g. nodes/encoders/contrastive-head.yaml)")
         }
-        let head = try Architecture.load(file: headURL.path).build(seed: seed &+ 31, inputShapes: [[codeSize], [codeSize]], prefix: "head")
+        let head = try Architecture(headReference).build(seed: seed &+ 31, inputShapes: [[codeSize], [codeSize]], prefix: "head")
         let records = patchSet.records
         let slides = Set(records.map(\.slide))
         guard slides.count >= 2 else { throw NodeError("training 'contrastive' needs patches from at least 2 slides (negatives come from another slide)") }
@@ -147,7 +147,7 @@ enum ContrastiveTraining {
         info.trainPatches = train.count
         info.validationPatches = validation.count
         try EncoderNode.writeTrained(outcome, info: info, time: inputs.time, context: context, weights: { [("encoder.safetensors", $0.encoder), ("heads.safetensors", $0.head)] },
-                                     definitions: [(headURL, "contrastive-head.yaml")], to: out)
+                                     definitions: [(try headReference.keyedText(), "contrastive-head.yaml")], to: out)
     }
 }
 

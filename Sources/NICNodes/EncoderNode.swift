@@ -23,19 +23,19 @@ public struct EncoderNode: NodeType {
     public enum Training: String, ParamChoice { case supervised, bigan, vae, contrastive, none }
 
     public struct Params: NodeParams {
-        @Param(doc: "encoder architecture, e.g. nodes/encoders/nic-encoder.yaml") var architecture: Reference
+        @Param(doc: "encoder architecture, e.g. nodes/encoders/nic-encoder.yaml", schema: ArchitectureFile.self) var architecture: Reference
         @Param(doc: "supervised: multi-task training on the PatchSet's tasks; bigan, vae, contrastive: unsupervised; none: weight-free encoders (mean-RGB)")
         var training = Training.supervised
-        @Param(doc: "bigan: the generator") var generator: Reference? = Reference("nodes/bigan/generator.yaml")
-        @Param(doc: "bigan: the discriminator") var discriminator: Reference? = Reference("nodes/bigan/discriminator.yaml")
-        @Param(doc: "contrastive: the pair head") var contrastiveHead: Reference? = Reference("nodes/encoders/contrastive-head.yaml")
-        @Param(doc: "vae: the decoder architecture") var decoder: Reference? = Reference("nodes/vae/decoder.yaml")
+        @Param(doc: "bigan: the generator", schema: ArchitectureFile.self) var generator: Reference? = Reference("nodes/bigan/generator.yaml")
+        @Param(doc: "bigan: the discriminator", schema: ArchitectureFile.self) var discriminator: Reference? = Reference("nodes/bigan/discriminator.yaml")
+        @Param(doc: "contrastive: the pair head", schema: ArchitectureFile.self) var contrastiveHead: Reference? = Reference("nodes/encoders/contrastive-head.yaml")
+        @Param(doc: "vae: the decoder architecture", schema: ArchitectureFile.self) var decoder: Reference? = Reference("nodes/vae/decoder.yaml")
         @Param(doc: "vae: weight γ of the KL term", .atLeast(0)) var klWeight = 5e-5
         @Param(doc: "bigan: one-sided label smoothing ε (the discriminator aims at 1 − ε for real pairs)", .within(0, 0.5))
         var labelSmoothing = 0.1
         @Param(doc: "bigan: generator and encoder updates per discriminator update (the D/G ratio; 2 or more slows a discriminator that wins early)", .within(1, 10))
         var generatorSteps = 1
-        @Param(doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads")
+        @Param(doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads", schema: EncoderTasks.self)
         var tasks: ParamValue = .null
         @Param(doc: "folder of head definitions") var headsDir: DirectoryParam? = DirectoryParam("nodes/heads")
         @Param(doc: "the most epochs to train (with early stopping, a cap)", .within(1, 100_000)) var epochs = 8
@@ -62,13 +62,15 @@ public struct EncoderNode: NodeType {
         var network: Network
         var loss: LossSpec
         var targets: [Float]  // per patch; NaN = missing (class index for classification)
+        /// The head file as read once, for the model folder's copy.
+        var headText: String
     }
 
     public func run(_ context: NodeContext, _ params: Params) throws {
         let started = Stopwatch()
         let patchSet = try PatchSet(folder: try context.input("patches"))
         let architectureURL = params.architecture.url
-        let architecture = try Architecture.load(file: architectureURL.path)
+        let architecture = try Architecture(params.architecture)
         let downsample = try Self.downsample(params.downsample, patch: patchSet.info.size, architecture: architecture, file: architectureURL.lastPathComponent)
         let side = patchSet.info.size / downsample
         let seed = UInt64(truncatingIfNeeded: params.seed)
@@ -76,12 +78,13 @@ public struct EncoderNode: NodeType {
         let codeShape = encoder.outputShape
         let codeSize = codeShape.reduce(1, *)
         let out = try context.output("model")
-        try FileManager.default.copyItem(at: architectureURL, to: out.appendingPathComponent("encoder.yaml"))
+        try params.architecture.write(to: out.appendingPathComponent("encoder.yaml"))
 
         let training = params.training.rawValue
         var info = EncoderModel.Info(training: training, patchSize: patchSet.info.size, downsample: downsample,
                                      input: [side, side, 3], codeSize: codeSize, tasks: [], bestEpoch: nil,
                                      epochs: 0, trainPatches: 0, validationPatches: 0, codeFrom: nil)
+        info.mpp = patchSet.info.mpp
         if training == "none" {
             guard encoder.parameters.isEmpty else {
                 throw NodeError("training 'none' is for weight-free encoders such as mean-RGB; \(architectureURL.lastPathComponent) has \(encoder.parameterCount) weights")
@@ -175,7 +178,7 @@ public struct EncoderNode: NodeType {
         }
         info.tasks = tasks.map(\.info)
         try Self.writeTrained(outcome, info: info, time: inputs.time, context: context, weights: { [("encoder.safetensors", $0.encoder), ("heads.safetensors", $0.heads)] },
-                              definitions: tasks.map { (URL(fileURLWithPath: $0.info.head), "heads/\($0.info.name).yaml") }, to: out)
+                              definitions: tasks.map { ($0.headText, "heads/\($0.info.name).yaml") }, to: out)
     }
 
     func write(_ info: EncoderModel.Info, to out: URL) throws { try Self.writeInfo(info, to: out) }
@@ -209,24 +212,8 @@ public struct EncoderNode: NodeType {
         guard let headsDir = params.headsDir?.url else {
             throw NodeError("param 'heads_dir': no folder of head definitions (the default nodes/heads does not exist here); give the param")
         }
-        var requested: [(String, String?, Double)] = []
-        switch params.tasks {
-        case .null:
-            requested = patchSet.info.tasks.map { ($0.name, nil, 1) }
-        case .map(let map):
-            for name in map.keys.sorted() {
-                switch map[name]! {  // invariant: name taken from map.keys
-                case .string(let head): requested.append((name, head, 1))
-                case .map(let options):
-                    requested.append((name, options["head"]?.stringValue, options["weight"]?.doubleValue ?? 1))
-                default: throw NodeError("param 'tasks': task '\(name)' must map to a head name or {head: NAME, weight: W}")
-                }
-            }
-        case .list(let names):
-            requested = names.compactMap(\.stringValue).map { ($0, nil, 1) }
-        default:
-            throw NodeError("param 'tasks' must map task names to heads, e.g. {tissue: classification, nuclei: regression}")
-        }
+        let requested: [(String, String?, Double)] = try EncoderTasks.decode(params.tasks, file: "param 'tasks'").requests?.map { ($0.task, $0.head, $0.weight) }
+            ?? patchSet.info.tasks.map { ($0.name, nil, 1) }
         var tasks: [Task] = []
         for (index, (name, headName, weight)) in requested.enumerated() {
             guard let patchTask = patchSet.info.tasks.first(where: { $0.name == name }) else {
@@ -244,7 +231,8 @@ public struct EncoderNode: NodeType {
                 throw NodeError("param 'tasks': head '\(head)' for task '\(name)' not found (\(file.path))")
             }
             let outputs = kind == "classification" ? classes.count : 1
-            let architecture = try Heads.architecture(file: file, outputs: outputs)
+            let headText = try Heads.text(file)
+            let architecture = try Heads.architecture(text: headText, file: file.path, outputs: outputs)
             let loss = try LossSpec(architecture)
             switch (kind, loss) {
             case ("regression", .meanSquaredError), ("binary", .binaryCrossEntropy), ("classification", .softmaxCrossEntropy): break
@@ -252,7 +240,7 @@ public struct EncoderNode: NodeType {
             }
             let network = try architecture.build(seed: seed &+ UInt64(index + 1) &* 7919, inputShapes: [[codeSize]], prefix: "heads.\(name)")
             tasks.append(Task(info: .init(name: name, kind: kind, classes: patchTask.classes, head: file.path, weight: weight, mean: nil, std: nil),
-                              network: network, loss: loss, targets: try patchSet.labels(name)))
+                              network: network, loss: loss, targets: try patchSet.labels(name), headText: headText))
         }
         return tasks
     }

@@ -97,15 +97,21 @@ public struct Evaluator: NodeType {
 
     public func run(_ context: NodeContext, _ params: Params) throws {
         let predictions = try Predictions.read(from: try context.input("predictions"))
+        // Patients `apply` could not predict (no tissue) are not in n; say who they are, and keep them in metrics.json.
+        var skipped: [String: ParamValue] = [:]
+        if !predictions.skipped.isEmpty {
+            context.warn("\(predictions.skipped.count) patient(s) of this cohort have no prediction (no tissue cell on any slide; see the apply node's skipped.csv) and are not scored: \(predictions.skipped.prefix(20).joined(separator: ", "))\(predictions.skipped.count > 20 ? ", …" : "")")
+            skipped["skipped"] = .list(predictions.skipped.map { .string($0) })
+        }
         if predictions.external && predictions.count == 0 {
             // A cohort without labels (a challenge's test set): its submission is the result.
-            let note = "nothing to score: no patient of this cohort has a label in \(predictions.targetColumns.joined(separator: "/")) (the predictions are in submission.csv)"
+            let note = "nothing to score: no patient of this cohort with a prediction has a label in \(predictions.targetColumns.joined(separator: "/")) (the predictions are in submission.csv)"
             context.warn(note)
             let out = try context.output("metrics")
             let document: ParamValue = .map([
                 "task": .string(predictions.task.rawValue), "n": .int(0), "confidence": .float(params.confidence),
                 "resamples": .int(params.bootstrap), "metrics": .map([:]), "note": .string(note),
-            ])
+            ].merging(skipped) { a, _ in a })
             try Data(document.canonicalJSON.utf8).write(to: out.appendingPathComponent("metrics.json"))
             try CSVTable(columns: ["metric", "value", "ci_low", "ci_high", "n"], rows: []).write(to: out.appendingPathComponent("metrics.csv"))
             return
@@ -160,7 +166,7 @@ public struct Evaluator: NodeType {
         let document: ParamValue = .map([
             "task": .string(predictions.task.rawValue), "n": .int(predictions.count), "confidence": .float(confidence),
             "resamples": .int(resamples), "metrics": .map(results),
-        ])
+        ].merging(skipped) { a, _ in a })
         try Data(document.canonicalJSON.utf8).write(to: out.appendingPathComponent("metrics.json"))
         try CSVTable(columns: ["metric", "value", "ci_low", "ci_high", "n"], rows: rows).write(to: out.appendingPathComponent("metrics.csv"))
         try writePlotData(predictions, to: out)

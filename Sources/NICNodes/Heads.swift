@@ -6,17 +6,36 @@ import Yams
 /// Task heads are YAML files (`nodes/heads/*.yaml`): layers plus a `loss`. The last `dense` layer's
 /// width is set from the task (the number of classes), so one classification head serves any task.
 enum Heads {
-    /// Loads `file` with its last dense layer producing `outputs` units.
+    /// Loads `file` (a model's own copy, or a head named in a task list) with its last dense layer
+    /// producing `outputs` units.
     static func architecture(file: URL, outputs: Int) throws -> Architecture {
-        let text: String
-        do { text = try String(contentsOf: file, encoding: .utf8) }
+        try architecture(text: try text(file), file: file.path, outputs: outputs)
+    }
+
+    /// The referenced head, from the text the node was keyed on.
+    static func architecture(_ reference: Reference, outputs: Int) throws -> Architecture {
+        try architecture(reference.yamlNode(), file: reference.path, outputs: outputs)
+    }
+
+    static func text(_ file: URL) throws -> String {
+        do { return try String(contentsOf: file, encoding: .utf8) }
         catch { throw NodeError("\(file.path): cannot read head: \(error.localizedDescription)") }
-        guard let root = try Yams.compose(yaml: text), var map = root.mapping else {
-            throw NodeError("\(file.path): a head must be a mapping with 'layers' and 'loss'")
+    }
+
+    static func architecture(text: String, file: String, outputs: Int) throws -> Architecture {
+        let root: Yams.Node?
+        do { root = try Yams.compose(yaml: text) } catch { throw NodeError("\(file): not valid YAML: \(error)") }
+        guard let root else { throw NodeError("\(file): a head must be a mapping with 'layers' and 'loss'") }
+        return try architecture(root, file: file, outputs: outputs)
+    }
+
+    static func architecture(_ root: Yams.Node, file: String, outputs: Int) throws -> Architecture {
+        guard var map = root.mapping else {
+            throw NeuralError.architecture(location: Architecture.loc(file, root), message: "a head must be a mapping with 'layers' and 'loss'")
         }
         guard var layers = map["layers"]?.sequence, let lastIndex = layers.indices.last,
               var last = layers[lastIndex].mapping, let dense = last["dense"] else {
-            throw NodeError("\(file.path): a head's last layer must be 'dense' (its width is set from the task)")
+            throw NeuralError.architecture(location: Architecture.loc(file, map["layers"] ?? root), message: "a head's last layer must be 'dense' (its width is set from the task)")
         }
         if var options = dense.mapping {
             options["units"] = Node(String(outputs))
@@ -26,7 +45,7 @@ enum Heads {
         }
         layers[lastIndex] = .mapping(last)
         map["layers"] = .sequence(layers)
-        return try Architecture(node: .mapping(map), file: file.path)
+        return try Architecture(node: .mapping(map), file: file)
     }
 
     /// Resolves a head name (`binary`) to `heads_dir/binary.yaml`, or takes a path ending in .yaml.
@@ -54,21 +73,35 @@ enum Heads {
 
     static func auxiliary(_ architecture: Architecture) throws -> Auxiliary? {
         guard let node = architecture.extra["auxiliary"] else { return nil }
-        let at = Architecture.loc(architecture.file, node)
-        guard let map = node.mapping else { throw NodeError("\(at): 'auxiliary' is a mapping like {target: score, loss: mse, weight: 0.5}") }
-        for key in map.keys.compactMap(\.string) where !["target", "loss", "weight", "classes"].contains(key) {
-            throw NodeError("\(at): unknown key '\(key)' in 'auxiliary' (expected target, loss, weight, classes)")
+        let definition: AuxiliaryDefinition
+        do { definition = try YAMLValueDecoder.decode(AuxiliaryDefinition.self, from: node, file: architecture.file) }
+        catch let errors as SpecErrors { throw SpecErrors(errors.errors.map { SpecError("auxiliary: " + $0.message, at: $0.location) }) }
+        catch let error as SpecError { throw SpecError("auxiliary: " + error.message, at: error.location) }
+        return Auxiliary(column: definition.target, loss: definition.loss == "binary_cross_entropy" ? .binaryCrossEntropy(positiveWeight: 1) : .meanSquaredError,
+                         weight: definition.weight, classes: definition.classes, file: architecture.file)
+    }
+
+    /// `auxiliary:` as written in a head file.
+    struct AuxiliaryDefinition: Decodable {
+        var target: String
+        var loss: String
+        var weight: Double
+        var classes: [String]
+        enum CodingKeys: String, CodingKey { case target, loss, weight, classes }
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            target = try c.decode(String.self, forKey: .target)
+            guard !target.isEmpty else { throw DecodingError.dataCorruptedError(forKey: .target, in: c, debugDescription: "auxiliary: 'target' names a labels.csv column") }
+            loss = try c.decodeIfPresent(String.self, forKey: .loss) ?? "mse"
+            guard ["mse", "binary_cross_entropy"].contains(loss) else {
+                throw DecodingError.dataCorruptedError(forKey: .loss, in: c, debugDescription: "auxiliary: 'loss' must be mse or binary_cross_entropy, found '\(loss)'")
+            }
+            weight = try c.decodeIfPresent(Double.self, forKey: .weight) ?? 1
+            guard weight >= 0, weight.isFinite else {
+                throw DecodingError.dataCorruptedError(forKey: .weight, in: c, debugDescription: "auxiliary: 'weight' must be a number ≥ 0, found \(weight)")
+            }
+            classes = try c.decodeIfPresent([String].self, forKey: .classes) ?? []
         }
-        guard let column = map["target"]?.string, !column.isEmpty else { throw NodeError("\(at): 'auxiliary.target' names a labels.csv column") }
-        let loss: LossSpec
-        switch map["loss"]?.string ?? "mse" {
-        case "mse": loss = .meanSquaredError
-        case "binary_cross_entropy": loss = .binaryCrossEntropy(positiveWeight: 1)
-        case let other: throw NodeError("\(at): 'auxiliary.loss' must be mse or binary_cross_entropy, got '\(other)'")
-        }
-        let weight = map["weight"].map { $0.float } ?? 1
-        guard let weight, weight >= 0, weight.isFinite else { throw NodeError("\(at): 'auxiliary.weight' must be a number ≥ 0") }
-        let classes = map["classes"]?.sequence?.compactMap(\.string) ?? []
-        return Auxiliary(column: column, loss: loss, weight: weight, classes: classes, file: architecture.file)
     }
 }

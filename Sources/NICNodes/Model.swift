@@ -56,9 +56,12 @@ public struct EncoderModel {
         public var diverged: String?
         /// Where the training's time went (absent for weight-free encoders and older models).
         public var time: TrainingTime?
+        /// The µm/px of the patches it was trained on (absent in models from before it was recorded):
+        /// the magnification a compressor applies it at unless told otherwise.
+        public var mpp: Double?
 
         enum CodingKeys: String, CodingKey {
-            case training, downsample, input, tasks, epochs, time, codeFrom = "code_from"
+            case training, downsample, input, tasks, epochs, time, mpp, codeFrom = "code_from"
             case maxEpochs = "max_epochs", stoppedEarly = "stopped_early", diverged
             case patchSize = "patch_size", codeSize = "code_size", bestEpoch = "best_epoch"
             case trainPatches = "train_patches", validationPatches = "validation_patches"

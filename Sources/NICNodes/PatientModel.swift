@@ -17,6 +17,10 @@ import Stats
 /// head with `risk_set: fold` compares each batch with every training slide of the fold; with
 /// `risk_set: batch`, batches without an observed event are skipped (the partial likelihood is
 /// undefined on them).
+///
+/// curves.csv records per fold and epoch the training loss and the held-out fold's loss (the CNN: one
+/// fixed crop per held-out slide; bag models: each held-out bag, orientation 0, at most `bag_cells`
+/// fixed cells), which is only recorded: nothing in training depends on it.
 public struct PatientModel: NodeType {
     public static let name = "patient_model"
     /// 2: bag models (an architecture with `pool`). 3: the trained model (`model` port); the CNN's test
@@ -28,15 +32,15 @@ public struct PatientModel: NodeType {
         PortSpec("features", .table, optional: true, doc: "instead of grids: a table (patient, numeric covariates, targets) for a linear model, e.g. Cox on clinical covariates"),
     ]
     public static let outputs = [
-        PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), curves.csv"),
+        PortSpec("predictions", .predictions, doc: "task.json, predictions.csv (out of fold), curves.csv (per fold: training loss and the held-out fold's loss per epoch)"),
         PortSpec("model", .trainedModel, optional: true, doc: "the k fold models as an ensemble for `apply`: model.json (card), fold<k>.safetensors (on grids; empty for a 'features' table)"),
     ]
     public struct Params: NodeParams {
-        @Param(doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'")
+        @Param(doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'", schema: ArchitectureFile.self)
         var architecture: Reference? = nil
         @Param(doc: "with 'features': covariate columns (default: every numeric column but patient and targets)")
         var covariates: [String] = []
-        @Param(doc: "output head, e.g. nodes/heads/cox.yaml; its loss sets the task") var head: Reference
+        @Param(doc: "output head, e.g. nodes/heads/cox.yaml; its loss sets the task", schema: HeadFile.self) var head: Reference
         @Param(doc: "label column(s) of labels.csv: one, or [time, event] for Cox", .count(1, 2)) var target: [String]
         @Param(doc: "class labels in order (binary: [negative, positive]); default: sorted values") var classes: [String] = []
         @Param(doc: "patient-level cross-validation folds", .atLeast(2)) var folds = 4
@@ -74,7 +78,7 @@ public struct PatientModel: NodeType {
         guard context.hasInput("grids") else { throw NodeError("connect 'grids' (compressed slides) or 'features' (a table of covariates)") }
         let gridSet = try GridSet(folder: try context.input("grids"))
         guard let architecture = params.architecture else { throw NodeError("param 'architecture' is required with 'grids'") }
-        let trunkArchitecture = try Architecture.load(file: architecture.path)
+        let trunkArchitecture = try Architecture(architecture)
         let isBagModel = try BagModel.poolSpec(trunkArchitecture) != nil
         let aggregation: Aggregation = params.aggregation == .auto ? (isBagModel ? .patient : .slides) : params.aggregation
         if aggregation == .patient && !isBagModel {
@@ -84,7 +88,7 @@ public struct PatientModel: NodeType {
         for column in ["patient"] + params.target where !gridSet.slideSet.labelColumns.contains(column) {
             throw NodeError("param 'target': the cohort's labels.csv has no column '\(column)'; it has \(gridSet.slideSet.labelColumns.joined(separator: ", "))")
         }
-        let headSpec = try Heads.architecture(file: headURL, outputs: 1)
+        let headSpec = try Heads.architecture(params.head, outputs: 1)
         let targets = try PatientTargets(loss: try LossSpec(headSpec), head: headURL.lastPathComponent,
                                          columns: params.target, classes: params.classes,
                                          slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) },
@@ -111,16 +115,17 @@ public struct PatientModel: NodeType {
         let foldCount = params.folds, epochs = params.epochs
         let outputs = targets.outputs, width = targets.networkOutputs
         var scores: [String: [Double]] = [:]
-        var curves = [[String]](repeating: [], count: epochs)
+        var curves = [[String]](repeating: [], count: epochs), heldOutCurves = curves
         let modelFolder = try context.output("model")
         var members: [TrainedModel.Member] = []
 
         for fold in 0..<foldCount {
             let trainSlides = slides.indices.filter { folds[slides[$0].patient] != fold }
+            let heldOutSlides = slides.indices.filter { folds[slides[$0].patient] == fold }
             let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
             let trunk = try trunkArchitecture.build(seed: foldSeed, inputShapes: [[crop, crop, channels]], prefix: "model")
             let features = trunk.outputShape.reduce(1, *)
-            let head = try Heads.architecture(file: headURL, outputs: width).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
+            let head = try Heads.architecture(params.head, outputs: width).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
             let parameters = trunk.parameters + head.parameters
             let trainer = Self.trainer(params, parameters: parameters, fold: fold, context: context)
             // One generator draws both the epoch's order and its crops.
@@ -144,8 +149,23 @@ public struct PatientModel: NodeType {
                     try trunk.backward(dFeatures.reshaped(features.shape))
                     return StepResult(loss: result.value)
                 },
+                heldOut: { _ in
+                    // The same crops every epoch (their own generator, so training draws as without it):
+                    // one per held-out slide, in eval mode, the fold's patients as one batch.
+                    var heldOutRNG = SplitMix64(seed: foldSeed &+ 4)
+                    let batchPatients = heldOutSlides.map { slides[$0].patient }
+                    guard !heldOutSlides.isEmpty, targets.canTrain(on: batchPatients) else { return nil }
+                    var logits: [Float] = []
+                    for start in stride(from: 0, to: heldOutSlides.count, by: params.batchSize) {
+                        let chunk = heldOutSlides[start..<min(heldOutSlides.count, start + params.batchSize)].map { slides[$0] }
+                        let x = try crops(chunk, crop: crop, channels: channels, rng: &heldOutRNG, orientation: nil)
+                        let features = try trunk.forward(x, training: false)
+                        logits += try head.forward(features.reshaped([chunk.count, features.count / chunk.count]), training: false).data
+                    }
+                    return try targets.loss(Tensor(shape: [heldOutSlides.count, width], data: logits), patients: batchPatients).value
+                },
                 snapshot: { () })
-            for record in outcome.epochs { curves[record.epoch - 1].append("\(record.trainLoss)") }
+            Self.record(outcome, into: &curves, heldOut: &heldOutCurves)
             // Out-of-fold predictions: average over slides × orientations × crops.
             for patient in patients where folds[patient] == fold {
                 scores[patient] = try Self.predictCNN(trunk: trunk, head: head, slides: slides.filter { $0.patient == patient }, crop: crop, channels: channels,
@@ -158,7 +178,7 @@ public struct PatientModel: NodeType {
         }
 
         let predictions = targets.predictions(scores: scores, folds: folds)
-        try Self.writePredictions(predictions, curves: curves, context: context)
+        try Self.writePredictions(predictions, curves: curves, heldOut: heldOutCurves, context: context)
         try Self.writeModel(kind: .cnn, params, members: members, crop: crop, gridSet: gridSet, targets: targets, predictions: predictions,
                             standardisation: "none: the CNN reads the codes as the encoder gave them", to: modelFolder, context: context)
     }
@@ -203,8 +223,8 @@ public struct PatientModel: NodeType {
                            gridSet: GridSet, targets: PatientTargets, predictions: Predictions, standardisation: String,
                            to folder: URL, context: NodeContext) throws {
         guard let architecture = params.architecture else { return }
-        try TrainedModel.copy(architecture.url, as: "architecture.yaml", into: folder)
-        try TrainedModel.copy(params.head.url, as: "head.yaml", into: folder)
+        try architecture.write(to: folder.appendingPathComponent("architecture.yaml"))
+        try params.head.write(to: folder.appendingPathComponent("head.yaml"))
         let card = TrainedModel.Card(kind: kind, task: targets.task, target: targets.columns, classes: targets.classes, output: targets.mapping,
                                      architecture: "architecture.yaml", architectureSource: architecture.url.lastPathComponent,
                                      head: "head.yaml", headSource: params.head.url.lastPathComponent,
@@ -216,14 +236,25 @@ public struct PatientModel: NodeType {
         try TrainedModel.write(card, to: folder)
     }
 
-    /// The out-of-fold predictions and the per-fold training-loss curves; returns the output folder.
+    /// A fold's epochs appended to the per-epoch rows: its training loss, and its held-out loss ("" when undefined).
+    static func record(_ outcome: TrainingOutcome<Void>, into curves: inout [[String]], heldOut: inout [[String]]) {
+        for record in outcome.epochs {
+            curves[record.epoch - 1].append("\(record.trainLoss)")
+            heldOut[record.epoch - 1].append(record.heldOutLoss.map { "\($0)" } ?? "")
+        }
+    }
+
+    /// The out-of-fold predictions and the per-fold loss curves (`fold<k>_loss`: training, the mean
+    /// step loss; `fold<k>_val_loss`: the held-out fold's loss after the epoch, recorded only — with tens
+    /// of patients no fold can spare a validation set, and choosing anything by the test fold would bias
+    /// its out-of-fold predictions); returns the output folder.
     @discardableResult
-    static func writePredictions(_ predictions: Predictions, curves: [[String]], context: NodeContext) throws -> URL {
+    static func writePredictions(_ predictions: Predictions, curves: [[String]], heldOut: [[String]], context: NodeContext) throws -> URL {
         let out = try context.output("predictions")
         try predictions.write(to: out)
         let folds = curves.map(\.count).max() ?? 0
-        try CSVTable(columns: ["epoch"] + (0..<folds).map { "fold\($0 + 1)_loss" },
-                     rows: curves.enumerated().map { [String($0.offset + 1)] + $0.element })
+        try CSVTable(columns: ["epoch"] + (0..<folds).map { "fold\($0 + 1)_loss" } + (0..<folds).map { "fold\($0 + 1)_val_loss" },
+                     rows: curves.indices.map { e in [String(e + 1)] + curves[e] + heldOut[e] })
             .write(to: out.appendingPathComponent("curves.csv"))
         return out
     }
@@ -239,7 +270,7 @@ public struct PatientModel: NodeType {
         trainer.progress = { p in
             guard p.epochFinished else { return }
             context.progress(fold * epochs + p.epoch, of: folds * epochs, unit: "epochs",
-                             stage: "fold \(fold + 1)/\(folds) epoch \(p.epoch)/\(epochs)", metrics: ["loss": p.metrics["loss"] ?? .nan])
+                             stage: "fold \(fold + 1)/\(folds) epoch \(p.epoch)/\(epochs)", metrics: ["loss": p.metrics["loss"] ?? .nan].merging(p.metrics["held_out_loss"].map { ["val_loss": $0] } ?? [:]) { a, _ in a })
         }
         return trainer
     }

@@ -11,6 +11,7 @@ public extension PortType {
 /// On disk (a `Predictions` port folder), readable with pandas:
 /// - `task.json`: `{"task": "regression"|"binary"|"multiclass"|"survival", "target": [...columns], "classes": [...]}`,
 ///   plus `"external": true` for a kept model applied to a cohort (`apply`: fold 0, only labelled patients)
+///   and, when `apply` could not predict some patients (no tissue cell on any slide), `"skipped": [...patients]`
 /// - `predictions.csv`: `patient`, `fold`, the target columns (`time`,`event` for survival; one label
 ///   column otherwise), then `prediction` (regression: the value; binary: P(classes[1]); survival: a
 ///   risk score, higher = shorter survival) or, for multiclass, one `p_<class>` column per class.
@@ -30,6 +31,9 @@ public struct Predictions: Equatable {
     public var scores: [[Double]]
     /// Made by a kept model on a cohort it was not trained on (`apply`), not out of fold.
     public var external = false
+    /// Patients `apply` gave no prediction (no tissue cell on any slide: no evidence), so that an
+    /// evaluator can say who is missing from its n instead of scoring a made-up value.
+    public var skipped: [String] = []
 
     public var count: Int { patients.count }
 
@@ -39,6 +43,8 @@ public struct Predictions: Equatable {
         var classes: [String]
         /// Absent (not false) for out-of-fold predictions, so their files stay as they were.
         var external: Bool?
+        /// Absent when no patient was skipped, so files without skipped patients stay as they were.
+        var skipped: [String]?
     }
 
     /// Refuses non-finite scores (a diverged model) so that no node caches them as a result.
@@ -48,7 +54,8 @@ public struct Predictions: Equatable {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(TaskFile(task: task, target: targetColumns, classes: classes, external: external ? true : nil)).write(to: folder.appendingPathComponent("task.json"))
+        try encoder.encode(TaskFile(task: task, target: targetColumns, classes: classes, external: external ? true : nil,
+                                        skipped: skipped.isEmpty ? nil : skipped)).write(to: folder.appendingPathComponent("task.json"))
         var columns = ["patient", "fold"] + targetColumns
         columns += task == .multiclass ? classes.map { "p_\($0)" } : ["prediction"]
         var rows: [[String]] = []
@@ -76,6 +83,7 @@ public struct Predictions: Equatable {
         var predictions = try parse(table, file: file.path, task: meta.task, patientColumn: "patient", foldColumn: "fold",
                                     targetColumns: meta.target, scoreColumns: scoreColumns, classes: meta.classes)
         predictions.external = meta.external ?? false
+        predictions.skipped = meta.skipped ?? []
         return predictions
     }
 

@@ -35,7 +35,7 @@ public struct Probe: NodeType {
     public enum Pooling: String, ParamChoice { case mean, max }
 
     public struct Params: NodeParams {
-        @Param(doc: "output head, e.g. nodes/heads/cox.yaml; its loss sets the task and the model (only its loss is used)") var head: Reference
+        @Param(doc: "output head, e.g. nodes/heads/cox.yaml; its loss sets the task and the model (only its loss is used)", schema: HeadFile.self) var head: Reference
         @Param(doc: "label column(s) of labels.csv: one, or [time, event] for Cox", .count(1, 2)) var target: [String]
         @Param(doc: "class labels in order (binary: [negative, positive]); default: sorted values") var classes: [String] = []
         @Param(doc: "patient-level cross-validation folds (the patient model's, for the same folds and seed)", .atLeast(2)) var folds = 4
@@ -55,7 +55,7 @@ public struct Probe: NodeType {
         for column in ["patient"] + params.target where !gridSet.slideSet.labelColumns.contains(column) {
             throw NodeError("param 'target': the cohort's labels.csv has no column '\(column)'; it has \(gridSet.slideSet.labelColumns.joined(separator: ", "))")
         }
-        let loss = try LossSpec(try Heads.architecture(file: params.head.url, outputs: 1))
+        let loss = try LossSpec(try Heads.architecture(params.head, outputs: 1))
         let targets = try PatientTargets(loss: loss, head: params.head.url.lastPathComponent, columns: params.target, classes: params.classes,
                                          slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) })
         targets.reportDropped(context)

@@ -53,7 +53,7 @@ extension EncoderNode {
     /// state), copies of the definitions it was built from, curves.csv and model.json.
     static func writeTrained<Snapshot>(_ outcome: TrainingOutcome<Snapshot>, info: EncoderModel.Info, time: TrainingTime, context: NodeContext,
                                        weights: (Snapshot) -> [(String, [(String, Safetensors.Value)])],
-                                       definitions: [(URL, String)], to out: URL) throws {
+                                       definitions: [(text: String, name: String)], to out: URL) throws {
         var info = info
         info.time = time
         report(time, lastEpoch: outcome.epochs.last, context: context)
@@ -66,10 +66,10 @@ extension EncoderNode {
         if let best = outcome.best?.snapshot {
             for (file, state) in weights(best) { try writeWeights(state, to: out.appendingPathComponent(file)) }
         }
-        for (source, name) in definitions {
+        for (text, name) in definitions {
             let target = out.appendingPathComponent(name)
             try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try FileManager.default.copyItem(at: source, to: target)
+            try Data(text.utf8).write(to: target)
         }
         try outcome.writeCurves(to: out.appendingPathComponent("curves.csv"))
         try writeInfo(info, to: out)

@@ -16,8 +16,8 @@ enum VAETraining {
             throw NodeError("training 'vae': the encoder must end in a dense layer of 2·D outputs (μ then log σ²), it gives \(encoder.outputShape)")
         }
         let codeSize = statsWidth / 2
-        guard let decoderURL = params.decoder?.url else { throw NodeError("training 'vae' needs param 'decoder' (e.g. nodes/vae/decoder.yaml)") }
-        let decoder = try Architecture.load(file: decoderURL.path).build(seed: seed &+ 17, inputShapes: [[codeSize]], prefix: "decoder")
+        guard let decoderReference = params.decoder else { throw NodeError("training 'vae' needs param 'decoder' (e.g. nodes/vae/decoder.yaml)") }
+        let decoder = try Architecture(decoderReference).build(seed: seed &+ 17, inputShapes: [[codeSize]], prefix: "decoder")
         guard decoder.outputShape == info.input else {
             throw NodeError("training 'vae': the decoder gives \(decoder.outputShape), the encoder takes \(info.input)")
         }
@@ -68,6 +68,6 @@ enum VAETraining {
         info.trainPatches = train.count
         info.validationPatches = validation.count
         try EncoderNode.writeTrained(outcome, info: info, time: inputs.time, context: context, weights: { [("encoder.safetensors", $0.encoder), ("decoder.safetensors", $0.decoder)] },
-                                     definitions: [(decoderURL, "decoder.yaml")], to: out)
+                                     definitions: [(try decoderReference.keyedText(), "decoder.yaml")], to: out)
     }
 }

@@ -23,6 +23,8 @@ public struct Architecture {
         public let kind: String
         public let value: Yams.Node?
         public let location: String
+        /// The layer's parameters, read and checked when the file is parsed (so at `nic validate`).
+        public let config: LayerConfig
     }
 
     public struct BlockSpec {
@@ -158,7 +160,10 @@ public struct Architecture {
                 let suggestion = layerKinds.min { editDistance($0, kind) < editDistance($1, kind) }!
                 throw NeuralError.architecture(location: loc(file, at), message: "unknown layer '\(kind)' (did you mean '\(suggestion)'?); known: \(layerKinds.joined(separator: ", "))")
             }
-            return LayerSpec(kind: kind, value: value, location: loc(file, at))
+            var params = try LayerParams(kind: kind, value: value, location: loc(file, at), file: file)
+            let config = try LayerConfig(kind: kind, &params)
+            try params.finish()
+            return LayerSpec(kind: kind, value: value, location: loc(file, at), config: config)
         }
     }
 
@@ -207,15 +212,13 @@ public struct Architecture {
             for (i, spec) in block.layers.enumerated() {
                 let next = block.layers[safe: i + 1]
                 let previousShape = shape
-                var p = try LayerParams(spec)
                 layerIndex += 1
                 var layerRng = rng.derived(layerIndex)
                 let layer: Layer
                 do {
                     let flattened = i > 0 && block.layers[i - 1].kind == "flatten" ? shapeBefore[i - 1] : nil
-                    layer = try makeLayer(spec, &p, name: "\(blockName).\(i)", input: shape, flattened: flattened,
+                    layer = try makeLayer(spec, name: "\(blockName).\(i)", input: shape, flattened: flattened,
                                           previousKind: i > 0 ? block.layers[i - 1].kind : nil, next: next, rng: &layerRng)
-                    try p.finish()
                     shape = try layer.outputShape(shape)
                 } catch let e as NeuralError {
                     if case .architecture = e { throw e }
@@ -231,71 +234,116 @@ public struct Architecture {
         return Network(name: name, inputs: resolvedInputs, blocks: built)
     }
 
-    private func makeLayer(_ spec: LayerSpec, _ p: inout LayerParams, name: String, input: [Int], flattened: [Int]?,
+    private func makeLayer(_ spec: LayerSpec, name: String, input: [Int], flattened: [Int]?,
                            previousKind: String?, next: LayerSpec?, rng: inout Xoshiro256StarStar) throws -> Layer {
         let channels = input.last ?? 0
         func needImage() throws {
             guard input.count == 3 else { throw NeuralError.shapeMismatch(layer: name, expected: "[H, W, C] (\(spec.kind) needs an image)", got: input) }
         }
-        switch spec.kind {
-        case "conv":
+        switch spec.config {
+        case let .conv(filters, kernel, stride, padding, groups, bias, l2):
             try needImage()
-            let k = try p.pair("kernel", default: nil)
-            return try Conv2D(name: name, inChannels: channels, filters: try p.int("filters", primary: true), kernel: k,
-                              stride: try p.int("stride", default: 1), padding: try p.padding(), groups: try p.int("groups", default: 1),
-                              bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0), rng: &rng)
-        case "depthwise_conv":
+            return try Conv2D(name: name, inChannels: channels, filters: filters, kernel: kernel,
+                              stride: stride, padding: padding, groups: groups, bias: bias, l2: l2, rng: &rng)
+        case let .depthwiseConv(multiplier, kernel, stride, padding, bias, l2):
             try needImage()
-            let m = try p.int("multiplier", default: 1)
-            return try Conv2D(name: name, inChannels: channels, filters: channels * m, kernel: try p.pair("kernel", default: nil, primary: true),
-                              stride: try p.int("stride", default: 1), padding: try p.padding(), groups: channels,
-                              bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0), rng: &rng)
-        case "separable_conv":
+            return try Conv2D(name: name, inChannels: channels, filters: channels * multiplier, kernel: kernel,
+                              stride: stride, padding: padding, groups: channels, bias: bias, l2: l2, rng: &rng)
+        case let .separableConv(filters, kernel, stride, padding, bias, l2):
             try needImage()
-            return try SeparableConv2D(name: name, inChannels: channels, filters: try p.int("filters", primary: true),
-                                       kernel: try p.pair("kernel", default: (3, 3)), stride: try p.int("stride", default: 1),
-                                       padding: try p.padding(), bias: try p.bool("bias", default: true),
-                                       l2: try p.float("l2", default: 0), rng: &rng)
-        case "dense":
+            return try SeparableConv2D(name: name, inChannels: channels, filters: filters, kernel: kernel, stride: stride,
+                                       padding: padding, bias: bias, l2: l2, rng: &rng)
+        case let .dense(units, bias, l2):
             guard input.count == 1 else { throw NeuralError.shapeMismatch(layer: name, expected: "features [F] (add 'flatten' or a global pool before 'dense')", got: input) }
             let inputImage = flattened?.count == 3 ? flattened : nil
             var outputImage: [Int]?
-            if next?.kind == "reshape", let n = next, var np = try? LayerParams(n), let t = try? np.shape("shape", primary: true), t.count == 3 { outputImage = t }
-            return Dense(name: name, inFeatures: channels, units: try p.int("units", primary: true), bias: try p.bool("bias", default: true),
-                         l2: try p.float("l2", default: 0), inputImage: inputImage, outputImage: outputImage, rng: &rng)
-        case "batchnorm":
-            return BatchNorm(name: name, channels: channels, momentum: try p.float("momentum", default: 0.01), eps: try p.float("eps", default: 1e-3))
-        case "leaky_relu":
-            return LeakyReLU(name: name, alpha: try p.float("alpha", default: 0.2, primary: true))
-        case "relu":
-            return LeakyReLU(name: name, alpha: 0)
-        case "sigmoid": return Sigmoid(name: name)
-        case "tanh": return Tanh(name: name)
-        case "dropout", "spatial_dropout":
-            return try Dropout(name: name, rate: try p.float("rate", default: 0.5, primary: true), spatial: spec.kind == "spatial_dropout", rng: rng)
-        case "upsample":
-            return Upsample(name: name, factor: try p.int("factor", default: 2, primary: true))
-        case "max_pool", "avg_pool":
-            let k = try p.int("kernel", default: 2, primary: true)
-            return Pool2D(name: name, kind: spec.kind == "max_pool" ? .max : .average, kernel: k, stride: try p.int("stride", default: k), padding: try p.padding())
-        case "global_avg_pool": return GlobalPool(name: name, kind: .average)
-        case "global_max_pool": return GlobalPool(name: name, kind: .max)
-        case "flatten":
+            if case .reshape(let t)? = next?.config, t.count == 3 { outputImage = t }
+            return Dense(name: name, inFeatures: channels, units: units, bias: bias,
+                         l2: l2, inputImage: inputImage, outputImage: outputImage, rng: &rng)
+        case let .batchnorm(momentum, eps):
+            return BatchNorm(name: name, channels: channels, momentum: momentum, eps: eps)
+        case .leakyReLU(let alpha):
+            return LeakyReLU(name: name, alpha: alpha)
+        case .sigmoid: return Sigmoid(name: name)
+        case .tanh: return Tanh(name: name)
+        case let .dropout(rate, spatial):
+            return try Dropout(name: name, rate: rate, spatial: spatial, rng: rng)
+        case .upsample(let factor):
+            return Upsample(name: name, factor: factor)
+        case let .pool(kind, kernel, stride, padding):
+            return Pool2D(name: name, kind: kind, kernel: kernel, stride: stride, padding: padding)
+        case .globalPool(let kind): return GlobalPool(name: name, kind: kind)
+        case .flatten:
             return Flatten(name: name)
-        case "reshape":
-            let target = try p.shape("shape", primary: true)
+        case .reshape(let target):
             // nic images are HWC, PyTorch's CHW: only a dense right before can absorb the reordering on export.
             if target.count == 3, flattened == nil, !(previousKind == "dense") {
                 throw NeuralError.architecture(location: spec.location, message: "reshape to an image [H, W, C] must directly follow a dense layer (so that weights export in PyTorch layout)")
             }
             return Reshape(name: name, target: target)
-        case "sample_gaussian":
+        case .sampleGaussian:
             return SampleGaussian(name: name, rng: rng)
-        default:
-            throw NeuralError.architecture(location: spec.location, message: "unknown layer '\(spec.kind)'")
         }
     }
 
+}
+
+/// One layer's parameters, typed: what `nodes/*.yaml` may say about a layer of each kind. Decoded
+/// when the architecture is parsed, so a typo or a wrong value fails `nic validate` at its line.
+public enum LayerConfig: Sendable {
+    case conv(filters: Int, kernel: (Int, Int), stride: Int, padding: Padding, groups: Int, bias: Bool, l2: Float)
+    case depthwiseConv(multiplier: Int, kernel: (Int, Int), stride: Int, padding: Padding, bias: Bool, l2: Float)
+    case separableConv(filters: Int, kernel: (Int, Int), stride: Int, padding: Padding, bias: Bool, l2: Float)
+    case dense(units: Int, bias: Bool, l2: Float)
+    case batchnorm(momentum: Float, eps: Float)
+    /// `relu` is a leaky ReLU with α = 0.
+    case leakyReLU(alpha: Float)
+    case sigmoid, tanh
+    case dropout(rate: Float, spatial: Bool)
+    case upsample(factor: Int)
+    case pool(Pool2D.Kind, kernel: Int, stride: Int, padding: Padding)
+    case globalPool(Pool2D.Kind)
+    case flatten
+    case reshape([Int])
+    case sampleGaussian
+
+    /// Reads the parameters of a `kind` layer; `finish()` then rejects the keys it did not ask for.
+    init(kind: String, _ p: inout LayerParams) throws {
+        switch kind {
+        case "conv":
+            self = .conv(filters: try p.int("filters", primary: true), kernel: try p.pair("kernel", default: nil),
+                         stride: try p.int("stride", default: 1), padding: try p.padding(), groups: try p.int("groups", default: 1),
+                         bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0))
+        case "depthwise_conv":
+            self = .depthwiseConv(multiplier: try p.int("multiplier", default: 1), kernel: try p.pair("kernel", default: nil, primary: true),
+                                  stride: try p.int("stride", default: 1), padding: try p.padding(),
+                                  bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0))
+        case "separable_conv":
+            self = .separableConv(filters: try p.int("filters", primary: true), kernel: try p.pair("kernel", default: (3, 3)),
+                                  stride: try p.int("stride", default: 1), padding: try p.padding(),
+                                  bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0))
+        case "dense":
+            self = .dense(units: try p.int("units", primary: true), bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0))
+        case "batchnorm":
+            self = .batchnorm(momentum: try p.float("momentum", default: 0.01), eps: try p.float("eps", default: 1e-3))
+        case "leaky_relu": self = .leakyReLU(alpha: try p.float("alpha", default: 0.2, primary: true))
+        case "relu": self = .leakyReLU(alpha: 0)
+        case "sigmoid": self = .sigmoid
+        case "tanh": self = .tanh
+        case "dropout", "spatial_dropout":
+            self = .dropout(rate: try p.float("rate", default: 0.5, primary: true), spatial: kind == "spatial_dropout")
+        case "upsample": self = .upsample(factor: try p.int("factor", default: 2, primary: true))
+        case "max_pool", "avg_pool":
+            let k = try p.int("kernel", default: 2, primary: true)
+            self = .pool(kind == "max_pool" ? .max : .average, kernel: k, stride: try p.int("stride", default: k), padding: try p.padding())
+        case "global_avg_pool": self = .globalPool(.average)
+        case "global_max_pool": self = .globalPool(.max)
+        case "flatten": self = .flatten
+        case "reshape": self = .reshape(try p.shape("shape", primary: true))
+        case "sample_gaussian": self = .sampleGaussian
+        default: throw p.fail("unknown layer", nil)
+        }
+    }
 }
 
 extension Array {
@@ -305,18 +353,22 @@ extension Array {
 /// The parameters of one layer entry: either a bare value (`leaky_relu: 0.2`, the primary parameter)
 /// or a mapping. Every key must be used, so a typo is an error rather than a silent default.
 struct LayerParams {
-    let spec: Architecture.LayerSpec
+    let kind: String
+    let location: String
+    let file: String
     var mapping: [String: Yams.Node] = [:]
     var keyNodes: [String: Yams.Node] = [:]
     var scalar: Yams.Node?
     var used: Set<String> = []
 
-    init(_ spec: Architecture.LayerSpec) throws {
-        self.spec = spec
-        guard let v = spec.value else { return }
+    init(kind: String, value: Yams.Node?, location: String, file: String) throws {
+        self.kind = kind
+        self.location = location
+        self.file = file
+        guard let v = value else { return }
         if let m = v.mapping {
             for (k, val) in m {
-                guard let key = k.string else { throw NeuralError.architecture(location: spec.location, message: "parameter names must be strings") }
+                guard let key = k.string else { throw NeuralError.architecture(location: location, message: "parameter names must be strings") }
                 mapping[key] = val
                 keyNodes[key] = k
             }
@@ -328,8 +380,8 @@ struct LayerParams {
     }
 
     func fail(_ message: String, _ node: Yams.Node?) -> NeuralError {
-        let at = node?.mark.map { "\(spec.location.split(separator: ":").first ?? ""):\($0.line):\($0.column)" } ?? spec.location
-        return .architecture(location: at, message: "\(spec.kind): \(message)")
+        let at = node?.mark.map { "\(file):\($0.line):\($0.column)" } ?? location
+        return .architecture(location: at, message: "\(kind): \(message)")
     }
 
     mutating func node(_ key: String, primary: Bool) -> Yams.Node? {
@@ -389,7 +441,9 @@ struct LayerParams {
     func finish() throws {
         for key in mapping.keys.sorted() where !used.contains(key) {
             let known = used.sorted()
-            throw fail("unknown parameter '\(key)'\(known.isEmpty ? "" : " (known: \(known.joined(separator: ", ")))")", keyNodes[key])
+            let closest = known.min { Architecture.editDistance($0, key) < Architecture.editDistance($1, key) }
+            let hint = closest.flatMap { Architecture.editDistance($0, key) <= max(1, min(3, $0.count / 3)) ? " (did you mean '\($0)'?)" : nil } ?? ""
+            throw fail("unknown parameter '\(key)'\(hint)\(known.isEmpty ? "" : "; known: \(known.joined(separator: ", "))")", keyNodes[key])
         }
         if scalar != nil, used.isEmpty { throw fail("takes no value", scalar) }
     }

@@ -69,6 +69,9 @@ public struct EpochRecord {
     public var trainLoss: Double
     public var trainMetrics: [(String, Double)]
     public var validation: ValidationResult?
+    /// A loss measured after the epoch and only recorded (`fit`'s `heldOut`); nil when not measured
+    /// or undefined (e.g. a Cox loss on patients without an event).
+    public var heldOutLoss: Double? = nil
 }
 
 /// Where a training run is, for progress displays.
@@ -166,6 +169,9 @@ public struct Trainer {
     /// batch them; `step(batch, epoch)` runs forward and backward on a batch and returns its loss
     /// (nil when the batch cannot be used, e.g. a Cox batch without events); `validate(epoch)`
     /// measures the model after an epoch; `snapshot()` captures what to keep of the best epoch.
+    /// `heldOut(epoch)`, when given, measures a loss after each epoch that is only recorded
+    /// (`EpochRecord.heldOutLoss`): never monitored, so no schedule, checkpoint or stop depends on it —
+    /// for data that must not steer training (a cross-validation's test fold).
     /// `prefetch(epoch, batches)`, when given, hears the epoch's batches before its first step: exactly
     /// those `step` will get, in that order, so a data loader can prepare them ahead.
     public func fit<Snapshot>(
@@ -173,6 +179,7 @@ public struct Trainer {
         prefetch: ((_ epoch: Int, _ batches: [[Int]]) throws -> Void)? = nil,
         step: (_ batch: [Int], _ epoch: Int) throws -> StepResult?,
         validate: ((Int) throws -> ValidationResult)? = nil,
+        heldOut: ((Int) throws -> Double?)? = nil,
         snapshot: () throws -> Snapshot
     ) throws -> TrainingOutcome<Snapshot> {
         var outcome = TrainingOutcome<Snapshot>(epochs: [], best: nil, stoppedEarly: false, scheduledEpochs: max(1, schedule.epochs), divergence: nil)
@@ -227,15 +234,17 @@ public struct Trainer {
                 try diverged(TrainingError.nonFiniteValidation(epoch: epoch, value: validation.loss))
                 break epochs
             }
+            let heldOutLoss = try heldOut?(epoch)
             let record = EpochRecord(epoch: epoch, learningRate: learningRate, trainLoss: trainLoss,
                                      trainMetrics: metricNames.map { ($0, metricSums[$0]! / Double(max(1, used))) },  // invariant: as above
-                                     validation: validation)
+                                     validation: validation, heldOutLoss: heldOutLoss.flatMap { $0.isFinite ? $0 : nil })
             outcome.epochs.append(record)
             var finished = ["loss": trainLoss]
             if let validation {
                 finished["val_loss"] = validation.loss
                 for (name, value) in validation.metrics { finished["val_" + name] = value }
             }
+            if let heldOutLoss, heldOutLoss.isFinite { finished["held_out_loss"] = heldOutLoss }
             progress(TrainingProgress(epoch: epoch, epochs: epochs, step: steps, steps: steps, metrics: finished, epochFinished: true))
 
             // The monitored loss: validation when there is one, else training (NaN when no batch ran).

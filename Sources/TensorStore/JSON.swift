@@ -1,77 +1,10 @@
-/// A JSON value: the representation of zarr `attributes` (and of zarr.json while parsing).
-///
-/// Integers and floating-point numbers are kept apart (`.int` / `.double`) so that an
-/// attribute written as `3` reads back as `3`, not `3.0`, and so that 64-bit integers
-/// survive unrounded. Non-finite doubles are written as the strings "NaN", "Infinity"
-/// and "-Infinity" (the zarr convention for fill values), since JSON has no literal for them.
-public enum ZarrJSON: Sendable, Equatable, CustomStringConvertible {
-    case null
-    case bool(Bool)
-    case int(Int64)
-    case double(Double)
-    case string(String)
-    case array([ZarrJSON])
-    case object([String: ZarrJSON])
+import NICBasics
 
-    public subscript(key: String) -> ZarrJSON? {
-        if case .object(let members) = self { return members[key] }
-        return nil
-    }
+/// zarr `attributes` and zarr.json while parsing: the engine's one JSON value (`JSONValue`), written
+/// by its one writer; this file adds the strict parser.
+public typealias ZarrJSON = JSONValue
 
-    public var stringValue: String? {
-        if case .string(let s) = self { return s }
-        return nil
-    }
-
-    /// The value of a number (either kind); nil for anything else.
-    public var doubleValue: Double? {
-        switch self {
-        case .int(let i): return Double(i)
-        case .double(let d): return d
-        default: return nil
-        }
-    }
-
-    /// An integer, also accepting a floating-point number with no fractional part.
-    public var intValue: Int? {
-        switch self {
-        case .int(let i): return Int(exactly: i)
-        case .double(let d): return Int(exactly: d)
-        default: return nil
-        }
-    }
-
-    public var boolValue: Bool? {
-        if case .bool(let b) = self { return b }
-        return nil
-    }
-
-    public var arrayValue: [ZarrJSON]? {
-        if case .array(let a) = self { return a }
-        return nil
-    }
-
-    public var objectValue: [String: ZarrJSON]? {
-        if case .object(let o) = self { return o }
-        return nil
-    }
-
-    public var isNull: Bool {
-        if case .null = self { return true }
-        return false
-    }
-
-    /// Compact JSON with sorted keys.
-    public var description: String { serialized(pretty: false) }
-
-    /// JSON text with object keys sorted, so equal values always give identical bytes
-    /// (zarr.json content then works as a cache key and diffs stay quiet).
-    public func serialized(pretty: Bool = true) -> String {
-        var out = ""
-        write(to: &out, indent: pretty ? 0 : nil)
-        return out
-    }
-
+extension JSONValue {
     /// Parses JSON text. Numbers without fraction or exponent that fit in Int64 become `.int`.
     public static func parse(_ text: String) throws -> ZarrJSON {
         var utf8 = Array(text.utf8)
@@ -95,102 +28,6 @@ public enum ZarrJSON: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-extension ZarrJSON: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
-    ExpressibleByFloatLiteral, ExpressibleByStringLiteral, ExpressibleByArrayLiteral,
-    ExpressibleByDictionaryLiteral
-{
-    public init(nilLiteral: ()) { self = .null }
-    public init(booleanLiteral value: Bool) { self = .bool(value) }
-    public init(integerLiteral value: Int64) { self = .int(value) }
-    public init(floatLiteral value: Double) { self = .double(value) }
-    public init(stringLiteral value: String) { self = .string(value) }
-    public init(arrayLiteral elements: ZarrJSON...) { self = .array(elements) }
-    public init(dictionaryLiteral elements: (String, ZarrJSON)...) {
-        self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
-    }
-}
-
-// MARK: - Serialization
-
-extension ZarrJSON {
-    /// `indent == nil` means compact output. Arrays of scalars stay on one line even when
-    /// pretty, which keeps shapes like `[5, 7, 3]` readable.
-    fileprivate func write(to out: inout String, indent: Int?) {
-        switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .int(let i): out += String(i)
-        case .double(let d): out += Self.format(d)
-        case .string(let s): Self.writeString(s, to: &out)
-        case .array(let elements):
-            if elements.isEmpty { out += "[]"; return }
-            let inline = indent == nil || elements.allSatisfy(\.isScalar)
-            out += "["
-            for (n, element) in elements.enumerated() {
-                if n > 0 { out += inline ? (indent == nil ? "," : ", ") : "," }
-                if !inline { Self.newline(&out, (indent ?? 0) + 1) }
-                element.write(to: &out, indent: indent.map { $0 + 1 })
-            }
-            if !inline { Self.newline(&out, indent ?? 0) }
-            out += "]"
-        case .object(let members):
-            if members.isEmpty { out += "{}"; return }
-            out += "{"
-            for (n, key) in members.keys.sorted().enumerated() {
-                if n > 0 { out += "," }
-                if let indent { Self.newline(&out, indent + 1) }
-                Self.writeString(key, to: &out)
-                out += indent == nil ? ":" : ": "
-                members[key]!.write(to: &out, indent: indent.map { $0 + 1 })
-            }
-            if let indent { Self.newline(&out, indent) }
-            out += "}"
-        }
-    }
-
-    private var isScalar: Bool {
-        switch self {
-        case .array(let a): return a.isEmpty
-        case .object(let o): return o.isEmpty
-        default: return true
-        }
-    }
-
-    private static func newline(_ out: inout String, _ level: Int) {
-        out += "\n"
-        out += String(repeating: "  ", count: level)
-    }
-
-    /// Shortest text that reads back as the same Double; always marked as floating point
-    /// ("0.0", not "0") so that readers keep the float-ness.
-    static func format(_ d: Double) -> String {
-        if d.isNaN { return "\"NaN\"" }
-        if d.isInfinite { return d < 0 ? "\"-Infinity\"" : "\"Infinity\"" }
-        // Swift prints e.g. 1e-05 and 1e+20, both valid JSON numbers.
-        return d.description
-    }
-
-    private static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
-    }
-}
 
 // MARK: - Parsing
 
@@ -247,7 +84,7 @@ private struct JSONParser {
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
             position += 1
-            return .object(members)
+            return .map(members)
         }
         while true {
             skipWhitespace()
@@ -261,7 +98,7 @@ private struct JSONParser {
             skipWhitespace()
             guard position < bytes.count else { throw failure("unexpected end of input in object") }
             if bytes[position] == UInt8(ascii: ",") { position += 1; continue }
-            if bytes[position] == UInt8(ascii: "}") { position += 1; return .object(members) }
+            if bytes[position] == UInt8(ascii: "}") { position += 1; return .map(members) }
             throw failure("expected ',' or '}'")
         }
     }
@@ -272,7 +109,7 @@ private struct JSONParser {
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
             position += 1
-            return .array(elements)
+            return .list(elements)
         }
         while true {
             skipWhitespace()
@@ -280,7 +117,7 @@ private struct JSONParser {
             skipWhitespace()
             guard position < bytes.count else { throw failure("unexpected end of input in array") }
             if bytes[position] == UInt8(ascii: ",") { position += 1; continue }
-            if bytes[position] == UInt8(ascii: "]") { position += 1; return .array(elements) }
+            if bytes[position] == UInt8(ascii: "]") { position += 1; return .list(elements) }
             throw failure("expected ',' or ']'")
         }
     }
@@ -379,8 +216,8 @@ private struct JSONParser {
             guard digits(&self) > 0 else { throw failure("expected exponent digits") }
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
-        if isInteger, let i = Int64(text) { return .int(i) }
+        if isInteger, let i = Int64(text) { return .int(Int(i)) }
         guard let d = Double(text) else { throw failure("bad number \(text)") }
-        return .double(d)
+        return .float(d)
     }
 }

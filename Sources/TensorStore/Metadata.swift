@@ -16,7 +16,7 @@ public enum ZarrCodec: Sendable, Equatable {
             guard let endian else { return ["name": "bytes"] }
             return ["name": "bytes", "configuration": ["endian": .string(endian.rawValue)]]
         case .zstd(let level, let checksum):
-            return ["name": "zstd", "configuration": ["level": .int(Int64(level)), "checksum": .bool(checksum)]]
+            return ["name": "zstd", "configuration": ["level": .int(Int(level)), "checksum": .bool(checksum)]]
         case .crc32c:
             return ["name": "crc32c"]
         }
@@ -194,25 +194,25 @@ public struct ZarrArrayMetadata: Sendable, Equatable {
     public var json: ZarrJSON {
         var fill: ZarrJSON
         if dataType.isFloatingPoint {
-            fill = .double(fillValue)  // the serializer spells NaN/±inf as the spec's strings
+            fill = .float(fillValue)  // the serializer spells NaN/±inf as the spec's strings
         } else {
-            fill = .int(Int64(exactly: fillValue) ?? 0)
+            fill = .int(Int(exactly: fillValue) ?? 0)
         }
         if fillValue.isNaN { fill = "NaN" }
         return [
             "zarr_format": 3,
             "node_type": "array",
-            "shape": .array(shape.map { .int(Int64($0)) }),
+            "shape": .list(shape.map { .int(Int($0)) }),
             "data_type": .string(dataType.rawValue),
             "chunk_grid": [
                 "name": "regular",
-                "configuration": ["chunk_shape": .array(chunkShape.map { .int(Int64($0)) })],
+                "configuration": ["chunk_shape": .list(chunkShape.map { .int(Int($0)) })],
             ],
             "chunk_key_encoding": chunkKeyEncoding.json,
             "fill_value": fill,
-            "codecs": .array(codecs.map(\.json)),
-            "attributes": .object(attributes),
-            "dimension_names": dimensionNames.map { .array($0.map { $0.map(ZarrJSON.string) ?? .null }) } ?? .null,
+            "codecs": .list(codecs.map(\.json)),
+            "attributes": .map(attributes),
+            "dimension_names": dimensionNames.map { .list($0.map { $0.map(ZarrJSON.string) ?? .null }) } ?? .null,
         ]
     }
 
@@ -221,7 +221,7 @@ public struct ZarrArrayMetadata: Sendable, Equatable {
     /// interpreted lives in keys that are checked strictly).
     public static func parse(_ json: ZarrJSON, path: String) throws -> ZarrArrayMetadata {
         func fail(_ message: String) -> ZarrError { ZarrError(path: path, message: message) }
-        guard let root = json.objectValue else { throw fail("expected a JSON object") }
+        guard let root = json.mapValue else { throw fail("expected a JSON object") }
         guard let format = root["zarr_format"] else {
             throw fail("missing \"zarr_format\"; expected a zarr v3 array (zarr_format 3)")
         }
@@ -234,7 +234,7 @@ public struct ZarrArrayMetadata: Sendable, Equatable {
         }
 
         func intList(_ value: ZarrJSON?, _ name: String) throws -> [Int] {
-            guard let list = value?.arrayValue else { throw fail("\"\(name)\" must be a list of integers") }
+            guard let list = value?.listValue else { throw fail("\"\(name)\" must be a list of integers") }
             return try list.map {
                 guard let i = $0.intValue, i >= 0 else { throw fail("\"\(name)\" must hold non-negative integers, got \($0)") }
                 return i
@@ -270,18 +270,18 @@ public struct ZarrArrayMetadata: Sendable, Equatable {
         guard let fillJSON = root["fill_value"] else { throw fail("missing \"fill_value\"") }
         let fillValue = try parseFillValue(fillJSON, dataType: dataType, path: path)
 
-        guard let codecList = root["codecs"]?.arrayValue, !codecList.isEmpty else {
+        guard let codecList = root["codecs"]?.listValue, !codecList.isEmpty else {
             throw fail("\"codecs\" must be a non-empty list")
         }
         let codecs = try codecList.map { try parseCodec($0, path: path) }
 
-        if let transformers = root["storage_transformers"], transformers.arrayValue?.isEmpty != true {
+        if let transformers = root["storage_transformers"], transformers.listValue?.isEmpty != true {
             throw fail("storage_transformers are not supported, got \(transformers)")
         }
 
         var dimensionNames: [String?]?
         if let names = root["dimension_names"], !names.isNull {
-            guard let list = names.arrayValue else { throw fail("dimension_names must be a list or null") }
+            guard let list = names.listValue else { throw fail("dimension_names must be a list or null") }
             dimensionNames = try list.map {
                 if $0.isNull { return nil }
                 guard let s = $0.stringValue else { throw fail("dimension_names must hold strings or null") }
@@ -291,7 +291,7 @@ public struct ZarrArrayMetadata: Sendable, Equatable {
 
         var attributes: [String: ZarrJSON] = [:]
         if let a = root["attributes"] {
-            guard let object = a.objectValue else { throw fail("attributes must be a JSON object") }
+            guard let object = a.mapValue else { throw fail("attributes must be a JSON object") }
             attributes = object
         }
 
@@ -336,7 +336,7 @@ public struct ZarrArrayMetadata: Sendable, Equatable {
         switch json {
         case .int(let i):
             return Double(i)
-        case .double(let d):
+        case .float(let d):
             guard dataType.isFloatingPoint || d.rounded() == d else { throw fail() }
             return d
         case .string(let s) where dataType.isFloatingPoint:

@@ -5,7 +5,7 @@ public enum Zarr {
     /// Creates (or overwrites the metadata of) a zarr v3 group at `url`.
     public static func createGroup(at url: URL, attributes: [String: ZarrJSON] = [:]) throws {
         try FileIO.makeDirectories(url.path)
-        let json: ZarrJSON = ["zarr_format": 3, "node_type": "group", "attributes": .object(attributes)]
+        let json: ZarrJSON = ["zarr_format": 3, "node_type": "group", "attributes": .map(attributes)]
         try FileIO.writeAtomically(url.appendingPathComponent("zarr.json").path, Array((json.serialized() + "\n").utf8))
     }
 
@@ -26,7 +26,7 @@ public enum Zarr {
 
     /// The `attributes` of a group or array.
     public static func attributes(at url: URL) throws -> [String: ZarrJSON] {
-        try readNodeMetadata(at: url)["attributes"]?.objectValue ?? [:]
+        try readNodeMetadata(at: url)["attributes"]?.mapValue ?? [:]
     }
 
     /// Folders at or below `url` whose zarr.json is an array (sorted by path). Array

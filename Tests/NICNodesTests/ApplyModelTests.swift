@@ -173,6 +173,73 @@ final class ApplyModelTests: XCTestCase {
         XCTAssertGreaterThan(spearman, 0.8)
         XCTAssertGreaterThan(auc, 0.9)
     }
+
+    /// A patient whose slides have no tissue cell has no evidence: `apply` skips it (CNN, bag model and
+    /// probe alike) with a warning naming it, lists it in skipped.csv and task.json, and the evaluator
+    /// scores the others and names the skipped; a cohort with no tissue at all is an error.
+    func testAPatientWithoutTissueIsSkippedNamedAndNotScored() throws {
+        let ws = try CohortWorkspace(patients: 2, size: 512, annotations: 2)
+        try ws.copyRepoNodes(["encoders/mean-rgb.yaml", "heads/regression.yaml"])
+        try ws.write("nodes/patient/mil.yaml", "layers: [{dense: 4}, relu]\npool: {type: mean}\n")
+        try ws.write("nodes/patient/tiny.yaml", "input: [4, 4, 3]\nlayers: [flatten, {dense: 4}]\n")
+        let models = ["cnn": "nodes/patient/tiny.yaml", "mil": "nodes/patient/mil.yaml"]
+        var yaml = """
+        pipeline: blank
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 2}}
+          rgb: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/mean-rgb.yaml, training: none}}
+          train: {type: planted_grids, in: {encoder: rgb}, params: {patients: 16, seed: 1}}
+          test: {type: planted_grids, in: {encoder: rgb}, params: {patients: 10, seed: 2, blank: 3}}
+          probe: {type: probe, in: {grids: train}, params: {head: nodes/heads/regression.yaml, target: [score], folds: 2, inner_folds: 2}}
+
+        """
+        for (name, architecture) in models.sorted(by: { $0.key < $1.key }) {
+            yaml += "  \(name): {type: patient_model, in: {grids: train}, params: {architecture: \(architecture), head: nodes/heads/regression.yaml, target: [score], folds: 2, epochs: 2, batch_size: 4, test_crops: 2}}\n"
+        }
+        for name in ["cnn", "mil", "probe"] {
+            yaml += "  apply_\(name): {type: apply, in: {model: \(name).model, grids: test}}\n"
+            yaml += "  eval_\(name): {type: evaluator, in: {predictions: apply_\(name)}, params: {bootstrap: 40}}\n"
+        }
+        let registry = PathologyNodes.registry.merging([PlantedGrids.self])
+        let url = try ws.write("pipeline.yaml", yaml)
+        let plan = try Planner.plan(try PipelineGraph.build(try SpecParser.parse(file: url, displayPath: "pipeline.yaml"), registry: registry), cache: ws.cache)
+        let recorder = try RunRecorder(runsRoot: ws.root.appendingPathComponent("runs"), plan: plan, cache: ws.cache, jobs: 2)
+        let summary = Executor(plan: plan, cache: ws.cache, jobs: 2, observer: recorder).run()
+        recorder.finish(summary)
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        let record = try RunRecord.load(recorder.folder)
+        let blank = ["P2-0", "P2-1", "P2-2"], kept = (3..<10).map { "P2-\($0)" }
+        for name in ["cnn", "mil", "probe"] {
+            let out = try ws.output(summary, "apply_\(name)", "predictions")
+            let predictions = try Predictions.read(from: out)
+            XCTAssertEqual(predictions.patients.sorted(), kept.sorted(), name)
+            XCTAssertEqual(predictions.skipped, blank, name)
+            XCTAssertEqual(try CSVTable.read(out.appendingPathComponent("submission.csv")).column("patient")?.sorted(), kept.sorted(), name)
+            XCTAssertEqual(try CSVTable.read(out.appendingPathComponent("members.csv")).column("patient")?.sorted(), kept.sorted(), name)
+            let skipped = try CSVTable.read(out.appendingPathComponent("skipped.csv"))
+            XCTAssertEqual(skipped.columns, ["patient", "slides", "labelled", "reason"], name)
+            XCTAssertEqual(skipped.column("patient"), blank, name)
+            XCTAssertEqual(skipped.column("slides"), ["S000", "S001", "S002"], name)
+            XCTAssertEqual(skipped.column("labelled"), ["yes", "yes", "yes"], name)
+            let warnings = record.nodes["apply_\(name)"]?.warnings ?? []
+            XCTAssertTrue(warnings.contains { w in w.contains("3 of 10 patient(s) skipped") && blank.allSatisfy(w.contains) }, "\(name): \(warnings)")
+            let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: try ws.output(summary, "eval_\(name)", "metrics").appendingPathComponent("metrics.json"))) as! [String: Any]
+            XCTAssertEqual(metrics["n"] as? Int, 7, name)
+            XCTAssertEqual(metrics["skipped"] as? [String], blank, name)
+            XCTAssertNotNil((metrics["metrics"] as? [String: Any])?["spearman"], name)
+            XCTAssertTrue((record.nodes["eval_\(name)"]?.warnings ?? []).contains { $0.contains("not scored") && $0.contains("P2-0") }, name)
+        }
+        // Out-of-fold predictions of a cohort without blank patients carry no `skipped` key: their files are as before.
+        let task = try String(contentsOf: try ws.output(summary, "probe", "predictions").appendingPathComponent("task.json"), encoding: .utf8)
+        XCTAssertFalse(task.contains("skipped"), task)
+
+        let none = try ws.run(yaml.replacingOccurrences(of: "blank: 3", with: "blank: 10"), registry: registry)
+        XCTAssertFalse(none.succeeded)
+        let message = none.failures.map(\.message).joined(separator: "\n")
+        XCTAssertTrue(message.contains("none of the 10 patient(s) has a tissue cell"), message)
+    }
 }
 
 /// Test-only grids with a planted signal: per patient a latent z ~ N(0, 1); each tissue cell lights
@@ -187,6 +254,7 @@ struct PlantedGrids: NodeType {
     struct Params: NodeParams {
         @Param(doc: "patients") var patients = 40
         @Param(doc: "seed") var seed = 1
+        @Param(doc: "the first this many patients' slides have no tissue cell (a blank slide)") var blank = 0
         init() {}
     }
 
@@ -200,12 +268,12 @@ struct PlantedGrids: NodeType {
             let z = (-2 * log(max(1e-12, uniform()))).squareRoot() * cos(2 * .pi * uniform())
             let stem = String(format: "S%03d", p)
             var grid = [Float16](repeating: 0, count: rows * columns * c), mask = [UInt8](repeating: 0, count: rows * columns)
-            for cell in 0..<(rows * columns) where uniform() < 0.8 {
+            for cell in 0..<(rows * columns) where uniform() < 0.8 && p >= params.blank {
                 mask[cell] = 1
                 grid[cell * c] = Float16(uniform() < 1 / (1 + exp(-2 * z)) ? 1 : 0)
                 for ch in 1..<c { grid[cell * c + ch] = Float16(uniform()) }
             }
-            if !mask.contains(1) { mask[0] = 1 }
+            if !mask.contains(1) && p >= params.blank { mask[0] = 1 }
             let folder = out.appendingPathComponent("grids/\(stem)")
             try ZarrArrayWriter(at: folder.appendingPathComponent("o0"), shape: [rows, columns, c], chunkShape: [rows, columns, c], dataType: .float16).write(grid)
             try ZarrArrayWriter(at: folder.appendingPathComponent("mask"), shape: [rows, columns], chunkShape: [rows, columns], dataType: .uint8).write(mask)

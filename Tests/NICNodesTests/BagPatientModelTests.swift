@@ -66,6 +66,46 @@ final class BagPatientModelTests: XCTestCase {
         XCTAssertEqual(preview, ["\(stems[0])-attention.png", "\(stems[0])-pca.png", "captions.json"])
     }
 
+    /// curves.csv holds each fold's held-out loss per epoch beside its training loss; for a mean-pool
+    /// regression bag model (one orientation, every cell in a bag) the last epoch's held-out loss is the
+    /// mean squared error of the fold's out-of-fold predictions on the standardised target.
+    func testCurvesRecordEachFoldsHeldOutLossBesideTheTrainingLoss() throws {
+        let ws = try CohortWorkspace(patients: 2, size: 512, annotations: 2)
+        try ws.copyRepoNodes(["encoders/mean-rgb.yaml", "heads/regression.yaml"])
+        try ws.write("nodes/patient/mil.yaml", "layers: [{dense: 4}, relu]\npool: {type: mean}\n")
+        try ws.write("nodes/patient/tiny.yaml", "input: [4, 4, 3]\nlayers: [flatten, {dense: 4}]\n")
+        let summary = try ws.run("""
+        pipeline: curves
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort}, params: {mode: grid, max_per_slide: 2}}
+          rgb: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/mean-rgb.yaml, training: none}}
+          train: {type: planted_grids, in: {encoder: rgb}, params: {patients: 16, seed: 1}}
+          mil: {type: patient_model, in: {grids: train}, params: {architecture: nodes/patient/mil.yaml, head: nodes/heads/regression.yaml, target: [score], folds: 2, epochs: 3, batch_size: 4}}
+          cnn: {type: patient_model, in: {grids: train}, params: {architecture: nodes/patient/tiny.yaml, head: nodes/heads/regression.yaml, target: [score], folds: 2, epochs: 3, batch_size: 4, test_crops: 2}}
+        """, registry: PathologyNodes.registry.merging([PlantedGrids.self]))
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        for name in ["mil", "cnn"] {
+            let out = try ws.output(summary, name, "predictions")
+            let curves = try CSVTable.read(out.appendingPathComponent("curves.csv"))
+            XCTAssertEqual(curves.columns, ["epoch", "fold1_loss", "fold2_loss", "fold1_val_loss", "fold2_val_loss"], name)
+            XCTAssertEqual(curves.rows.count, 3, name)
+            for row in curves.rows { XCTAssertTrue(row.dropFirst().allSatisfy { Double($0).map { $0.isFinite && $0 >= 0 } ?? false }, "\(name): \(row)") }
+            guard name == "mil" else { continue }
+            let predictions = try Predictions.read(from: out)
+            let truth = predictions.labels.map { Double($0)! }
+            let mean = truth.reduce(0, +) / Double(truth.count)
+            let std = (truth.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(truth.count - 1)).squareRoot()
+            for fold in 1...2 {
+                let members = predictions.patients.indices.filter { predictions.folds[$0] == fold }
+                let mse = members.map { i in pow((predictions.scores[i][0] - truth[i]) / std, 2) }.reduce(0, +) / Double(members.count)
+                let recorded = Double(curves.rows[2][2 + fold])!
+                XCTAssertEqual(recorded, mse, accuracy: 1e-4 * max(1, mse), "fold \(fold)")
+            }
+        }
+    }
+
     func testPatientBagsNeedABagModel() throws {
         let ws = try CohortWorkspace(patients: 4, size: 512, annotations: 2)
         try ws.copyRepoNodes(["encoders/mean-rgb.yaml", "heads/regression.yaml"])

@@ -184,15 +184,17 @@ final class TileSamplerTests: XCTestCase {
         """)
         XCTAssertTrue(text.contains("notes.svs: not a slide format OpenSlide"), text)
         try ws.write("nodes/augment/typo.yaml", "name: typo\nops:\n  - {op: hde, p: 1, range: [0, 0.1]}\n")
-        let recipe = try failure("""
+        // A recipe is checked with the pipeline, before anything runs, at its line in its file.
+        XCTAssertThrowsError(try ws.run("""
         pipeline: bad5
         inputs:
           cohort: {kind: slides, dir: cohort/slides}
         nodes:
           t: {type: tile_sampler, in: {slides: cohort}, params: {max_per_slide: 4}}
           a: {type: augmenter, in: {patches: t}, params: {recipe: nodes/augment/typo.yaml}}
-        """)
-        XCTAssertTrue(recipe.contains("typo.yaml: ops item 1: unknown op 'hde'"), recipe)
+        """)) { error in
+            XCTAssertTrue("\(error)".contains("typo.yaml:3:10: error: node 'a' param 'recipe': 'ops[1].op': unknown op 'hde' (did you mean 'hed'?)"), "\(error)")
+        }
     }
 
     /// A slide without µm/px fails with a message that names the file and the `mpp` param; with the

@@ -44,6 +44,35 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(curves.rows.count, 30)
     }
 
+    /// A held-out loss is recorded after every epoch and steers nothing: the learning rates, losses and
+    /// best epoch are those of the same run without it, even when it rises while training improves.
+    func testAHeldOutLossIsRecordedButNeverMonitored() throws {
+        func run(heldOut: Bool) throws -> TrainingOutcome<Void> {
+            let (net, x, y) = try makeLine()
+            let trainer = Trainer(schedule: TrainingSchedule(epochs: 12, batchSize: 5, plateau: ReduceOnPlateau(factor: 0.5, patience: 1, minLearningRate: 1e-4),
+                                                             earlyStopping: 2),
+                                  update: .optimizer(Adam(learningRate: 0.05), parameters: net.parameters))
+            return try trainer.fit(
+                order: Trainer.shuffledEachEpoch(Array(0..<20), seed: 7),
+                step: { batch, _ in
+                    let out = try net.forward(Tensor(shape: [batch.count, 1], data: batch.map { x[$0] }), training: true)
+                    let loss = try Loss.meanSquaredError(out, batch.map { y[$0] })
+                    try net.backward(loss.gradient)
+                    return StepResult(loss: loss.value)
+                },
+                heldOut: heldOut ? { epoch in epoch == 3 ? nil : Double(epoch) * 10 } : nil,  // rising: would stop a monitored run at once
+                snapshot: { () })
+        }
+        let plain = try run(heldOut: false), recorded = try run(heldOut: true)
+        XCTAssertEqual(recorded.epochs.map(\.trainLoss), plain.epochs.map(\.trainLoss))
+        XCTAssertEqual(recorded.epochs.map(\.learningRate), plain.epochs.map(\.learningRate))
+        XCTAssertEqual(recorded.best?.epoch, plain.best?.epoch)
+        XCTAssertEqual(recorded.stoppedEarly, plain.stoppedEarly)
+        XCTAssertEqual(recorded.epochs.map(\.heldOutLoss), recorded.epochs.map { $0.epoch == 3 ? nil : Double($0.epoch) * 10 })
+        XCTAssertTrue(plain.epochs.allSatisfy { $0.heldOutLoss == nil })
+        XCTAssertEqual(recorded.curves.columns, plain.curves.columns, "curves.csv of a training node is unchanged")
+    }
+
     func testSameSeedSameOrderAndEveryItemOnce() {
         let a = Trainer.shuffledEachEpoch(Array(10..<60), seed: 5), b = Trainer.shuffledEachEpoch(Array(10..<60), seed: 5)
         for epoch in 1...3 {

@@ -30,7 +30,7 @@ enum ZarrInterop {
 
     static let rootAttributes: [String: ZarrJSON] = ["fixture_set": "nic-zarr-interop", "version": 1]
     static let arrayAttributes: [String: ZarrJSON] = [
-        "unit": "m", "scale": 0.5, "axes": ["y", "x"], "count": 3, "flag": true, "nothing": nil,
+        "unit": "m", "scale": 0.5, "axes": ["y", "x"], "count": 3, "flag": true, "nothing": .null,
         "nested": ["k": [1, 2.5, "s"]],
     ]
 
@@ -189,7 +189,7 @@ enum ZarrInterop {
         do {
             let attributes = try Zarr.attributes(at: dir)
             if attributes != rootAttributes {
-                problems.append("(root group): attributes \(ZarrJSON.object(attributes)), expected \(ZarrJSON.object(rootAttributes))")
+                problems.append("(root group): attributes \(ZarrJSON.map(attributes)), expected \(ZarrJSON.map(rootAttributes))")
             }
         } catch {
             problems.append("(root group): \(error)")
@@ -228,7 +228,7 @@ enum ZarrInterop {
             problems.append("codecs \(m.codecs) lack zstd or crc32c, so this fixture does not test them")
         }
         if m.attributes != f.attributes {
-            problems.append("attributes \(ZarrJSON.object(m.attributes)), expected \(ZarrJSON.object(f.attributes))")
+            problems.append("attributes \(ZarrJSON.map(m.attributes)), expected \(ZarrJSON.map(f.attributes))")
         }
         if !problems.isEmpty { return problems }
 

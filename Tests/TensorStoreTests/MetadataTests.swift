@@ -18,7 +18,7 @@ final class MetadataTests: TemporaryDirectoryTestCase {
                 ["name": "zstd", "configuration": ["level": 3, "checksum": false]],
                 ["name": "crc32c"],
             ],
-            "attributes": ["unit": "m", "scale": 0.5], "dimension_names": nil,
+            "attributes": ["unit": "m", "scale": 0.5], "dimension_names": .null,
         ]
         XCTAssertEqual(json, expected)
     }
@@ -27,8 +27,8 @@ final class MetadataTests: TemporaryDirectoryTestCase {
         let a = tmp.appendingPathComponent("a")
         let b = tmp.appendingPathComponent("b")
         let attributes: ZarrJSON = ["z": 1, "a": ["y": 2, "b": 3], "m": [1, 2]]
-        _ = try ZarrArrayWriter(at: a, shape: [3], chunkShape: [2], dataType: .int64, attributes: attributes.objectValue!)
-        _ = try ZarrArrayWriter(at: b, shape: [3], chunkShape: [2], dataType: .int64, attributes: attributes.objectValue!)
+        _ = try ZarrArrayWriter(at: a, shape: [3], chunkShape: [2], dataType: .int64, attributes: attributes.mapValue!)
+        _ = try ZarrArrayWriter(at: b, shape: [3], chunkShape: [2], dataType: .int64, attributes: attributes.mapValue!)
         let textA = try String(contentsOf: a.appendingPathComponent("zarr.json"), encoding: .utf8)
         XCTAssertEqual(textA, try String(contentsOf: b.appendingPathComponent("zarr.json"), encoding: .utf8))
         XCTAssertTrue(textA.contains("\"fill_value\": 0,"), "integer fill value must be an integer: \(textA)")
@@ -37,7 +37,7 @@ final class MetadataTests: TemporaryDirectoryTestCase {
 
     func testMetadataRoundTripsThroughReader() throws {
         let url = tmp.appendingPathComponent("a")
-        let attributes: [String: ZarrJSON] = ["axes": ["z", "y"], "n": 3, "nested": ["ok": true, "none": nil]]
+        let attributes: [String: ZarrJSON] = ["axes": ["z", "y"], "n": 3, "nested": ["ok": true, "none": .null]]
         let written = try ZarrArrayWriter(
             at: url, shape: [4, 0], chunkShape: [2, 5], dataType: .float16, fillValue: -1.5, compressionLevel: 7,
             attributes: attributes)

@@ -13,6 +13,8 @@ public struct GraphNode {
     public let paths: [String: URL]
     /// Input port → (upstream node, upstream output port).
     public let inputs: [String: (node: String, port: String)]
+    /// Referenced files' text as read when the node was checked (its content is in `params`), by param name.
+    public let texts: [String: String]
 }
 
 /// A checked pipeline: nodes in a topological order (each after all of its inputs).
@@ -51,6 +53,7 @@ public struct PipelineGraph {
             // Params.
             var params: [String: ParamValue] = [:]
             var paths: [String: URL] = [:]
+            var texts: [String: String] = [:]
             let declared = Dictionary(type.params.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             var given = Set<String>()
             for entry in node.params {
@@ -73,6 +76,9 @@ public struct PipelineGraph {
                     errors.append(SpecError("\(what) must be \(problem), found \(value.display)", at: entry.valueLocation))
                     continue
                 }
+                if let schema = param.schema, param.type.isInline {
+                    errors += schema.problems(in: entry.value, file: entry.valueLocation.file).map { $0.prefixed("\(what): ") }
+                }
                 switch param.type {
                 case .file, .directory:
                     let url = URL(fileURLWithPath: value.stringValue!)  // invariant: file and folder params coerce to strings
@@ -81,7 +87,12 @@ public struct PipelineGraph {
                 case .reference:
                     let url = URL(fileURLWithPath: value.stringValue!)  // invariant: reference params coerce to strings
                     paths[param.name] = url
-                    do { params[param.name] = try loadReference(url, from: entry.valueLocation) }
+                    do {
+                        let loaded = try loadReference(url, from: entry.valueLocation)
+                        params[param.name] = loaded.content
+                        texts[param.name] = loaded.text
+                        errors += Self.schemaProblems(param, loaded, url: url, what: what, from: entry.valueLocation)
+                    }
                     catch let error as SpecError { errors.append(error) }
                     catch { errors.append(SpecError("\(what): \(error)", at: entry.valueLocation)) }
                 default:
@@ -105,7 +116,12 @@ public struct PipelineGraph {
                             paths[param.name] = url
                             params[param.name] = .string(url.path)
                             if case .reference = param.type {
-                                do { params[param.name] = try loadReference(url, from: node.location) }
+                                do {
+                                    let loaded = try loadReference(url, from: node.location)
+                                    params[param.name] = loaded.content
+                                    texts[param.name] = loaded.text
+                                    errors += Self.schemaProblems(param, loaded, url: url, what: "node '\(node.name)' param '\(param.name)' (default)", from: node.location)
+                                }
                                 catch let error as SpecError { errors.append(error) }
                             }
                         default: break
@@ -157,7 +173,7 @@ public struct PipelineGraph {
             for port in type.inputs where !port.optional && !bound.contains(port.name) {
                 errors.append(SpecError("node '\(node.name)': input port '\(port.name)' (\(port.type)) is not connected; add it under 'in'", at: node.location))
             }
-            built[node.name] = GraphNode(name: node.name, spec: node, type: type, params: params, paths: paths, inputs: inputs)
+            built[node.name] = GraphNode(name: node.name, spec: node, type: type, params: params, paths: paths, inputs: inputs, texts: texts)
         }
         errors.append(contentsOf: coercion.errors)
 
@@ -176,6 +192,19 @@ public struct PipelineGraph {
         }
         let nodes = order.order.compactMap { built[$0] }
         return PipelineGraph(spec: spec, nodes: nodes, index: Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) }))
+    }
+
+    /// A referenced file's problems against its param's schema, located in that file.
+    static func schemaProblems(_ param: ParamSpec, _ loaded: LoadedReference, url: URL, what: String, from: SourceLocation) -> [SpecError] {
+        guard let schema = param.schema, let node = loaded.node else { return [] }
+        // Shown as the user would type it: relative to the current folder when it is below it.
+        let cwd = FileManager.default.currentDirectoryPath
+        let shown = url.path.hasPrefix(cwd + "/") ? String(url.path.dropFirst(cwd.count + 1)) : url.path
+        return schema.problems(in: node, file: shown).map {
+            var error = $0.prefixed("\(what): ")
+            error.message += " (referenced from \(from))"
+            return error
+        }
     }
 
     /// A mistake in a template repeats in each of its instances at the same place: keep the first,
@@ -253,15 +282,22 @@ public struct PipelineGraph {
     }
 }
 
+/// A referenced file as read once, at checking: what the node is keyed on and what it reads.
+struct LoadedReference {
+    let content: ParamValue
+    let text: String
+    let node: Yams.Node?
+}
+
 /// Reads a referenced YAML definition; errors point into that file and say where it was referenced.
-func loadReference(_ url: URL, from reference: SourceLocation) throws -> ParamValue {
+func loadReference(_ url: URL, from reference: SourceLocation) throws -> LoadedReference {
     let display = url.path
     let text = try YAMLLimits.readText(url, display: display, at: reference)
     do {
         guard let node = try YAMLLimits.compose(text, file: display) else {
             throw SpecError("referenced file \(display) is empty (referenced from \(reference))", at: SourceLocation(file: display, line: 1, column: 1))
         }
-        return ParamCoercion.plainValue(node)
+        return LoadedReference(content: ParamCoercion.plainValue(node), text: text, node: node)
     } catch let error as YamlError {
         var located = SpecParser.yamlSyntaxError(error, text: text, file: display)
         located.message += " (referenced from \(reference))"

@@ -77,6 +77,8 @@ public final class NodeContext: Sendable {
     public let nodeName: String
     public let params: [String: ParamValue]
     public let paths: [String: URL]
+    /// Referenced files' text as read when the node was keyed, by param name.
+    let texts: [String: String]
     public let logger: Logger
     /// The node's thread budget for the neural core and its own loops (`concurrentMap`), and what
     /// they used. The engine re-divides the cores as nodes start and finish.
@@ -95,10 +97,11 @@ public final class NodeContext: Sendable {
     /// The keys of the items this node used, for its manifest (items are cached from several workers).
     let itemKeys = Locked<[String]>([])
 
-    init(nodeName: String, params: [String: ParamValue], paths: [String: URL], inputFolders: [String: URL],
+    init(nodeName: String, params: [String: ParamValue], paths: [String: URL], texts: [String: String] = [:], inputFolders: [String: URL],
          outputRoot: URL, threads: Int, logger: Logger, cancellation: Locked<Bool>, fileHasher: FileHasher,
          itemScope: ItemScope? = nil, onProgress: @escaping @Sendable (NodeProgress) -> Void,
          onWarning: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.texts = texts
         self.onWarning = onWarning
         self.fileHasher = fileHasher
         self.itemScope = itemScope

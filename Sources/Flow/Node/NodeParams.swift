@@ -1,4 +1,5 @@
 import Foundation
+import Yams
 
 /// A node type's params, declared once as `@Param` properties of a struct (in the manner of
 /// swift-argument-parser's `@Option`): the declaration gives the YAML name (the property's name in
@@ -154,26 +155,41 @@ public struct DirectoryParam: PathParam {
 }
 
 /// A reusable YAML definition (an architecture, a recipe, usually under `nodes/`): `run` gets its
-/// parsed content and its path; the key covers the content only.
+/// parsed content, the text it was parsed from and its path; the key covers the content only. A node
+/// reads `content` or `text`, never the path again: the file may have changed since it was keyed.
 public struct Reference: ParamConvertible, ExpressibleByStringLiteral, Sendable {
-    /// The file's path (absolute once the spec is checked).
+    /// The file's path (absolute once the spec is checked), for messages.
     public let path: String
     /// The parsed YAML (null before checking).
     public let content: ParamValue
-    public init(stringLiteral value: String) { path = value; content = .null }
+    /// The file's text as read when the node was keyed (nil before checking).
+    public let text: String?
+    public init(stringLiteral value: String) { path = value; content = .null; text = nil }
     /// A default: a path relative to the pipeline file.
     public init(_ path: String) { self.init(path: path, content: .null) }
-    public init(path: String, content: ParamValue) { self.path = path; self.content = content }
+    public init(path: String, content: ParamValue, text: String? = nil) { self.path = path; self.content = content; self.text = text }
     public var url: URL { URL(fileURLWithPath: path) }
     public static var paramType: ParamType { .reference }
     public static var placeholder: Reference { Reference(stringLiteral: "") }
-    /// Decoding sees `{"path", "content"}` (see `NodeParamsDecoding`); a declaration's default is a path.
+    /// Decoding sees `{"path", "content", "text"}` (see `NodeParamsDecoding`); a declaration's default is a path.
     public init?(paramValue value: ParamValue) {
         if let s = value.stringValue { self.init(stringLiteral: s); return }
         guard let map = value.mapValue, let path = map["path"]?.stringValue else { return nil }
-        self.init(path: path, content: map["content"] ?? .null)
+        self.init(path: path, content: map["content"] ?? .null, text: map["text"]?.stringValue)
     }
     public var paramValue: ParamValue { .string(path) }
+
+    /// The YAML as it was read when the node was keyed (with line and column marks); the content
+    /// when there is no text (a reference built in code).
+    public func yamlNode() throws -> Yams.Node {
+        guard let text else { return content.yamlNode }
+        do {
+            guard let node = try Yams.compose(yaml: text) else { return ParamValue.null.yamlNode }
+            return node
+        } catch {
+            throw NodeError("\(path): not valid YAML: \(error)")
+        }
+    }
 }
 
 // MARK: Checks
@@ -251,23 +267,27 @@ public struct Param<Value: ParamConvertible>: Decodable, Sendable {
     let checks: [ParamCheck]
     let name: String?
     let isRequired: Bool
+    let schema: (any YAMLSchema.Type)?
 
-    /// A param with a default: `@Param(doc: "…") var epochs = 8`.
-    public init(wrappedValue: Value, name: String? = nil, doc: String, _ checks: ParamCheck...) {
+    /// A param with a default: `@Param(doc: "…") var epochs = 8`. `schema`: what a structured value
+    /// (or a referenced file) must look like, checked at validate time.
+    public init(wrappedValue: Value, name: String? = nil, doc: String, schema: (any YAMLSchema.Type)? = nil, _ checks: ParamCheck...) {
         self.wrappedValue = wrappedValue
         self.doc = doc
         self.checks = checks
         self.name = name
         self.isRequired = false
+        self.schema = schema
     }
 
     /// A required param: `@Param(doc: "…") var head: Reference`.
-    public init(name: String? = nil, doc: String, _ checks: ParamCheck...) {
+    public init(name: String? = nil, doc: String, schema: (any YAMLSchema.Type)? = nil, _ checks: ParamCheck...) {
         self.wrappedValue = Value.placeholder
         self.doc = doc
         self.checks = checks
         self.name = name
         self.isRequired = true
+        self.schema = schema
     }
 
     public init(from decoder: Decoder) throws {
@@ -280,6 +300,7 @@ public struct Param<Value: ParamConvertible>: Decodable, Sendable {
         checks = []
         name = nil
         isRequired = false
+        schema = nil
     }
 }
 
@@ -291,7 +312,7 @@ protocol ParamDeclaration {
 extension Param: ParamDeclaration {
     func spec(propertyName: String) -> ParamSpec {
         ParamSpec(name ?? snakeCase(propertyName), Value.paramType, default: isRequired ? nil : wrappedValue.paramValue,
-                  doc: doc, checks: checks, propertyName: propertyName)
+                  doc: doc, checks: checks, propertyName: propertyName, schema: schema)
     }
 }
 
@@ -320,12 +341,14 @@ extension NodeParams {
 
     /// The struct for checked values (defaults filled in; file-like params absolute paths; references
     /// with their parsed content and path).
-    static func decode(_ values: [String: ParamValue], paths: [String: URL]) throws -> Self {
+    static func decode(_ values: [String: ParamValue], paths: [String: URL], texts: [String: String] = [:]) throws -> Self {
         var byProperty: [String: ParamValue] = [:]
         for spec in declaredParams {
             var value = values[spec.name] ?? spec.defaultValue ?? .null
             if case .reference = spec.type, let url = paths[spec.name] {
-                value = .map(["path": .string(url.path), "content": value])
+                var reference: [String: ParamValue] = ["path": .string(url.path), "content": value]
+                if let text = texts[spec.name] { reference["text"] = .string(text) }
+                value = .map(reference)
             }
             byProperty[spec.propertyName ?? spec.name] = value
         }

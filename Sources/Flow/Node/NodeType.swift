@@ -48,6 +48,14 @@ public indirect enum ParamType: Sendable, CustomStringConvertible {
     /// Any YAML value, taken as it is.
     case any
 
+    /// A value written in the pipeline itself (not a path to something on disk).
+    var isInline: Bool {
+        switch self {
+        case .file, .directory, .reference: return false
+        default: return true
+        }
+    }
+
     public var description: String {
         switch self {
         case .int: return "int"
@@ -75,12 +83,17 @@ public struct ParamSpec: Sendable {
     public let checks: [ParamCheck]
     /// The Swift property declaring it, when it differs from `name`.
     let propertyName: String?
+    /// What the value (a structured `any` param) or the referenced file's content must look like,
+    /// checked at validate time with locations in the file where it is written.
+    public let schema: (any YAMLSchema.Type)?
 
     public init(_ name: String, _ type: ParamType, default defaultValue: ParamValue? = nil, doc: String, checks: [ParamCheck] = []) {
         self.init(name, type, default: defaultValue, doc: doc, checks: checks, propertyName: nil)
     }
 
-    init(_ name: String, _ type: ParamType, default defaultValue: ParamValue?, doc: String, checks: [ParamCheck], propertyName: String?) {
+    init(_ name: String, _ type: ParamType, default defaultValue: ParamValue?, doc: String, checks: [ParamCheck], propertyName: String?,
+         schema: (any YAMLSchema.Type)? = nil) {
+        self.schema = schema
         self.name = name
         self.type = type
         self.defaultValue = defaultValue
@@ -123,7 +136,7 @@ extension NodeType {
 
     /// Decodes the context's checked params and runs the node.
     func execute(_ context: NodeContext) throws {
-        try run(context, try Params.decode(context.params, paths: context.paths))
+        try run(context, try Params.decode(context.params, paths: context.paths, texts: context.texts))
     }
 }
 

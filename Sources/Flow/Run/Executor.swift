@@ -323,7 +323,7 @@ public final class Executor: @unchecked Sendable {  // plan is read-only; observ
             let inputFolders = node.inputs.mapValues { done[$0.node]!.appendingPathComponent($0.port) }  // invariant: scheduled only when every input is done
             var nodeLogger = logger
             nodeLogger[metadataKey: "node"] = "\(name)"
-            let context = NodeContext(nodeName: name, params: node.params, paths: node.paths, inputFolders: inputFolders,
+            let context = NodeContext(nodeName: name, params: node.params, paths: node.paths, texts: node.texts, inputFolders: inputFolders,
                                       outputRoot: folder, threads: max(1, ProcessInfo.processInfo.activeProcessorCount / jobs),
                                       logger: nodeLogger, cancellation: cancellation, fileHasher: cache.fileHasher,
                                       itemScope: ItemScope(cache: cache, pipeline: plan.graph.spec.name, node: nodePlan.cacheKey, lease: lease),

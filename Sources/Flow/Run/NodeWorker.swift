@@ -100,7 +100,7 @@ public enum NodeWorker {
         defer { try? FileManager.default.removeItem(at: scratch) }
         var scope = ItemScope(cache: cache, pipeline: pipeline, node: nodePlan.cacheKey, lease: lease)
         scope.mode = mode
-        let context = NodeContext(nodeName: node.name, params: node.params, paths: node.paths, inputFolders: inputFolders,
+        let context = NodeContext(nodeName: node.name, params: node.params, paths: node.paths, texts: node.texts, inputFolders: inputFolders,
                                   outputRoot: scratch, threads: NodeWorker.allocatedCores, logger: logger,
                                   cancellation: cancellation, fileHasher: cache.fileHasher, itemScope: scope, onProgress: { _ in })
         do {

@@ -25,6 +25,9 @@ public struct SpecError: Error, Hashable, Sendable, CustomStringConvertible {
         self.location = location
     }
 
+    /// The same error with `prefix` before its message (which value it is about).
+    func prefixed(_ prefix: String) -> SpecError { SpecError(prefix + message, at: location) }
+
     public var description: String {
         if let location { return "\(location): error: \(message)" }
         return "error: \(message)"
@@ -38,14 +41,15 @@ public struct SpecErrors: Error, Sendable, CustomStringConvertible {
     public var description: String { errors.map(\.description).joined(separator: "\n") }
 }
 
-enum Suggest {
+/// "Did you mean" hints, for every reader of user-written names.
+public enum Suggest {
     /// "did you mean 'x'?" for a name within a small edit distance of one of `candidates`.
-    static func hint(for name: String, among candidates: [String]) -> String {
+    public static func hint(for name: String, among candidates: [String]) -> String {
         guard let best = closest(to: name, among: candidates) else { return "" }
         return " (did you mean '\(best)'?)"
     }
 
-    static func closest(to name: String, among candidates: [String]) -> String? {
+    public static func closest(to name: String, among candidates: [String]) -> String? {
         let lowered = name.lowercased()
         var best: (String, Int)?
         for candidate in candidates {
@@ -76,7 +80,7 @@ enum Suggest {
         return d[a.count][b.count]
     }
 
-    static func list(_ names: [String]) -> String {
+    public static func list(_ names: [String]) -> String {
         names.isEmpty ? "none" : names.map { "'\($0)'" }.joined(separator: ", ")
     }
 }

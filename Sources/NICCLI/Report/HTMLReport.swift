@@ -165,7 +165,11 @@ struct HTMLReport {
                 for (k, column) in table.columns.enumerated() where k != xIndex && column != "learning_rate" {
                     let bare = column.hasPrefix("val_") ? String(column.dropFirst(4)) : column
                     let panel: String
-                    if column.hasPrefix("fold") { panel = "training loss per fold" }
+                    if column.hasPrefix("fold") {
+                        // A patient model: each fold's training loss (solid) beside its held-out fold's loss (dashed).
+                        panel = table.columns.contains { $0.hasPrefix("fold") && $0.hasSuffix("_val_loss") }
+                            ? "loss per fold: training (solid), held-out fold (dashed)" : "training loss per fold"
+                    }
                     else if bare == "train_loss" || bare == "loss" { panel = "loss: training and validation" }
                     else { panel = "task " + String(bare.split(separator: "_").first ?? Substring(bare)) }
                     if let i = panels.firstIndex(where: { $0.title == panel }) { panels[i].columns.append(k) } else { panels.append((panel, [k])) }
@@ -175,8 +179,14 @@ struct HTMLReport {
                     for k in panel.columns {
                         let points = table.rows.compactMap { row in Double(row[xIndex]).flatMap { x in Double(row[k]).map { (x, $0) } } }
                         let column = table.columns[k]
-                        let dashed = column.hasPrefix("val_") || column == "val_loss"
-                        if !points.isEmpty { series.append(.init(name: column + (dashed ? " (validation)" : ""), points: points, style: .line, color: SVGChart.palette[series.count % 8])) }
+                        let fold = column.hasPrefix("fold") ? Int(column.dropFirst(4).prefix { $0.isNumber }) : nil
+                        let dashed = column.hasPrefix("val_") || column.hasSuffix("_val_loss")
+                        // A fold's two curves share its colour; other panels colour series in turn.
+                        let color = SVGChart.palette[((fold.map { $0 - 1 }) ?? series.count) % 8]
+                        if !points.isEmpty {
+                            series.append(.init(name: column + (dashed ? (fold == nil ? " (validation)" : " (held-out)") : ""), points: points, style: .line,
+                                                color: color, dashed: dashed))
+                        }
                     }
                     if !series.isEmpty {
                         charts.append(SVGChart(title: "\(name): \(panel.title)", xLabel: "epoch", yLabel: panel.title.hasPrefix("task") ? "value" : "loss",

@@ -8,6 +8,8 @@ struct SVGChart {
         var points: [(Double, Double)]
         var style: Style
         var color: String
+        /// Drawn dashed (a validation or held-out curve beside its solid training curve of the same colour).
+        var dashed = false
     }
     enum Style { case line, step, points }
 
@@ -85,12 +87,17 @@ struct SVGChart {
                     if item.style == .step { d += " L\(px(x)),\(py(points[i - 1].1))" }
                     d += " L\(px(x)),\(py(y))"
                 }
-                s += "<path d=\"\(d)\" fill=\"none\" stroke=\"\(item.color)\" stroke-width=\"2\"/>"
+                s += "<path d=\"\(d)\" fill=\"none\" stroke=\"\(item.color)\" stroke-width=\"2\""
+                    + (item.dashed ? " stroke-dasharray=\"6 4\" class=\"validation\"" : " class=\"training\"") + "/>"
             }
         }
         for (i, item) in series.enumerated() where series.count > 1 || !item.name.isEmpty {
             let y = top + 14 + Double(i) * 16
-            s += "<rect x=\"\(left + plotW - 150)\" y=\"\(y - 9)\" width=\"10\" height=\"10\" fill=\"\(item.color)\"/>"
+            if item.dashed {
+                s += "<line x1=\"\(left + plotW - 152)\" x2=\"\(left + plotW - 138)\" y1=\"\(y - 4)\" y2=\"\(y - 4)\" stroke=\"\(item.color)\" stroke-width=\"2\" stroke-dasharray=\"4 2\"/>"
+            } else {
+                s += "<rect x=\"\(left + plotW - 150)\" y=\"\(y - 9)\" width=\"10\" height=\"10\" fill=\"\(item.color)\"/>"
+            }
             s += "<text x=\"\(left + plotW - 136)\" y=\"\(y)\" class=\"legend\">\(Self.escape(item.name))</text>"
         }
         if let note {
