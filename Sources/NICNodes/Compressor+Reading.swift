@@ -61,6 +61,8 @@ final class TileReader: @unchecked Sendable {  // mutable state is guarded by `c
     let grid: TileGrid
     let mpp: Double
     let size: Int
+    /// Level-0 offsets of a cell's windows from its origin (one, (0, 0), without shifts).
+    let offsets: [(x: Int, y: Int)]
     let budget: SharedBudget
     let stage: Int
     let depth: Int
@@ -73,11 +75,12 @@ final class TileReader: @unchecked Sendable {  // mutable state is guarded by `c
     private var running = false
     private var reading = 0.0
 
-    init(slide: Slide, grid: TileGrid, mpp: Double, size: Int, budget: SharedBudget, stage: Int, depth: Int = 2) {
+    init(slide: Slide, grid: TileGrid, mpp: Double, size: Int, shifts: Int = 1, budget: SharedBudget, stage: Int, depth: Int = 2) {
         self.slide = slide
         self.grid = grid
         self.mpp = mpp
         self.size = size
+        self.offsets = Self.offsets(shifts: shifts, cellWidth: grid.cellWidth, cellHeight: grid.cellHeight)
         self.budget = budget
         self.stage = stage
         self.depth = max(1, depth)
@@ -116,11 +119,20 @@ final class TileReader: @unchecked Sendable {  // mutable state is guarded by `c
         thread.start()
     }
 
+    /// Window offsets of `shifts` × `shifts` windows, row-major: ((i + ½)/shifts − ½) of a cell in x and y.
+    static func offsets(shifts: Int, cellWidth: Double, cellHeight: Double) -> [(x: Int, y: Int)] {
+        let steps = (0..<shifts).map { (Double($0) + 0.5) / Double(shifts) - 0.5 }
+        return steps.flatMap { dy in steps.map { dx in (Int((dx * cellWidth).rounded()), Int((dy * cellHeight).rounded())) } }
+    }
+
+    /// Each cell's windows, consecutive (a window past the slide's edge reads white there).
     private func read(_ cells: [(column: Int, row: Int)], compute: ComputeContext) throws -> [RGBImage] {
+        let offsets = self.offsets
+        let windows = cells.flatMap { cell in offsets.map { (column: cell.column, row: cell.row, dx: $0.x, dy: $0.y) } }
         var images: [RGBImage] = []
-        images.reserveCapacity(cells.count)
-        for start in stride(from: 0, to: cells.count, by: Self.piece) {
-            let piece = Array(cells[start..<min(cells.count, start + Self.piece)])
+        images.reserveCapacity(windows.count)
+        for start in stride(from: 0, to: windows.count, by: Self.piece) {
+            let piece = Array(windows[start..<min(windows.count, start + Self.piece)])
             let threads = budget.acquire(stage, most: Int.max)
             defer { budget.release(stage) }
             compute.setThreads(threads)
@@ -128,7 +140,7 @@ final class TileReader: @unchecked Sendable {  // mutable state is guarded by `c
             images += try compute.run {
                 try concurrentMap(piece.count, workers: threads) { i in
                     let origin = grid.origin(column: piece[i].column, row: piece[i].row)
-                    return try slide.readRegion(x: origin.x, y: origin.y, width: size, height: size, mpp: mpp)
+                    return try slide.readRegion(x: origin.x + piece[i].dx, y: origin.y + piece[i].dy, width: size, height: size, mpp: mpp)
                 }
             }
         }

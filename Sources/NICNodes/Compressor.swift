@@ -44,6 +44,8 @@ public struct Compressor: NodeType {
         @Param(doc: "patches per encoder call", .within(1, 65536)) var batchSize = 256
         @Param(doc: "grid rows per band (bounds memory) and zarr chunk height", .within(1, 4096)) var bandRows = 32
         @Param(doc: "slides to draw thumbnails and false-colour grids for", .atLeast(0)) var previews = 4
+        @Param(doc: "encode each cell at shifts × shifts windows of the patch size, moved by (i + ½)/shifts − ½ of a cell in x and y, and store the mean of their codes: an object anywhere in a cell then lies near the centre of one window, as an encoder trained on objects at patch centres sees them. shifts² times the encoding; 1: one window per cell, the paper's", .within(1, 8), .unkeyedAtDefault)
+        var shifts = 1
         @Param(doc: "stain normalisation of every tile before encoding: none, macenko or reinhard, to 'stain_reference' (each slide's own stain statistics are fitted once on its whole image at 8 µm/px)", .unkeyedAtDefault)
         var stain = StainOption.none
         @Param(doc: "with 'stain': the slide (any format nic reads) whose stain the tiles are normalised to, e.g. a slide of the encoder's training cohort", .unkeyedAtDefault)
@@ -79,7 +81,7 @@ public struct Compressor: NodeType {
         let names = slideSet.slides.map { URL(fileURLWithPath: $0.path).lastPathComponent }
         let items = try context.cachedItems(identities, names: names, excludingInputs: ["slides"]) { index, folder in
             try compress(slideSet.slides[index], model: model, into: folder, mpp: mpp, size: size, orientations: orientations, minTissue: minTissue,
-                         batchSize: batchSize, bandRows: bandRows, previews: params.previews, stain: stain, context: context, slideIndex: index, slideCount: slideSet.slides.count)
+                         shifts: params.shifts, batchSize: batchSize, bandRows: bandRows, previews: params.previews, stain: stain, context: context, slideIndex: index, slideCount: slideSet.slides.count)
         }
         for (index, (entry, item)) in zip(slideSet.slides, items).enumerated() {
             if item.reused { reused += 1 }
@@ -94,7 +96,8 @@ public struct Compressor: NodeType {
             context.progress(index + 1, of: slideSet.slides.count, unit: "slides", message: reused > 0 ? "\(reused) from cache" : nil)
         }
         try slideSet.write(to: out)
-        let info = GridSet.Info(codeSize: model.info.codeSize, size: size, mpp: mpp, orientations: orientations, slides: infos)
+        var info = GridSet.Info(codeSize: model.info.codeSize, size: size, mpp: mpp, orientations: orientations, slides: infos)
+        if params.shifts > 1 { info.shifts = params.shifts }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(info).write(to: out.appendingPathComponent("gridset.json"))
@@ -142,7 +145,7 @@ public struct Compressor: NodeType {
 
     /// One slide → `grid/o<k>`, `grid/mask`, `slide.json`, `preview/` in `folder`.
     func compress(_ entry: SlideEntry, model: EncoderModel, into folder: URL, mpp: Double, size: Int, orientations: Int, minTissue: Double,
-                  batchSize: Int, bandRows: Int, previews: Int, stain: (method: StainNormalization.Method, target: StainNormalization.Target)?,
+                  shifts: Int = 1, batchSize: Int, bandRows: Int, previews: Int, stain: (method: StainNormalization.Method, target: StainNormalization.Target)?,
                   context: NodeContext, slideIndex: Int, slideCount: Int) throws {
         let started = Stopwatch()
         var time = CompressionTime()
@@ -172,11 +175,13 @@ public struct Compressor: NodeType {
         // reading and encoding share the node's thread budget.
         let bands = (rows + chunkRows - 1) / chunkRows
         let cellsByBand = (0..<bands).map { b in cells.filter { $0.row / chunkRows == b } }
+        // With shifts, a batch holds shifts² windows per cell: fewer cells, the same memory.
+        let cellsPerBatch = max(1, batchSize / (shifts * shifts))
         let batches = (0..<bands).flatMap { b in
-            stride(from: 0, to: cellsByBand[b].count, by: batchSize).map { Array(cellsByBand[b][$0..<min(cellsByBand[b].count, $0 + batchSize)]) }
+            stride(from: 0, to: cellsByBand[b].count, by: cellsPerBatch).map { Array(cellsByBand[b][$0..<min(cellsByBand[b].count, $0 + cellsPerBatch)]) }
         }
         let budget = SharedBudget(stages: 2, total: { [compute = context.compute] in compute.threads })
-        let tiles = TileReader(slide: slide, grid: grid, mpp: mpp, size: size, budget: budget, stage: Self.reading)
+        let tiles = TileReader(slide: slide, grid: grid, mpp: mpp, size: size, shifts: shifts, budget: budget, stage: Self.reading)
         tiles.start(batches)
         defer { tiles.stop() }
         let encodeCompute = ComputeContext(threads: 1)
@@ -187,7 +192,7 @@ public struct Compressor: NodeType {
         for band in 0..<bands {
             try context.checkCancellation()
             for k in 0..<orientations { for i in codes[k].indices { codes[k][i] = 0 } }
-            for start in stride(from: 0, to: cellsByBand[band].count, by: batchSize) {
+            for start in stride(from: 0, to: cellsByBand[band].count, by: cellsPerBatch) {
                 let waited = Stopwatch()
                 var images = try tiles.next()  // holds no thread while it waits
                 if let stain { images = try images.map { try StainNormalization.apply($0, from: stainSource, to: stain.target) } }
@@ -195,16 +200,23 @@ public struct Compressor: NodeType {
                 if time.firstEncode == 0 { time.firstEncode = started.seconds }
                 budget.acquire(Self.encoding, most: 1)
                 let clock = Stopwatch()
-                let bandCells = Array(cellsByBand[band][start..<min(cellsByBand[band].count, start + batchSize)])
+                let bandCells = Array(cellsByBand[band][start..<min(cellsByBand[band].count, start + cellsPerBatch)])
+                let windows = shifts * shifts  // images of a cell, consecutive
                 for k in 0..<orientations {
                     let patches = images.map { Dihedral.apply($0, orientation: k) }
                     encodeCompute.setThreads(budget.take(Self.encoding, most: context.threads))
                     let encoded = try encodeCompute.run { try model.encode(patches) }
                     budget.release(Self.encoding, keep: 1)
                     for (j, cell) in bandCells.enumerated() {
+                        var code = [Float](repeating: 0, count: c)
+                        for w in 0..<windows {
+                            let base = (j * windows + w) * c
+                            for ch in 0..<c { code[ch] += encoded.data[base + ch] }
+                        }
+                        if windows > 1 { for ch in 0..<c { code[ch] /= Float(windows) } }
                         let target = ((cell.row - band * chunkRows) * columns + cell.column) * c
-                        for ch in 0..<c { codes[k][target + ch] = Float16(encoded.data[j * c + ch]) }
-                        if k == 0 && previewWanted { allCodes.append(Array(encoded.data[(j * c)..<((j + 1) * c)])) }
+                        for ch in 0..<c { codes[k][target + ch] = Float16(code[ch]) }
+                        if k == 0 && previewWanted { allCodes.append(code) }
                     }
                 }
                 time.encoding += clock.seconds
@@ -223,7 +235,7 @@ public struct Compressor: NodeType {
         }
         time.reading = tiles.readingSeconds
         time.mostThreads = budget.peak
-        time.patches = cells.count * orientations
+        time.patches = cells.count * orientations * shifts * shifts
         let info = GridSet.SlideInfo(stem: entry.stem, rows: rows, columns: columns, tissueCells: cells.count)
         // Sorted keys: the same slide gives the same bytes in every process (unsorted, the order
         // follows the process's hash seed).

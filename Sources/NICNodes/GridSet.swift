@@ -44,7 +44,9 @@ public struct GridSet {
         public var mpp: Double
         public var orientations: Int
         public var slides: [SlideInfo]
-        enum CodingKeys: String, CodingKey { case size, mpp, orientations, slides, codeSize = "code_size" }
+        /// Windows per cell side whose codes were averaged (`compressor` `shifts`); absent: one window per cell.
+        public var shifts: Int? = nil
+        enum CodingKeys: String, CodingKey { case size, mpp, orientations, slides, shifts, codeSize = "code_size" }
     }
 
     public let folder: URL

@@ -89,6 +89,58 @@ final class CompressorTests: XCTestCase {
         XCTAssertEqual(gatheredTime, time)
     }
 
+    /// `shifts: 3`: each cell's code is the mean of the codes of 3 × 3 windows moved by −⅓, 0 and +⅓ of a
+    /// cell in x and y (windows past the slide's edge read white), in every orientation; the grid set
+    /// records the shifts, and without them it records none.
+    func testShiftedWindowsAverageTheCodesOfEachCell() throws {
+        let ws = try CohortWorkspace(patients: 2, size: 768, annotations: 6)
+        try ws.writeTinyEncoder()
+        let summary = try ws.run("""
+        pipeline: shifts
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+          annotations: {kind: table, path: cohort/patches.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort, annotations: annotations}, params: {mode: training, per_task: 8, seed: 1}}
+          enc: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/tiny.yaml, epochs: 1, batch_size: 8, validation: 0.5}}
+          grids: {type: compressor, in: {slides: cohort, encoder: enc}, params: {min_tissue: 0.3, orientations: "8", shifts: 3, batch_size: 20, band_rows: 2, previews: 0}}
+          plain: {type: compressor, in: {slides: cohort, encoder: enc}, params: {min_tissue: 0.3, previews: 0}}
+        """, jobs: 1)
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        let model = try EncoderModel(folder: try ws.output(summary, "enc", "model"))
+        let grids = try ws.output(summary, "grids", "grids")
+        let gridSet = try GridSet(folder: grids)
+        XCTAssertEqual(gridSet.info.shifts, 3)
+        XCTAssertNil(try GridSet(folder: try ws.output(summary, "plain", "grids")).info.shifts)
+        let c = gridSet.info.codeSize
+        var compared = 0
+        for entry in gridSet.slideSet.slides {
+            let slide = try entry.open()
+            let grid = TileGrid(slide: slide, mpp: 0.5, size: model.info.patchSize, mask: try TissueDetector().detect(slide))
+            let step = Int((grid.cellWidth / 3).rounded())
+            for k in [0, 5] {
+                let stored = try ZarrArrayReader(at: grids.appendingPathComponent("grids/\(entry.stem)/o\(k)")).read(as: Float16.self)
+                for cell in grid.tissueCells(minTissue: 0.3).prefix(6) {
+                    let origin = grid.origin(column: cell.column, row: cell.row)
+                    var windows: [RGBImage] = []
+                    for dy in [-step, 0, step] {
+                        for dx in [-step, 0, step] {
+                            windows.append(Dihedral.apply(try slide.readRegion(x: origin.x + dx, y: origin.y + dy, width: 128, height: 128, mpp: 0.5), orientation: k))
+                        }
+                    }
+                    let codes = try model.encode(windows)
+                    for ch in 0..<c {
+                        let mean = (0..<9).reduce(Float(0)) { $0 + codes.data[$1 * c + ch] } / 9
+                        let value = Float(stored[(cell.row * grid.columns + cell.column) * c + ch])
+                        XCTAssertEqual(value, mean, accuracy: 2e-3 * max(1, abs(mean)), "\(entry.stem) cell \(cell) orientation \(k) channel \(ch)")
+                    }
+                    compared += 1
+                }
+            }
+        }
+        XCTAssertGreaterThan(compared, 0)
+    }
+
     func testSharedBudgetNeverHandsOutMoreThanItHas() {
         for total in [1, 2, 3] {
             let budget = SharedBudget(stages: 2, total: { total })
