@@ -143,10 +143,12 @@ final class CompressorTests: XCTestCase {
 
     func testSharedBudgetNeverHandsOutMoreThanItHas() {
         for total in [1, 2, 3] {
-            let budget = SharedBudget(stages: 2, total: { total })
+            // One stage per worker: `acquire` returns what the whole stage holds, so two workers of one
+            // stage would each count the stage's threads and the holders' sum would overcount.
+            let budget = SharedBudget(stages: 8, total: { total })
             let inUse = Locked((now: 0, most: 0))
             DispatchQueue.concurrentPerform(iterations: 8) { worker in
-                let stage = worker % 2
+                let stage = worker
                 for round in 0..<200 {
                     let got = budget.acquire(stage, most: 1 + (round + worker) % 3)
                     inUse.withLock { $0.now += got; $0.most = max($0.most, $0.now) }
