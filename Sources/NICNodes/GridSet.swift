@@ -46,7 +46,10 @@ public struct GridSet {
         public var slides: [SlideInfo]
         /// Windows per cell side whose codes were averaged (`compressor` `shifts`); absent: one window per cell.
         public var shifts: Int? = nil
-        enum CodingKeys: String, CodingKey { case size, mpp, orientations, slides, shifts, codeSize = "code_size" }
+        /// A name per channel when the channels are named quantities (a floor's counts, an encoder's task
+        /// outputs) rather than codes; absent for codes.
+        public var channels: [String]? = nil
+        enum CodingKeys: String, CodingKey { case size, mpp, orientations, slides, shifts, channels, codeSize = "code_size" }
     }
 
     public let folder: URL
@@ -59,6 +62,14 @@ public struct GridSet {
         do { info = try JSONDecoder().decode(Info.self, from: Data(contentsOf: url)) }
         catch { throw NodeError("\(url.path): not a GridSet description (\(error))") }
         slideSet = try SlideSet.read(from: folder)
+    }
+
+    /// The index of a channel given by name (`channels`) or by number; the error lists the names.
+    public func channel(_ name: String, param: String) throws -> Int {
+        if let names = info.channels, let i = names.firstIndex(of: name) { return i }
+        if let i = Int(name), i >= 0, i < info.codeSize { return i }
+        let known = info.channels.map { "its channels are " + $0.joined(separator: ", ") } ?? "its \(info.codeSize) channels have no names (give a number 0–\(info.codeSize - 1))"
+        throw NodeError("param '\(param)': the GridSet has no channel '\(name)'; \(known)")
     }
 
     /// The level-0 rectangle (pixels) a cell of a slide covers: the compressor's stride = size grid from the

@@ -14,7 +14,7 @@ import TensorStore
 /// `counts.csv` holds the per-slide totals: dark objects per mm² of tissue and per 1000 nuclei.
 public struct ObjectCount: NodeType {
     public static let name = "object_count"
-    public static let version = 1
+    public static let version = 2
     public static let summary = "Counts dark haematoxylin objects and nuclei per grid cell, relative to each slide's nuclei (a non-learned floor), as a GridSet."
     public static let inputs = [PortSpec("slides", .slideSet, doc: "the cohort")]
     public static let outputs = [PortSpec("grids", .gridSet, doc: "gridset.json (3 channels: dark objects, nuclei, tissue fraction), grids/<slide>/o0 and mask, counts.csv")]
@@ -101,7 +101,8 @@ public struct ObjectCount: NodeType {
         try slideSet.write(to: out)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(GridSet.Info(codeSize: 3, size: params.size, mpp: params.mpp, orientations: 1, slides: infos))
+        try encoder.encode(GridSet.Info(codeSize: 3, size: params.size, mpp: params.mpp, orientations: 1, slides: infos,
+                                        channels: ["dark_objects", "nuclei", "tissue_fraction"]))
             .write(to: out.appendingPathComponent("gridset.json"))
         try CSVTable(columns: rows[0], rows: Array(rows.dropFirst())).write(to: out.appendingPathComponent("counts.csv"))
     }

@@ -32,7 +32,7 @@ public struct TileSampler: NodeType {
         var regression: [String] = []
         @Param(doc: "training: shift classification patches by up to this fraction of their size in x and y (seeded), so an encoder learns an object anywhere in a patch as a grid of a slide shows it, not only at the centre where it was annotated. A binary task (labels 0 and 1) shifts only its positives: they are centred on the object, which stays inside, while a negative (already at an arbitrary place) could be moved onto an unannotated object. Regression labels (counts in the exact patch) are never shifted", .within(0, 0.5))
         var jitter = 0.0
-        @Param(doc: "training: for a binary task whose annotations hold positives only (points on objects, label 1, as pathologists annotate mitoses), draw its negatives at tissue points at least this many µm from every annotated point of the task, and bound each positive's shift below it, so no shifted positive can sit where a negative may be drawn. 0: negatives must be in the annotations", .within(0, 10_000), .unkeyedAtDefault)
+        @Param(doc: "training: for a binary task whose annotations hold positives only (points on objects, label 1, as pathologists annotate mitoses), draw its negatives at tissue points at least this many µm from every annotated point of the task, and bound each positive's shift below it, so no shifted positive can sit where a negative may be drawn. A binary task with negatives of its own (look-alikes, empty fields) keeps them, but bounds its positives' shifts the same way and leaves out a negative closer than this to a positive. 0: negatives must be in the annotations, positives shift by jitter alone", .within(0, 10_000), .unkeyedAtDefault)
         var negativeDistanceUm = 0.0
         @Param(doc: "training, with negative_distance_um: fraction of the drawn negatives taken near an annotated point (at 1-2 times the distance, in the same tissue: the hard cases) rather than anywhere in the tissue", .fraction, .unkeyedAtDefault)
         var nearNegatives = 0.5
@@ -68,7 +68,8 @@ public struct TileSampler: NodeType {
                 table, source: "annotations (patches.csv)", slides: cache, perTask: params.perTask, only: params.tasks,
                 regression: Set(params.regression), seed: seed, size: size, mpp: mpp, jitter: params.jitter,
                 negatives: params.negativeDistanceUm > 0 ? NegativeRule(distanceUM: params.negativeDistanceUm, near: params.nearNegatives) : nil,
-                counts: params.pointCounts.isEmpty ? nil : CountRule(tasks: Set(params.pointCounts), nearPoints: params.nearPoints))
+                counts: params.pointCounts.isEmpty ? nil : CountRule(tasks: Set(params.pointCounts), nearPoints: params.nearPoints),
+                note: { context.warn($0) })
         } else {
             var detector = TissueDetector()
             detector.mpp = params.tissueMpp
@@ -151,9 +152,13 @@ public struct TileSampler: NodeType {
     /// diagonal, no annotated object lies inside a negative patch. Objects nobody marked can still sit in a
     /// negative (the negatives are unlabelled tissue, not known-empty): a head trained so ranks patches
     /// by how likely they hold an object (positive-unlabelled learning), which is what a rate needs.
+    /// A binary task that gives negatives of its own follows the same rule: its positives' shifts are
+    /// bounded by D, and a given negative closer than D to one of its slide's positives is left out
+    /// (`note` says how many).
     public static func planTraining(_ table: CSVTable, source: String, slides: SlideCache, perTask: Int, only: [String], regression: Set<String>,
                                     seed: UInt64, size: Int, mpp: Double, jitter: Double = 0,
-                                    negatives: NegativeRule? = nil, counts: CountRule? = nil) throws -> ([PatchRecord], [PatchTask]) {
+                                    negatives: NegativeRule? = nil, counts: CountRule? = nil,
+                                    note: (String) -> Void = { _ in }) throws -> ([PatchRecord], [PatchTask]) {
         guard perTask > 0 else { throw NodeError("per_task must be positive, got \(perTask)") }
         for c in ["slide", "x", "y", "task", "label"] where table.columnIndex(c) == nil {
             throw NodeError("\(source):1: missing column '\(c)'; expected slide, x, y, task, label; found \(table.columns.joined(separator: ", "))")
@@ -202,6 +207,33 @@ public struct TileSampler: NodeType {
             }
             drawnNegatives.insert(name)
             for item in items { points[name, default: [:]][item.record.slide, default: []].append((item.record.x, item.record.y)) }
+        }
+        // Binary tasks that give their own negatives (MIDOG's look-alikes, an exhaustive annotator's empty
+        // fields) follow the same rule: positives shift less than D, and a given negative closer than D to
+        // a mark is dropped, since it would be a positive's shifted place labelled 0.
+        var boundedTasks = drawnNegatives
+        if let rule = negatives {
+            for name in byTask.keys.sorted() where Set(byTask[name]!.map(\.label)) == ["0", "1"] && !countTasks.contains(name) {  // invariant: name taken from byTask.keys
+                let items = byTask[name]!  // invariant: as above
+                var marks: [String: [(x: Int, y: Int)]] = [:]
+                for item in items where item.label == "1" { marks[item.record.slide, default: []].append((item.record.x, item.record.y)) }
+                var kept: [(line: Int, record: PatchRecord, label: String)] = []
+                for item in items {
+                    if item.label == "0", let near = marks[item.record.slide] {
+                        let slide = try slides.slide(item.record.slide)
+                        let tooClose = near.contains { hypot(Double($0.x - item.record.x) * slide.mppX, Double($0.y - item.record.y) * slide.mppY) < rule.distanceUM }
+                        if tooClose { continue }
+                    }
+                    kept.append(item)
+                }
+                let dropped = items.count - kept.count
+                guard kept.contains(where: { $0.label == "0" }) else {
+                    throw NodeError("\(source): task '\(name)': every one of its negatives lies within negative_distance_um (\(rule.distanceUM) µm) of a positive; lower the distance or give negatives elsewhere")
+                }
+                if dropped > 0 { note("task '\(name)': \(dropped) given negative\(dropped == 1 ? "" : "s") within \(rule.distanceUM) µm of a positive left out (negative_distance_um)") }
+                byTask[name] = kept
+                boundedTasks.insert(name)
+            }
         }
         let annotatedSlides = Array(Set(byTask.values.flatMap { $0.map(\.record.slide) })).sorted()
         var masks: [String: TissueMask] = [:]
@@ -277,7 +309,7 @@ public struct TileSampler: NodeType {
                 let halfX = Double(size) * mpp / slide.mppX / 2, halfY = Double(size) * mpp / slide.mppY / 2
                 var dx = (Double(shift.next() >> 11) / Double(1 << 53) * 2 - 1) * reachX
                 var dy = (Double(shift.next() >> 11) / Double(1 << 53) * 2 - 1) * reachY
-                if let distance, records[i].labels.keys.contains(where: drawnNegatives.contains) {
+                if let distance, records[i].labels.keys.contains(where: boundedTasks.contains) {
                     // µm of the shift, scaled into the disc of the bound: the distance less 1.5 level-0 pixels, the most
                     // that rounding to whole pixels can add. Clamping into the slide below only moves the centre towards
                     // its annotated point, which lies inside the allowed box.

@@ -102,6 +102,47 @@ final class SparseAnnotationTests: XCTestCase {
         }
     }
 
+    /// A binary task with negatives of its own (an exhaustive annotator's, or look-alikes): with
+    /// `negative_distance_um`, its given negatives stay, except one planted 3 µm from a positive, and its
+    /// positives shift by less than the distance although the jitter alone reaches 45 µm.
+    func testGivenNegativesCloseToAPositiveAreLeftOutAndPositivesStayInsideTheBound() throws {
+        let ws = try CohortWorkspace(patients: 2, size: 1024, annotations: 8, seed: 7)
+        let table = try CSVTable.read(ws.root.appendingPathComponent("cohort/patches.csv"))
+        var rows = table.rows.filter { $0[3] == "mitosis" }
+        let positives = rows.filter { $0[4] == "1" }, givenNegatives = rows.filter { $0[4] == "0" }
+        XCTAssertFalse(positives.isEmpty)
+        XCTAssertFalse(givenNegatives.isEmpty)
+        let x0 = Int(positives[0][1])!
+        let planted = [positives[0][0], String(x0 + (x0 > 512 ? -6 : 6)), positives[0][2], "mitosis", "0"]
+        rows.append(planted)
+        try CSVTable(columns: table.columns, rows: rows).write(to: ws.root.appendingPathComponent("mitosis.csv"))
+        let summary = try ws.run("""
+        pipeline: given
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+          tasks:  {kind: table, path: mitosis.csv}
+        nodes:
+          bounded: {type: tile_sampler, in: {slides: cohort, annotations: tasks}, params: {mode: training, per_task: 400, negative_distance_um: 12, jitter: 0.5, seed: 3}}
+        """)
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        let set = try PatchSet(folder: try ws.output(summary, "bounded", "patches"))
+        let marks = Dictionary(grouping: positives, by: { $0[0] }).mapValues { $0.map { (x: Double($0[1])!, y: Double($0[2])!) } }
+        var negativesAtGivenPlaces = 0, positivesNearTheBound = 0
+        for r in set.records {
+            let nearest = (marks[r.slide] ?? []).map { 0.5 * hypot($0.x - Double(r.x), $0.y - Double(r.y)) }.min() ?? .infinity
+            if r.labels["mitosis"] == "0" {
+                XCTAssertGreaterThanOrEqual(nearest, 12, "negative at \(r.slide) \(r.x),\(r.y)")
+                XCTAssertFalse(r.slide == planted[0] && String(r.x) == planted[1] && String(r.y) == planted[2], "the planted negative was left out")
+                if givenNegatives.contains(where: { $0[0] == r.slide && $0[1] == String(r.x) && $0[2] == String(r.y) }) { negativesAtGivenPlaces += 1 }
+            } else {
+                XCTAssertLessThan(nearest, 12, "positive at \(r.slide) \(r.x),\(r.y)")
+                if nearest > 8 { positivesNearTheBound += 1 }
+            }
+        }
+        XCTAssertEqual(negativesAtGivenPlaces, set.records.filter { $0.labels["mitosis"] == "0" }.count, "negatives are the given ones, not drawn")
+        XCTAssertGreaterThan(positivesNearTheBound, 0, "the jitter reached the bound and was held")
+    }
+
     /// `point_counts`: each patch's label is the number of annotated points inside the box the reader reads,
     /// the task is a regression, nothing is shifted, and the draws cover patches without points (the tissue)
     /// as well as patches with one or more; the same seed gives the same patches.
@@ -166,12 +207,15 @@ final class SparseAnnotationTests: XCTestCase {
             try PyramidTIFFWriter(url: ws.root.appendingPathComponent("known/\(name).tif"), width: size, height: size, compression: .deflate, mpp: 0.5)
                 .write(RGBImage(width: size, height: size, pixels: pixels))
         }
+        try ws.write("known/labels.csv", "slide,patient,score\na,pa,1\nb,pb,2\n")
         let summary = try ws.run("""
         pipeline: floor
         inputs:
-          cohort: {kind: slides, dir: known, pattern: "*.tif"}
+          cohort: {kind: slides, dir: known, pattern: "*.tif", labels: known/labels.csv}
         nodes:
           floor: {type: object_count, in: {slides: cohort}, params: {min_tissue: 0.5}}
+          per_cell: {type: grid_readout, in: {grids: floor}, params: {value: dark_objects, target: [score]}}
+          per_nucleus: {type: grid_readout, in: {grids: floor}, params: {value: dark_objects, per: nuclei, target: [score]}}
         """)
         XCTAssertTrue(summary.succeeded, "\(summary.failures)")
         let grids = try GridSet(folder: try ws.output(summary, "floor", "grids"))
@@ -191,6 +235,19 @@ final class SparseAnnotationTests: XCTestCase {
         }
         let counts = try CSVTable.read(try ws.output(summary, "floor", "grids").appendingPathComponent("counts.csv"))
         XCTAssertEqual(counts.rows.map { $0[2] }, ["6", "6"])
+        // The readouts: 6 dark objects over the slide's tissue cells, and over its nuclei.
+        XCTAssertEqual(grids.info.channels, ["dark_objects", "nuclei", "tissue_fraction"])
+        let perCell = try Predictions.read(from: try ws.output(summary, "per_cell", "predictions"))
+        let perNucleus = try Predictions.read(from: try ws.output(summary, "per_nucleus", "predictions"))
+        XCTAssertEqual(perCell.patients, ["pa", "pb"])
+        for (i, stem) in ["a", "b"].enumerated() {
+            let (grid, mask, _, _) = try grids.load(stem)
+            let cells = mask.indices.filter { mask[$0] }
+            let nuclei = cells.reduce(0.0) { $0 + Double(grid[$1 * 3 + 1]) }
+            XCTAssertEqual(perCell.scores[i][0], 6 / Double(cells.count), accuracy: 1e-12, stem)
+            XCTAssertEqual(perNucleus.scores[i][0], 6 / nuclei, accuracy: 1e-12, stem)
+            XCTAssertEqual(perCell.labels[i], "\(i + 1)")
+        }
     }
 
     func testConnectedComponents() {
