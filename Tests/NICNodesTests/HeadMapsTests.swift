@@ -120,6 +120,36 @@ final class HeadMapsTests: XCTestCase {
         }
     }
 
+    /// `grid_filter` keeps the cells whose tumour probability is at least the threshold: the codes are the
+    /// grids' own, the mask is the grids' mask and the threshold, and the counts in gridset.json follow.
+    func testGridFilterKeepsTheCellsAtOrAboveTheThreshold() throws {
+        let ws = try CohortWorkspace(patients: 2, size: 768, annotations: 6)
+        try ws.writeTinyEncoder()
+        let summary = try ws.run(Self.pipeline(extra: """
+          tumour: {type: grid_filter, in: {grids: grids, by: maps}, params: {channel: "tissue:tumour", at_least: 0.5}}
+        """), jobs: 1)
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        let grids = try GridSet(folder: try ws.output(summary, "grids", "grids"))
+        let maps = try GridSet(folder: try ws.output(summary, "maps", "maps"))
+        let filtered = try GridSet(folder: try ws.output(summary, "tumour", "grids"))
+        let tumour = try maps.channel("tissue:tumour", param: "channel")
+        var kept = 0, dropped = 0
+        for (slide, info) in zip(grids.info.slides, filtered.info.slides) {
+            let (codes, mask, _, _) = try grids.load(slide.stem)
+            let (values, _, _, _) = try maps.load(slide.stem)
+            let (filteredCodes, filteredMask, _, _) = try filtered.load(slide.stem)
+            XCTAssertEqual(filteredCodes, codes, slide.stem)
+            for cell in mask.indices {
+                let expected = mask[cell] && values[cell * maps.info.codeSize + tumour] >= 0.5
+                XCTAssertEqual(filteredMask[cell], expected, "\(slide.stem) cell \(cell)")
+                if mask[cell] { if expected { kept += 1 } else { dropped += 1 } }
+            }
+            XCTAssertEqual(info.tissueCells, filteredMask.filter { $0 }.count)
+        }
+        XCTAssertGreaterThan(kept, 0)
+        XCTAssertGreaterThan(dropped, 0)
+    }
+
     /// Grids of another encoder are refused with both keys named (unless allowed); a channel that does
     /// not exist is an error listing the channels; weight and per together are refused.
     func testMismatchesAreLocatedErrors() throws {
