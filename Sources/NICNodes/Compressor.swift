@@ -98,9 +98,7 @@ public struct Compressor: NodeType {
         try slideSet.write(to: out)
         var info = GridSet.Info(codeSize: model.info.codeSize, size: size, mpp: mpp, orientations: orientations, slides: infos)
         if params.shifts > 1 { info.shifts = params.shifts }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(info).write(to: out.appendingPathComponent("gridset.json"))
+        try info.write(to: out)
         var captions: [String: String] = [:]
         for slide in infos.prefix(params.previews) {
             captions["\(slide.stem).png"] = "\(slide.stem): thumbnail"
@@ -109,6 +107,8 @@ public struct Compressor: NodeType {
         if !captions.isEmpty {
             try JSONSerialization.data(withJSONObject: captions, options: [.sortedKeys]).write(to: out.appendingPathComponent("preview/captions.json"))
         }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(time).write(to: out.appendingPathComponent("time.json"))
         context.progress(slideSet.slides.count, of: slideSet.slides.count, unit: "slides",
                          message: String(format: "%d patches in %.1f s: reading %.1f s (waited for %.1f s), encoding %.1f s, writing %.1f s, tissue %.1f s",

@@ -145,9 +145,7 @@ public struct FeaturesSource: NodeType {
         }
         try slideSet.write(to: out)
         let info = GridSet.Info(codeSize: codeSize, size: first.size, mpp: (first.micrometres ?? 0) / Double(first.size), orientations: 1, slides: infos)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(info).write(to: out.appendingPathComponent("gridset.json"))
+        try info.write(to: out)
     }
     /// Writes one slide's grid (codes float32, mask uint8) and records it.
     static func write(_ grid: FeatureGrid, stem: String, url: URL, codeSize: Int, to out: URL, infos: inout [GridSet.SlideInfo],

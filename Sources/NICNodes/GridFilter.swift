@@ -51,8 +51,7 @@ public struct GridFilter: NodeType {
             for k in 0..<source.info.orientations {
                 try FileManager.default.copyItem(at: base.appendingPathComponent("o\(k)"), to: folder.appendingPathComponent("o\(k)"))
             }
-            try ZarrArrayWriter(at: folder.appendingPathComponent("mask"), shape: [slide.rows, slide.columns],
-                                chunkShape: [max(1, min(32, slide.rows)), max(1, min(64, slide.columns))], dataType: .uint8).write(kept)
+            try GridSet.writeMask(kept, rows: slide.rows, columns: slide.columns, to: folder)
             info.slides[index].tissueCells = count
             context.progress(index + 1, of: source.info.slides.count, unit: "slides")
         }
@@ -61,8 +60,6 @@ public struct GridFilter: NodeType {
             context.warn("\(emptied.count) slide\(emptied.count == 1 ? "" : "s") keep no cell (\(params.channel) < \(params.atLeast) everywhere): \(names)")
         }
         try source.slideSet.write(to: out)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(info).write(to: out.appendingPathComponent("gridset.json"))
+        try info.write(to: out)
     }
 }

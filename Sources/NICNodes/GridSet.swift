@@ -112,3 +112,28 @@ public struct GridSet {
         return (grid, outMask, size.height, size.width)
     }
 }
+
+extension GridSet.Info {
+    /// `gridset.json` in a GridSet folder, as every node that makes one writes it.
+    func write(to folder: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(self).write(to: folder.appendingPathComponent("gridset.json"))
+    }
+}
+
+extension GridSet {
+    /// A slide's mask (1: a cell with codes) at `grids/<stem>/mask`, in chunks of up to 32 × 64 cells.
+    static func writeMask(_ mask: [UInt8], rows: Int, columns: Int, to slideFolder: URL) throws {
+        try ZarrArrayWriter(at: slideFolder.appendingPathComponent("mask"), shape: [rows, columns],
+                            chunkShape: [max(1, min(32, rows)), max(1, min(64, columns))], dataType: .uint8).write(mask)
+    }
+
+    /// One slide of a single-orientation GridSet: its channels [rows, columns, channels] as `o0` (float16)
+    /// and its mask, chunked alike.
+    static func writeSlide(_ values: [Float16], channels: Int, mask: [UInt8], rows: Int, columns: Int, to slideFolder: URL) throws {
+        try ZarrArrayWriter(at: slideFolder.appendingPathComponent("o0"), shape: [rows, columns, channels],
+                            chunkShape: [max(1, min(32, rows)), max(1, min(64, columns)), channels], dataType: .float16).write(values)
+        try writeMask(mask, rows: rows, columns: columns, to: slideFolder)
+    }
+}

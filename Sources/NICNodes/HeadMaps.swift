@@ -1,7 +1,6 @@
 import Flow
 import Foundation
 import Neural
-import TensorStore
 
 /// `head_maps`: what an encoder's own task heads say of every grid cell — P(class) for each class of
 /// a classification task, P(positive) for a binary task, the value (in the label's units) for a
@@ -117,12 +116,8 @@ public struct HeadMaps: NodeType {
                     offset += width
                 }
             }
-            let folder = out.appendingPathComponent("grids").appendingPathComponent(slide.stem)
-            let chunkRows = max(1, min(32, rows)), chunkColumns = max(1, min(64, columns))
-            try ZarrArrayWriter(at: folder.appendingPathComponent("o0"), shape: [rows, columns, k],
-                                chunkShape: [chunkRows, chunkColumns, k], dataType: .float16).write(values)
-            try ZarrArrayWriter(at: folder.appendingPathComponent("mask"), shape: [rows, columns],
-                                chunkShape: [chunkRows, chunkColumns], dataType: .uint8).write(mask.map { $0 ? UInt8(1) : 0 })
+            try GridSet.writeSlide(values, channels: k, mask: mask.map { $0 ? 1 : 0 }, rows: rows, columns: columns,
+                                   to: out.appendingPathComponent("grids").appendingPathComponent(slide.stem))
             context.progress(index + 1, of: gridSet.info.slides.count, unit: "slides")
         }
         try gridSet.slideSet.write(to: out)
@@ -130,9 +125,7 @@ public struct HeadMaps: NodeType {
         info.codeSize = k
         info.orientations = 1
         info.channels = channels
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(info).write(to: out.appendingPathComponent("gridset.json"))
+        try info.write(to: out)
     }
 
     /// Codes mean something only to the encoder that wrote them: grids whose compressor read another

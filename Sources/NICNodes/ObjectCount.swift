@@ -85,12 +85,8 @@ public struct ObjectCount: NodeType {
                 codes[3 * g + 1] = Float16(Float(values[k].nuclei))
                 codes[3 * g + 2] = Float16(Float(grid.tissue[g]))
             }
-            let folder = out.appendingPathComponent("grids").appendingPathComponent(entry.stem)
-            let chunkRows = min(32, grid.rows), chunkColumns = min(64, grid.columns)
-            try ZarrArrayWriter(at: folder.appendingPathComponent("o0"), shape: [grid.rows, grid.columns, 3],
-                                chunkShape: [chunkRows, chunkColumns, 3], dataType: .float16).write(codes)
-            try ZarrArrayWriter(at: folder.appendingPathComponent("mask"), shape: [grid.rows, grid.columns],
-                                chunkShape: [chunkRows, chunkColumns], dataType: .uint8).write(maskValues)
+            try GridSet.writeSlide(codes, channels: 3, mask: maskValues, rows: grid.rows, columns: grid.columns,
+                                   to: out.appendingPathComponent("grids").appendingPathComponent(entry.stem))
             infos.append(GridSet.SlideInfo(stem: entry.stem, rows: grid.rows, columns: grid.columns, tissueCells: cells.count))
             let dark = values.reduce(0) { $0 + $1.dark }, nuclei = values.reduce(0) { $0 + $1.nuclei }
             rows.append([entry.stem, "\(cells.count)", "\(dark)", "\(nuclei)", String(format: "%.5f", level),
@@ -99,11 +95,8 @@ public struct ObjectCount: NodeType {
             context.progress(index + 1, of: slideSet.slides.count, unit: "slides")
         }
         try slideSet.write(to: out)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(GridSet.Info(codeSize: 3, size: params.size, mpp: params.mpp, orientations: 1, slides: infos,
-                                        channels: ["dark_objects", "nuclei", "tissue_fraction"]))
-            .write(to: out.appendingPathComponent("gridset.json"))
+        try GridSet.Info(codeSize: 3, size: params.size, mpp: params.mpp, orientations: 1, slides: infos,
+                         channels: ["dark_objects", "nuclei", "tissue_fraction"]).write(to: out)
         try CSVTable(columns: rows[0], rows: Array(rows.dropFirst())).write(to: out.appendingPathComponent("counts.csv"))
     }
 }
