@@ -107,7 +107,7 @@ let package = Package(
         // Tensors on BLAS, layers with forward/backward, losses, optimisers, YAML architectures, safetensors.
         .target(
             name: "Neural",
-            dependencies: ["COpenBLAS", "NICBasics", "TensorStore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["COpenBLAS", "CZstd", "NICBasics", "TensorStore", .product(name: "Yams", package: "Yams")],
             swiftSettings: vectorSettings
         ),
         // OpenSlide reading at a target µm/px, tissue masks, tiling, colour transforms, augmentation.
@@ -127,7 +127,7 @@ let package = Package(
         // The pathology node types (tile sampler, augmenter, encoder, compressor, patient model, evaluators).
         .target(
             name: "NICNodes",
-            dependencies: ["CZlib", "Flow", "HDF5", "NICBasics", "Neural", "Slides", "Stats", "TensorStore"]
+            dependencies: ["CZlib", "Flow", "HDF5", "NICBasics", "Neural", "Slides", "Stats", "TensorStore", .product(name: "Yams", package: "Yams")]
         ),
         // The command line, as a library so that test tools can run it with extra node types.
         .target(
@@ -161,7 +161,7 @@ let package = Package(
         ),
         .testTarget(name: "NICBasicsTests", dependencies: ["NICBasics"]),
         .testTarget(name: "TensorStoreTests", dependencies: ["NICBasics", "TensorStore"]),
-        .testTarget(name: "FlowTests", dependencies: ["Flow", "NICBasics", "ToyNodes", "TensorStore"]),
+        .testTarget(name: "FlowTests", dependencies: ["Flow", "NICBasics", "ToyNodes", "TensorStore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
         .testTarget(name: "StatsTests", dependencies: ["NICBasics", "Stats"], exclude: ["Fixtures"]),
         .testTarget(name: "NeuralTests", dependencies: ["NICBasics", "Neural", "TensorStore"], exclude: ["Fixtures"]),
@@ -169,7 +169,7 @@ let package = Package(
         .target(name: "ImageTestSupport", dependencies: ["Slides"], path: "Tests/ImageTestSupport"),
         .testTarget(name: "SlidesTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Synthetic"], exclude: ["Fixtures"]),
         .testTarget(name: "SyntheticTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Stats", "Synthetic"]),
-        .testTarget(name: "NICNodesTests", dependencies: ["NICBasics", "NICNodes", "Flow", "Neural", "Slides", "Synthetic", "TensorStore"],
+        .testTarget(name: "NICNodesTests", dependencies: ["NICBasics", "NICNodes", "Flow", "Neural", "Slides", "Stats", "Synthetic", "TensorStore"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -56,7 +56,7 @@ public struct CompressionTime: Codable, Equatable, Sendable {
 /// Reads the tiles of a slide's batches of grid cells, in order, on a thread of its own, up to
 /// `depth` batches ahead of the encoder. Each small piece of a batch is read with the threads the
 /// shared budget has free, given back after, so an encoder that needs them gets them soon.
-final class TileReader: @unchecked Sendable {  // mutable state is guarded by `condition`
+final class TileReader: Sendable {
     let slide: Slide
     let grid: TileGrid
     let mpp: Double
@@ -69,11 +69,16 @@ final class TileReader: @unchecked Sendable {  // mutable state is guarded by `c
     /// Tiles read per request of threads: short enough that the budget moves between the stages often.
     static let piece = 32
 
-    private let condition = NSCondition()
-    private var ready: [Result<[RGBImage], Error>] = []
-    private var stopped = false
-    private var running = false
-    private var reading = 0.0
+    private let readAhead = Condition(ReadAhead())
+
+    /// The batches read and not yet taken, and the reader's thread, guarded by the condition that
+    /// the reader (queue full) and the encoder (queue empty; stopping, the reader still running) wait on.
+    private struct ReadAhead {
+        var ready: [Result<[RGBImage], Error>] = []
+        var stopped = false
+        var running = false
+        var reading = 0.0
+    }
 
     init(slide: Slide, grid: TileGrid, mpp: Double, size: Int, shifts: Int = 1, budget: SharedBudget, stage: Int, depth: Int = 2) {
         self.slide = slide
@@ -87,30 +92,19 @@ final class TileReader: @unchecked Sendable {  // mutable state is guarded by `c
     }
 
     func start(_ batches: [[(column: Int, row: Int)]]) {
-        condition.lock()
-        running = true
-        condition.unlock()
+        readAhead.withLock { $0.running = true }
         let thread = Thread { [self] in
-            defer {
-                condition.lock()
-                running = false
-                condition.broadcast()
-                condition.unlock()
-            }
+            defer { readAhead.withLock(wakingWaiters: true) { $0.running = false } }
             let compute = ComputeContext(threads: 1)
             for batch in batches {
-                condition.lock()
-                while !stopped && ready.count >= depth { condition.wait() }
-                let stop = stopped
-                condition.unlock()
+                let stop = readAhead.withLock(until: { $0.stopped || $0.ready.count < depth }) { $0.stopped }
                 if stop { return }
                 let clock = Stopwatch()
                 let result = Result { try read(batch, compute: compute) }
-                condition.lock()
-                reading += clock.seconds
-                ready.append(result)
-                condition.broadcast()
-                condition.unlock()
+                readAhead.withLock(wakingWaiters: true) { readAhead in
+                    readAhead.reading += clock.seconds
+                    readAhead.ready.append(result)
+                }
                 if case .failure = result { return }
             }
         }
@@ -149,27 +143,17 @@ final class TileReader: @unchecked Sendable {  // mutable state is guarded by `c
 
     /// The next batch's tiles, in order; rethrows a read error.
     func next() throws -> [RGBImage] {
-        condition.lock()
-        defer { condition.unlock() }
-        while ready.isEmpty { condition.wait() }
-        let result = ready.removeFirst()
-        condition.broadcast()
-        return try result.get()
+        try readAhead.withLock(until: { !$0.ready.isEmpty }, wakingWaiters: true) { $0.ready.removeFirst() }.get()
     }
 
     /// Seconds the reader spent reading.
     var readingSeconds: Double {
-        condition.lock()
-        defer { condition.unlock() }
-        return reading
+        readAhead.withLock { $0.reading }
     }
 
     /// Stops reading and waits for the reader's thread to finish its batch.
     func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        while running { condition.wait() }
-        condition.unlock()
+        readAhead.withLock(wakingWaiters: true) { $0.stopped = true }
+        readAhead.wait(until: { !$0.running })
     }
 }

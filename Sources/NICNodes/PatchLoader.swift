@@ -15,7 +15,7 @@ import Slides
 /// them with `start`, then takes them with `next` in the same order. What a batch holds depends only
 /// on its items and the epoch (augmentation is drawn per (epoch, patch)), never on the threads that
 /// prepared it, so training computes the same bits whatever the thread budget.
-public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable state is guarded by `condition`
+public final class PatchLoader<Prepared>: Sendable {
     /// Augments one patch (its index in the PatchSet, its pixels).
     public typealias Augment = @Sendable (_ index: Int, _ patch: RGBImage) -> RGBImage
     /// Turns a batch's (augmented) patches into what a step consumes, e.g. the network's input tensor.
@@ -29,14 +29,23 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
     /// Prepared batches kept ready ahead of the consumer.
     public let depth: Int
 
-    private let condition = NSCondition()
-    private var generation = 0
-    private var batches: [[Int]] = []
-    private var ready: [Int: Result<Prepared, Error>] = [:]
-    private var taken = 0
-    private var producers = 0
-    private var spent = LoaderTiming()
-    private var mostDecoded = 0
+    private let loading = Condition(Loading())
+
+    /// The batches announced, prepared and taken, guarded by the condition that the loader's thread
+    /// (too far ahead), the consumer (its batch not ready) and `stop` (a thread still running) wait on.
+    private struct Loading {
+        /// Counts the `start`s and `stop`s: a thread preparing for an older generation stops.
+        var generation = 0
+        var batches: [[Int]] = []
+        var ready: [Int: Result<Prepared, Error>] = [:]
+        var taken = 0
+        var producers = 0
+        var spent = LoaderTiming()
+        var mostDecoded = 0
+
+        /// Whether `items` is the next batch announced.
+        func announced(_ items: [Int]) -> Bool { taken < batches.count && batches[taken] == items }
+    }
 
     /// Patches augmented per request of threads.
     static var augmentPiece: Int { 16 }
@@ -91,14 +100,14 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
     /// patches wait decoded until each is taken.
     public func start(_ batches: [[Int]], augment: Augment?, assemble: @escaping Assemble) {
         stop()
-        condition.lock()
-        generation += 1
-        let current = generation
-        self.batches = batches
-        ready = [:]
-        taken = 0
-        producers += 1
-        condition.unlock()
+        let current = loading.withLock { loading in
+            loading.generation += 1
+            loading.batches = batches
+            loading.ready = [:]
+            loading.taken = 0
+            loading.producers += 1
+            return loading.generation
+        }
         let thread = Thread { [self] in produce(batches, generation: current, augment: augment, assemble: assemble) }
         thread.name = "nic.patch-loader"
         thread.stackSize = 8 << 20
@@ -109,17 +118,15 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
     /// loader is behind, and rethrows what failed while preparing it.
     public func next(_ items: [Int]) throws -> Prepared {
         let clock = Stopwatch()
-        condition.lock()
-        defer { condition.unlock() }
-        guard taken < batches.count, batches[taken] == items else {
-            throw NodeError("PatchLoader: batch \(taken + 1) asked for other patches than announced (\(items.prefix(4))…); the trainer and the loader are out of step")
-        }
-        while ready[taken] == nil { condition.wait() }
-        let result = ready.removeValue(forKey: taken)!  // invariant: the loop waited for it
-        taken += 1
-        spent.waiting += clock.seconds
-        condition.broadcast()
-        return try result.get()
+        return try loading.withLock(until: { !$0.announced(items) || $0.ready[$0.taken] != nil }, wakingWaiters: true) { loading in
+            guard loading.announced(items) else {
+                throw NodeError("PatchLoader: batch \(loading.taken + 1) asked for other patches than announced (\(items.prefix(4))…); the trainer and the loader are out of step")
+            }
+            let result = loading.ready.removeValue(forKey: loading.taken)!  // invariant: waited for it
+            loading.taken += 1
+            loading.spent.waiting += clock.seconds
+            return result
+        }.get()
     }
 
     /// Reads every item once, in ascending order and batches of `batchSize`, prepared ahead as
@@ -135,38 +142,25 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
 
     /// Stops preparing and waits for the loader's thread to finish its batch.
     public func stop() {
-        condition.lock()
-        generation += 1
-        condition.broadcast()
-        while producers > 0 { condition.wait() }
-        ready = [:]
-        condition.unlock()
+        loading.withLock(wakingWaiters: true) { $0.generation += 1 }
+        loading.withLock(until: { $0.producers == 0 }) { $0.ready = [:] }
     }
 
     /// The most decoded patches the loader held at once (waiting in the shuffle window or in their
     /// chunk until taken): what bounds its memory besides the prepared batches.
     public var mostHeld: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return mostDecoded
+        loading.withLock { $0.mostDecoded }
     }
 
     /// Where the loader's time went so far.
     public var timing: LoaderTiming {
-        condition.lock()
-        defer { condition.unlock() }
-        return spent
+        loading.withLock { $0.spent }
     }
 
     // MARK: - The loader's thread
 
     private func produce(_ batches: [[Int]], generation current: Int, augment: Augment?, assemble: Assemble) {
-        defer {
-            condition.lock()
-            producers -= 1
-            condition.broadcast()
-            condition.unlock()
-        }
+        defer { loading.withLock(wakingWaiters: true) { $0.producers -= 1 } }
         // How often each item is still to be handed out this pass, and the decoded patches waiting.
         var remaining: [Int: Int] = [:]
         for batch in batches { for i in batch { remaining[i, default: 0] += 1 } }
@@ -181,10 +175,7 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
             return try compute.run { try body(threads) }
         }
         for (k, batch) in batches.enumerated() {
-            condition.lock()
-            while generation == current && k - taken >= depth { condition.wait() }
-            let stopped = generation != current
-            condition.unlock()
+            let stopped = loading.withLock(until: { $0.generation != current || k - $0.taken < depth }) { $0.generation != current }
             if stopped { return }
             var reading = 0.0, preparing = 0.0, held = 0
             let result = Result { () throws -> Prepared in
@@ -225,13 +216,12 @@ public final class PatchLoader<Prepared>: @unchecked Sendable {  // mutable stat
                 preparing = clock.seconds - reading
                 return prepared
             }
-            condition.lock()
-            spent.reading += reading
-            spent.preparing += preparing
-            mostDecoded = max(mostDecoded, held)
-            if generation == current { ready[k] = result }
-            condition.broadcast()
-            condition.unlock()
+            loading.withLock(wakingWaiters: true) { loading in
+                loading.spent.reading += reading
+                loading.spent.preparing += preparing
+                loading.mostDecoded = max(loading.mostDecoded, held)
+                if loading.generation == current { loading.ready[k] = result }
+            }
             if case .failure = result { return }
         }
     }

@@ -65,9 +65,10 @@ public final class Slide: @unchecked Sendable {  // the OpenSlide handle is thre
             throw SlideError(.unsupportedFormat, path: path,
                              "not a slide format OpenSlide \(String(cString: openslide_get_version())) can read (or the file is damaged)")
         }
-        if let error = openslide_get_error(handle) {
-            let message = String(cString: error)
-            openslide_close(handle)
+        // Every failure below closes the handle here, once; a slide that opens keeps it until `deinit`.
+        var opened = false
+        defer { if !opened { openslide_close(handle) } }
+        if let message = Slide.failure(handle) {
             throw SlideError(.unreadable, path: path, "OpenSlide cannot read it: \(message)")
         }
         self.handle = handle
@@ -91,7 +92,6 @@ public final class Slide: @unchecked Sendable {  // the OpenSlide handle is thre
         } else if let (x, y) = Slide.tiffResolution(props) {
             (mx, my, source) = (x, y, .tiffResolution)
         } else {
-            openslide_close(handle)
             throw SlideError(.missingResolution, path: path,
                              "no µm/px in the file (no openslide.mpp-x, no usable TIFF resolution); give it by hand with the 'mpp' param")
         }
@@ -101,7 +101,6 @@ public final class Slide: @unchecked Sendable {  // the OpenSlide handle is thre
 
         let count = Int(openslide_get_level_count(handle))
         guard count > 0 else {
-            openslide_close(handle)
             throw SlideError(.unreadable, path: path, "OpenSlide reports no pyramid levels")
         }
         var levels: [SlideLevel] = []
@@ -111,12 +110,13 @@ public final class Slide: @unchecked Sendable {  // the OpenSlide handle is thre
             let d = openslide_get_level_downsample(handle, Int32(l))
             levels.append(SlideLevel(index: l, width: Int(w), height: Int(h), downsample: d, mpp: (mx + my) / 2 * d))
         }
-        self.levels = levels
-        if let error = openslide_get_error(handle) {
-            let message = String(cString: error)
-            openslide_close(handle)
+        // Checked before the last field is set: a throw from a fully initialised slide would run
+        // `deinit` as well, and close the handle a second time.
+        if let message = Slide.failure(handle) {
             throw SlideError(.unreadable, path: path, "OpenSlide cannot read it: \(message)")
         }
+        self.levels = levels
+        opened = true
     }
 
     public convenience init(path: String, mpp: Double? = nil) throws {
@@ -124,6 +124,12 @@ public final class Slide: @unchecked Sendable {  // the OpenSlide handle is thre
     }
 
     deinit { openslide_close(handle) }
+
+    /// OpenSlide's error for the handle, if it has one: once set, it stays, and every later call on
+    /// the handle fails.
+    private static func failure(_ handle: OpaquePointer) -> String? {
+        openslide_get_error(handle).map { String(cString: $0) }
+    }
 
     /// A resolution from TIFF tags, accepted only when it is plausible for microscopy (0.05–50 µm/px):
     /// many generic TIFF writers put 72 dpi there, which means "unknown", not 353 µm/px.
@@ -157,8 +163,8 @@ public final class Slide: @unchecked Sendable {  // the OpenSlide handle is thre
         argb.withUnsafeMutableBufferPointer { buffer in
             openslide_read_region(handle, buffer.baseAddress, Int64(x), Int64(y), Int32(level), Int64(width), Int64(height))
         }
-        if let error = openslide_get_error(handle) {
-            throw SlideError(.unreadable, path: path, "reading level \(level) at (\(x), \(y)) size \(width)×\(height) failed: \(String(cString: error))")
+        if let message = Slide.failure(handle) {
+            throw SlideError(.unreadable, path: path, "reading level \(level) at (\(x), \(y)) size \(width)×\(height) failed: \(message)")
         }
         return Slide.compositeOnWhite(argb, width: width, height: height)
     }
