@@ -7,6 +7,8 @@ public struct Tensor: Equatable, Sendable {
     public var data: [Float]
 
     public init(shape: [Int], data: [Float]) {
+        // invariant: every caller builds data for the shape it names; weights from files are checked against their
+        // shape by Safetensors.read (byte count = product of the shape) before they become tensors.
         precondition(shape.reduce(1, *) == data.count, "shape \(shape) holds \(shape.reduce(1, *)) values, got \(data.count)")
         self.shape = shape
         self.data = data
@@ -90,7 +92,7 @@ public struct Tensor: Equatable, Sendable {
     public var sum: Double { data.reduce(0.0) { $0 + Double($1) } }
 
     public func maxAbsDifference(_ other: Tensor) -> Float {
-        precondition(shape == other.shape)
+        precondition(shape == other.shape)  // invariant: parity checks compare a layer's output with its reference of the same shape
         var m: Float = 0
         for i in 0..<count { m = max(m, abs(data[i] - other.data[i])) }
         return m

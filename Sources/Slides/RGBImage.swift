@@ -8,6 +8,7 @@ public struct RGBImage: Sendable, Equatable {
     public var pixels: [UInt8]
 
     public init(width: Int, height: Int, pixels: [UInt8]) {
+        // invariant: images come from readers and transforms that allocate width × height × 3 bytes themselves.
         precondition(pixels.count == width * height * 3, "RGBImage: \(pixels.count) bytes for \(width)×\(height)×3")
         self.width = width
         self.height = height
@@ -26,6 +27,7 @@ public struct RGBImage: Sendable, Equatable {
 
     /// A sub-rectangle (must lie inside the image).
     public func crop(x: Int, y: Int, width w: Int, height h: Int) -> RGBImage {
+        // invariant: callers crop cells out of a region they read as whole cells (TileGrid) or out of fixed-size sources (bench).
         precondition(x >= 0 && y >= 0 && x + w <= width && y + h <= height, "crop outside the image")
         var out = [UInt8](repeating: 0, count: w * h * 3)
         pixels.withUnsafeBufferPointer { src in

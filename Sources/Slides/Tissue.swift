@@ -13,7 +13,7 @@ public struct TissueMask: Sendable, Equatable {
     public var values: [UInt8]
 
     public init(width: Int, height: Int, scaleX: Double, scaleY: Double, values: [UInt8]) {
-        precondition(values.count == width * height)
+        precondition(values.count == width * height)  // invariant: masks are built by the detector from an image of this size
         self.width = width
         self.height = height
         self.scaleX = scaleX
