@@ -27,7 +27,7 @@ struct NodesCommand: ParsableCommand {
                 print("  params:")
                 for param in type.params {
                     let requirement = param.defaultValue.map { $0.isNull ? "optional" : "default \($0.canonicalJSON)" } ?? "required"
-                    let rules = param.checks.isEmpty ? "" : ", " + param.checks.map(\.description).joined(separator: ", ")
+                    let rules = (param.checks.map(\.description) + (param.readWhen.map { ["only with \($0)"] } ?? [])).map { ", " + $0 }.joined()
                     print("    \(param.name): \(param.type)\(rules), \(requirement) – \(param.doc)")
                 }
             }

@@ -131,6 +131,13 @@ public struct PipelineGraph {
                     errors.append(SpecError("node '\(node.name)': missing required param '\(param.name)' (\(param.type): \(param.doc))", at: node.isPipelineInput ? node.location : node.paramsLocation))
                 }
             }
+            // A param that only another choice reads (another training mode's) would be silently
+            // ignored. `defaults:` may set them for every node of a type, whatever each one chooses.
+            for entry in node.params where !entry.fromDefaults {
+                guard let condition = declared[entry.name]?.readWhen, let chosen = params[condition.param]?.stringValue,
+                      chosen != condition.value else { continue }
+                errors.append(SpecError("node '\(node.name)': param '\(entry.name)' is read only with \(condition.param) '\(condition.value)', but this node's \(condition.param) is '\(chosen)'", at: entry.nameLocation))
+            }
 
             // Inputs.
             var inputs: [String: (node: String, port: String)] = [:]

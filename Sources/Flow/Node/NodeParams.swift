@@ -309,6 +309,38 @@ protocol ParamDeclaration {
     func spec(propertyName: String) -> ParamSpec
 }
 
+/// Params that only one choice of another param reads, declared as their own `NodeParams` struct
+/// (e.g. a training mode's): `@ParamGroup(when: "training", is: "vae") var vae = VAETraining.Params()`.
+/// In YAML they stay flat beside the node's other params (`kl_weight:`, not `vae: {kl_weight:}`),
+/// so a group changes neither a pipeline nor a cache key; `nic validate` refuses a member given
+/// while the choice is another, at the member's location.
+@propertyWrapper
+public struct ParamGroup<Group: NodeParams>: Decodable, Sendable {
+    public var wrappedValue: Group
+    let condition: ParamCondition?
+
+    public init(wrappedValue: Group, when param: String, is value: String) {
+        self.wrappedValue = wrappedValue
+        condition = ParamCondition(param: param, value: value)
+    }
+
+    public init(from decoder: Decoder) throws {
+        wrappedValue = try Group(from: decoder)
+        condition = nil
+    }
+}
+
+/// What the engine reads from a `ParamGroup` without knowing its members' struct.
+protocol ParamGroupDeclaration {
+    var members: [ParamSpec] { get }
+}
+
+extension ParamGroup: ParamGroupDeclaration {
+    var members: [ParamSpec] {
+        Group.declaredParams.map { member in condition.map { member.read(when: $0) } ?? member }
+    }
+}
+
 extension Param: ParamDeclaration {
     func spec(propertyName: String) -> ParamSpec {
         ParamSpec(name ?? snakeCase(propertyName), Value.paramType, default: isRequired ? nil : wrappedValue.paramValue,
@@ -331,26 +363,43 @@ func snakeCase(_ name: String) -> String {
 }
 
 extension NodeParams {
-    /// The declared params, in declaration order.
-    public static var declaredParams: [ParamSpec] {
+    /// The declared params, in declaration order, a group's members in its place.
+    public static var declaredParams: [ParamSpec] { declarations.flatMap { $0.members } }
+
+    /// Each declared param on its own, and each group (its property, its members).
+    static var declarations: [(group: String?, members: [ParamSpec])] {
         Mirror(reflecting: Self()).children.compactMap { child in
-            guard let label = child.label, label.hasPrefix("_"), let declaration = child.value as? ParamDeclaration else { return nil }
-            return declaration.spec(propertyName: String(label.dropFirst()))
+            guard let label = child.label, label.hasPrefix("_") else { return nil }
+            let property = String(label.dropFirst())
+            if let declaration = child.value as? ParamDeclaration { return (nil, [declaration.spec(propertyName: property)]) }
+            if let group = child.value as? ParamGroupDeclaration { return (property, group.members) }
+            return nil
         }
     }
 
     /// The struct for checked values (defaults filled in; file-like params absolute paths; references
     /// with their parsed content and path).
     static func decode(_ values: [String: ParamValue], paths: [String: URL], texts: [String: String] = [:]) throws -> Self {
-        var byProperty: [String: ParamValue] = [:]
-        for spec in declaredParams {
-            var value = values[spec.name] ?? spec.defaultValue ?? .null
-            if case .reference = spec.type, let url = paths[spec.name] {
-                var reference: [String: ParamValue] = ["path": .string(url.path), "content": value]
-                if let text = texts[spec.name] { reference["text"] = .string(text) }
-                value = .map(reference)
+        func decodable(_ members: [ParamSpec]) -> [String: ParamValue] {
+            var byProperty: [String: ParamValue] = [:]
+            for spec in members {
+                var value = values[spec.name] ?? spec.defaultValue ?? .null
+                if case .reference = spec.type, let url = paths[spec.name] {
+                    var reference: [String: ParamValue] = ["path": .string(url.path), "content": value]
+                    if let text = texts[spec.name] { reference["text"] = .string(text) }
+                    value = .map(reference)
+                }
+                byProperty[spec.propertyName ?? spec.name] = value
             }
-            byProperty[spec.propertyName ?? spec.name] = value
+            return byProperty
+        }
+        var byProperty: [String: ParamValue] = [:]
+        for declaration in declarations {
+            if let group = declaration.group {
+                byProperty[group] = .map(decodable(declaration.members))
+            } else {
+                byProperty.merge(decodable(declaration.members)) { _, new in new }
+            }
         }
         let encoder = JSONEncoder()
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")

@@ -86,14 +86,17 @@ public struct ParamSpec: Sendable {
     /// What the value (a structured `any` param) or the referenced file's content must look like,
     /// checked at validate time with locations in the file where it is written.
     public let schema: (any YAMLSchema.Type)?
+    /// The choice that makes the node read this param (a `@ParamGroup` member); nil: always read.
+    public let readWhen: ParamCondition?
 
     public init(_ name: String, _ type: ParamType, default defaultValue: ParamValue? = nil, doc: String, checks: [ParamCheck] = []) {
         self.init(name, type, default: defaultValue, doc: doc, checks: checks, propertyName: nil)
     }
 
     init(_ name: String, _ type: ParamType, default defaultValue: ParamValue?, doc: String, checks: [ParamCheck], propertyName: String?,
-         schema: (any YAMLSchema.Type)? = nil) {
+         schema: (any YAMLSchema.Type)? = nil, readWhen: ParamCondition? = nil) {
         self.schema = schema
+        self.readWhen = readWhen
         self.name = name
         self.type = type
         self.defaultValue = defaultValue
@@ -103,6 +106,20 @@ public struct ParamSpec: Sendable {
     }
 
     public var isRequired: Bool { defaultValue == nil }
+
+    /// The same param, read only when `condition` holds.
+    func read(when condition: ParamCondition) -> ParamSpec {
+        ParamSpec(name, type, default: defaultValue, doc: doc, checks: checks, propertyName: propertyName, schema: schema, readWhen: condition)
+    }
+}
+
+/// "Read only when param `param` is `value`": a param that only one choice (e.g. one training mode)
+/// reads, so that giving it with another choice is refused rather than silently ignored.
+public struct ParamCondition: Sendable, Equatable, CustomStringConvertible {
+    public let param: String
+    public let value: String
+    public init(param: String, value: String) { self.param = param; self.value = value }
+    public var description: String { "\(param): \(value)" }
 }
 
 /// A kind of node a pipeline can use. Implementations are stateless: everything a run needs comes
