@@ -3,6 +3,35 @@ import Foundation
 import Flow
 import Neural
 
+/// One way to train the encoder the node built: the params only it reads (a `@ParamGroup` of the
+/// node's), the networks it trains beside the encoder, its forward and backward steps, and what it
+/// leaves in the model folder.
+protocol EncoderTrainingMode {
+    associatedtype Params: NodeParams
+    /// Builds the mode's own networks (each at its named seed) and checks they fit the encoder.
+    init(_ setup: EncoderTrainingSetup, _ params: Params) throws
+    /// Trains and writes the model folder.
+    func train() throws
+}
+
+/// What every training mode starts from: the node's shared params, its PatchSet, the encoder built
+/// at the node's seed, the model info so far and the output folder.
+struct EncoderTrainingSetup {
+    let context: NodeContext
+    let params: EncoderNode.Params
+    let patchSet: PatchSet
+    let encoder: Network
+    let info: EncoderModel.Info
+    let out: URL
+    let seed: UInt64
+    let started: Stopwatch
+
+    /// The streamed, augmented network inputs of this training.
+    func inputs() throws -> EncoderInputs {
+        try EncoderInputs(patchSet: patchSet, downsample: info.downsample, params: params, context: context, started: started)
+    }
+}
+
 extension Trainer {
     /// A trainer that reports to and stops with the node running it.
     init(schedule: TrainingSchedule, update: ParameterUpdate, context: NodeContext) {

@@ -112,4 +112,33 @@ final class NestedYAMLValidationTests: XCTestCase {
         let range = try errors("pipeline: p\nnodes:\n  a: {type: augmenter, params: {recipe: recipe.yaml}}\n")
         XCTAssertTrue(range.contains { $0.hasPrefix("recipe.yaml:3:5: ") && $0.contains("probability must be in 0...1") }, "\(range)")
     }
+
+    /// A param that only another training mode reads would be silently ignored: `nic validate`
+    /// refuses it where it is written, and takes it with the mode that reads it.
+    func testParamOfAnotherTrainingModeIsRefusedWhereWritten() throws {
+        func encoder(training: String, extra: String) -> String {
+            """
+            pipeline: p
+            inputs:
+              patches: {kind: table, path: arch.yaml}
+            nodes:
+              enc:
+                type: encoder
+                in: {patches: patches}
+                params:
+                  architecture: arch.yaml
+                  training: \(training)
+                  \(extra)
+            """
+        }
+        let bigan = try errors(encoder(training: "bigan", extra: "kl_weight: 0.001"))
+        XCTAssertTrue(bigan.contains { $0.hasPrefix("pipeline.yaml:11:7: node 'enc': param 'kl_weight' is read only with training 'vae', but this node's training is 'bigan'") },
+                      "\(bigan)")
+        let supervised = try errors(encoder(training: "supervised", extra: "decoder: arch.yaml"))
+        XCTAssertTrue(supervised.contains { $0.hasPrefix("pipeline.yaml:11:7: node 'enc': param 'decoder' is read only with training 'vae'") }, "\(supervised)")
+        let vae = try errors(encoder(training: "vae", extra: "kl_weight: 0.001"))
+        XCTAssertFalse(vae.contains { $0.contains("kl_weight") }, "\(vae)")
+        let own = try errors(encoder(training: "bigan", extra: "label_smoothing: 0.2"))
+        XCTAssertFalse(own.contains { $0.contains("label_smoothing") }, "\(own)")
+    }
 }
