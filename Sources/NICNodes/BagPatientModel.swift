@@ -59,11 +59,11 @@ enum BagPatientModel {
         for fold in 0..<foldCount {
             let trainBags = bags.indices.filter { folds[slides[bags[$0][0]].patient] != fold }
             let heldOutBags = bags.indices.filter { folds[slides[bags[$0][0]].patient] == fold }
-            let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
+            let foldSeed = SeedStream(seed).derive(.fold, fold)
             let model = try BagModel(architecture: architecture, features: channels, head: headArchitecture, seed: foldSeed)
             let scaling = Standardization(slides: Set(trainBags.flatMap { bags[$0] }).sorted().map { slides[$0] }, channels: channels)
             let trainer = PatientModel.trainer(params, parameters: model.parameters, fold: fold, context: context)
-            var rng = SplitMix64(seed: foldSeed &+ 2)
+            var rng = SplitMix64(seed: SeedStream(foldSeed).derive(.patientModelSampling))
             // Cox over the whole fold: every training bag's risk, first from the untrained model.
             var risks = try targets.foldRisks(items: trainBags, patient: { slides[bags[$0][0]].patient }) { b in
                 let x = scaling.apply(sampleCells(bags[b].map { slides[$0] }, limit: params.bagCells, channels: channels, rng: &rng))
@@ -89,7 +89,7 @@ enum BagPatientModel {
                 heldOut: { _ in
                     // The same cells every epoch (their own generator, so training draws as without it),
                     // orientation 0, eval mode; the fold's held-out bags as one batch for the loss.
-                    var heldOutRNG = SplitMix64(seed: foldSeed &+ 4)
+                    var heldOutRNG = SplitMix64(seed: SeedStream(foldSeed).derive(.patientModelHeldOut))
                     let patients = heldOutBags.map { slides[bags[$0][0]].patient }
                     guard !heldOutBags.isEmpty, targets.canTrain(on: patients) else { return nil }
                     var logits: [Float] = []

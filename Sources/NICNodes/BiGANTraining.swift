@@ -40,8 +40,8 @@ final class BiGANTraining: EncoderTrainingMode {
             throw NodeError("training 'bigan' needs params 'generator' and 'discriminator' (nodes/bigan/*.yaml)")
         }
         references = [generatorReference, discriminatorReference]
-        generator = try Architecture(generatorReference).build(seed: setup.seed &+ 41, inputShapes: [[codeSize]], prefix: "generator")
-        discriminator = try Architecture(discriminatorReference).build(seed: setup.seed &+ 43, inputShapes: [setup.info.input, [codeSize]], prefix: "discriminator")
+        generator = try Architecture(generatorReference).build(seed: SeedStream(setup.seed).derive(.biganGenerator), inputShapes: [[codeSize]], prefix: "generator")
+        discriminator = try Architecture(discriminatorReference).build(seed: SeedStream(setup.seed).derive(.biganDiscriminator), inputShapes: [setup.info.input, [codeSize]], prefix: "discriminator")
         guard generator.outputShape == setup.info.input else {
             throw NodeError("training 'bigan': the generator gives \(generator.outputShape), the encoder takes \(setup.info.input)")
         }
@@ -50,7 +50,7 @@ final class BiGANTraining: EncoderTrainingMode {
         geOptimizer = Adam(learningRate: learningRate, beta1: 0.5)
         smoothing = Float(params.labelSmoothing)
         generatorSteps = params.generatorSteps
-        noise = Xoshiro256StarStar(seed: setup.seed &+ 47)
+        noise = Xoshiro256StarStar(seed: SeedStream(setup.seed).derive(.biganNoise))
     }
 
     var geParameters: [Parameter] { generator.parameters + encoder.parameters }

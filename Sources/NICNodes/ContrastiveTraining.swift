@@ -37,7 +37,7 @@ final class ContrastiveTraining: EncoderTrainingMode {
             throw NodeError("training 'contrastive' needs param 'contrastive_head' (e.g. nodes/encoders/contrastive-head.yaml)")
         }
         self.headReference = headReference
-        head = try Architecture(headReference).build(seed: setup.seed &+ 31, inputShapes: [[codeSize], [codeSize]], prefix: "head")
+        head = try Architecture(headReference).build(seed: SeedStream(setup.seed).derive(.contrastiveHead), inputShapes: [[codeSize], [codeSize]], prefix: "head")
         records = setup.patchSet.records
         let slides = Set(records.map(\.slide))
         guard slides.count >= 2 else { throw NodeError("training 'contrastive' needs patches from at least 2 slides (negatives come from another slide)") }
@@ -147,7 +147,7 @@ final class ContrastiveTraining: EncoderTrainingMode {
 
     /// Validation on fixed pairs (one draw for every epoch), 128 anchors a batch, without augmentation.
     func validate(_ anchors: [Int], inputs: EncoderInputs) throws -> ValidationResult {
-        var validationRng = Xoshiro256StarStar(seed: setup.seed &+ 0xFACE)
+        var validationRng = Xoshiro256StarStar(seed: SeedStream(setup.seed).derive(.contrastiveValidationPairs))
         let validationPairs = pairBatches(anchors, batchSize: 128, &validationRng)
         var valLoss = 0.0, correct = 0, batches = 0
         return try inputs.validate(anchors, batchSize: 128, assemble: assemble(validationPairs, augmenter: nil, epoch: 0), { batch, x in
@@ -165,7 +165,7 @@ final class ContrastiveTraining: EncoderTrainingMode {
         let (context, params, patchSet) = (setup.context, setup.params, setup.patchSet)
         var info = setup.info
         let inputs = try setup.inputs()
-        let (train, validation) = EncoderNode.holdOut(patchSet.count, fraction: params.validation, seed: setup.seed ^ 0xC0DE)
+        let (train, validation) = EncoderNode.holdOut(patchSet.count, fraction: params.validation, seed: SeedStream(setup.seed).derive(.contrastiveValidation))
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
         let batchSize = max(1, params.batchSize)
         let order = inputs.order(train)
@@ -174,7 +174,7 @@ final class ContrastiveTraining: EncoderTrainingMode {
             order: { epoch in
                 // Each epoch pairs the anchors of each batch with a generator fixed by (seed, epoch).
                 let anchors = order(epoch)
-                var pairRng = Xoshiro256StarStar(seed: self.setup.seed &+ UInt64(epoch) &* 0x9E37_79B9)
+                var pairRng = Xoshiro256StarStar(seed: SeedStream(self.setup.seed).derive(.contrastivePairs, epoch))
                 self.epochPairs = self.pairBatches(anchors, batchSize: batchSize, &pairRng)
                 return anchors
             },

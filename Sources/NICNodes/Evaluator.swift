@@ -1,5 +1,6 @@
 import Flow
 import Foundation
+import NICBasics
 import Stats
 
 /// Judges patient-level predictions with the statistics the field reports, each with a percentile
@@ -137,7 +138,7 @@ public struct Evaluator: NodeType {
             // A p-value gets no bootstrap interval: it is not an effect size.
             if resamples > 0 && metric != "logrank",
                let ci = Bootstrap.interval(count: predictions.count, resamples: resamples, confidence: confidence,
-                                           seed: UInt64(truncatingIfNeeded: params.seed) &+ UInt64(m), stop: { context.isCancelled },
+                                           seed: SeedStream(UInt64(truncatingIfNeeded: params.seed)).derive(.metricBootstrap, m), stop: { context.isCancelled },
                                            statistic: { Self.statistic(metric, predictions, $0) }) {
                 try context.checkCancellation()  // the interval of a stopped bootstrap is not cached
                 entry["valid_resamples"] = .int(ci.valid)

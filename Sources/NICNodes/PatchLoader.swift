@@ -67,7 +67,7 @@ public final class PatchLoader<Prepared>: Sendable {
     /// uniform. An item leaves the buffer at most `buffer` places before its place in the chunk
     /// stream, which bounds what the loader holds decoded.
     public static func epochOrder(_ items: [Int], epoch: Int, seed: UInt64, buffer: Int) -> [Int] {
-        var random = Xoshiro256StarStar(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+        var random = Xoshiro256StarStar(seed: SeedStream(seed).derive(.epochShuffle, epoch))
         var byChunk: [Int: [Int]] = [:]
         for i in items { byChunk[i / PatchSet.chunkPatches, default: []].append(i) }
         let chunks = byChunk.keys.sorted()

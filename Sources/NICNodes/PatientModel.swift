@@ -122,14 +122,14 @@ public struct PatientModel: NodeType {
         for fold in 0..<foldCount {
             let trainSlides = slides.indices.filter { folds[slides[$0].patient] != fold }
             let heldOutSlides = slides.indices.filter { folds[slides[$0].patient] == fold }
-            let foldSeed = seed &+ UInt64(fold + 1) &* 1_000_003
+            let foldSeed = SeedStream(seed).derive(.fold, fold)
             let trunk = try trunkArchitecture.build(seed: foldSeed, inputShapes: [[crop, crop, channels]], prefix: "model")
             let features = trunk.outputShape.reduce(1, *)
-            let head = try Heads.architecture(params.head, outputs: width).build(seed: foldSeed &+ 1, inputShapes: [[features]], prefix: "head")
+            let head = try Heads.architecture(params.head, outputs: width).build(seed: SeedStream(foldSeed).derive(.patientModelHead), inputShapes: [[features]], prefix: "head")
             let parameters = trunk.parameters + head.parameters
             let trainer = Self.trainer(params, parameters: parameters, fold: fold, context: context)
             // One generator draws both the epoch's order and its crops.
-            var rng = SplitMix64(seed: foldSeed &+ 2)
+            var rng = SplitMix64(seed: SeedStream(foldSeed).derive(.patientModelSampling))
             // Cox over the whole fold: every training slide's risk, first from one crop of the untrained model.
             var risks = try targets.foldRisks(items: trainSlides, patient: { slides[$0].patient }) { item in
                 let x = try crops([slides[item]], crop: crop, channels: channels, rng: &rng, orientation: nil)
@@ -152,7 +152,7 @@ public struct PatientModel: NodeType {
                 heldOut: { _ in
                     // The same crops every epoch (their own generator, so training draws as without it):
                     // one per held-out slide, in eval mode, the fold's patients as one batch.
-                    var heldOutRNG = SplitMix64(seed: foldSeed &+ 4)
+                    var heldOutRNG = SplitMix64(seed: SeedStream(foldSeed).derive(.patientModelHeldOut))
                     let batchPatients = heldOutSlides.map { slides[$0].patient }
                     guard !heldOutSlides.isEmpty, targets.canTrain(on: batchPatients) else { return nil }
                     var logits: [Float] = []
@@ -169,12 +169,12 @@ public struct PatientModel: NodeType {
             // Out-of-fold predictions: average over slides × orientations × crops.
             for patient in patients where folds[patient] == fold {
                 scores[patient] = try Self.predictCNN(trunk: trunk, head: head, slides: slides.filter { $0.patient == patient }, crop: crop, channels: channels,
-                                                      testCrops: params.testCrops, seed: Self.predictionSeed(foldSeed &+ 3, patient: patient), mapping: targets.mapping)
+                                                      testCrops: params.testCrops, seed: Self.predictionSeed(SeedStream(foldSeed).derive(.patientModelPrediction), patient: patient), mapping: targets.mapping)
             }
             let weights = "fold\(fold + 1).safetensors"
             try Safetensors.write(trunk.stateDict() + head.stateDict(), metadata: ["format": "pt", "layout": "pytorch"], to: modelFolder.appendingPathComponent(weights))
             members.append(TrainedModel.Member(fold: fold + 1, weights: weights, trainPatients: Set(trainSlides.map { slides[$0].patient }).count,
-                                               predictionSeed: String(foldSeed &+ 3)))
+                                               predictionSeed: String(SeedStream(foldSeed).derive(.patientModelPrediction))))
         }
 
         let predictions = targets.predictions(scores: scores, folds: folds)

@@ -1,5 +1,6 @@
 import Flow
 import Foundation
+import NICBasics
 import Neural
 import Stats
 
@@ -87,7 +88,7 @@ public struct Probe: NodeType {
             }
             let x = train.map { pooled.x[$0] }, y = target.subset(train)
             guard let selection = LinearProbe.select(x: x, target: y, penalties: params.penalty, folds: params.innerFolds,
-                                                     seed: seed &+ UInt64(fold + 1) &* 1_000_003),
+                                                     seed: SeedStream(seed).derive(.fold, fold)),
                   let model = LinearProbe.fit(x: x, target: y, penalty: selection.penalty) else {
                 throw NodeError("fold \(fold + 1): the linear fit failed (a singular system); try larger penalties")
             }

@@ -47,7 +47,7 @@ final class SupervisedTraining: EncoderTrainingMode {
     func split() -> (train: [Int], validation: [Int], validationSlides: Set<String>) {
         let records = setup.patchSet.records
         let slides = Array(Set(records.map(\.slide))).sorted()
-        var rng = Xoshiro256StarStar(seed: setup.seed ^ 0x5EED)
+        var rng = Xoshiro256StarStar(seed: SeedStream(setup.seed).derive(.supervisedValidation))
         let order = rng.permutation(slides.count).map { slides[$0] }
         let held = slides.count >= 2 ? max(1, Int((Double(slides.count) * setup.params.validation).rounded())) : 0
         let validationSlides = Set(order.prefix(min(held, slides.count - 1)))
@@ -166,7 +166,7 @@ final class SupervisedTraining: EncoderTrainingMode {
             case ("regression", .meanSquaredError), ("binary", .binaryCrossEntropy), ("classification", .softmaxCrossEntropy): break
             default: throw NodeError("param 'tasks': head '\(head)' (\(loss)) does not fit \(kind) task '\(name)'")
             }
-            let network = try architecture.build(seed: seed &+ UInt64(index + 1) &* 7919, inputShapes: [[codeSize]], prefix: "heads.\(name)")
+            let network = try architecture.build(seed: SeedStream(seed).derive(.taskHead, index), inputShapes: [[codeSize]], prefix: "heads.\(name)")
             tasks.append(Task(info: .init(name: name, kind: kind, classes: patchTask.classes, head: file.path, weight: weight, mean: nil, std: nil),
                               network: network, loss: loss, targets: try patchSet.labels(name), headText: headText))
         }

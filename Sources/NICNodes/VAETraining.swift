@@ -34,11 +34,11 @@ struct VAETraining: EncoderTrainingMode {
         codeSize = statsWidth / 2
         guard let decoderReference = params.decoder else { throw NodeError("training 'vae' needs param 'decoder' (e.g. nodes/vae/decoder.yaml)") }
         self.decoderReference = decoderReference
-        decoder = try Architecture(decoderReference).build(seed: setup.seed &+ 17, inputShapes: [[codeSize]], prefix: "decoder")
+        decoder = try Architecture(decoderReference).build(seed: SeedStream(setup.seed).derive(.vaeDecoder), inputShapes: [[codeSize]], prefix: "decoder")
         guard decoder.outputShape == setup.info.input else {
             throw NodeError("training 'vae': the decoder gives \(decoder.outputShape), the encoder takes \(setup.info.input)")
         }
-        sampler = SampleGaussian(name: "sample", rng: Xoshiro256StarStar(seed: setup.seed &+ 29))
+        sampler = SampleGaussian(name: "sample", rng: Xoshiro256StarStar(seed: SeedStream(setup.seed).derive(.vaeSample)))
         klWeight = Float(params.klWeight)
     }
 
@@ -73,7 +73,7 @@ struct VAETraining: EncoderTrainingMode {
         let (context, params, patchSet) = (setup.context, setup.params, setup.patchSet)
         var info = setup.info
         let inputs = try setup.inputs()
-        let (train, validation) = EncoderNode.holdOut(patchSet.count, fraction: params.validation, seed: setup.seed ^ 0x5EED)
+        let (train, validation) = EncoderNode.holdOut(patchSet.count, fraction: params.validation, seed: SeedStream(setup.seed).derive(.vaeValidation))
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
         let trainer = Trainer.encoder(schedule: params.schedule, update: .optimizer(optimizer, parameters: encoder.parameters + decoder.parameters), context: context)
         let outcome = try trainer.fit(

@@ -72,10 +72,10 @@ public final class BagModel {
         guard pooled.count == 1 else {
             throw NeuralError.architecture(location: architecture.file, message: "the instance layers must give a vector per instance, not \(pooled)")
         }
-        pooling = try BagPooling(kind: spec.kind, features: pooled[0], dropout: spec.dropout, seed: seed &+ 11)
+        pooling = try BagPooling(kind: spec.kind, features: pooled[0], dropout: spec.dropout, seed: SeedStream(seed).derive(.bagPooling))
         if let node = architecture.extra["after"] {
             let afterArchitecture = try Architecture(node: .mapping(Yams.Node.Mapping([(Yams.Node("layers"), node)])), file: architecture.file)
-            let built = try afterArchitecture.build(seed: seed &+ 13, inputShapes: [pooled], prefix: "after")
+            let built = try afterArchitecture.build(seed: SeedStream(seed).derive(.bagAfterPooling), inputShapes: [pooled], prefix: "after")
             guard built.outputShape.count == 1 else {
                 throw NeuralError.architecture(location: Architecture.loc(architecture.file, node), message: "'after' must give a vector, not \(built.outputShape)")
             }
@@ -83,7 +83,7 @@ public final class BagModel {
         } else {
             after = nil
         }
-        head = try headArchitecture.build(seed: seed &+ 1, inputShapes: [after?.outputShape ?? pooled], prefix: "head")
+        head = try headArchitecture.build(seed: SeedStream(seed).derive(.bagHead), inputShapes: [after?.outputShape ?? pooled], prefix: "head")
         inputFeatures = features
     }
 

@@ -44,7 +44,7 @@ public final class BagPooling {
             }
             w = Dense(name: "\(prefix).attention_c", inFeatures: hidden, units: 1, rng: &rng)
         }
-        dropout = rate > 0 && w != nil ? try Dropout(name: "\(prefix).dropout", rate: rate, rng: Xoshiro256StarStar(seed: seed &+ 1)) : nil
+        dropout = rate > 0 && w != nil ? try Dropout(name: "\(prefix).dropout", rate: rate, rng: Xoshiro256StarStar(seed: SeedStream(seed).derive(.bagPoolingDropout))) : nil
     }
 
     public var parameters: [Parameter] { [v, u, w].compactMap { $0 }.flatMap(\.parameters) }

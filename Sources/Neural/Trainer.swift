@@ -160,7 +160,7 @@ public struct Trainer {
     /// The usual order: a fresh seeded permutation of `items` each epoch, fixed by (seed, epoch).
     public static func shuffledEachEpoch(_ items: [Int], seed: UInt64) -> (Int) -> [Int] {
         { epoch in
-            var shuffler = Xoshiro256StarStar(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            var shuffler = Xoshiro256StarStar(seed: SeedStream(seed).derive(.epochShuffle, epoch))
             return shuffler.permutation(items.count).map { items[$0] }
         }
     }

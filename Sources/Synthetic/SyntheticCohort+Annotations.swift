@@ -46,7 +46,7 @@ extension SyntheticCohort {
 
     /// The patch annotations of one slide.
     public func annotations(_ slide: SyntheticSlide, stem: String) -> [PatchAnnotation] {
-        var rng = SplitMix64(seed: slide.spec.seed ^ 0xA11C_E5ED)
+        var rng = SplitMix64(seed: SeedStream(slide.spec.seed).derive(.syntheticAnnotations))
         let half = Double(options.patchSize) / 2
         let w = Double(slide.spec.width), h = Double(slide.spec.height)
         let n = options.annotationsPerTask
@@ -72,7 +72,7 @@ extension SyntheticCohort {
         rows += sample(n, centre: [.tumour, .stroma]).map { row($0, "nuclei", "\($0.nuclei)", .random) }
         if case let .sparse(fraction, noise) = options.annotation {
             // Its own stream, so the tissue and nuclei rows above are those of the exhaustive style.
-            var marks = SplitMix64(seed: slide.spec.seed ^ 0x5BA2_5E00_0000_0027)
+            var marks = SplitMix64(seed: SeedStream(slide.spec.seed).derive(.syntheticAnnotationMarks))
             for m in slide.nuclei(x0: half, y0: half, x1: w - half, y1: h - half) where m.kind == .mitosis {
                 let chosen = marks.unit() < fraction
                 let r = noise * marks.unit().squareRoot(), t = 2 * Double.pi * marks.unit()

@@ -81,7 +81,7 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
         self.spec = spec
         var rng = SplitMix64(seed: spec.seed)
         seedTissue = rng.next(); seedTumour = rng.next(); seedCells = rng.next(); seedPixel = rng.next(); seedTexture = rng.next()
-        seedLymphocytes = SplitMix64.mix(seedCells ^ 0x1E0C_7E5B_A11D_0001)
+        seedLymphocytes = SeedStream(seedCells).derive(.syntheticLymphocytes)
         if spec.penMark {
             let w = Double(spec.width), h = Double(spec.height)
             let nearTop = rng.bernoulli(0.5)
@@ -172,7 +172,7 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
         // What the cells add: haematoxylin of nuclei and figures, eosin of apoptotic cytoplasm, clear halos.
         var marks = CellMarks(x: x0, y: y0, width: w, height: h)
         marks.grain = spec.look.chromatin
-        marks.grainSeed = seedTexture &+ 11
+        marks.grainSeed = SeedStream(seedTexture).derive(.syntheticGrain)
         let c = SyntheticSlide.cell, reach = SyntheticSlide.cellReach
         for j in ((y0 - reach) / c - 1)...((y0 + h + reach) / c) {
             for i in ((x0 - reach) / c - 1)...((x0 + w + reach) / c) {
@@ -217,7 +217,7 @@ public final class SyntheticSlide: @unchecked Sendable {  // tumourCut is writte
                         let theta = 2 * Double.pi * tex
                         let ct = cos(theta), st = sin(theta)
                         let u = Double(x) * ct + Double(y) * st, v = -Double(x) * st + Double(y) * ct
-                        let fibre = SyntheticSlide.valueNoise(u / 40, v / 3.5, seedTexture &+ 7)
+                        let fibre = SyntheticSlide.valueNoise(u / 40, v / 3.5, SeedStream(seedTexture).derive(.syntheticFibre))
                         e = 0.24 * (0.45 + 0.8 * fibre); hh = 0.035
                     }
                     // Tissue thins out towards its edge; halos clear the background stain, then cells add theirs.
