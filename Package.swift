@@ -110,6 +110,11 @@ let package = Package(
             dependencies: ["COpenBLAS", "CZstd", "NICBasics", "TensorStore", .product(name: "Yams", package: "Yams")],
             swiftSettings: vectorSettings
         ),
+        // Benchmarks and PyTorch parity of the neural core (`nic doctor bench|parity`), apart from the library.
+        .target(
+            name: "NeuralTools",
+            dependencies: ["NICBasics", "Neural"]
+        ),
         // OpenSlide reading at a target µm/px, tissue masks, tiling, colour transforms, augmentation.
         .target(
             name: "Slides",
@@ -138,6 +143,7 @@ let package = Package(
                 "NICBasics",
                 "TensorStore",
                 "Neural",
+                "NeuralTools",
                 "Slides",
                 "Synthetic",
                 "NICNodes",
@@ -164,7 +170,7 @@ let package = Package(
         .testTarget(name: "FlowTests", dependencies: ["Flow", "NICBasics", "ToyNodes", "TensorStore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CLITests", dependencies: ["Flow", "TensorStore"]),
         .testTarget(name: "StatsTests", dependencies: ["NICBasics", "Stats"], exclude: ["Fixtures"]),
-        .testTarget(name: "NeuralTests", dependencies: ["NICBasics", "Neural", "TensorStore"], exclude: ["Fixtures"]),
+        .testTarget(name: "NeuralTests", dependencies: ["NICBasics", "Neural", "NeuralTools", "TensorStore"], exclude: ["Fixtures"]),
         // Image helpers (test pattern, exact comparison) shared by the slide and synthetic-cohort tests.
         .target(name: "ImageTestSupport", dependencies: ["Slides"], path: "Tests/ImageTestSupport"),
         .testTarget(name: "SlidesTests", dependencies: ["ImageTestSupport", "NICBasics", "Slides", "Synthetic"], exclude: ["Fixtures"]),

@@ -2,6 +2,7 @@ import NICBasics
 import ArgumentParser
 import Foundation
 import Neural
+import NeuralTools
 
 /// `nic doctor`: what the numerical stack is running on, measured rather than assumed.
 struct DoctorCommand: ParsableCommand {

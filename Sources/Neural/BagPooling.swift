@@ -23,7 +23,8 @@ public final class BagPooling {
     public let kind: Kind
     public let features: Int
     let v: Dense?, u: Dense?, w: Dense?
-    let dropout: Dropout?
+    /// Public so that the parity tools (NeuralTools) can switch it off: its masks cannot match PyTorch's.
+    public let dropout: Dropout?
     private var state: (h: Tensor, a: [Float], g: [Float], alpha: [Float], bags: [Range<Int>])?
 
     public init(kind: Kind, features: Int, dropout rate: Float = 0, prefix: String = "pool", seed: UInt64) throws {

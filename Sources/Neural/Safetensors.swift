@@ -13,7 +13,7 @@ public enum Safetensors {
         var dtype: String {
             switch self { case .f32: return "F32"; case .f16: return "F16"; case .f64: return "F64"; case .i64: return "I64" }
         }
-        var shape: [Int] {
+        public var shape: [Int] {
             switch self { case let .f32(_, s), let .f16(_, s), let .f64(_, s), let .i64(_, s): return s }
         }
         var bytes: Data {

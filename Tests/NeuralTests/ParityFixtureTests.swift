@@ -1,5 +1,6 @@
 import Foundation
 import Neural
+import NeuralTools
 import XCTest
 
 /// nic's neural core and bag models against PyTorch, without PyTorch: each fixture holds nic's weights,

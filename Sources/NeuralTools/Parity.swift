@@ -1,5 +1,6 @@
 import NICBasics
 import Foundation
+import Neural
 
 /// Writes what scripts/parity_neural.py compares with PyTorch: the weights (PyTorch layout), a seeded
 /// input (NHWC), the inference output, and one training step's loss (MSE to a seeded target),
