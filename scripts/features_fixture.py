@@ -1,5 +1,5 @@
 """Writes the HDF5 patch-feature fixtures of the `features` node's tests, in the layouts TRIDENT and CLAM
-write (see Sources/NICNodes/FeaturesSource.swift for where in their code):
+write (see Sources/NICNodes/Nodes/features.swift for where in their code):
 
   trident/<slide>.h5      features float32 [N, D], coords int64 [N, 2] (level-0 top-left corners), chunked
                           (1, ...) and resizable like trident/IO.py save_h5; on coords the attributes of

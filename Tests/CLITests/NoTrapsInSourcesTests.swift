@@ -32,7 +32,7 @@ final class NoTrapsInSourcesTests: XCTestCase {
         "Neural/Layers/LeakyBatchNorm.swift": [("LeakyReLU only for", "fusion checks α ≤ 1 before it fuses")],
         "Neural/Layers/ConvWithEpilogue.swift": [("an epilogue folds", "fusion builds epilogues of one or two followers")],
         "Synthetic/SyntheticSlide+Cells.swift": [("returned above", "unreachable by construction of the switch")],
-        "NICNodes/PatchSet.swift": [("p.width == size && p.height == size", "patches are read at the PatchSet's size"), ("records.count == count", "the writer was sized from the records")],
+        "NICNodes/Formats/PatchSet.swift": [("p.width == size && p.height == size", "patches are read at the PatchSet's size"), ("records.count == count", "the writer was sized from the records")],
         "NICNodes/GridCrops.swift": [("mask size", "masks are read with the grid's size"), ("crop buffer size", "buffers are allocated for the crop")],
     ]
 
