@@ -68,25 +68,35 @@ final class SupervisedTraining: EncoderTrainingMode {
         }
     }
 
-    /// x → encoder → code → every head; each head's loss on the batch's labels, weighted by its task's
-    /// weight, and its gradient back to the code (summed over heads); then the code's gradient back
-    /// through the encoder.
-    func forwardBackward(_ x: Tensor, batch: [Int]) throws -> StepResult {
+    /// What the forward pass keeps for the backward one: each task's loss on the batch.
+    struct Forward {
+        var losses: [LossResult]
+    }
+
+    /// x → encoder → code → every head; each head's loss on the batch's labels (a patch without a
+    /// label for a task does not count for it).
+    func forward(_ x: Tensor, batch: [Int]) throws -> Forward {
         let code = try encoder.forward(x, training: true).reshaped([batch.count, codeSize])
+        return Forward(losses: try tasks.map { task in try Self.loss(task, output: try task.network.forward(code, training: true), indices: batch) })
+    }
+
+    /// Each head's loss gradient, weighted by its task's weight, back to the code (summed over heads
+    /// in task order), then the code's gradient back through the encoder.
+    func backward(_ forward: Forward, batch: [Int]) throws {
         var dCode = Tensor(zeros: [batch.count, codeSize])
-        var stepLoss = 0.0
-        var perTask: [(String, Double)] = []
-        for t in tasks.indices {
-            let output = try tasks[t].network.forward(code, training: true)
-            let result = try Self.loss(tasks[t], output: output, indices: batch)
-            let weight = Float(tasks[t].info.weight)
-            let grads = try tasks[t].network.backward(Tensor(shape: result.gradient.shape, data: result.gradient.data.map { $0 * weight }))
+        for (task, loss) in zip(tasks, forward.losses) {
+            let weight = Float(task.info.weight)
+            let grads = try task.network.backward(Tensor(shape: loss.gradient.shape, data: loss.gradient.data.map { $0 * weight }))
             for k in 0..<dCode.count { dCode.data[k] += grads[0].data[k] }
-            perTask.append(("\(tasks[t].info.name)_train_loss", result.value))
-            stepLoss += tasks[t].info.weight * result.value
         }
         try encoder.backward(dCode.reshaped([batch.count] + codeShape))
-        return StepResult(loss: stepLoss, metrics: perTask)
+    }
+
+    /// A training step's loss (the weighted sum) and each task's, for the curves.
+    func result(_ forward: Forward) -> StepResult {
+        var stepLoss = 0.0
+        for (task, loss) in zip(tasks, forward.losses) { stepLoss += task.info.weight * loss.value }
+        return StepResult(loss: stepLoss, metrics: zip(tasks, forward.losses).map { ("\($0.info.name)_train_loss", $1.value) })
     }
 
     func train() throws {
@@ -104,7 +114,11 @@ final class SupervisedTraining: EncoderTrainingMode {
         let outcome = try trainer.fit(
             order: inputs.order(trainIndices),
             prefetch: { epoch, batches in inputs.prefetch(epoch: epoch, batches: batches) },
-            step: { batch, _ in try inputs.step(batch) { x in try self.forwardBackward(x, batch: batch) } },
+            step: { batch, _ in try inputs.step(batch) { x in
+                let pass = try self.forward(x, batch: batch)
+                try self.backward(pass, batch: batch)
+                return self.result(pass)
+            } },
             validate: { _ in
                 let validation = try self.evaluate(inputs: inputs, indices: validationIndices.isEmpty ? trainIndices : validationIndices)
                 var metrics: [(String, Double)] = []
