@@ -91,36 +91,43 @@ public struct AnnotationTasks: Sendable {
         let exclude = try top.strings("exclude")
         let patchUM = try top.number("patch_um", positive: true)
         let samples = Int(try top.number("samples", default: 16, positive: true))
-        guard let taskNodes = top.node("tasks")?.mapping, !taskNodes.isEmpty else { throw NodeError("\(top.location): 'tasks' must map task names to {kind: region|points|count, ...}") }
+        guard let taskNodes = top.node("tasks")?.mapping, !taskNodes.isEmpty else {
+            throw top.fail("'tasks' must map task names to {kind: region|points|count, ...}", at: top.node("tasks"))
+        }
         var tasks: [Task] = []
         for (key, value) in taskNodes {
-            guard let name = key.string, !name.isEmpty else { throw NodeError("\(url.path): a task name must be a string") }
-            let kindName = value.mapping?["kind"]?.string ?? ""
-            let where_ = "\(url.path):\((value.mark?.line).map(String.init) ?? "?"): task '\(name)'"
+            guard let name = key.string, !name.isEmpty else { throw top.fail("a task name must be a string", at: key) }
+            let kinds: [String: Set<String>] = [
+                "region": ["kind", "classes", "min_coverage", "stride_um", "max_per_class"],
+                "points": ["kind", "class", "radius_um", "negatives", "objects"],
+                "count": ["kind", "class", "inside", "stride_um", "max_per_slide", "objects"],
+            ]
+            let kindNode = value.mapping?["kind"]
+            let kindName = kindNode?.string ?? ""
+            guard let allowed = kinds[kindName] else {
+                let hint = Suggest.hint(for: kindName, among: kinds.keys.sorted())
+                throw Fields.fail("task '\(name)': 'kind' must be region, points or count, got '\(kindName)'\(hint)", file: url.path, at: kindNode ?? value)
+            }
+            var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: allowed)
             switch kindName {
             case "region":
-                var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: ["kind", "classes", "min_coverage", "stride_um", "max_per_class"])
                 tasks.append(Task(name: name, kind: .region(classes: try f.strings("classes"), minCoverage: try f.number("min_coverage", default: 0.5, fraction: true),
                                                            strideUM: try f.number("stride_um", default: patchUM, positive: true),
                                                            maxPerClass: Int(try f.number("max_per_class", default: 0)))))
             case "points":
-                var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: ["kind", "class", "radius_um", "negatives", "objects"])
                 var negatives = try Fields(f.node("negatives"), at: url.path, what: "task '\(name)' negatives", allowed: ["inside", "ratio"])
                 let inside = try negatives.strings("inside")
-                guard !inside.isEmpty else { throw NodeError("\(negatives.location): 'inside' must name the region classes negatives are drawn from") }
+                guard !inside.isEmpty else { throw negatives.fail("'inside' must name the region classes negatives are drawn from", at: negatives.node("inside")) }
                 tasks.append(Task(name: name, kind: .points(className: try f.string("class"), radiusUM: try f.number("radius_um", positive: true),
                                                            negativesInside: inside, ratio: try negatives.number("ratio", default: 1, positive: true)),
                                   objects: try f.objects()))
-            case "count":
-                var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: ["kind", "class", "inside", "stride_um", "max_per_slide", "objects"])
+            default:
                 let inside = try f.strings("inside")
-                guard !inside.isEmpty else { throw NodeError("\(f.location): 'inside' must name the region classes patches are counted in") }
+                guard !inside.isEmpty else { throw f.fail("'inside' must name the region classes patches are counted in", at: f.node("inside")) }
                 tasks.append(Task(name: name, kind: .count(className: try f.string("class"), inside: inside,
                                                           strideUM: try f.number("stride_um", default: patchUM, positive: true),
                                                           maxPerSlide: Int(try f.number("max_per_slide", default: 0))),
                                   objects: try f.objects()))
-            default:
-                throw NodeError("\(where_): kind must be region, points or count, got '\(kindName)'")
             }
         }
         return AnnotationTasks(patchUM: patchUM, samples: samples, tasks: tasks, exclude: exclude)
@@ -128,39 +135,53 @@ public struct AnnotationTasks: Sendable {
 }
 
 /// The fields of a YAML mapping, read once each; unknown keys are errors (a misspelt option must not
-/// silently fall back to its default).
+/// silently fall back to its default). Errors are `SpecError`s at the key or value they are about.
 private struct Fields {
     let mapping: Node.Mapping
-    let location: String
+    let file: String
+    let what: String
+    /// The mapping itself: where a missing key is reported.
+    let node: Node?
 
     init(_ node: Node?, at file: String, what: String, allowed: Set<String>) throws {
-        let line = (node?.mark?.line).map(String.init) ?? "1"
-        location = "\(file):\(line): \(what)"
-        guard let mapping = node?.mapping else { throw NodeError("\(location): expected a mapping") }
+        self.file = file
+        self.what = what
+        self.node = node
+        guard let mapping = node?.mapping else { throw Self.fail("\(what): expected a mapping", file: file, at: node) }
         for key in mapping.keys {
             guard let name = key.string, allowed.contains(name) else {
-                throw NodeError("\(file):\((key.mark?.line).map(String.init) ?? line): \(what): unknown key '\(key.string ?? "?")'; expected \(allowed.sorted().joined(separator: ", "))")
+                let written = key.string ?? "?"
+                throw Self.fail("\(what): unknown key '\(written)'\(Suggest.hint(for: written, among: allowed.sorted())); expected \(allowed.sorted().joined(separator: ", "))",
+                                file: file, at: key)
             }
         }
         self.mapping = mapping
+    }
+
+    static func fail(_ message: String, file: String, at node: Node?) -> SpecError {
+        SpecError(message, at: SourceLocation(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1))
+    }
+
+    func fail(_ message: String, at value: Node?) -> SpecError {
+        Self.fail("\(what): \(message)", file: file, at: value ?? node)
     }
 
     func node(_ key: String) -> Node? { mapping[key] }
 
     mutating func number(_ key: String, default value: Double? = nil, positive: Bool = false, fraction: Bool = false) throws -> Double {
         guard let node = mapping[key] else {
-            guard let value else { throw NodeError("\(location): missing '\(key)'") }
+            guard let value else { throw fail("missing '\(key)'", at: nil) }
             return value
         }
-        guard let x = node.float ?? node.int.map(Double.init), x.isFinite else { throw NodeError("\(location): '\(key)' must be a number") }
-        if positive && x <= 0 { throw NodeError("\(location): '\(key)' must be positive, got \(x)") }
-        if fraction && !(0...1).contains(x) { throw NodeError("\(location): '\(key)' must be within 0...1, got \(x)") }
-        if x < 0 { throw NodeError("\(location): '\(key)' must not be negative, got \(x)") }
+        guard let x = node.float ?? node.int.map(Double.init), x.isFinite else { throw fail("'\(key)' must be a number", at: node) }
+        if positive && x <= 0 { throw fail("'\(key)' must be positive, got \(x)", at: node) }
+        if fraction && !(0...1).contains(x) { throw fail("'\(key)' must be within 0...1, got \(x)", at: node) }
+        if x < 0 { throw fail("'\(key)' must not be negative, got \(x)", at: node) }
         return x
     }
 
     func string(_ key: String) throws -> String {
-        guard let s = mapping[key]?.string, !s.isEmpty else { throw NodeError("\(location): missing '\(key)' (a class name)") }
+        guard let s = mapping[key]?.string, !s.isEmpty else { throw fail("missing '\(key)' (a class name)", at: mapping[key]) }
         return s
     }
 
@@ -169,7 +190,7 @@ private struct Fields {
         guard mapping["objects"] != nil else { return nil }
         let list = try strings("objects").map { $0.lowercased() }
         guard !list.isEmpty, list.allSatisfy(AnnotationTasks.objectTypes.contains) else {
-            throw NodeError("\(location): 'objects' must list QuPath object types among annotation, detection, cell; got \(list)")
+            throw fail("'objects' must list QuPath object types among annotation, detection, cell; got \(list)", at: mapping["objects"])
         }
         return Set(list)
     }
@@ -177,7 +198,7 @@ private struct Fields {
     func strings(_ key: String) throws -> [String] {
         guard let node = mapping[key] else { return [] }
         if let s = node.string { return [s] }
-        guard let list = node.sequence?.map(\.string), list.allSatisfy({ $0 != nil }) else { throw NodeError("\(location): '\(key)' must be a list of class names") }
+        guard let list = node.sequence?.map(\.string), list.allSatisfy({ $0 != nil }) else { throw fail("'\(key)' must be a list of class names", at: node) }
         return list.compactMap { $0 }
     }
 }
@@ -417,23 +438,16 @@ extension AnnotationTasks {
 
 extension AnnotationTasks {
     /// The task file as a schema: `nic validate` reads it as the node will, and its errors
-    /// (`file:line: what: message`) point at their line.
+    /// point at the key or value they are about.
     enum File: YAMLSchema {
         static func problems(in node: Yams.Node, file: String) -> [SpecError] {
             do {
                 _ = try AnnotationTasks.parse(node, url: URL(fileURLWithPath: file))
                 return []
+            } catch let error as SpecError {
+                return [error]
             } catch {
-                var message = "\(error)"
-                var line = node.mark?.line ?? 1
-                if message.hasPrefix(file + ":") {
-                    let rest = message.dropFirst(file.count + 1)
-                    if let colon = rest.firstIndex(of: ":"), let at = Int(rest[..<colon]) {
-                        line = at
-                        message = String(rest[rest.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
-                    }
-                }
-                return [SpecError(message, at: SourceLocation(file: file, line: line, column: 1))]
+                return [SpecError("\(error)", at: SourceLocation(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1))]
             }
         }
     }

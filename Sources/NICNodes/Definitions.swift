@@ -7,12 +7,35 @@ import Yams
 /// `nic validate` (every layer's parameters, a head's loss and auxiliary target), and the readers a
 /// node uses at run time: always from the text the node was keyed on, never from the path again.
 enum ArchitectureFile: YAMLSchema {
+    /// The top-level keys an architecture may have: its network, a bag model's `pool` and `after`,
+    /// a pair head's `loss`. `kl_weight` in nodes/vae/encoder.yaml records the paper's γ beside the
+    /// encoder; the node's own `kl_weight` param is what trains, and the key stays so that the
+    /// file's content (its cache key) does not change.
+    static let keys = ["name", "description", "input", "inputs", "layers", "blocks", "pool", "after", "loss", "kl_weight"]
+
     static func problems(in node: Yams.Node, file: String) -> [SpecError] {
+        let unknown = unknownKeys(in: node, file: file, allowed: keys)
         do {
-            _ = try Architecture(node: node, file: file)
-            return []
+            let architecture = try Architecture(node: node, file: file)
+            // What only some users read is checked here too, so a typo in it fails at validate.
+            _ = try BagModel.poolSpec(architecture)
+            if let after = architecture.extra["after"] {
+                _ = try Architecture(node: .mapping(Yams.Node.Mapping([(Yams.Node("layers"), after)])), file: file)
+            }
+            if architecture.extra["loss"] != nil { _ = try LossSpec(architecture) }
+            return unknown
         } catch {
-            return [located(error, file: file, node: node)]
+            return unknown + [located(error, file: file, node: node)]
+        }
+    }
+
+    /// A top-level key nobody reads, at its place, with the closest known key.
+    static func unknownKeys(in node: Yams.Node, file: String, allowed: [String]) -> [SpecError] {
+        guard let mapping = node.mapping else { return [] }
+        return mapping.keys.compactMap { key in
+            guard let name = key.string, !allowed.contains(name) else { return nil }
+            return SpecError("unknown key '\(name)'\(Suggest.hint(for: name, among: allowed)); expected \(Suggest.list(allowed))",
+                             at: SourceLocation(file: file, line: key.mark?.line ?? 1, column: key.mark?.column ?? 1))
         }
     }
 
@@ -30,7 +53,12 @@ enum ArchitectureFile: YAMLSchema {
 
 /// A head (`nodes/heads/*.yaml`): layers ending in `dense`, a `loss`, an optional `auxiliary` target.
 enum HeadFile: YAMLSchema {
+    static let keys = ["name", "description", "input", "layers", "loss", "auxiliary"]
+
     static func problems(in node: Yams.Node, file: String) -> [SpecError] {
+        let unknown = ArchitectureFile.unknownKeys(in: node, file: file, allowed: keys)
+        // A misspelt `loss` is reported as the typo it is, not as a missing loss.
+        if !unknown.isEmpty { return unknown }
         do {
             let architecture = try Heads.architecture(node, file: file, outputs: 1)
             _ = try LossSpec(architecture)

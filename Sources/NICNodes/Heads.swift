@@ -37,6 +37,12 @@ enum Heads {
               var last = layers[lastIndex].mapping, let dense = last["dense"] else {
             throw NeuralError.architecture(location: Architecture.loc(file, map["layers"] ?? root), message: "a head's last layer must be 'dense' (its width is set from the task)")
         }
+        // The width written is replaced by the task's, but it must still be a width: a typo there
+        // is reported, not silently overwritten.
+        let written = dense.mapping?["units"] ?? (dense.scalar != nil && dense.null == nil ? dense : nil)
+        if let written, (written.int ?? 0) <= 0 {
+            throw NeuralError.architecture(location: Architecture.loc(file, written), message: "dense: 'units' must be a positive integer")
+        }
         if var options = dense.mapping {
             options["units"] = Node(String(outputs))
             last["dense"] = .mapping(options)

@@ -82,12 +82,12 @@ public struct Architecture {
             guard let key = k.string else { throw fail("keys must be strings", k) }
             switch key {
             case "name": nameValue = v.string
-            case "input": inputs = [("input", try Architecture.shape(v, file))]
+            case "input": inputs = [("input", try Architecture.shape(v, file, key: "input"))]
             case "inputs":
                 guard let m = v.mapping else { throw fail("'inputs' must map names to shapes, e.g. {image: [64, 64, 3]}", v) }
                 for (ik, iv) in m {
                     guard let n = ik.string else { throw fail("input names must be strings", ik) }
-                    inputs.append((n, try Architecture.shape(iv, file)))
+                    inputs.append((n, try Architecture.shape(iv, file, key: "inputs.\(n)")))
                 }
             case "layers": layersNode = v
             case "blocks": blocksNode = v
@@ -132,13 +132,13 @@ public struct Architecture {
         self.extra = extra
     }
 
-    static func shape(_ node: Yams.Node, _ file: String) throws -> [Int] {
+    static func shape(_ node: Yams.Node, _ file: String, key: String) throws -> [Int] {
         if let i = node.int, i > 0 { return [i] }
         guard let seq = node.sequence, !seq.isEmpty else {
-            throw NeuralError.architecture(location: loc(file, node), message: "a shape is a list of positive integers, e.g. [64, 64, 3]")
+            throw NeuralError.architecture(location: loc(file, node), message: "'\(key)': a shape is a list of positive integers, e.g. [64, 64, 3]")
         }
         return try seq.map {
-            guard let i = $0.int, i > 0 else { throw NeuralError.architecture(location: loc(file, $0), message: "shape entries must be positive integers") }
+            guard let i = $0.int, i > 0 else { throw NeuralError.architecture(location: loc(file, $0), message: "'\(key)': shape entries must be positive integers") }
             return i
         }
     }
@@ -313,25 +313,26 @@ public enum LayerConfig: Sendable {
         case "conv":
             self = .conv(filters: try p.int("filters", primary: true), kernel: try p.pair("kernel", default: nil),
                          stride: try p.int("stride", default: 1), padding: try p.padding(), groups: try p.int("groups", default: 1),
-                         bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0))
+                         bias: try p.bool("bias", default: true), l2: try p.l2())
         case "depthwise_conv":
             self = .depthwiseConv(multiplier: try p.int("multiplier", default: 1), kernel: try p.pair("kernel", default: nil, primary: true),
                                   stride: try p.int("stride", default: 1), padding: try p.padding(),
-                                  bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0))
+                                  bias: try p.bool("bias", default: true), l2: try p.l2())
         case "separable_conv":
             self = .separableConv(filters: try p.int("filters", primary: true), kernel: try p.pair("kernel", default: (3, 3)),
                                   stride: try p.int("stride", default: 1), padding: try p.padding(),
-                                  bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0))
+                                  bias: try p.bool("bias", default: true), l2: try p.l2())
         case "dense":
-            self = .dense(units: try p.int("units", primary: true), bias: try p.bool("bias", default: true), l2: try p.float("l2", default: 0))
+            self = .dense(units: try p.int("units", primary: true), bias: try p.bool("bias", default: true), l2: try p.l2())
         case "batchnorm":
-            self = .batchnorm(momentum: try p.float("momentum", default: 0.01), eps: try p.float("eps", default: 1e-3))
-        case "leaky_relu": self = .leakyReLU(alpha: try p.float("alpha", default: 0.2, primary: true))
+            self = .batchnorm(momentum: try p.float("momentum", default: 0.01, within: { $0 > 0 && $0 <= 1 }, range: "in (0, 1]"),
+                              eps: try p.float("eps", default: 1e-3, within: { $0 > 0 && $0.isFinite }, range: "positive"))
+        case "leaky_relu": self = .leakyReLU(alpha: try p.float("alpha", default: 0.2, primary: true, within: { $0 >= 0 && $0 < 1 }, range: "in [0, 1)"))
         case "relu": self = .leakyReLU(alpha: 0)
         case "sigmoid": self = .sigmoid
         case "tanh": self = .tanh
         case "dropout", "spatial_dropout":
-            self = .dropout(rate: try p.float("rate", default: 0.5, primary: true), spatial: kind == "spatial_dropout")
+            self = .dropout(rate: try p.float("rate", default: 0.5, primary: true, within: { $0 >= 0 && $0 < 1 }, range: "in [0, 1)"), spatial: kind == "spatial_dropout")
         case "upsample": self = .upsample(factor: try p.int("factor", default: 2, primary: true))
         case "max_pool", "avg_pool":
             let k = try p.int("kernel", default: 2, primary: true)
@@ -384,6 +385,14 @@ struct LayerParams {
         return .architecture(location: at, message: "\(kind): \(message)")
     }
 
+    /// A required key that is not written; a written key one typo away is pointed at instead.
+    func missing(_ key: String) -> NeuralError {
+        let typo = mapping.keys.filter { !used.contains($0) && Architecture.editDistance($0, key) <= 2 }
+            .min { Architecture.editDistance($0, key) < Architecture.editDistance($1, key) }
+        guard let typo else { return fail("missing '\(key)'", nil) }
+        return fail("missing '\(key)' ('\(typo)' is written: a typo?)", keyNodes[typo])
+    }
+
     mutating func node(_ key: String, primary: Bool) -> Yams.Node? {
         used.insert(key)
         if let n = mapping[key] { return n }
@@ -394,16 +403,25 @@ struct LayerParams {
     mutating func int(_ key: String, default d: Int? = nil, primary: Bool = false) throws -> Int {
         guard let n = node(key, primary: primary) else {
             if let d { return d }
-            throw fail("missing '\(key)'", nil)
+            throw missing(key)
         }
-        guard let i = n.int, i >= 0 else { throw fail("'\(key)' must be a non-negative integer", n) }
+        // Every integer a layer takes (filters, units, kernel, stride, groups, factor) counts something.
+        guard let i = n.int, i > 0 else { throw fail("'\(key)' must be a positive integer", n) }
         return i
     }
 
-    mutating func float(_ key: String, default d: Float, primary: Bool = false) throws -> Float {
+    /// A number; `within` says which values make sense (a dropout rate of 1 drops everything), and
+    /// `range` how to say so.
+    mutating func float(_ key: String, default d: Float, primary: Bool = false,
+                        within: (Double) -> Bool = { $0.isFinite }, range: String = "finite") throws -> Float {
         guard let n = node(key, primary: primary) else { return d }
         guard let f = n.float else { throw fail("'\(key)' must be a number", n) }
+        guard within(f) else { throw fail("'\(key)' must be \(range), got \(f)", n) }
         return Float(f)
+    }
+
+    mutating func l2() throws -> Float {
+        try float("l2", default: 0, within: { $0 >= 0 && $0.isFinite }, range: "≥ 0")
     }
 
     mutating func bool(_ key: String, default d: Bool) throws -> Bool {
@@ -415,7 +433,7 @@ struct LayerParams {
     mutating func pair(_ key: String, default d: (Int, Int)?, primary: Bool = false) throws -> (Int, Int) {
         guard let n = node(key, primary: primary) else {
             if let d { return d }
-            throw fail("missing '\(key)'", nil)
+            throw missing(key)
         }
         if let i = n.int, i > 0 { return (i, i) }
         if let s = n.sequence, s.count == 2, let a = s[0].int, let b = s[1].int, a > 0, b > 0 { return (a, b) }
@@ -423,7 +441,7 @@ struct LayerParams {
     }
 
     mutating func shape(_ key: String, primary: Bool) throws -> [Int] {
-        guard let n = node(key, primary: primary) else { throw fail("missing '\(key)'", nil) }
+        guard let n = node(key, primary: primary) else { throw missing(key) }
         guard let s = n.sequence, !s.isEmpty else { throw fail("'\(key)' must be a list of positive integers", n) }
         return try s.map {
             guard let i = $0.int, i > 0 else { throw fail("'\(key)' entries must be positive integers", $0) }
@@ -463,41 +481,63 @@ public enum LossSpec: Equatable, Sendable {
         guard let node = architecture.extra["loss"] else {
             throw NeuralError.architecture(location: file, message: "a head needs 'loss:' (mse, binary_cross_entropy, softmax_cross_entropy or cox)")
         }
-        let type: String?
-        var params: [String: Yams.Node] = [:]
-        if let s = node.string, node.scalar != nil {
-            type = s
-        } else if let m = node.mapping {
-            for (k, v) in m { if let key = k.string { params[key] = v } }
-            type = params.removeValue(forKey: "type")?.string
-        } else {
-            type = nil
+        let file_ = file
+        func fail(_ message: String, _ at: Yams.Node?) -> NeuralError {
+            .architecture(location: Architecture.loc(file_, at ?? node), message: "loss: \(message)")
         }
-        let at = Architecture.loc(file, node)
-        func unknown() throws {
-            if let key = params.keys.sorted().first { throw NeuralError.architecture(location: at, message: "loss: unknown parameter '\(key)'") }
+        let typeNode: Yams.Node?
+        var params: [(key: Yams.Node, value: Yams.Node)] = []
+        if node.scalar != nil {
+            typeNode = node
+        } else if let m = node.mapping {
+            params = m.filter { $0.key.string != "type" }
+            typeNode = m.first { $0.key.string == "type" }?.value
+            guard typeNode != nil else { throw fail("missing 'type' (mse, binary_cross_entropy, softmax_cross_entropy or cox)", node) }
+        } else {
+            throw fail("'loss' is a name (mse) or a mapping ({type: cox, ties: efron})", node)
+        }
+        let types = ["mse", "binary_cross_entropy", "softmax_cross_entropy", "cox"]
+        let known: [String: [String]] = ["mse": [], "binary_cross_entropy": ["positive_weight"],
+                                         "softmax_cross_entropy": ["class_weights"], "cox": ["ties", "risk_set"]]
+        guard let type = typeNode?.string, let allowed = known[type] else {
+            let written = typeNode?.string ?? "?"
+            let closest = types.min { Architecture.editDistance($0, written) < Architecture.editDistance($1, written) }!  // invariant: not empty
+            throw fail("unknown type '\(written)' (did you mean '\(closest)'?); known: \(types.joined(separator: ", "))", typeNode)
+        }
+        for (key, _) in params where !allowed.contains(key.string ?? "") {
+            let name = key.string ?? "?"
+            let closest = allowed.min { Architecture.editDistance($0, name) < Architecture.editDistance($1, name) }
+            let hint = closest.map { " (did you mean '\($0)'?)" } ?? ""
+            throw fail("unknown parameter '\(name)' for \(type)\(hint)\(allowed.isEmpty ? "" : "; known: \(allowed.joined(separator: ", "))")", key)
+        }
+        func value(_ key: String) -> Yams.Node? { params.first { $0.key.string == key }?.value }
+        func word<T: RawRepresentable>(_ key: String, default d: T, _ options: String) throws -> T where T.RawValue == String {
+            guard let n = value(key) else { return d }
+            guard n.scalar != nil, let s = n.string, let v = T(rawValue: s) else { throw fail("'\(key)' must be \(options), got \(n.string.map { "'\($0)'" } ?? "a \(n.mapping != nil ? "mapping" : "list")")", n) }
+            return v
         }
         switch type {
         case "mse":
-            try unknown()
             self = .meanSquaredError
         case "binary_cross_entropy":
-            let w = params.removeValue(forKey: "positive_weight")?.float ?? 1
-            try unknown()
+            var w = 1.0
+            if let n = value("positive_weight") {
+                guard let f = n.float, f > 0, f.isFinite else { throw fail("'positive_weight' must be a positive number", n) }
+                w = f
+            }
             self = .binaryCrossEntropy(positiveWeight: Float(w))
         case "softmax_cross_entropy":
-            let w = params.removeValue(forKey: "class_weights")?.sequence?.compactMap { $0.float.map(Float.init) }
-            try unknown()
-            self = .softmaxCrossEntropy(classWeights: w)
-        case "cox":
-            let t = params.removeValue(forKey: "ties")?.string ?? "breslow"
-            guard let ties = CoxTies(rawValue: t) else { throw NeuralError.architecture(location: at, message: "loss: ties must be breslow or efron, got '\(t)'") }
-            let r = params.removeValue(forKey: "risk_set")?.string ?? "batch"
-            guard let riskSet = CoxRiskSet(rawValue: r) else { throw NeuralError.architecture(location: at, message: "loss: risk_set must be batch or fold, got '\(r)'") }
-            try unknown()
-            self = .cox(ties: ties, riskSet: riskSet)
+            var weights: [Float]?
+            if let n = value("class_weights") {
+                guard let list = n.sequence?.map({ $0.float }), let ws = list as? [Double], ws.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
+                    throw fail("'class_weights' must be a list of numbers ≥ 0", n)
+                }
+                weights = ws.map(Float.init)
+            }
+            self = .softmaxCrossEntropy(classWeights: weights)
         default:
-            throw NeuralError.architecture(location: at, message: "loss: unknown type '\(type ?? "?")' (mse, binary_cross_entropy, softmax_cross_entropy, cox)")
+            self = .cox(ties: try word("ties", default: CoxTies.breslow, "breslow or efron"),
+                        riskSet: try word("risk_set", default: CoxRiskSet.batch, "batch or fold"))
         }
     }
 }

@@ -53,7 +53,11 @@ public final class BagModel {
         case "mean": kind = .mean
         case "attention": kind = .attention(hidden: hidden)
         case "gated_attention": kind = .gatedAttention(hidden: hidden)
-        default: throw fail("'pool.type' must be mean, attention or gated_attention", map["type"])
+        case let other:
+            let kinds = ["mean", "attention", "gated_attention"]
+            let written = other ?? "?"
+            let closest = kinds.min { Architecture.editDistance($0, written) < Architecture.editDistance($1, written) }!  // invariant: not empty
+            throw fail("'pool.type' must be mean, attention or gated_attention, got '\(written)' (did you mean '\(closest)'?)", map["type"])
         }
         return PoolSpec(kind: kind, dropout: Float(dropout))
     }

@@ -161,25 +161,24 @@ enum Morphology {
     /// nor removes tissue.
     static func filter(_ m: [UInt8], _ w: Int, _ h: Int, _ r: Int, max useMax: Bool) -> [UInt8] {
         guard r > 0 else { return m }
-        var tmp = m, out = m
-        for y in 0..<h {
-            for x in 0..<w {
+        // Rows, then columns: the same 1-D pass over lines `lines` long, `step` apart within a line.
+        let rows = runningExtreme(m, lines: h, length: w, lineStride: w, step: 1, r, max: useMax)
+        return runningExtreme(rows, lines: w, length: h, lineStride: 1, step: w, r, max: useMax)
+    }
+
+    /// The max (or min) of each element's ±r neighbours along its line; masks hold 0 and 1 only, so
+    /// the scan stops at the first value that decides.
+    private static func runningExtreme(_ m: [UInt8], lines: Int, length: Int, lineStride: Int, step: Int, _ r: Int, max useMax: Bool) -> [UInt8] {
+        var out = m
+        for line in 0..<lines {
+            let base = line * lineStride
+            for i in 0..<length {
                 var v: UInt8 = useMax ? 0 : 1
-                for t in Swift.max(0, x - r)...Swift.min(w - 1, x + r) {
-                    let s = m[y * w + t]
+                for t in Swift.max(0, i - r)...Swift.min(length - 1, i + r) {
+                    let s = m[base + t * step]
                     if useMax { if s > v { v = s; break } } else if s < v { v = s; break }
                 }
-                tmp[y * w + x] = v
-            }
-        }
-        for y in 0..<h {
-            for x in 0..<w {
-                var v: UInt8 = useMax ? 0 : 1
-                for t in Swift.max(0, y - r)...Swift.min(h - 1, y + r) {
-                    let s = tmp[t * w + x]
-                    if useMax { if s > v { v = s; break } } else if s < v { v = s; break }
-                }
-                out[y * w + x] = v
+                out[base + i * step] = v
             }
         }
         return out

@@ -19,15 +19,17 @@ public enum Zstd {
             ZSTD_CCtx_setParameter(context, ZSTD_c_contentSizeFlag, 1)
             ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, checksum ? 1 : 0)
             let r = ZSTD_compress2(context, buffer.baseAddress, bound, bytes.baseAddress, bytes.count)
-            if ZSTD_isError(r) != 0 {
-                failure = String(cString: ZSTD_getErrorName(r))
-                count = 0
-            } else {
-                count = r
-            }
+            count = Self.byteCount(r, failure: &failure)
         }
         if let failure { throw ZarrError(path: "", message: "zstd compression failed: \(failure)") }
         return out
+    }
+
+    /// A zstd call's result: the bytes it wrote, or 0 with the library's name for its error in `failure`.
+    private static func byteCount(_ result: Int, failure: inout String?) -> Int {
+        guard ZSTD_isError(result) != 0 else { return result }
+        failure = String(cString: ZSTD_getErrorName(result))
+        return 0
     }
 
     /// Decodes one or more concatenated frames that must add up to exactly `expectedSize`
@@ -40,12 +42,7 @@ public enum Zstd {
         let capacity = expectedSize + 1
         let out = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
             let r = ZSTD_decompressDCtx(context, buffer.baseAddress, capacity, bytes.baseAddress, bytes.count)
-            if ZSTD_isError(r) != 0 {
-                failure = String(cString: ZSTD_getErrorName(r))
-                count = 0
-            } else {
-                count = r
-            }
+            count = Self.byteCount(r, failure: &failure)
         }
         if let failure { throw ZarrError(path: "", message: "zstd decompression to \(expectedSize) bytes failed: \(failure)") }
         guard out.count == expectedSize else {

@@ -133,7 +133,7 @@ final class AnnotationsTests: XCTestCase {
           tissue: {kind: region, classes: [tumour], min_coverag: 0.5}
         """)
         XCTAssertThrowsError(try AnnotationTasks.read(url)) { error in
-            XCTAssertTrue("\(error)".contains("tasks.yaml:3: task 'tissue': unknown key 'min_coverag'"), "\(error)")
+            XCTAssertTrue("\(error)".contains("tasks.yaml:3:45: error: task 'tissue': unknown key 'min_coverag' (did you mean 'min_coverage'?)"), "\(error)")
         }
         let points = try ws.write("points.yaml", """
         patch_um: 64

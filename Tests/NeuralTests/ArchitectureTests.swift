@@ -86,7 +86,7 @@ final class ArchitectureTests: XCTestCase {
         }
         XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filters: 4, kernel: 3}\n  - leaky_relo: 0.2\n"),
                        "a.yaml:4:5: error: unknown layer 'leaky_relo' (did you mean 'leaky_relu'?); known: \(Architecture.layerKinds.joined(separator: ", "))")
-        XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filter: 4, kernel: 3}\n"), "a.yaml:3:5: error: conv: missing 'filters'")
+        XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filter: 4, kernel: 3}\n"), "a.yaml:3:12: error: conv: missing 'filters' ('filter' is written: a typo?)")
         XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filters: 4, kernel: 3, strides: 2}\n"),
                        "a.yaml:3:35: error: conv: unknown parameter 'strides' (did you mean 'stride'?); known: bias, filters, groups, kernel, l2, padding, stride")
         XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - flatten\n  - conv: {filters: 4, kernel: 3}\n"),

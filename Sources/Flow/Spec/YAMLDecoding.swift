@@ -110,8 +110,11 @@ public enum YAMLValueDecoder {
         case .keyNotFound(let key, let context):
             let at = node(at: context.codingPath, in: root)
             let present = at.mapping?.keys.compactMap(\.string) ?? []
-            let typo = Suggest.closest(to: key.stringValue, among: present).map { " ('\($0)' is written: a typo?)" } ?? ""
-            return SpecError("\(prefix(context.codingPath))missing '\(key.stringValue)'\(typo)", at: location(at, file))
+            let closest = Suggest.closest(to: key.stringValue, among: present)
+            let typo = closest.map { " ('\($0)' is written: a typo?)" } ?? ""
+            // A likely typo is where the reader looks, so the error points at it.
+            let written = closest.flatMap { name in at.mapping?.keys.first { $0.string == name } }
+            return SpecError("\(prefix(context.codingPath))missing '\(key.stringValue)'\(typo)", at: location(written ?? at, file))
         case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
             let at = node(at: context.codingPath, in: root)
             return SpecError("\(prefix(context.codingPath))\(context.debugDescription)", at: location(at, file))

@@ -115,11 +115,10 @@ public struct ApplyModel: NodeType {
         var patients = cohort
         switch card.kind {
         case .cnn:
-            guard let crop = card.crop, let testCrops = card.testCrops, let architectureFile = card.architecture, let headFile = card.head else {
-                throw NodeError("\(model.file("model.json").path): a CNN's card needs crop, test_crops, architecture and head")
+            guard let crop = card.crop, let testCrops = card.testCrops else {
+                throw NodeError("\(model.file("model.json").path): a CNN's card needs crop and test_crops")
             }
-            let architecture = try Architecture.load(file: model.file(architectureFile).path)
-            let headArchitecture = try Heads.architecture(file: model.file(headFile), outputs: outputs)
+            let (architecture, headArchitecture) = try model.definitions(outputs: outputs)
             let slides = try PatientModel.loadSlides(gridSet, patients: Set(cohort), patientOf: patientOf).slides
             let withTissue = Set(slides.map(\.patient))
             patients = cohort.filter(withTissue.contains)
@@ -145,11 +144,7 @@ public struct ApplyModel: NodeType {
                 })
             }
         case .bag:
-            guard let architectureFile = card.architecture, let headFile = card.head else {
-                throw NodeError("\(model.file("model.json").path): a bag model's card needs architecture and head")
-            }
-            let architecture = try Architecture.load(file: model.file(architectureFile).path)
-            let headArchitecture = try Heads.architecture(file: model.file(headFile), outputs: outputs)
+            let (architecture, headArchitecture) = try model.definitions(outputs: outputs)
             let slides = try BagPatientModel.load(gridSet, patients: Set(cohort), patientOf: patientOf).slides
             let withTissue = Set(slides.map(\.patient))
             patients = cohort.filter(withTissue.contains)
@@ -258,5 +253,15 @@ public struct ApplyModel: NodeType {
         case .survival:
             return CSVTable(columns: ["patient", "risk"], rows: patients.indices.map { [patients[$0], "\(scores[$0][0])"] })
         }
+    }
+}
+
+extension TrainedModel {
+    /// The trunk and head a CNN or bag model was trained with: the model folder's copies of the files.
+    func definitions(outputs: Int) throws -> (architecture: Architecture, head: Architecture) {
+        guard let architectureFile = card.architecture, let headFile = card.head else {
+            throw NodeError("\(file("model.json").path): a \(card.kind == .cnn ? "CNN" : "bag model")'s card needs architecture and head")
+        }
+        return (try Architecture.load(file: file(architectureFile).path), try Heads.architecture(file: file(headFile), outputs: outputs))
     }
 }

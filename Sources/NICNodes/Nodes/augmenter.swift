@@ -69,7 +69,11 @@ public enum AugmentationRecipes {
             let sigma = try c.decodeIfPresent(Double.self, forKey: .sigma) ?? 8
             op = AugmentationOp(kind, probability: probability, range: range, sigma: sigma)
             if let problem = op.problems.first {
-                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "op '\(name)': \(problem)"))
+                // At the value the problem is about: `problems` speaks of the probability, the
+                // sigma, or else the range (its low end or its factors).
+                let key: CodingKeys = problem.hasPrefix("probability") ? .p : problem.hasPrefix("sigma") ? .sigma : .range
+                let path = c.codingPath + (c.contains(key) ? [key] : [])
+                throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "op '\(name)': \(problem)"))
             }
         }
     }
