@@ -7,8 +7,9 @@ public struct Tensor: Equatable, Sendable {
     public var data: [Float]
 
     public init(shape: [Int], data: [Float]) {
-        // invariant: every caller builds data for the shape it names; weights from files are checked against their
-        // shape by Safetensors.read (byte count = product of the shape) before they become tensors.
+        // Every caller builds data for the shape it names; weights from files are checked against their shape by
+        // Safetensors.read (byte count = product of the shape) before they become tensors.
+        // invariant: callers build data for the shape they name; files are checked by Safetensors.read first
         precondition(shape.reduce(1, *) == data.count, "shape \(shape) holds \(shape.reduce(1, *)) values, got \(data.count)")
         self.shape = shape
         self.data = data

@@ -7,6 +7,7 @@ public enum Folds {
     /// Fold index (0..<k) per patient. With `strata` (one label per patient, e.g. class or event),
     /// each stratum is spread evenly over the folds; within a stratum the order is shuffled by `seed`.
     public static func assign(patients: [String], k: Int, seed: UInt64, strata: [String: String] = [:]) -> [String: Int] {
+        // invariant: k is a param checked `.atLeast(2)` at validate (patient_model, probe); LinearProbe.select guards k >= 2
         precondition(k >= 2, "folds: k must be at least 2")
         let unique = Array(Set(patients)).sorted()
         var rng = SplitMix64(seed: seed)

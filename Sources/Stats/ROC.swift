@@ -5,6 +5,7 @@ public enum ROC {
     /// Area under the ROC curve = P(score of a positive > score of a negative) + ½ P(equal).
     /// nil when only one class is present.
     public static func auc(labels: [Bool], scores: [Double]) -> Double? {
+        // invariant: callers pass two columns of the same prediction rows, so the lengths agree
         precondition(labels.count == scores.count, "auc: lengths differ")
         let positives = labels.filter { $0 }.count, negatives = labels.count - positives
         guard positives > 0, negatives > 0 else { return nil }

@@ -19,6 +19,7 @@ public enum Correlation {
 
     /// Pearson's r; nil when either side is constant or there are fewer than 2 points.
     public static func pearson(_ x: [Double], _ y: [Double]) -> Double? {
+        // invariant: callers pass two columns of the same rows, so the lengths agree
         precondition(x.count == y.count, "pearson: lengths differ")
         guard x.count >= 2 else { return nil }
         let n = Double(x.count)

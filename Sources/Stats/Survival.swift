@@ -16,6 +16,7 @@ public enum Survival {
     /// the same time are not. Risk ties (|Δ| ≤ `tiedTolerance`) count ½. nil without comparable pairs.
     public static func concordance(time: [Double], event: [Bool], risk: [Double], tiedTolerance: Double = 1e-8) -> Concordance? {
         let n = time.count
+        // invariant: time, event and risk are columns of the same prediction rows, so the lengths agree
         precondition(event.count == n && risk.count == n, "concordance: lengths differ")
         let order = time.indices.sorted { time[$0] < time[$1] }
         var concordant = 0, discordant = 0, tiedRisk = 0, tiedTime = 0
