@@ -109,8 +109,16 @@ public struct ReduceOnPlateau {
     /// Call once per epoch with the validation loss; returns true when the rate was reduced.
     @discardableResult
     public mutating func update(_ loss: Double, optimizer: Optimizer) -> Bool {
-        if loss < best * (1 - threshold) || best == .infinity {
-            best = loss
+        let improved = loss < best * (1 - threshold) || best == .infinity
+        if improved { best = loss }
+        return update(progress: improved, optimizer: optimizer)
+    }
+
+    /// Call once per epoch with whether it made progress, when something else than one loss judges
+    /// that (`TrainingSchedule.Monitor.eachPart`); returns true when the rate was reduced.
+    @discardableResult
+    public mutating func update(progress: Bool, optimizer: Optimizer) -> Bool {
+        if progress {
             badEpochs = 0
             return false
         }

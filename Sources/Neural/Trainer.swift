@@ -13,12 +13,63 @@ public struct TrainingSchedule {
     public var plateau: ReduceOnPlateau?
     /// Stops after this many epochs without improvement of the monitored loss; nil runs every epoch.
     public var earlyStopping: Int?
+    /// What the plateau, early stopping and the best epoch watch.
+    public var monitor: Monitor
 
-    public init(epochs: Int, batchSize: Int, plateau: ReduceOnPlateau? = nil, earlyStopping: Int? = nil) {
+    public init(epochs: Int, batchSize: Int, plateau: ReduceOnPlateau? = nil, earlyStopping: Int? = nil, monitor: Monitor = .total) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.plateau = plateau
         self.earlyStopping = earlyStopping
+        self.monitor = monitor
+    }
+
+    /// What the plateau, early stopping and the best epoch watch.
+    public enum Monitor: Sendable {
+        /// The validation loss (the training loss without a validation).
+        case total
+        /// Each part of the validation loss (`ValidationResult.parts`, e.g. one per task) on its own. An
+        /// epoch counts as progress when any part reaches its lowest value so far, so a transient spike in
+        /// one part (one task's loss) can neither stop training nor lower the learning rate while the others
+        /// still improve. The best epoch is the one with the lowest mean of the parts, each divided by its
+        /// value after the first epoch, so tasks whose losses differ in scale weigh alike in the choice.
+        /// Without parts, as `total`.
+        case eachPart
+    }
+}
+
+/// The monitor's bookkeeping across epochs: each epoch's score (lower is better; it picks the best
+/// epoch) and whether the epoch made progress (it resets early stopping and, by parts, the plateau).
+struct MonitorState {
+    let monitor: TrainingSchedule.Monitor
+    /// Relative: a part's progress must beat its best by this fraction (as `ReduceOnPlateau`'s threshold).
+    let threshold: Double
+    private var bestScore = Double.infinity
+    private var firstParts: [Double]?
+    private var bestParts: [Double] = []
+
+    init(_ monitor: TrainingSchedule.Monitor, threshold: Double) {
+        self.monitor = monitor
+        self.threshold = threshold
+    }
+
+    /// `loss`: the monitored loss; `parts`: its parts (the validation's). `byParts` says which rule
+    /// judged the epoch: with `total` (or no parts) progress is a new best loss, as it always was.
+    mutating func observe(loss: Double, parts: [Double]) -> (score: Double, isBest: Bool, progress: Bool, byParts: Bool) {
+        guard case .eachPart = monitor, !parts.isEmpty, parts.allSatisfy(\.isFinite), firstParts.map({ $0.count == parts.count }) ?? true else {
+            let isBest = loss < bestScore
+            if isBest { bestScore = loss }
+            return (loss, isBest, isBest, false)
+        }
+        let first = firstParts ?? parts
+        firstParts = first
+        let score = zip(parts, first).reduce(0) { $0 + ($1.1 > 0 ? $1.0 / $1.1 : $1.0) } / Double(parts.count)
+        var progress = bestParts.isEmpty
+        for i in bestParts.indices where parts[i] < bestParts[i] - threshold * abs(bestParts[i]) { progress = true }
+        bestParts = bestParts.isEmpty ? parts : zip(bestParts, parts).map { min($0, $1) }
+        let isBest = score < bestScore
+        if isBest { bestScore = score }
+        return (score, isBest, progress, true)
     }
 }
 
@@ -53,10 +104,13 @@ public struct StepResult {
 public struct ValidationResult {
     public var loss: Double
     public var metrics: [(String, Double)]
+    /// The loss's parts (e.g. each task's loss), for `TrainingSchedule.Monitor.eachPart`.
+    public var parts: [Double]
 
-    public init(loss: Double, metrics: [(String, Double)] = []) {
+    public init(loss: Double, metrics: [(String, Double)] = [], parts: [Double] = []) {
         self.loss = loss
         self.metrics = metrics
+        self.parts = parts
     }
 }
 
@@ -189,6 +243,7 @@ public struct Trainer {
             outcome.divergence = "\(error); kept the best epoch \(best.epoch)"
         }
         var plateau = schedule.plateau
+        var monitor = MonitorState(schedule.monitor, threshold: plateau?.threshold ?? 1e-4)
         var epochsWithoutImprovement = 0
         var updates = 0
         let epochs = schedule.epochs, batchSize = max(1, schedule.batchSize)
@@ -250,14 +305,13 @@ public struct Trainer {
             // The monitored loss: validation when there is one, else training (NaN when no batch ran).
             let monitored = validation?.loss ?? trainLoss
             guard monitored.isFinite else { continue }
-            if outcome.best == nil || monitored < outcome.best!.loss {
-                outcome.best = (epoch, monitored, try snapshot())
-                epochsWithoutImprovement = 0
-            } else {
-                epochsWithoutImprovement += 1
+            let observed = monitor.observe(loss: monitored, parts: validation?.parts ?? [])
+            if observed.isBest {
+                outcome.best = (epoch, observed.score, try snapshot())
             }
+            epochsWithoutImprovement = observed.progress ? 0 : epochsWithoutImprovement + 1
             if plateau != nil, let first = update.optimizers.first {
-                plateau!.update(monitored, optimizer: first)
+                if observed.byParts { plateau!.update(progress: observed.progress, optimizer: first) } else { plateau!.update(monitored, optimizer: first) }
                 for optimizer in update.optimizers.dropFirst() { optimizer.learningRate = first.learningRate }
             }
             if let patience = schedule.earlyStopping, epochsWithoutImprovement >= patience, epoch < epochs {

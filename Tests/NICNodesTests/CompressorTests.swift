@@ -91,7 +91,8 @@ final class CompressorTests: XCTestCase {
 
     /// `shifts: 3`: each cell's code is the mean of the codes of 3 × 3 windows moved by −⅓, 0 and +⅓ of a
     /// cell in x and y (windows past the slide's edge read white), in every orientation; the grid set
-    /// records the shifts, and without them it records none.
+    /// records the shifts, and without them it records none. `shift_pool: max` keeps each channel's
+    /// largest value over the same windows instead, and says so in gridset.json.
     func testShiftedWindowsAverageTheCodesOfEachCell() throws {
         let ws = try CohortWorkspace(patients: 2, size: 768, annotations: 6)
         try ws.writeTinyEncoder()
@@ -105,12 +106,16 @@ final class CompressorTests: XCTestCase {
           enc: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/tiny.yaml, epochs: 1, batch_size: 8, validation: 0.5}}
           grids: {type: compressor, in: {slides: cohort, encoder: enc}, params: {min_tissue: 0.3, orientations: "8", shifts: 3, batch_size: 20, band_rows: 2, previews: 0}}
           plain: {type: compressor, in: {slides: cohort, encoder: enc}, params: {min_tissue: 0.3, previews: 0}}
+          maxed: {type: compressor, in: {slides: cohort, encoder: enc}, params: {min_tissue: 0.3, shifts: 3, shift_pool: max, batch_size: 20, band_rows: 2, previews: 0}}
         """, jobs: 1)
         XCTAssertTrue(summary.succeeded, "\(summary.failures)")
         let model = try EncoderModel(folder: try ws.output(summary, "enc", "model"))
         let grids = try ws.output(summary, "grids", "grids")
+        let maxed = try ws.output(summary, "maxed", "grids")
         let gridSet = try GridSet(folder: grids)
         XCTAssertEqual(gridSet.info.shifts, 3)
+        XCTAssertNil(gridSet.info.shiftPool, "the mean is the default and is not written")
+        XCTAssertEqual(try GridSet(folder: maxed).info.shiftPool, "max")
         XCTAssertNil(try GridSet(folder: try ws.output(summary, "plain", "grids")).info.shifts)
         let c = gridSet.info.codeSize
         var compared = 0
@@ -129,10 +134,16 @@ final class CompressorTests: XCTestCase {
                         }
                     }
                     let codes = try model.encode(windows)
+                    let storedMax = k == 0 ? try ZarrArrayReader(at: maxed.appendingPathComponent("grids/\(entry.stem)/o0")).read(as: Float16.self) : []
                     for ch in 0..<c {
                         let mean = (0..<9).reduce(Float(0)) { $0 + codes.data[$1 * c + ch] } / 9
                         let value = Float(stored[(cell.row * grid.columns + cell.column) * c + ch])
                         XCTAssertEqual(value, mean, accuracy: 2e-3 * max(1, abs(mean)), "\(entry.stem) cell \(cell) orientation \(k) channel \(ch)")
+                        if k == 0 {
+                            let largest = (0..<9).map { codes.data[$0 * c + ch] }.max() ?? .nan
+                            let pooled = Float(storedMax[(cell.row * grid.columns + cell.column) * c + ch])
+                            XCTAssertEqual(pooled, largest, accuracy: 2e-3 * max(1, abs(largest)), "max: \(entry.stem) cell \(cell) channel \(ch)")
+                        }
                     }
                     compared += 1
                 }

@@ -99,6 +99,47 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(outcome.curves.columns, ["epoch", "learning_rate", "train_loss", "val_loss", "val_auc"])
     }
 
+    /// Two tasks' validation losses: task a improves steadily, task b spikes 15-fold for one epoch
+    /// (epoch 3) and then improves again. Watching the sum, the spike and its slow settling end the
+    /// run and lower the rate; watching each part, the run goes on while either task improves, the
+    /// rate stays, and the best epoch is the one with the lowest mean relative loss.
+    func testEachPartMonitorIsNotStoppedByOneTasksSpike() throws {
+        let a: [Double] = [1, 0.9, 0.85, 0.8, 0.78, 0.77, 0.76, 0.76, 0.76, 0.76, 0.76, 0.76, 0.76, 0.76]
+        let b: [Double] = [0.3, 0.25, 4.5, 0.6, 0.5, 0.4, 0.3, 0.24, 0.2, 0.21, 0.22, 0.23, 0.24, 0.25]
+        func run(_ monitor: TrainingSchedule.Monitor) throws -> TrainingOutcome<Int> {
+            let optimizer = SGD(learningRate: 1)
+            let schedule = TrainingSchedule(epochs: a.count, batchSize: 2, plateau: ReduceOnPlateau(factor: 0.1, patience: 2, minLearningRate: 0.001),
+                                            earlyStopping: 3, monitor: monitor)
+            let trainer = Trainer(schedule: schedule, update: .optimizer(optimizer, parameters: []))
+            var epochNow = 0
+            return try trainer.fit(order: { epoch in epochNow = epoch; return [0, 1] }, step: { _, _ in StepResult(loss: 1) },
+                                   validate: { epoch in ValidationResult(loss: a[epoch - 1] + b[epoch - 1], parts: [a[epoch - 1], b[epoch - 1]]) },
+                                   snapshot: { epochNow })
+        }
+        let sum = try run(.total)
+        XCTAssertTrue(sum.stoppedEarly)
+        XCTAssertEqual(sum.best?.epoch, 2, "the sum's best is before the spike")
+        XCTAssertEqual(sum.epochs.count, 5, "3 epochs after the spike without a better sum")
+
+        let each = try run(.eachPart)
+        XCTAssertEqual(each.epochs.map(\.learningRate), Array(repeating: 1, count: each.epochs.count), "one task improving keeps the rate")
+        // Epoch 9: a 0.76/1 and b 0.2/0.3 give the lowest mean relative loss (0.713).
+        XCTAssertEqual(each.best?.epoch, 9)
+        XCTAssertEqual(each.best?.snapshot, 9)
+        XCTAssertEqual(each.best?.loss ?? 0, (0.76 / 1 + 0.2 / 0.3) / 2, accuracy: 1e-12)
+        XCTAssertTrue(each.stoppedEarly)
+        XCTAssertEqual(each.epochs.count, 12, "a last improves at epoch 7, b at 9: 3 more epochs end it at 12 of 14")
+
+        // Without parts, each-part watching is the total's.
+        let optimizer = SGD(learningRate: 1)
+        let trainer = Trainer(schedule: TrainingSchedule(epochs: a.count, batchSize: 2, earlyStopping: 3, monitor: .eachPart),
+                              update: .optimizer(optimizer, parameters: []))
+        let noParts = try trainer.fit(order: { _ in [0, 1] }, step: { _, _ in StepResult(loss: 1) },
+                                      validate: { epoch in ValidationResult(loss: a[epoch - 1] + b[epoch - 1]) }, snapshot: { () })
+        XCTAssertEqual(noParts.best?.epoch, sum.best?.epoch)
+        XCTAssertEqual(noParts.epochs.count, sum.epochs.count)
+    }
+
     func testDivergenceAndSkippedStepsAndCancellation() throws {
         let optimizer = SGD(learningRate: 1)
         var trainer = Trainer(schedule: TrainingSchedule(epochs: 3, batchSize: 2), update: .optimizer(optimizer, parameters: []))

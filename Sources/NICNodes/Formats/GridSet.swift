@@ -46,10 +46,12 @@ public struct GridSet {
         public var slides: [SlideInfo]
         /// Windows per cell side whose codes were averaged (`compressor` `shifts`); absent: one window per cell.
         public var shifts: Int? = nil
+        /// How the windows' codes were pooled when not by their mean (`compressor` `shift_pool`: "max").
+        public var shiftPool: String? = nil
         /// A name per channel when the channels are named quantities (a floor's counts, an encoder's task
         /// outputs) rather than codes; absent for codes.
         public var channels: [String]? = nil
-        enum CodingKeys: String, CodingKey { case size, mpp, orientations, slides, shifts, channels, codeSize = "code_size" }
+        enum CodingKeys: String, CodingKey { case size, mpp, orientations, slides, shifts, channels, codeSize = "code_size", shiftPool = "shift_pool" }
     }
 
     public let folder: URL

@@ -46,12 +46,16 @@ public struct Compressor: NodeType {
         @Param(doc: "slides to draw thumbnails and false-colour grids for", .atLeast(0)) var previews = 4
         @Param(doc: "encode each cell at shifts × shifts windows of the patch size, moved by (i + ½)/shifts − ½ of a cell in x and y, and store the mean of their codes: an object anywhere in a cell then lies near the centre of one window, as an encoder trained on objects at patch centres sees them. shifts² times the encoding; 1: one window per cell, the paper's", .within(1, 8), .unkeyedAtDefault)
         var shifts = 1
+        @Param(doc: "with shifts: how a cell's windows' codes are pooled. mean: their mean. max: each channel's largest value, so what one window sees (an object at its centre) is kept at full strength rather than diluted by the shifts² − 1 windows that miss it", .unkeyedAtDefault)
+        var shiftPool = ShiftPool.mean
         @Param(doc: "stain normalisation of every tile before encoding: none, macenko or reinhard, to 'stain_reference' (each slide's own stain statistics are fitted once on its whole image at 8 µm/px)", .unkeyedAtDefault)
         var stain = StainOption.none
         @Param(doc: "with 'stain': the slide (any format nic reads) whose stain the tiles are normalised to, e.g. a slide of the encoder's training cohort", .unkeyedAtDefault)
         var stainReference: FileParam? = nil
         public init() {}
     }
+
+    public enum ShiftPool: String, ParamChoice { case mean, max }
 
     public enum StainOption: String, ParamChoice {
         case none, macenko, reinhard
@@ -81,7 +85,7 @@ public struct Compressor: NodeType {
         let names = slideSet.slides.map { URL(fileURLWithPath: $0.path).lastPathComponent }
         let items = try context.cachedItems(identities, names: names, excludingInputs: ["slides"]) { index, folder in
             try compress(slideSet.slides[index], model: model, into: folder, mpp: mpp, size: size, orientations: orientations, minTissue: minTissue,
-                         shifts: params.shifts, batchSize: batchSize, bandRows: bandRows, previews: params.previews, stain: stain, context: context, slideIndex: index, slideCount: slideSet.slides.count)
+                         shifts: params.shifts, shiftPool: params.shiftPool, batchSize: batchSize, bandRows: bandRows, previews: params.previews, stain: stain, context: context, slideIndex: index, slideCount: slideSet.slides.count)
         }
         for (index, (entry, item)) in zip(slideSet.slides, items).enumerated() {
             if item.reused { reused += 1 }
@@ -97,7 +101,10 @@ public struct Compressor: NodeType {
         }
         try slideSet.write(to: out)
         var info = GridSet.Info(codeSize: model.info.codeSize, size: size, mpp: mpp, orientations: orientations, slides: infos)
-        if params.shifts > 1 { info.shifts = params.shifts }
+        if params.shifts > 1 {
+            info.shifts = params.shifts
+            if params.shiftPool != .mean { info.shiftPool = params.shiftPool.rawValue }
+        }
         try info.write(to: out)
         var captions: [String: String] = [:]
         for slide in infos.prefix(params.previews) {
@@ -145,7 +152,7 @@ public struct Compressor: NodeType {
 
     /// One slide → `grid/o<k>`, `grid/mask`, `slide.json`, `preview/` in `folder`.
     func compress(_ entry: SlideEntry, model: EncoderModel, into folder: URL, mpp: Double, size: Int, orientations: Int, minTissue: Double,
-                  shifts: Int = 1, batchSize: Int, bandRows: Int, previews: Int, stain: (method: StainNormalization.Method, target: StainNormalization.Target)?,
+                  shifts: Int = 1, shiftPool: ShiftPool = .mean, batchSize: Int, bandRows: Int, previews: Int, stain: (method: StainNormalization.Method, target: StainNormalization.Target)?,
                   context: NodeContext, slideIndex: Int, slideCount: Int) throws {
         let started = Stopwatch()
         var time = CompressionTime()
@@ -208,12 +215,16 @@ public struct Compressor: NodeType {
                     let encoded = try encodeCompute.run { try model.encode(patches) }
                     budget.release(Self.encoding, keep: 1)
                     for (j, cell) in bandCells.enumerated() {
-                        var code = [Float](repeating: 0, count: c)
-                        for w in 0..<windows {
+                        let first = j * windows * c
+                        var code = Array(encoded.data[first..<(first + c)])
+                        for w in 1..<max(1, windows) {
                             let base = (j * windows + w) * c
-                            for ch in 0..<c { code[ch] += encoded.data[base + ch] }
+                            switch shiftPool {
+                            case .mean: for ch in 0..<c { code[ch] += encoded.data[base + ch] }
+                            case .max: for ch in 0..<c { code[ch] = max(code[ch], encoded.data[base + ch]) }
+                            }
                         }
-                        if windows > 1 { for ch in 0..<c { code[ch] /= Float(windows) } }
+                        if windows > 1, shiftPool == .mean { for ch in 0..<c { code[ch] /= Float(windows) } }
                         let target = ((cell.row - band * chunkRows) * columns + cell.column) * c
                         for ch in 0..<c { codes[k][target + ch] = Float16(code[ch]) }
                         if k == 0 && previewWanted { allCodes.append(code) }

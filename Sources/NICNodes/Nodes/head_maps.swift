@@ -10,7 +10,8 @@ import Neural
 /// patient score made from the patch tasks alone, which helps most where patients are few.
 ///
 /// The heads read the grid's codes: with `shifts` they read the mean code of a cell's windows, which
-/// for the linear heads nic ships is the mean of the windows' logits.
+/// for the linear heads nic ships is the mean of the windows' logits (with `shift_pool: max`, each
+/// channel's largest value over the windows, which is no window's code).
 public struct HeadMaps: NodeType {
     public static let name = "head_maps"
     public static let version = 1

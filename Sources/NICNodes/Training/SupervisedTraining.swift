@@ -16,7 +16,14 @@ final class SupervisedTraining: EncoderTrainingMode {
         @Param(doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads", schema: EncoderTasks.self)
         var tasks: ParamValue = .null
         @Param(doc: "folder of head definitions") var headsDir: DirectoryParam? = DirectoryParam("nodes/heads")
+        @Param(doc: "what early stopping, the plateau and the best epoch watch. sum: the weighted sum of the tasks' validation losses. each_task: each task's validation loss on its own; training goes on (at its learning rate) while any task still improves, so a one-epoch spike in one task's loss cannot end or slow the training of the others, and the best epoch has the lowest mean of the tasks' losses, each relative to its first epoch", .unkeyedAtDefault)
+        var monitor = Monitor.sum
         init() {}
+    }
+
+    enum Monitor: String, ParamChoice {
+        case sum
+        case eachTask = "each_task"
     }
 
     struct Task {
@@ -29,6 +36,7 @@ final class SupervisedTraining: EncoderTrainingMode {
     }
 
     let setup: EncoderTrainingSetup
+    let monitor: Monitor
     let encoder: Network
     let codeShape: [Int]
     let codeSize: Int
@@ -36,6 +44,7 @@ final class SupervisedTraining: EncoderTrainingMode {
 
     init(_ setup: EncoderTrainingSetup, _ params: Params) throws {
         self.setup = setup
+        monitor = params.monitor
         encoder = setup.encoder
         codeShape = encoder.outputShape
         codeSize = codeShape.reduce(1, *)
@@ -110,7 +119,9 @@ final class SupervisedTraining: EncoderTrainingMode {
         let inputs = try setup.inputs()
         let parameters = encoder.parameters + tasks.flatMap(\.network.parameters)
         let optimizer = Adam(learningRate: Float(params.learningRate), weightDecay: Float(params.weightDecay))
-        let trainer = Trainer.encoder(schedule: params.schedule, update: .optimizer(optimizer, parameters: parameters), context: context)
+        var schedule = params.schedule
+        schedule.monitor = monitor == .eachTask ? .eachPart : .total
+        let trainer = Trainer.encoder(schedule: schedule, update: .optimizer(optimizer, parameters: parameters), context: context)
         let outcome = try trainer.fit(
             order: inputs.order(trainIndices),
             prefetch: { epoch, batches in inputs.prefetch(epoch: epoch, batches: batches) },
@@ -126,7 +137,7 @@ final class SupervisedTraining: EncoderTrainingMode {
                     metrics.append(("\(self.tasks[t].info.name)_loss", validation.perTask[t].loss))
                     metrics += validation.perTask[t].scores.map { ("\(self.tasks[t].info.name)_\($0.0)", $0.1) }
                 }
-                return ValidationResult(loss: validation.loss, metrics: metrics)
+                return ValidationResult(loss: validation.loss, metrics: metrics, parts: validation.perTask.map(\.loss))
             },
             snapshot: { (encoder: self.encoder.stateDict(), heads: self.tasks.flatMap { $0.network.stateDict() }) })
         if let best = outcome.best, let validation = outcome.epochs[best.epoch - 1].validation {
