@@ -6,7 +6,7 @@ import XCTest
 /// A typo anywhere a pipeline reaches — a nested param value, a head, a recipe, an architecture's
 /// layer — fails `nic validate` (`PipelineGraph.build`) with the file, line and column where it is
 /// written, never a silent default at run time.
-final class NestedYAMLValidationTests: XCTestCase {
+final class NestedYAMLValidationTests: XCTestCase, SpecFolderTesting {
     var folder: URL!
 
     override func setUpWithError() throws {
@@ -20,28 +20,6 @@ final class NestedYAMLValidationTests: XCTestCase {
 
     override func tearDownWithError() throws {
         try? FileManager.default.removeItem(at: folder)
-    }
-
-    @discardableResult
-    func write(_ relative: String, _ text: String) throws -> URL {
-        let url = folder.appendingPathComponent(relative)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: url)
-        return url
-    }
-
-    /// "file:line:column: message" of every spec error (file relative to the test folder).
-    func errors(_ yaml: String) throws -> [String] {
-        let spec = try SpecParser.parse(text: yaml, file: "pipeline.yaml", directory: folder)
-        do {
-            _ = try PipelineGraph.build(spec, registry: PathologyNodes.registry)
-            return []
-        } catch let errors as SpecErrors {
-            return errors.errors.map { error in
-                let file = error.location.map { $0.file.replacingOccurrences(of: folder.path + "/", with: "").replacingOccurrences(of: folder.standardizedFileURL.path + "/", with: "") } ?? "?"
-                return "\(file):\(error.location?.line ?? 0):\(error.location?.column ?? 0): \(error.message)"
-            }
-        }
     }
 
     func encoder(tasks: String) -> String {

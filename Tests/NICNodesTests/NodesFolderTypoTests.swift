@@ -7,7 +7,7 @@ import XCTest
 /// of file under `nodes/` (and a pipeline itself), a copy of a shipped file with one key misspelt, one
 /// value of the wrong type and one value out of range must each fail `PipelineGraph.build` at that
 /// file's `path:line:column`, naming the key.
-final class NodesFolderTypoTests: XCTestCase {
+final class NodesFolderTypoTests: XCTestCase, SpecFolderTesting {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     var folder: URL!
 
@@ -46,20 +46,6 @@ final class NodesFolderTypoTests: XCTestCase {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try? FileManager.default.removeItem(at: url)
         try FileManager.default.copyItem(at: Self.repo.appendingPathComponent("nodes/\(relative)"), to: url)
-    }
-
-    /// "file:line:column: message" of every spec error (file relative to the test folder).
-    func errors(_ yaml: String) throws -> [String] {
-        let spec = try SpecParser.parse(text: yaml, file: "pipeline.yaml", directory: folder)
-        do {
-            _ = try PipelineGraph.build(spec, registry: PathologyNodes.registry)
-            return []
-        } catch let errors as SpecErrors {
-            return errors.errors.map { error in
-                let file = error.location.map { $0.file.replacingOccurrences(of: folder.path + "/", with: "").replacingOccurrences(of: folder.standardizedFileURL.path + "/", with: "") } ?? "?"
-                return "\(file):\(error.location?.line ?? 0):\(error.location?.column ?? 0): \(error.message)"
-            }
-        }
     }
 
     /// One edit of `relative`, checked: an error at `relative:line:column` whose message names `key`.
