@@ -135,8 +135,8 @@ public struct PipelineGraph {
             // ignored. `defaults:` may set them for every node of a type, whatever each one chooses.
             for entry in node.params where !entry.fromDefaults {
                 guard let condition = declared[entry.name]?.readWhen, let chosen = params[condition.param]?.stringValue,
-                      chosen != condition.value else { continue }
-                errors.append(SpecError("node '\(node.name)': param '\(entry.name)' is read only with \(condition.param) '\(condition.value)', but this node's \(condition.param) is '\(chosen)'", at: entry.nameLocation))
+                      let refusal = condition.refusal(of: entry.name, chosen: chosen) else { continue }
+                errors.append(SpecError("node '\(node.name)': \(refusal)", at: entry.nameLocation))
             }
 
             // Inputs.

@@ -268,16 +268,21 @@ public struct Param<Value: ParamConvertible>: Decodable, Sendable {
     let name: String?
     let isRequired: Bool
     let schema: (any YAMLSchema.Type)?
+    let readWhen: ParamCondition?
 
     /// A param with a default: `@Param(doc: "…") var epochs = 8`. `schema`: what a structured value
-    /// (or a referenced file) must look like, checked at validate time.
-    public init(wrappedValue: Value, name: String? = nil, doc: String, schema: (any YAMLSchema.Type)? = nil, _ checks: ParamCheck...) {
+    /// (or a referenced file) must look like, checked at validate time. `readWhen`: the choices of
+    /// another param that read it (a param shared by some training modes); `nic validate` refuses it
+    /// given with another, saying why that one ignores it.
+    public init(wrappedValue: Value, name: String? = nil, doc: String, schema: (any YAMLSchema.Type)? = nil, _ checks: ParamCheck...,
+                readWhen: ParamCondition? = nil) {
         self.wrappedValue = wrappedValue
         self.doc = doc
         self.checks = checks
         self.name = name
         self.isRequired = false
         self.schema = schema
+        self.readWhen = readWhen
     }
 
     /// A required param: `@Param(doc: "…") var head: Reference`.
@@ -288,6 +293,7 @@ public struct Param<Value: ParamConvertible>: Decodable, Sendable {
         self.name = name
         self.isRequired = true
         self.schema = schema
+        self.readWhen = nil
     }
 
     public init(from decoder: Decoder) throws {
@@ -301,6 +307,7 @@ public struct Param<Value: ParamConvertible>: Decodable, Sendable {
         name = nil
         isRequired = false
         schema = nil
+        readWhen = nil
     }
 }
 
@@ -344,7 +351,7 @@ extension ParamGroup: ParamGroupDeclaration {
 extension Param: ParamDeclaration {
     func spec(propertyName: String) -> ParamSpec {
         ParamSpec(name ?? snakeCase(propertyName), Value.paramType, default: isRequired ? nil : wrappedValue.paramValue,
-                  doc: doc, checks: checks, propertyName: propertyName, schema: schema)
+                  doc: doc, checks: checks, propertyName: propertyName, schema: schema, readWhen: readWhen)
     }
 }
 

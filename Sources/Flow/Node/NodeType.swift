@@ -113,13 +113,39 @@ public struct ParamSpec: Sendable {
     }
 }
 
-/// "Read only when param `param` is `value`": a param that only one choice (e.g. one training mode)
-/// reads, so that giving it with another choice is refused rather than silently ignored.
+/// "Read only when param `param` is one of `values`": a param that only some choices (e.g. some
+/// training modes) read, so that giving it with another choice is refused rather than silently
+/// ignored.
 public struct ParamCondition: Sendable, Equatable, CustomStringConvertible {
     public let param: String
-    public let value: String
-    public init(param: String, value: String) { self.param = param; self.value = value }
-    public var description: String { "\(param): \(value)" }
+    /// The choices that read it, in declaration order.
+    public let values: [String]
+    /// Why a choice that does not read it ignores it, for the refusal. A group member needs none:
+    /// that it belongs to another choice says it.
+    public let reasons: [String: String]
+
+    /// Read with one choice only (a `@ParamGroup`'s members).
+    public init(param: String, value: String) {
+        self.param = param
+        values = [value]
+        reasons = [:]
+    }
+
+    /// Read with every choice of `param` but those in `ignoredBy`, each with why it ignores the param.
+    public init<Choice: ParamChoice & Hashable>(param: String, ignoredBy: [Choice: String]) {
+        self.param = param
+        values = Choice.allCases.filter { ignoredBy[$0] == nil }.map(\.rawValue)
+        reasons = Dictionary(uniqueKeysWithValues: ignoredBy.map { ($0.key.rawValue, $0.value) })
+    }
+
+    public var description: String { "\(param): \(values.joined(separator: "|"))" }
+
+    /// Why param `name` must not be given to a node whose `param` is `chosen`; nil when it is read.
+    func refusal(of name: String, chosen: String) -> String? {
+        guard !values.contains(chosen) else { return nil }
+        let why = reasons[chosen].map { ", which ignores it: \($0)" } ?? ""
+        return "param '\(name)' is read only with \(param) \(Suggest.list(values)), but this node's \(param) is '\(chosen)'\(why)"
+    }
 }
 
 /// A kind of node a pipeline can use. Implementations are stateless: everything a run needs comes

@@ -25,19 +25,28 @@ public struct EncoderNode: NodeType {
         @ParamGroup(when: "training", is: Training.bigan.rawValue) var bigan = BiGANTraining.Params()
         @ParamGroup(when: "training", is: Training.vae.rawValue) var vae = VAETraining.Params()
         @ParamGroup(when: "training", is: Training.contrastive.rawValue) var contrastive = ContrastiveTraining.Params()
-        @Param(doc: "the most epochs to train (with early stopping, a cap)", .within(1, 100_000)) var epochs = 8
-        @Param(doc: "stop after this many epochs without a better validation loss, keeping the best epoch (0: train every epoch)", .atLeast(0))
+        @Param(doc: "the most epochs to train (with early stopping, a cap)", .within(1, 100_000), readWhen: Training.trained())
+        var epochs = 8
+        @Param(doc: "stop after this many epochs without a better validation loss, keeping the best epoch (0: train every epoch)", .atLeast(0),
+               readWhen: Training.trained())
         var earlyStopping = 0
-        @Param(doc: "patches per step (batch norm needs 2)", .within(2, 65536)) var batchSize = 64
-        @Param(doc: "Adam learning rate", .positive) var learningRate = 1e-3
-        @Param(doc: "L2 weight decay (not bigan)", .atLeast(0)) var weightDecay = 0.0
-        @Param(doc: "fraction of slides (supervised) or patches (vae, contrastive) held out for validation", .within(0, 0.9)) var validation = 0.2
-        @Param(doc: "epochs without validation improvement before the learning rate ÷10", .atLeast(1)) var patience = 2
-        @Param(doc: "floor of the plateau schedule", .atLeast(0)) var minLearningRate = 1e-5
+        @Param(doc: "patches per step (batch norm needs 2)", .within(2, 65536), readWhen: Training.trained()) var batchSize = 64
+        @Param(doc: "Adam learning rate", .positive, readWhen: Training.trained()) var learningRate = 1e-3
+        @Param(doc: "L2 weight decay (not bigan)", .atLeast(0), readWhen: Training.trained(except: [.bigan: BiGANTraining.Ignored.weightDecay]))
+        var weightDecay = 0.0
+        @Param(doc: "fraction of slides (supervised) or patches (vae, contrastive) held out for validation", .within(0, 0.9),
+               readWhen: Training.trained(except: [.bigan: BiGANTraining.Ignored.validation]))
+        var validation = 0.2
+        @Param(doc: "epochs without validation improvement before the learning rate ÷10", .atLeast(1),
+               readWhen: Training.trained(except: [.bigan: BiGANTraining.Ignored.plateau]))
+        var patience = 2
+        @Param(doc: "floor of the plateau schedule", .atLeast(0), readWhen: Training.trained(except: [.bigan: BiGANTraining.Ignored.plateau]))
+        var minLearningRate = 1e-5
         @Param(doc: "box-average factor from patch to network input; default: patch size ÷ the architecture's input size (2 for nic-encoder.yaml's 64 px, 1 for nic-encoder-128.yaml)", .within(1, 64))
         var downsample: Int? = nil
-        @Param(doc: "initialisation, shuffling and augmentation seed") var seed = 0
-        @Param(doc: "patches in the shuffle buffer: training reads chunks of 256 patches in a seeded order and draws batches from a window of this many decoded patches (memory ≈ this × a patch; at least the patch count shuffles uniformly)", .within(1, 16_777_216))
+        @Param(doc: "initialisation, shuffling and augmentation seed", readWhen: Training.trained()) var seed = 0
+        @Param(doc: "patches in the shuffle buffer: training reads chunks of 256 patches in a seeded order and draws batches from a window of this many decoded patches (memory ≈ this × a patch; at least the patch count shuffles uniformly)", .within(1, 16_777_216),
+               readWhen: Training.trained())
         var shuffleBuffer = 4096
         public init() {}
     }
@@ -75,6 +84,9 @@ public struct EncoderNode: NodeType {
         }
     }
 
+    /// Why `training: none` ignores the params of training (`nic validate` refuses them with it).
+    static let untrained = "it trains nothing (a weight-free encoder such as mean-RGB has nothing to initialise, shuffle or fit)"
+
     /// The patch → input factor: given, or what makes the patch fit the architecture's declared input.
     static func downsample(_ given: Int?, patch: Int, architecture: Architecture, file: String) throws -> Int {
         let input = architecture.inputs.first?.shape?.first
@@ -97,5 +109,13 @@ public struct EncoderNode: NodeType {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(info).write(to: out.appendingPathComponent("model.json"))
+    }
+}
+
+extension EncoderNode.Training {
+    /// A shared param that every mode that trains reads but `others` (each with why it ignores the
+    /// param); `none` trains nothing.
+    static func trained(except others: [Self: String] = [:]) -> ParamCondition {
+        ParamCondition(param: "training", ignoredBy: others.merging([Self.none: EncoderNode.untrained]) { own, _ in own })
     }
 }

@@ -19,6 +19,13 @@ final class BiGANTraining: EncoderTrainingMode {
         init() {}
     }
 
+    /// Why the BiGAN ignores some of the node's shared params (`nic validate` refuses them with it).
+    enum Ignored {
+        static let weightDecay = "its Adam optimisers (β₁ 0.5, as the paper's) take no weight decay"
+        static let plateau = "it has no learning-rate plateau (adversarial losses do not measure progress)"
+        static let validation = "it holds no patches out (adversarial losses do not rank epochs; the last one is kept)"
+    }
+
     let setup: EncoderTrainingSetup
     let references: [Reference]
     let encoder: Network
