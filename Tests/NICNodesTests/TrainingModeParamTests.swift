@@ -4,7 +4,8 @@ import NICNodes
 import XCTest
 
 /// The encoder's shared params (epochs, learning rate, …) that a training mode ignores are refused
-/// at `nic validate` when written for a node of that mode, located at the key and saying why.
+/// at `nic validate` when written for a node of that mode, located at the key and saying why; a
+/// `defaults:` entry applies only to the nodes whose mode reads it, and is checked where it is written.
 final class TrainingModeParamTests: XCTestCase, SpecFolderTesting {
     var folder: URL!
 
@@ -17,6 +18,23 @@ final class TrainingModeParamTests: XCTestCase, SpecFolderTesting {
 
     override func tearDownWithError() throws {
         try? FileManager.default.removeItem(at: folder)
+    }
+
+    /// A planned pipeline of one tile sampler and an encoder per mode, after `defaults`.
+    func pipeline(defaults: String = "") -> String {
+        """
+        pipeline: p
+        \(defaults)
+        inputs:
+          cohort: {kind: slides, dir: data/demo/slides, pattern: "*.tif", labels: data/demo/labels.csv}
+          annotations: {kind: table, path: data/demo/patches.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort, annotations: annotations}, params: {mode: training, mpp: 0.5, size: 128, per_task: 600, seed: 1}}
+          sup: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/nic-encoder.yaml}}
+          gan: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/nic-encoder.yaml, training: bigan}}
+          vae: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/nic-encoder.yaml, training: vae}}
+          rgb: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/mean-rgb.yaml, training: none}}
+        """
     }
 
     /// One encoder of `training` with `extra` written as its own param on line 8.
@@ -33,6 +51,15 @@ final class TrainingModeParamTests: XCTestCase, SpecFolderTesting {
             type: encoder
             in: {patches: annotations}
         """
+    }
+
+    func graph(_ yaml: String) throws -> PipelineGraph {
+        try PipelineGraph.build(try SpecParser.parse(text: yaml, file: "pipeline.yaml", directory: folder), registry: PathologyNodes.registry)
+    }
+
+    func keys(_ yaml: String) throws -> [String: String] {
+        let plan = try Planner.plan(try graph(yaml), cache: try Cache(root: folder.appendingPathComponent(".nic/cache")))
+        return Dictionary(uniqueKeysWithValues: plan.nodes.map { ($0.name, $0.key) })
     }
 
     func testParamTheBiGANIgnoresIsRefusedAtItsKeySayingWhy() throws {
@@ -67,5 +94,39 @@ final class TrainingModeParamTests: XCTestCase, SpecFolderTesting {
                 }
             }
         }
+    }
+
+    /// A default applies where it fits: the BiGAN and mean-RGB nodes neither refuse nor take
+    /// `kl_weight` or `weight_decay`, so their keys stay those of the pipeline without the defaults,
+    /// and `nic expand` writes the defaults only onto the nodes that take them.
+    func testDefaultAppliesOnlyToModesThatReadIt() throws {
+        let withDefaults = pipeline(defaults: "defaults: {encoder: {kl_weight: 2, weight_decay: 0.01}}")
+        let graph = try graph(withDefaults)
+        XCTAssertEqual(graph.node(named: "vae")?.params["kl_weight"], .float(2))
+        XCTAssertEqual(graph.node(named: "sup")?.params["weight_decay"], .float(0.01))
+        XCTAssertEqual(graph.node(named: "gan")?.params["weight_decay"], .float(0), "the BiGAN ignores weight decay: the default does not reach it")
+        XCTAssertEqual(graph.node(named: "sup")?.params["kl_weight"], .float(5e-5), "kl_weight is the VAE's: the supervised node keeps the declared default")
+
+        let plain = try keys(pipeline()), defaulted = try keys(withDefaults)
+        XCTAssertEqual(defaulted["gan"], plain["gan"])
+        XCTAssertEqual(defaulted["rgb"], plain["rgb"])
+        XCTAssertNotEqual(defaulted["sup"], plain["sup"])
+        XCTAssertNotEqual(defaulted["vae"], plain["vae"])
+
+        let expanded = graph.spec.expandedYAML
+        let gan = try XCTUnwrap(expanded.components(separatedBy: "\n  ").first { $0.hasPrefix("gan:") })
+        XCTAssertFalse(gan.contains("weight_decay") || gan.contains("kl_weight"), gan)
+        XCTAssertEqual(try keys(expanded), defaulted, expanded)
+    }
+
+    /// A wrong default is an error where it is written, once, whether or not a node's mode reads it.
+    func testWrongDefaultIsLocatedOnce() throws {
+        let range = try errors(pipeline(defaults: "defaults: {encoder: {kl_weight: -1}}"))
+        XCTAssertEqual(range, ["pipeline.yaml:2:33: defaults for 'encoder': param 'kl_weight' must be ≥ 0, found -1.0"])
+        let type = try errors(pipeline(defaults: "defaults: {encoder: {weight_decay: high}}"))
+        XCTAssertEqual(type, ["pipeline.yaml:2:36: defaults for 'encoder': param 'weight_decay' expects float, found a string (\"high\")"])
+        // No node of the pipeline is a VAE: the default fits nowhere and is still checked.
+        let nowhere = try errors(pipeline(defaults: "defaults: {encoder: {kl_weight: -1}}").replacingOccurrences(of: "training: vae", with: "training: bigan"))
+        XCTAssertEqual(nowhere, ["pipeline.yaml:2:33: defaults for 'encoder': param 'kl_weight' must be ≥ 0, found -1.0"])
     }
 }

@@ -48,7 +48,9 @@ public struct PipelineGraph {
         }
 
         var built: [String: GraphNode] = [:]
-        for node in spec.nodes {
+        var reportedDefaultErrors = Set<SpecError>()
+        var applied = spec
+        for (index, node) in spec.nodes.enumerated() {
             guard let type = typed[node.name] else { continue }
             // Params.
             var params: [String: ParamValue] = [:]
@@ -56,7 +58,10 @@ public struct PipelineGraph {
             var texts: [String: String] = [:]
             let declared = Dictionary(type.params.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             var given = Set<String>()
-            for entry in node.params {
+            var unapplied = Set<String>()
+            // What a node chooses (e.g. its training mode) is known before the params that depend on it.
+            let choices = Set(type.params.compactMap { $0.readWhen?.param })
+            for entry in node.params.filter({ choices.contains($0.name) }) + node.params.filter({ !choices.contains($0.name) }) {
                 guard let param = declared[entry.name] else {
                     let names = type.params.map(\.name)
                     if entry.fromDefaults {
@@ -68,36 +73,23 @@ public struct PipelineGraph {
                     errors.append(SpecError("node '\(node.name)': unknown param '\(entry.name)' for type '\(type.name)'\(Suggest.hint(for: entry.name, among: names)); it takes \(Suggest.list(names))", at: entry.nameLocation))
                     continue
                 }
-                given.insert(entry.name)
-                let what = "node '\(node.name)' param '\(entry.name)'"
-                coercion.file = entry.valueLocation.file  // an included file's node, or an including file's default
-                guard let value = coercion.coerce(entry.value, to: param.type, what: what) else { continue }
-                if let problem = Self.violation(of: param, by: value) {
-                    errors.append(SpecError("\(what) must be \(problem), found \(value.display)", at: entry.valueLocation))
+                let what = entry.fromDefaults ? "defaults for '\(type.name)': param '\(entry.name)'" : "node '\(node.name)' param '\(entry.name)'"
+                let taken = take(entry, as: param, what: what, coercion: &coercion)
+                // A default is checked once, where it is written, whichever nodes it reaches.
+                errors += entry.fromDefaults ? taken.problems.filter { reportedDefaultErrors.insert($0).inserted } : taken.problems
+                // A default applies where it fits: a node whose choice ignores the param keeps the declared
+                // default, so neither its run, its key nor `nic expand` sees it (a param written on the node is refused below).
+                if entry.fromDefaults, let condition = param.readWhen,
+                   let chosen = params[condition.param]?.stringValue ?? declared[condition.param]?.defaultValue?.stringValue,
+                   !condition.values.contains(chosen) {
+                    unapplied.insert(entry.name)
                     continue
                 }
-                if let schema = param.schema, param.type.isInline {
-                    errors += schema.problems(in: entry.value, file: entry.valueLocation.file).map { $0.prefixed("\(what): ") }
-                }
-                switch param.type {
-                case .file, .directory:
-                    let url = URL(fileURLWithPath: value.stringValue!)  // invariant: file and folder params coerce to strings
-                    paths[param.name] = url
-                    params[param.name] = value
-                case .reference:
-                    let url = URL(fileURLWithPath: value.stringValue!)  // invariant: reference params coerce to strings
-                    paths[param.name] = url
-                    do {
-                        let loaded = try loadReference(url, from: entry.valueLocation)
-                        params[param.name] = loaded.content
-                        texts[param.name] = loaded.text
-                        errors += Self.schemaProblems(param, loaded, url: url, what: what, from: entry.valueLocation)
-                    }
-                    catch let error as SpecError { errors.append(error) }
-                    catch { errors.append(SpecError("\(what): \(error)", at: entry.valueLocation)) }
-                default:
-                    params[param.name] = value
-                }
+                given.insert(entry.name)
+                guard let value = taken.value else { continue }
+                params[param.name] = value
+                paths[param.name] = taken.path
+                texts[param.name] = taken.text
             }
             for param in type.params where !given.contains(param.name) {
                 if let defaultValue = param.defaultValue {
@@ -131,13 +123,15 @@ public struct PipelineGraph {
                     errors.append(SpecError("node '\(node.name)': missing required param '\(param.name)' (\(param.type): \(param.doc))", at: node.isPipelineInput ? node.location : node.paramsLocation))
                 }
             }
-            // A param that only another choice reads (another training mode's) would be silently
-            // ignored. `defaults:` may set them for every node of a type, whatever each one chooses.
+            // A param that only another choice reads (another training mode's) would be silently ignored.
             for entry in node.params where !entry.fromDefaults {
                 guard let condition = declared[entry.name]?.readWhen, let chosen = params[condition.param]?.stringValue,
                       let refusal = condition.refusal(of: entry.name, chosen: chosen) else { continue }
                 errors.append(SpecError("node '\(node.name)': \(refusal)", at: entry.nameLocation))
             }
+            var node = node
+            node.params.removeAll { $0.fromDefaults && unapplied.contains($0.name) }
+            applied.nodes[index] = node
 
             // Inputs.
             var inputs: [String: (node: String, port: String)] = [:]
@@ -198,7 +192,40 @@ public struct PipelineGraph {
             throw SpecErrors(errors.sorted { ($0.location?.line ?? 0, $0.location?.column ?? 0) < ($1.location?.line ?? 0, $1.location?.column ?? 0) })
         }
         let nodes = order.order.compactMap { built[$0] }
-        return PipelineGraph(spec: spec, nodes: nodes, index: Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) }))
+        return PipelineGraph(spec: applied, nodes: nodes, index: Dictionary(uniqueKeysWithValues: nodes.enumerated().map { ($1.name, $0) }))
+    }
+
+    /// A param's value as written: coerced to its type, its checks and schema passed, a referenced
+    /// file read (its path and text beside its content); no value when it does not fit, and why.
+    static func take(_ entry: ParamEntry, as param: ParamSpec, what: String, coercion: inout ParamCoercion)
+        -> (value: ParamValue?, path: URL?, text: String?, problems: [SpecError]) {
+        coercion.file = entry.valueLocation.file  // an included file's node, or an including file's default
+        let before = coercion.errors.count
+        let value = coercion.coerce(entry.value, to: param.type, what: what)
+        // The coercion's complaints about this value go with the value's other problems.
+        var problems = Array(coercion.errors[before...])
+        coercion.errors.removeSubrange(before...)
+        guard let value else { return (nil, nil, nil, problems) }
+        if let problem = violation(of: param, by: value) {
+            return (nil, nil, nil, problems + [SpecError("\(what) must be \(problem), found \(value.display)", at: entry.valueLocation)])
+        }
+        if let schema = param.schema, param.type.isInline {
+            problems += schema.problems(in: entry.value, file: entry.valueLocation.file).map { $0.prefixed("\(what): ") }
+        }
+        switch param.type {
+        case .file, .directory:
+            return (value, URL(fileURLWithPath: value.stringValue!), nil, problems)  // invariant: file and folder params coerce to strings
+        case .reference:
+            let url = URL(fileURLWithPath: value.stringValue!)  // invariant: reference params coerce to strings
+            do {
+                let loaded = try loadReference(url, from: entry.valueLocation)
+                return (loaded.content, url, loaded.text, problems + schemaProblems(param, loaded, url: url, what: what, from: entry.valueLocation))
+            }
+            catch let error as SpecError { return (nil, url, nil, problems + [error]) }
+            catch { return (nil, url, nil, problems + [SpecError("\(what): \(error)", at: entry.valueLocation)]) }
+        default:
+            return (value, nil, nil, problems)
+        }
     }
 
     /// A referenced file's problems against its param's schema, located in that file.

@@ -32,7 +32,7 @@ public struct EncoderNode: NodeType {
         var earlyStopping = 0
         @Param(doc: "patches per step (batch norm needs 2)", .within(2, 65536), readWhen: Training.trained()) var batchSize = 64
         @Param(doc: "Adam learning rate", .positive, readWhen: Training.trained()) var learningRate = 1e-3
-        @Param(doc: "L2 weight decay (not bigan)", .atLeast(0), readWhen: Training.trained(except: [.bigan: BiGANTraining.Ignored.weightDecay]))
+        @Param(doc: "L2 weight decay", .atLeast(0), readWhen: Training.trained(except: [.bigan: BiGANTraining.Ignored.weightDecay]))
         var weightDecay = 0.0
         @Param(doc: "fraction of slides (supervised) or patches (vae, contrastive) held out for validation", .within(0, 0.9),
                readWhen: Training.trained(except: [.bigan: BiGANTraining.Ignored.validation]))
