@@ -29,12 +29,7 @@ final class InteropWorkspace {
     }
 
     @discardableResult
-    func write(_ relative: String, _ text: String) throws -> URL {
-        let url = root.appendingPathComponent(relative)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: url)
-        return url
-    }
+    func write(_ relative: String, _ text: String) throws -> URL { try writeFile(relative, text, under: root) }
 
     func run(_ yaml: String) throws -> RunSummary {
         let spec = try SpecParser.parse(file: try write("pipeline.yaml", yaml), displayPath: "pipeline.yaml")

@@ -10,12 +10,7 @@ protocol SpecFolderTesting: AnyObject {
 
 extension SpecFolderTesting {
     @discardableResult
-    func write(_ relative: String, _ text: String) throws -> URL {
-        let url = folder.appendingPathComponent(relative)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: url)
-        return url
-    }
+    func write(_ relative: String, _ text: String) throws -> URL { try writeFile(relative, text, under: folder) }
 
     /// "file:line:column: message" of every spec error (file relative to the test folder).
     func errors(_ yaml: String) throws -> [String] {

@@ -5,6 +5,15 @@ import Slides
 import Synthetic
 import XCTest
 
+/// Writes `text` to `root/relative`, creating the folders on the way.
+@discardableResult
+func writeFile(_ relative: String, _ text: String, under root: URL) throws -> URL {
+    let url = root.appendingPathComponent(relative)
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    try Data(text.utf8).write(to: url)
+    return url
+}
+
 /// A temporary project with a small synthetic cohort and a cache, for running pathology pipelines in-process.
 final class CohortWorkspace {
     let root: URL
@@ -36,12 +45,7 @@ final class CohortWorkspace {
     deinit { try? FileManager.default.removeItem(at: root) }
 
     @discardableResult
-    func write(_ relative: String, _ text: String) throws -> URL {
-        let url = root.appendingPathComponent(relative)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: url)
-        return url
-    }
+    func write(_ relative: String, _ text: String) throws -> URL { try writeFile(relative, text, under: root) }
 
     func run(_ yaml: String, jobs: Int = 2, cache: Cache? = nil, registry: NodeRegistry = PathologyNodes.registry) throws -> RunSummary {
         let url = try write("pipeline.yaml", yaml)
