@@ -78,128 +78,12 @@ public struct AnnotationTasks: Sendable {
         do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw NodeError("\(url.path): cannot read: \(error.localizedDescription)") }
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch { throw NodeError("\(url.path): not YAML: \(error)") }
-        return try parse(root, url: url)
+        return try YAMLValueDecoder.decode(File.self, from: root ?? ParamValue.null.yamlNode, file: url.path).tasks
     }
 
     /// A referenced task file, from the text the node was keyed on.
     static func read(_ reference: Reference) throws -> AnnotationTasks {
-        try parse(try reference.yamlNode(), url: reference.url)
-    }
-
-    static func parse(_ root: Node?, url: URL) throws -> AnnotationTasks {
-        var top = try Fields(root, at: url.path, what: "the task file", allowed: ["name", "patch_um", "samples", "tasks", "exclude"])
-        let exclude = try top.strings("exclude")
-        let patchUM = try top.number("patch_um", positive: true)
-        let samples = Int(try top.number("samples", default: 16, positive: true))
-        guard let taskNodes = top.node("tasks")?.mapping, !taskNodes.isEmpty else {
-            throw top.fail("'tasks' must map task names to {kind: region|points|count, ...}", at: top.node("tasks"))
-        }
-        var tasks: [Task] = []
-        for (key, value) in taskNodes {
-            guard let name = key.string, !name.isEmpty else { throw top.fail("a task name must be a string", at: key) }
-            let kinds: [String: Set<String>] = [
-                "region": ["kind", "classes", "min_coverage", "stride_um", "max_per_class"],
-                "points": ["kind", "class", "radius_um", "negatives", "objects"],
-                "count": ["kind", "class", "inside", "stride_um", "max_per_slide", "objects"],
-            ]
-            let kindNode = value.mapping?["kind"]
-            let kindName = kindNode?.string ?? ""
-            guard let allowed = kinds[kindName] else {
-                let hint = Suggest.hint(for: kindName, among: kinds.keys.sorted())
-                throw Fields.fail("task '\(name)': 'kind' must be region, points or count, got '\(kindName)'\(hint)", file: url.path, at: kindNode ?? value)
-            }
-            var f = try Fields(value, at: url.path, what: "task '\(name)'", allowed: allowed)
-            switch kindName {
-            case "region":
-                tasks.append(Task(name: name, kind: .region(classes: try f.strings("classes"), minCoverage: try f.number("min_coverage", default: 0.5, fraction: true),
-                                                           strideUM: try f.number("stride_um", default: patchUM, positive: true),
-                                                           maxPerClass: Int(try f.number("max_per_class", default: 0)))))
-            case "points":
-                var negatives = try Fields(f.node("negatives"), at: url.path, what: "task '\(name)' negatives", allowed: ["inside", "ratio"])
-                let inside = try negatives.strings("inside")
-                guard !inside.isEmpty else { throw negatives.fail("'inside' must name the region classes negatives are drawn from", at: negatives.node("inside")) }
-                tasks.append(Task(name: name, kind: .points(className: try f.string("class"), radiusUM: try f.number("radius_um", positive: true),
-                                                           negativesInside: inside, ratio: try negatives.number("ratio", default: 1, positive: true)),
-                                  objects: try f.objects()))
-            default:
-                let inside = try f.strings("inside")
-                guard !inside.isEmpty else { throw f.fail("'inside' must name the region classes patches are counted in", at: f.node("inside")) }
-                tasks.append(Task(name: name, kind: .count(className: try f.string("class"), inside: inside,
-                                                          strideUM: try f.number("stride_um", default: patchUM, positive: true),
-                                                          maxPerSlide: Int(try f.number("max_per_slide", default: 0))),
-                                  objects: try f.objects()))
-            }
-        }
-        return AnnotationTasks(patchUM: patchUM, samples: samples, tasks: tasks, exclude: exclude)
-    }
-}
-
-/// The fields of a YAML mapping, read once each; unknown keys are errors (a misspelt option must not
-/// silently fall back to its default). Errors are `SpecError`s at the key or value they are about.
-private struct Fields {
-    let mapping: Node.Mapping
-    let file: String
-    let what: String
-    /// The mapping itself: where a missing key is reported.
-    let node: Node?
-
-    init(_ node: Node?, at file: String, what: String, allowed: Set<String>) throws {
-        self.file = file
-        self.what = what
-        self.node = node
-        guard let mapping = node?.mapping else { throw Self.fail("\(what): expected a mapping", file: file, at: node) }
-        for key in mapping.keys {
-            guard let name = key.string, allowed.contains(name) else {
-                let written = key.string ?? "?"
-                throw Self.fail("\(what): unknown key '\(written)'\(Suggest.hint(for: written, among: allowed.sorted())); expected \(allowed.sorted().joined(separator: ", "))",
-                                file: file, at: key)
-            }
-        }
-        self.mapping = mapping
-    }
-
-    static func fail(_ message: String, file: String, at node: Node?) -> SpecError {
-        SpecError(message, at: SourceLocation(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1))
-    }
-
-    func fail(_ message: String, at value: Node?) -> SpecError {
-        Self.fail("\(what): \(message)", file: file, at: value ?? node)
-    }
-
-    func node(_ key: String) -> Node? { mapping[key] }
-
-    mutating func number(_ key: String, default value: Double? = nil, positive: Bool = false, fraction: Bool = false) throws -> Double {
-        guard let node = mapping[key] else {
-            guard let value else { throw fail("missing '\(key)'", at: nil) }
-            return value
-        }
-        guard let x = node.float ?? node.int.map(Double.init), x.isFinite else { throw fail("'\(key)' must be a number", at: node) }
-        if positive && x <= 0 { throw fail("'\(key)' must be positive, got \(x)", at: node) }
-        if fraction && !(0...1).contains(x) { throw fail("'\(key)' must be within 0...1, got \(x)", at: node) }
-        if x < 0 { throw fail("'\(key)' must not be negative, got \(x)", at: node) }
-        return x
-    }
-
-    func string(_ key: String) throws -> String {
-        guard let s = mapping[key]?.string, !s.isEmpty else { throw fail("missing '\(key)' (a class name)", at: mapping[key]) }
-        return s
-    }
-
-    /// `objects:`: QuPath object types (annotation, detection, cell); nil when not given.
-    func objects() throws -> Set<String>? {
-        guard mapping["objects"] != nil else { return nil }
-        let list = try strings("objects").map { $0.lowercased() }
-        guard !list.isEmpty, list.allSatisfy(AnnotationTasks.objectTypes.contains) else {
-            throw fail("'objects' must list QuPath object types among annotation, detection, cell; got \(list)", at: mapping["objects"])
-        }
-        return Set(list)
-    }
-
-    func strings(_ key: String) throws -> [String] {
-        guard let node = mapping[key] else { return [] }
-        if let s = node.string { return [s] }
-        guard let list = node.sequence?.map(\.string), list.allSatisfy({ $0 != nil }) else { throw fail("'\(key)' must be a list of class names", at: node) }
-        return list.compactMap { $0 }
+        try File.decode(reference).tasks
     }
 }
 
@@ -436,19 +320,131 @@ extension AnnotationTasks {
     }
 }
 
+/// A task file as written, decoded by the engine's YAML decoder: `nic validate` reads it as the node
+/// will, and a misspelt key, a wrong type or a value out of range is an error at its line.
 extension AnnotationTasks {
-    /// The task file as a schema: `nic validate` reads it as the node will, and its errors
-    /// point at the key or value they are about.
-    enum File: YAMLSchema {
-        static func problems(in node: Yams.Node, file: String) -> [SpecError] {
-            do {
-                _ = try AnnotationTasks.parse(node, url: URL(fileURLWithPath: file))
-                return []
-            } catch let error as SpecError {
-                return [error]
-            } catch {
-                return [SpecError("\(error)", at: SourceLocation(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1))]
+    struct File: YAMLDecodable {
+        let tasks: AnnotationTasks
+        enum CodingKeys: String, CodingKey { case name, patchUM = "patch_um", samples, tasks, exclude }
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            _ = c.contains(.name)  // a label for people; any value
+            let exclude = try c.classNames(.exclude)
+            let patchUM = try c.number(.patchUM, positive: true)
+            let samples = Int(try c.number(.samples, default: 16, positive: true))
+            let byName = try c.nestedContainer(keyedBy: TaskName.self, forKey: .tasks)
+            // In the file's order: a task's seeded draws are numbered by its place.
+            let names = byName.allKeys
+            guard !names.isEmpty else {
+                throw DecodingError.dataCorruptedError(forKey: .tasks, in: c, debugDescription: "must map task names to {kind: region|points|count, ...}")
+            }
+            let tasks = try names.map { name in
+                guard !name.stringValue.isEmpty else {
+                    throw DecodingError.dataCorruptedError(forKey: name, in: byName, debugDescription: "a task needs a name")
+                }
+                return try byName.decode(Written.self, forKey: name).task(name.stringValue, patchUM: patchUM)
+            }
+            self.tasks = AnnotationTasks(patchUM: patchUM, samples: samples, tasks: tasks, exclude: exclude)
+        }
+    }
+
+    /// One task as written; each kind asks only for its own keys, so another kind's is unknown.
+    struct Written: Decodable {
+        /// The kind, given the task file's `patch_um` (a stride's default).
+        let kind: (_ patchUM: Double) -> Kind
+        let objects: Set<String>?
+
+        enum CodingKeys: String, CodingKey {
+            case kind, classes, minCoverage = "min_coverage", strideUM = "stride_um", maxPerClass = "max_per_class"
+            case className = "class", radiusUM = "radius_um", negatives, objects, inside, maxPerSlide = "max_per_slide"
+        }
+        enum NegativesKeys: String, CodingKey { case inside, ratio }
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let kinds = ["region", "points", "count"]
+            let name = try c.decode(String.self, forKey: .kind)
+            guard kinds.contains(name) else {
+                throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "must be region, points or count, got '\(name)'\(Suggest.hint(for: name, among: kinds))")
+            }
+            switch name {
+            case "region":
+                let classes = try c.classNames(.classes), minCoverage = try c.number(.minCoverage, default: 0.5, fraction: true)
+                let stride = try c.optionalNumber(.strideUM, positive: true), most = Int(try c.number(.maxPerClass, default: 0))
+                kind = { .region(classes: classes, minCoverage: minCoverage, strideUM: stride ?? $0, maxPerClass: most) }
+                objects = nil
+            case "points":
+                let className = try c.className(.className), radiusUM = try c.number(.radiusUM, positive: true)
+                let negatives = try c.nestedContainer(keyedBy: NegativesKeys.self, forKey: .negatives)
+                let inside = try negatives.requiredClassNames(.inside, "must name the region classes negatives are drawn from")
+                let ratio = try negatives.number(.ratio, default: 1, positive: true)
+                kind = { _ in .points(className: className, radiusUM: radiusUM, negativesInside: inside, ratio: ratio) }
+                objects = try c.objectTypes(.objects)
+            default:
+                let inside = try c.requiredClassNames(.inside, "must name the region classes patches are counted in")
+                let className = try c.className(.className)
+                let stride = try c.optionalNumber(.strideUM, positive: true), most = Int(try c.number(.maxPerSlide, default: 0))
+                kind = { .count(className: className, inside: inside, strideUM: stride ?? $0, maxPerSlide: most) }
+                objects = try c.objectTypes(.objects)
             }
         }
+
+        func task(_ name: String, patchUM: Double) -> Task { Task(name: name, kind: kind(patchUM), objects: objects) }
+    }
+}
+
+/// The value rules of task files: every number is finite and ≥ 0 (a misspelt option must not fall
+/// back to its default, and a negative count or distance means nothing).
+private extension KeyedDecodingContainer {
+    /// A number; `default` when absent (nil: required).
+    func number(_ key: Key, default value: Double? = nil, positive: Bool = false, fraction: Bool = false) throws -> Double {
+        if let x = try optionalNumber(key, positive: positive, fraction: fraction) { return x }
+        guard let value else { throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "missing '\(key.stringValue)'")) }
+        return value
+    }
+
+    /// A number, or nil when absent.
+    func optionalNumber(_ key: Key, positive: Bool = false, fraction: Bool = false) throws -> Double? {
+        guard contains(key) else { return nil }
+        let x = try decode(Double.self, forKey: key)
+        func bad(_ rule: String) -> DecodingError { .dataCorruptedError(forKey: key, in: self, debugDescription: "must be \(rule), got \(x)") }
+        guard x.isFinite else { throw bad("a finite number") }
+        if positive && x <= 0 { throw bad("positive") }
+        if fraction && !(0...1).contains(x) { throw bad("within 0...1") }
+        if x < 0 { throw bad("≥ 0") }
+        return x
+    }
+
+    /// A class name, required.
+    func className(_ key: Key) throws -> String {
+        let name = try decode(String.self, forKey: key)
+        guard !name.isEmpty else { throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must be a class name, got ''") }
+        return name
+    }
+
+    /// Class names: a list, or one name as a one-item list; none when absent.
+    func classNames(_ key: Key) throws -> [String] {
+        guard contains(key) else { return [] }
+        if let one = try? decode(String.self, forKey: key) { return [one] }
+        return try decode([String].self, forKey: key)
+    }
+
+    /// Class names that must be there: at least one, else `why`.
+    func requiredClassNames(_ key: Key, _ why: String) throws -> [String] {
+        guard contains(key) else { throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "missing '\(key.stringValue)'")) }
+        let names = try classNames(key)
+        guard !names.isEmpty else { throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: why) }
+        return names
+    }
+
+    /// QuPath object types (annotation, detection, cell, in any case); nil when absent.
+    func objectTypes(_ key: Key) throws -> Set<String>? {
+        guard contains(key) else { return nil }
+        let list = try classNames(key).map { $0.lowercased() }
+        guard !list.isEmpty, list.allSatisfy(AnnotationTasks.objectTypes.contains) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "must list QuPath object types among annotation, detection, cell; got \(list)")
+        }
+        return Set(list)
     }
 }

@@ -37,13 +37,6 @@ struct EncoderTasks: YAMLDecodable {
         }
     }
 
-    struct TaskName: CodingKey {
-        var stringValue: String
-        init(stringValue: String) { self.stringValue = stringValue }
-        var intValue: Int? { nil }
-        init?(intValue: Int) { nil }
-    }
-
     init(from decoder: Decoder) throws {
         let single = try decoder.singleValueContainer()
         if single.decodeNil() {
@@ -58,4 +51,12 @@ struct EncoderTasks: YAMLDecodable {
             }
         }
     }
+}
+
+/// A task's name as a mapping key (`tasks: {tissue: …}`): task files and params map names to options.
+struct TaskName: CodingKey {
+    var stringValue: String
+    init(stringValue: String) { self.stringValue = stringValue }
+    var intValue: Int? { nil }
+    init?(intValue: Int) { nil }
 }

@@ -125,6 +125,39 @@ final class AnnotationsTests: XCTestCase {
         XCTAssertEqual(annotations.points["mitosis"], [PlanePoint(500.5, 400), PlanePoint(300, 300), PlanePoint(700, 650)])
     }
 
+    /// A task file reads as written: defaults (samples 16, min_coverage 0.5, stride_um = patch_um,
+    /// ratio 1, 0 = all), a single class name as a one-item list, object types in any case, and the
+    /// tasks in the file's order.
+    func testTaskFileReadsAsWritten() throws {
+        let shipped = try AnnotationTasks.read(NICPipelineTests.repo.appendingPathComponent("nodes/tasks/qupath-synthetic.yaml"))
+        XCTAssertEqual(shipped.patchUM, 64)
+        XCTAssertEqual(shipped.samples, 16)
+        XCTAssertEqual(shipped.exclude, [])
+        XCTAssertEqual(shipped.tasks, [
+            .init(name: "tissue", kind: .region(classes: ["tumour", "stroma"], minCoverage: 0.5, strideUM: 64, maxPerClass: 40)),
+            .init(name: "mitosis", kind: .points(className: "mitosis", radiusUM: 8, negativesInside: ["tumour"], ratio: 1)),
+            .init(name: "nuclei", kind: .count(className: "nucleus", inside: ["tumour", "stroma"], strideUM: 64, maxPerSlide: 60)),
+        ])
+        let ws = try InteropWorkspace()
+        let written = try AnnotationTasks.read(try ws.write("tasks.yaml", """
+        patch_um: 32.5
+        samples: 8
+        exclude: Ignore*
+        tasks:
+          zeta: {kind: count, class: "*", inside: tumour, stride_um: 16, objects: [Cell, detection]}
+          alpha: {kind: region, classes: tumour}
+          beta: {kind: points, class: mitosis, radius_um: 4, negatives: {inside: stroma, ratio: 2.5}, objects: annotation}
+        """))
+        XCTAssertEqual(written.patchUM, 32.5)
+        XCTAssertEqual(written.samples, 8)
+        XCTAssertEqual(written.exclude, ["Ignore*"])
+        XCTAssertEqual(written.tasks, [
+            .init(name: "zeta", kind: .count(className: "*", inside: ["tumour"], strideUM: 16, maxPerSlide: 0), objects: ["cell", "detection"]),
+            .init(name: "alpha", kind: .region(classes: ["tumour"], minCoverage: 0.5, strideUM: 32.5, maxPerClass: 0)),
+            .init(name: "beta", kind: .points(className: "mitosis", radiusUM: 4, negativesInside: ["stroma"], ratio: 2.5), objects: ["annotation"]),
+        ])
+    }
+
     func testTaskFileErrorsNameFileAndLine() throws {
         let ws = try InteropWorkspace()
         let url = try ws.write("tasks.yaml", """
@@ -133,7 +166,7 @@ final class AnnotationsTests: XCTestCase {
           tissue: {kind: region, classes: [tumour], min_coverag: 0.5}
         """)
         XCTAssertThrowsError(try AnnotationTasks.read(url)) { error in
-            XCTAssertTrue("\(error)".contains("tasks.yaml:3:45: error: task 'tissue': unknown key 'min_coverag' (did you mean 'min_coverage'?)"), "\(error)")
+            XCTAssertTrue("\(error)".contains("tasks.yaml:3:45: error: unknown key 'min_coverag' in 'tasks.tissue' (did you mean 'min_coverage'?)"), "\(error)")
         }
         let points = try ws.write("points.yaml", """
         patch_um: 64
@@ -141,7 +174,16 @@ final class AnnotationsTests: XCTestCase {
           mitosis: {kind: points, class: mitosis, radius_um: 8}
         """)
         XCTAssertThrowsError(try AnnotationTasks.read(points)) { error in
-            XCTAssertTrue("\(error)".contains("task 'mitosis' negatives: expected a mapping"), "\(error)")
+            XCTAssertTrue("\(error)".contains("points.yaml:3:12: error: 'tasks.mitosis': missing 'negatives'"), "\(error)")
+        }
+        // A misspelt required key is reported as the typo, where it is written.
+        let typo = try ws.write("typo.yaml", """
+        patch_um: 64
+        tasks:
+          mitosis: {kind: points, class: mitosis, radius_um: 8, negatives: {insde: [tumour]}}
+        """)
+        XCTAssertThrowsError(try AnnotationTasks.read(typo)) { error in
+            XCTAssertTrue("\(error)".contains("typo.yaml:3:69: error: 'tasks.mitosis.negatives': missing 'inside' ('insde' is written: a typo?)"), "\(error)")
         }
     }
 }
