@@ -176,7 +176,6 @@ public struct PipelineGraph {
             }
             built[node.name] = GraphNode(name: node.name, spec: node, type: type, params: params, paths: paths, inputs: inputs, texts: texts)
         }
-        errors.append(contentsOf: coercion.errors)
 
         // Cycles, then a stable topological order (spec order among ready nodes).
         let order = topologicalOrder(spec.nodes.map(\.name), edges: { name in
@@ -200,11 +199,10 @@ public struct PipelineGraph {
     static func take(_ entry: ParamEntry, as param: ParamSpec, what: String, coercion: inout ParamCoercion)
         -> (value: ParamValue?, path: URL?, text: String?, problems: [SpecError]) {
         coercion.file = entry.valueLocation.file  // an included file's node, or an including file's default
-        let before = coercion.errors.count
         let value = coercion.coerce(entry.value, to: param.type, what: what)
         // The coercion's complaints about this value go with the value's other problems.
-        var problems = Array(coercion.errors[before...])
-        coercion.errors.removeSubrange(before...)
+        var problems = coercion.errors
+        coercion.errors = []
         guard let value else { return (nil, nil, nil, problems) }
         if let problem = violation(of: param, by: value) {
             return (nil, nil, nil, problems + [SpecError("\(what) must be \(problem), found \(value.display)", at: entry.valueLocation)])
