@@ -100,3 +100,47 @@ final class EncoderDeterminismTests: XCTestCase {
         XCTAssertEqual(info.trainPatches + info.validationPatches, try PatchSet(folder: try ws.output(alone, "tiles", "patches")).count)
     }
 }
+
+/// `monitor` reaches the trainer: with `sum` the kept epoch is the one with the lowest summed validation
+/// loss; with `each_task` the one with the lowest mean of each task's validation loss relative to its
+/// first epoch (read back from curves.csv), and a shared key stays as it was at the default.
+final class EncoderMonitorTests: XCTestCase {
+    func testTheKeptEpochFollowsTheMonitor() throws {
+        let ws = try CohortWorkspace(patients: 4, size: 768, annotations: 6)
+        try ws.writeTinyEncoder()
+        func encoder(_ name: String, _ monitor: String?) -> String {
+            "  \(name): {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/tiny.yaml, epochs: 6, batch_size: 8, validation: 0.5, learning_rate: 0.02, seed: 5\(monitor.map { ", monitor: \($0)" } ?? "")}}\n"
+        }
+        let summary = try ws.run("""
+        pipeline: monitor
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+          annotations: {kind: table, path: cohort/patches.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort, annotations: annotations}, params: {mode: training, per_task: 24, seed: 1}}
+
+        """ + encoder("by_sum", nil) + encoder("by_sum_named", "sum") + encoder("by_task", "each_task"), jobs: 1)
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        func kept(_ node: String) throws -> (best: Int, curves: CSVTable) {
+            let model = try ws.output(summary, node, "model")
+            let info = try JSONDecoder().decode(EncoderModel.Info.self, from: Data(contentsOf: model.appendingPathComponent("model.json")))
+            return (try XCTUnwrap(info.bestEpoch), try CSVTable.read(model.appendingPathComponent("curves.csv")))
+        }
+        func column(_ table: CSVTable, _ name: String) throws -> [Double] {
+            let index = try XCTUnwrap(table.columnIndex(name), name)
+            return table.rows.map { Double($0[index]) ?? .nan }
+        }
+        let sum = try kept("by_sum")
+        let total = try column(sum.curves, "val_loss")
+        XCTAssertEqual(sum.best, (total.indices.min { total[$0] < total[$1] } ?? -1) + 1)
+        XCTAssertEqual(try ws.output(summary, "by_sum", "model"), try ws.output(summary, "by_sum_named", "model"),
+                       "monitor: sum is the default and leaves the key as it was")
+
+        let each = try kept("by_task")
+        let tasks = each.curves.columns.filter { $0.hasPrefix("val_") && $0.hasSuffix("_loss") && $0 != "val_loss" }
+        XCTAssertEqual(tasks.count, 3, "\(each.curves.columns)")
+        let losses = try tasks.map { try column(each.curves, $0) }
+        let relative = (0..<losses[0].count).map { e in losses.reduce(0) { $0 + $1[e] / $1[0] } / Double(losses.count) }
+        XCTAssertEqual(each.best, (relative.indices.min { relative[$0] < relative[$1] } ?? -1) + 1)
+    }
+}
