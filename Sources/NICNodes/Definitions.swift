@@ -1,6 +1,7 @@
 import Flow
 import Foundation
 import Neural
+import NICBasics
 import Yams
 
 /// The YAML definitions under `nodes/` that node params reference, as schemas the engine checks at

@@ -1,6 +1,7 @@
 import Flow
 import Foundation
 import Neural
+import NICBasics
 import Yams
 
 /// Task heads are YAML files (`nodes/heads/*.yaml`): layers plus a `loss`. The last `dense` layer's
