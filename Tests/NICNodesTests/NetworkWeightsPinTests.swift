@@ -79,18 +79,19 @@ final class NetworkWeightsPinTests: XCTestCase {
         if relative.hasPrefix("heads/") {
             let head = try Heads.architecture(file: url, outputs: 3)
             let network = try head.build(seed: seed, inputShapes: [[32]], prefix: "head")
-            let extra = "loss=\(try LossSpec(head)) auxiliary=\(String(describing: try Heads.auxiliary(head)))"
+            let auxiliary = try HeadFile.parse(text: String(contentsOf: url, encoding: .utf8), file: url.path).auxiliary
+            let extra = "loss=\(try LossSpec(head)) auxiliary=\(String(describing: auxiliary))"
             return digest(network.layers, parameters: network.parameters, extra: extra)
         }
         let architecture = try Architecture.load(file: url.path)
-        if let pool = try BagModel.poolSpec(architecture) {
+        if let pool = architecture.pool {
             let head = try Heads.architecture(file: nodes.appendingPathComponent("heads/regression.yaml"), outputs: 1)
             let model = try BagModel(architecture: architecture, features: 24, head: head, seed: seed)
             let layers = (model.instance?.layers ?? []) + (model.after?.layers ?? []) + model.head.layers
             return digest(layers, parameters: model.parameters, extra: "pool=\(pool) poolDropout=\(String(describing: model.pooling.dropout.map { settings($0) }))")
         }
         let network = try architecture.build(seed: seed, inputShapes: architecture.inputs.map { $0.shape ?? [24] }, prefix: "model")
-        let loss = architecture.extra["loss"] == nil ? "none" : "\(try LossSpec(architecture))"
+        let loss = architecture.loss.map { "\($0)" } ?? "none"
         return digest(network.layers, parameters: network.parameters, extra: "name=\(network.name) loss=\(loss)")
     }
 

@@ -85,15 +85,15 @@ final class ArchitectureTests: XCTestCase {
             } catch { return "\(error)" }
         }
         XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filters: 4, kernel: 3}\n  - leaky_relo: 0.2\n"),
-                       "a.yaml:4:5: error: unknown layer 'leaky_relo' (did you mean 'leaky_relu'?); known: \(Architecture.layerKinds.joined(separator: ", "))")
-        XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filter: 4, kernel: 3}\n"), "a.yaml:3:12: error: conv: missing 'filters' ('filter' is written: a typo?)")
+                       "a.yaml:4:5: error: 'layers[2]': unknown layer 'leaky_relo' (did you mean 'leaky_relu'?); known: \(Architecture.layerKinds.joined(separator: ", "))")
+        XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filter: 4, kernel: 3}\n"), "a.yaml:3:12: error: 'layers[1].conv': missing 'filters' ('filter' is written: a typo?)")
         XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filters: 4, kernel: 3, strides: 2}\n"),
-                       "a.yaml:3:35: error: conv: unknown parameter 'strides' (did you mean 'stride'?); known: bias, filters, groups, kernel, l2, padding, stride")
+                       "a.yaml:3:35: error: unknown key 'strides' in 'layers[1].conv' (did you mean 'stride'?); expected 'bias', 'filters', 'groups', 'kernel', 'l2', 'padding', 'stride'")
         XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - flatten\n  - conv: {filters: 4, kernel: 3}\n"),
                        "a.yaml:4:5: error: layer 'layers.1': expected input [H, W, C] (conv needs an image), got shape [192]")
         XCTAssertEqual(error("input: [4, 4, 3]\nlayers:\n  - conv: {filters: 4, kernel: 5}\n"),
                        "a.yaml:3:5: error: layer 'layers.0': expected input at least 5×5 pixels for a 'valid' 5×5 kernel, got shape [4, 4, 3]")
-        XCTAssertEqual(error("input: [4]\nlayers:\n  - dense: {units: 2, bias: maybe}\n"), "a.yaml:3:29: error: dense: 'bias' must be true or false")
+        XCTAssertEqual(error("input: [4]\nlayers:\n  - dense: {units: 2, bias: maybe}\n"), "a.yaml:3:29: error: 'layers[1].dense.bias': expected true or false, found a string (\"maybe\")")
         XCTAssertTrue(error("layers: [{dense: 3}]").contains("input 'input' has no shape"))
     }
 
