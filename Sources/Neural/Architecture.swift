@@ -534,18 +534,8 @@ extension LossSpec: Decodable {
 
     /// `mse`, or `{type: cox, ties: efron}`: each type asks only for its own keys.
     public init(from decoder: Decoder) throws {
-        let type: String, typePath: [CodingKey]
-        var c: KeyedDecodingContainer<Key>?
-        if let mapping = try? decoder.container(keyedBy: Key.self) {
-            c = mapping
-            type = try mapping.decode(String.self, forKey: .type)
-            typePath = decoder.codingPath + [Key.type]
-        } else if let name = try? String(from: decoder) {
-            type = name
-            typePath = decoder.codingPath
-        } else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'loss' is a name (mse) or a mapping ({type: cox, ties: efron})"))
-        }
+        let entry = try TypedEntry(from: decoder, typeKey: Key.type, expected: "'loss' is a name (mse) or a mapping ({type: cox, ties: efron})")
+        let type = entry.type, c = entry.options
         func number(_ key: Key) throws -> Double? { try c?.decodeIfPresent(Double.self, forKey: key) }
         func word<T: RawRepresentable>(_ key: Key, default d: T, _ options: String) throws -> T where T.RawValue == String {
             guard let c, let written = try c.decodeIfPresent(String.self, forKey: key) else { return d }
@@ -571,8 +561,35 @@ extension LossSpec: Decodable {
             self = .cox(ties: try word(.ties, default: CoxTies.breslow, "breslow or efron"),
                         riskSet: try word(.riskSet, default: CoxRiskSet.batch, "batch or fold"))
         default:
-            throw DecodingError.dataCorrupted(.init(codingPath: typePath, debugDescription:
-                "unknown type '\(type)'\(Suggest.hint(for: type, among: Self.types)); known: \(Self.types.joined(separator: ", "))"))
+            throw entry.unknownType("unknown type '\(type)'\(Suggest.hint(for: type, among: Self.types)); known: \(Self.types.joined(separator: ", "))")
         }
+    }
+}
+
+/// A kind written alone (`loss: mse`, `pool: mean`) or as the `type` of a mapping of its options
+/// (`{type: cox, ties: efron}`).
+struct TypedEntry<Key: CodingKey> {
+    let type: String
+    /// The options, nil when the kind is written alone.
+    let options: KeyedDecodingContainer<Key>?
+    private let typePath: [CodingKey]
+
+    init(from decoder: Decoder, typeKey: Key, expected: String) throws {
+        if let mapping = try? decoder.container(keyedBy: Key.self) {
+            options = mapping
+            type = try mapping.decode(String.self, forKey: typeKey)
+            typePath = decoder.codingPath + [typeKey]
+        } else if let name = try? String(from: decoder) {
+            options = nil
+            type = name
+            typePath = decoder.codingPath
+        } else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: expected))
+        }
+    }
+
+    /// An error at the written type.
+    func unknownType(_ message: String) -> DecodingError {
+        .dataCorrupted(.init(codingPath: typePath, debugDescription: message))
     }
 }

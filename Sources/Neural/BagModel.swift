@@ -26,18 +26,8 @@ public final class BagModel {
 
         /// `pool: mean`, or `pool: {type: gated_attention, hidden: 64, dropout: 0.25}`.
         public init(from decoder: Decoder) throws {
-            var c: KeyedDecodingContainer<Key>?
-            let type: String, typePath: [CodingKey]
-            if let mapping = try? decoder.container(keyedBy: Key.self) {
-                c = mapping
-                type = try mapping.decode(String.self, forKey: .type)
-                typePath = decoder.codingPath + [Key.type]
-            } else if let name = try? String(from: decoder) {
-                type = name
-                typePath = decoder.codingPath
-            } else {
-                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'pool' is a mapping like {type: gated_attention, hidden: 64, dropout: 0.25}"))
-            }
+            let entry = try TypedEntry(from: decoder, typeKey: Key.type, expected: "'pool' is a mapping like {type: gated_attention, hidden: 64, dropout: 0.25}")
+            let type = entry.type, c = entry.options
             let hidden = try c?.decodeIfPresent(Int.self, forKey: .hidden) ?? 64
             guard hidden > 0 else { throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [Key.hidden], debugDescription: "must be a positive integer, got \(hidden)")) }
             let dropout = try c?.decodeIfPresent(Double.self, forKey: .dropout) ?? 0
@@ -47,8 +37,7 @@ public final class BagModel {
             case "attention": kind = .attention(hidden: hidden)
             case "gated_attention": kind = .gatedAttention(hidden: hidden)
             default:
-                throw DecodingError.dataCorrupted(.init(codingPath: typePath, debugDescription:
-                    "must be mean, attention or gated_attention, got '\(type)'\(Suggest.hint(for: type, among: Self.types))"))
+                throw entry.unknownType("must be mean, attention or gated_attention, got '\(type)'\(Suggest.hint(for: type, among: Self.types))")
             }
             self.dropout = Float(dropout)
         }
