@@ -130,7 +130,7 @@ final class CoxPlantedSignalTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("ki67"), "\($0)")
         }
         XCTAssertThrowsError(try HeadFile.parse(text: "layers: [{dense: 1}]\nloss: mse\nauxiliary: {target: s, loss: hinge}\n", file: "h.yaml")) {
-            XCTAssertTrue("\($0)".hasPrefix("h.yaml:3:31: ") && "\($0)".contains("'auxiliary.loss'") && "\($0)".contains("hinge"), "\($0)")
+            XCTAssertTrue("\($0)".hasPrefix("h.yaml:3:30: ") && "\($0)".contains("'auxiliary.loss'") && "\($0)".contains("hinge"), "\($0)")
         }
     }
 

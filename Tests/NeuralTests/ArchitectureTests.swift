@@ -97,6 +97,31 @@ final class ArchitectureTests: XCTestCase {
         XCTAssertTrue(error("layers: [{dense: 3}]").contains("input 'input' has no shape"))
     }
 
+    /// The parts of a file only some networks read (a bag model's pool and after, a head's loss,
+    /// blocks) are decoded with the layers, so their typos are located too, and every typo of a
+    /// file is reported at once.
+    func testPoolLossAfterAndBlockErrorsAreLocated() {
+        func errors(_ yaml: String) -> [String] {
+            do {
+                _ = try Architecture.parse(yaml: yaml, file: "a.yaml")
+                return []
+            } catch let error as SpecErrors { return error.errors.map(\.description) }
+            catch { return ["\(error)"] }
+        }
+        XCTAssertEqual(errors("input: [4]\nlayers: [{dense: 4}]\npool: {type: gated_attention, hiden: 8}\n"),
+                       ["a.yaml:3:31: error: unknown key 'hiden' in 'pool' (did you mean 'hidden'?); expected 'dropout', 'hidden', 'type'"])
+        XCTAssertEqual(errors("input: [4]\nlayers: [{dense: 1}]\nloss: {type: cox, tie: efron}\n"),
+                       ["a.yaml:3:19: error: unknown key 'tie' in 'loss' (did you mean 'ties'?); expected 'risk_set', 'ties', 'type'"])
+        XCTAssertEqual(errors("input: [4]\nlayers: []\npool: mean\nafter: [{dense: 0}]\n"),
+                       ["a.yaml:4:17: error: 'after[1].dense': 'units' must be a positive integer, got 0"])
+        XCTAssertEqual(errors("inputs: {a: [2]}\nblocks:\n  - {name: b, form: [a], layers: [relu]}\n"),
+                       ["a.yaml:3:15: error: unknown key 'form' in 'blocks[1]' (did you mean 'from'?); expected 'from', 'layers', 'name'"])
+        let both = errors("input: [4]\nlayers: [{dense: {units: 4, bais: true}}, {leaky_relu: {alpah: 0.1}}]\n")
+        XCTAssertEqual(both.count, 2, "\(both)")
+        XCTAssertTrue(both.contains { $0.hasPrefix("a.yaml:2:29: ") && $0.contains("'bais'") && $0.contains("did you mean 'bias'?") }, "\(both)")
+        XCTAssertTrue(both.contains { $0.hasPrefix("a.yaml:2:57: ") && $0.contains("'alpah'") && $0.contains("did you mean 'alpha'?") }, "\(both)")
+    }
+
     func testFlattenThenDenseExportsInPyTorchOrder() throws {
         // A Dense after Flatten of [H, W, C] must see PyTorch's C, H, W order on export.
         let net = try Architecture.parse(yaml: "input: [2, 3, 2]\nlayers: [flatten, {dense: {units: 1, bias: false}}]", file: "f.yaml").build(seed: 1)
