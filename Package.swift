@@ -86,8 +86,9 @@ let package = Package(
             pkgConfig: "hdf5",
             providers: [.apt(["libhdf5-dev"])]
         ),
-        // Small pieces every module shares: the lock box, the first-error box, the seeded random generators.
-        .target(name: "NICBasics"),
+        // Small pieces every module shares: the lock box, the first-error box, the seeded random generators,
+        // located errors and the one YAML decoder (used by Flow for params and by Neural for architectures).
+        .target(name: "NICBasics", dependencies: [.product(name: "Yams", package: "Yams")]),
         // zarr v3 arrays (bytes -> zstd -> crc32c): the on-disk tensor format of every node output.
         .target(
             name: "TensorStore",

@@ -96,7 +96,7 @@ struct DoctorParity: ParsableCommand {
             guard !parts.isEmpty else { throw ValidationError("--input: expected a shape like 64,64,3") }
             return parts
         }
-        if try BagModel.poolSpec(Architecture.load(file: architecture)) != nil {
+        if try Architecture.load(file: architecture).pool != nil {
             guard let head, let features = shape?.first, shape?.count == 1 else {
                 throw ValidationError("a bag model needs --head and --input with the instance size, e.g. --input 128")
             }

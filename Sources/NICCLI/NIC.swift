@@ -1,5 +1,6 @@
 import ArgumentParser
 import Flow
+import NICBasics
 import NICNodes
 import Foundation
 

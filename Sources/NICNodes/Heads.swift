@@ -1,6 +1,7 @@
 import Flow
 import Foundation
 import Neural
+import NICBasics
 import Yams
 
 /// Task heads are YAML files (`nodes/heads/*.yaml`): layers plus a `loss`. The last `dense` layer's
@@ -14,7 +15,7 @@ enum Heads {
 
     /// The referenced head, from the text the node was keyed on.
     static func architecture(_ reference: Reference, outputs: Int) throws -> Architecture {
-        try architecture(reference.yamlNode(), file: reference.path, outputs: outputs)
+        try HeadFile.decode(reference).architecture(outputs: outputs)
     }
 
     static func text(_ file: URL) throws -> String {
@@ -23,35 +24,7 @@ enum Heads {
     }
 
     static func architecture(text: String, file: String, outputs: Int) throws -> Architecture {
-        let root: Yams.Node?
-        do { root = try Yams.compose(yaml: text) } catch { throw NodeError("\(file): not valid YAML: \(error)") }
-        guard let root else { throw NodeError("\(file): a head must be a mapping with 'layers' and 'loss'") }
-        return try architecture(root, file: file, outputs: outputs)
-    }
-
-    static func architecture(_ root: Yams.Node, file: String, outputs: Int) throws -> Architecture {
-        guard var map = root.mapping else {
-            throw NeuralError.architecture(location: Architecture.loc(file, root), message: "a head must be a mapping with 'layers' and 'loss'")
-        }
-        guard var layers = map["layers"]?.sequence, let lastIndex = layers.indices.last,
-              var last = layers[lastIndex].mapping, let dense = last["dense"] else {
-            throw NeuralError.architecture(location: Architecture.loc(file, map["layers"] ?? root), message: "a head's last layer must be 'dense' (its width is set from the task)")
-        }
-        // The width written is replaced by the task's, but it must still be a width: a typo there
-        // is reported, not silently overwritten.
-        let written = dense.mapping?["units"] ?? (dense.scalar != nil && dense.null == nil ? dense : nil)
-        if let written, (written.int ?? 0) <= 0 {
-            throw NeuralError.architecture(location: Architecture.loc(file, written), message: "dense: 'units' must be a positive integer")
-        }
-        if var options = dense.mapping {
-            options["units"] = Node(String(outputs))
-            last["dense"] = .mapping(options)
-        } else {
-            last["dense"] = Node(String(outputs))
-        }
-        layers[lastIndex] = .mapping(last)
-        map["layers"] = .sequence(layers)
-        return try Architecture(node: .mapping(map), file: file)
+        try HeadFile.parse(text: text, file: file).architecture(outputs: outputs)
     }
 
     /// Resolves a head name (`binary`) to `heads_dir/binary.yaml`, or takes a path ending in .yaml.
@@ -77,16 +50,6 @@ enum Heads {
         var file: String
     }
 
-    static func auxiliary(_ architecture: Architecture) throws -> Auxiliary? {
-        guard let node = architecture.extra["auxiliary"] else { return nil }
-        let definition: AuxiliaryDefinition
-        do { definition = try YAMLValueDecoder.decode(AuxiliaryDefinition.self, from: node, file: architecture.file) }
-        catch let errors as SpecErrors { throw SpecErrors(errors.errors.map { SpecError("auxiliary: " + $0.message, at: $0.location) }) }
-        catch let error as SpecError { throw SpecError("auxiliary: " + error.message, at: error.location) }
-        return Auxiliary(column: definition.target, loss: definition.loss == "binary_cross_entropy" ? .binaryCrossEntropy(positiveWeight: 1) : .meanSquaredError,
-                         weight: definition.weight, classes: definition.classes, file: architecture.file)
-    }
-
     /// `auxiliary:` as written in a head file.
     struct AuxiliaryDefinition: Decodable {
         var target: String
@@ -98,16 +61,58 @@ enum Heads {
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             target = try c.decode(String.self, forKey: .target)
-            guard !target.isEmpty else { throw DecodingError.dataCorruptedError(forKey: .target, in: c, debugDescription: "auxiliary: 'target' names a labels.csv column") }
+            guard !target.isEmpty else { throw DecodingError.dataCorruptedError(forKey: .target, in: c, debugDescription: "names a labels.csv column") }
             loss = try c.decodeIfPresent(String.self, forKey: .loss) ?? "mse"
             guard ["mse", "binary_cross_entropy"].contains(loss) else {
-                throw DecodingError.dataCorruptedError(forKey: .loss, in: c, debugDescription: "auxiliary: 'loss' must be mse or binary_cross_entropy, found '\(loss)'")
+                throw DecodingError.dataCorruptedError(forKey: .loss, in: c, debugDescription: "must be mse or binary_cross_entropy, found '\(loss)'")
             }
             weight = try c.decodeIfPresent(Double.self, forKey: .weight) ?? 1
             guard weight >= 0, weight.isFinite else {
-                throw DecodingError.dataCorruptedError(forKey: .weight, in: c, debugDescription: "auxiliary: 'weight' must be a number ≥ 0, found \(weight)")
+                throw DecodingError.dataCorruptedError(forKey: .weight, in: c, debugDescription: "must be a number ≥ 0, found \(weight)")
             }
             classes = try c.decodeIfPresent([String].self, forKey: .classes) ?? []
         }
+    }
+}
+
+/// A head file (`nodes/heads/*.yaml`) as written: layers ending in `dense`, a `loss`, an optional
+/// `auxiliary` target. It asks for these keys only, so anything else (a `pool`, a typo) is reported.
+struct HeadFile: YAMLDecodable {
+    static let keys: Set<Architecture.Key> = [.name, .description, .input, .layers, .loss]
+    /// The network as written; `architecture(outputs:)` sizes it for a task.
+    let written: Architecture
+    let loss: LossSpec
+    let auxiliary: Heads.Auxiliary?
+
+    enum Key: String, CodingKey { case layers, loss, auxiliary }
+
+    init(from decoder: Decoder) throws {
+        written = try Architecture(from: decoder, keys: Self.keys)
+        let c = try decoder.container(keyedBy: Key.self)
+        guard let loss = written.loss else {
+            throw DecodingError.keyNotFound(Key.loss, .init(codingPath: decoder.codingPath, debugDescription: "a head needs 'loss'"))
+        }
+        // The width written is replaced by the task's; it was checked as a width when decoded.
+        guard written.withOutputs(1) != nil else {
+            throw DecodingError.dataCorruptedError(forKey: .layers, in: c, debugDescription: "a head's last layer must be 'dense' (its width is set from the task)")
+        }
+        self.loss = loss
+        let file = decoder.yamlLocation?.file ?? written.file
+        auxiliary = try c.decodeIfPresent(Heads.AuxiliaryDefinition.self, forKey: .auxiliary).map {
+            Heads.Auxiliary(column: $0.target, loss: $0.loss == "binary_cross_entropy" ? .binaryCrossEntropy(positiveWeight: 1) : .meanSquaredError,
+                            weight: $0.weight, classes: $0.classes, file: file)
+        }
+    }
+
+    static func parse(text: String, file: String) throws -> HeadFile {
+        let root: Yams.Node?
+        do { root = try Yams.compose(yaml: text) } catch { throw NodeError("\(file): not valid YAML: \(error)") }
+        guard let root else { throw NodeError("\(file): a head must be a mapping with 'layers' and 'loss'") }
+        return try YAMLValueDecoder.decode(HeadFile.self, from: root, file: file)
+    }
+
+    /// The network with its last dense layer `outputs` wide.
+    func architecture(outputs: Int) -> Architecture {
+        written.withOutputs(outputs)!  // invariant: checked when decoded
     }
 }

@@ -9,7 +9,7 @@ import Stats
 enum LinearPatientModel {
     static func run(_ context: NodeContext, _ params: PatientModel.Params) throws {
         let table = try CSVTable.fromPort(try context.input("features"))
-        let loss = try LossSpec(try Heads.architecture(params.head, outputs: 1))
+        let loss = try HeadFile.decode(params.head).loss
         let target = params.target
         guard let patientColumn = table.columnIndex("patient") else {
             throw NodeError("features table: missing column 'patient'; found \(table.columns.joined(separator: ", "))")

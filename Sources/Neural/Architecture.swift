@@ -18,16 +18,16 @@ import Yams
 /// `from` lists inputs or earlier blocks, concatenated along the last axis). `input` may be omitted
 /// when the shape is given at build time (heads on top of an encoder). Other top-level keys (`loss`,
 /// `description`, ...) are kept in `extra` for the code that uses the network.
-public struct Architecture {
-    public struct LayerSpec {
+public struct Architecture: Sendable {
+    public struct LayerSpec: Sendable {
         public let kind: String
-        public let value: Yams.Node?
+        /// Where the layer is written (`file:line:column` of its kind), for errors found when building.
         public let location: String
-        /// The layer's parameters, read and checked when the file is parsed (so at `nic validate`).
+        /// The layer's parameters, read and checked when the file is decoded (so at `nic validate`).
         public let config: LayerConfig
     }
 
-    public struct BlockSpec {
+    public struct BlockSpec: Sendable {
         public let name: String
         public let from: [String]
         public let layers: [LayerSpec]
@@ -38,7 +38,12 @@ public struct Architecture {
     public let file: String
     public let inputs: [(name: String, shape: [Int]?)]
     public let blocks: [BlockSpec]
-    public let extra: [String: Yams.Node]
+    /// A bag model's pooling (`pool:`); nil for any other network.
+    public let pool: BagModel.PoolSpec?
+    /// A bag model's layers on the pooled vector (`after:`), with where they are written.
+    public let after: (layers: [LayerSpec], location: String)?
+    /// The training loss a head (or a pair head) names.
+    public let loss: LossSpec?
 
     public static let layerKinds = [
         "conv", "depthwise_conv", "separable_conv", "dense", "batchnorm", "leaky_relu", "relu", "sigmoid", "tanh",
@@ -63,123 +68,38 @@ public struct Architecture {
         return try Architecture(node: root, file: file)
     }
 
-    public static func loc(_ file: String, _ node: Yams.Node?) -> String {
-        guard let mark = node?.mark else { return file }
-        return "\(file):\(mark.line):\(mark.column)"
+    /// Decodes an architecture from its YAML, with every problem at its `file:line:column`.
+    public init(node root: Yams.Node, file: String) throws {
+        self = try YAMLValueDecoder.decode(Architecture.self, from: root, file: file)
     }
 
-    public init(node root: Yams.Node, file: String) throws {
-        func fail(_ message: String, _ node: Yams.Node?) -> NeuralError {
-            .architecture(location: Architecture.loc(file, node), message: message)
-        }
-        guard let mapping = root.mapping else { throw fail("expected a mapping with 'layers' or 'blocks'", root) }
+    init(name: String, file: String, inputs: [(name: String, shape: [Int]?)], blocks: [BlockSpec],
+         pool: BagModel.PoolSpec? = nil, after: (layers: [LayerSpec], location: String)? = nil, loss: LossSpec? = nil) {
+        self.name = name
         self.file = file
-        var extra: [String: Yams.Node] = [:]
-        var nameValue: String?
-        var inputs: [(String, [Int]?)] = []
-        var layersNode: Yams.Node?, blocksNode: Yams.Node?
-        for (k, v) in mapping {
-            guard let key = k.string else { throw fail("keys must be strings", k) }
-            switch key {
-            case "name": nameValue = v.string
-            case "input": inputs = [("input", try Architecture.shape(v, file, key: "input"))]
-            case "inputs":
-                guard let m = v.mapping else { throw fail("'inputs' must map names to shapes, e.g. {image: [64, 64, 3]}", v) }
-                for (ik, iv) in m {
-                    guard let n = ik.string else { throw fail("input names must be strings", ik) }
-                    inputs.append((n, try Architecture.shape(iv, file, key: "inputs.\(n)")))
-                }
-            case "layers": layersNode = v
-            case "blocks": blocksNode = v
-            default: extra[key] = v
-            }
-        }
-        self.name = nameValue ?? URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
-        var blocks: [BlockSpec] = []
-        switch (layersNode, blocksNode) {
-        case (.some, .some): throw fail("give either 'layers' (one sequence) or 'blocks', not both", blocksNode)
-        case (nil, nil): throw fail("missing 'layers' (or 'blocks')", root)
-        case let (.some(l), nil):
-            if inputs.isEmpty { inputs = [("input", nil)] }
-            guard inputs.count == 1 else { throw fail("'layers' takes one input; use 'blocks' with several inputs", l) }
-            blocks = [BlockSpec(name: "layers", from: [inputs[0].0], layers: try Architecture.layers(l, file), location: Architecture.loc(file, l))]
-        case let (nil, .some(b)):
-            guard let seq = b.sequence else { throw fail("'blocks' must be a list of {name, from, layers}", b) }
-            for item in seq {
-                guard let m = item.mapping else { throw fail("a block is a mapping {name, from, layers}", item) }
-                guard let n = m["name"]?.string else { throw fail("block needs a 'name'", item) }
-                var from: [String] = []
-                if let f = m["from"] {
-                    if let s = f.string { from = [s] } else if let list = f.sequence { from = list.compactMap(\.string) }
-                } else {
-                    from = [blocks.last?.name ?? inputs.first?.0 ?? "input"]
-                }
-                guard let l = m["layers"] else { throw fail("block '\(n)' needs 'layers'", item) }
-                for key in m.keys.compactMap(\.string) where !["name", "from", "layers"].contains(key) {
-                    throw fail("unknown key '\(key)' in block '\(n)' (expected name, from, layers)", m.keys.first { $0.string == key })
-                }
-                let known = Set(inputs.map(\.0)).union(blocks.map(\.name))
-                for s in from where !known.contains(s) {
-                    throw fail("block '\(n)' reads '\(s)', which is neither an input nor an earlier block (known: \(known.sorted().joined(separator: ", ")))", m["from"])
-                }
-                if known.contains(n) { throw fail("block name '\(n)' is already used", m["name"]) }
-                blocks.append(BlockSpec(name: n, from: from, layers: try Architecture.layers(l, file), location: Architecture.loc(file, item)))
-            }
-            if inputs.isEmpty { throw fail("'blocks' needs 'inputs'", b) }
-        }
         self.inputs = inputs
         self.blocks = blocks
-        self.extra = extra
+        self.pool = pool
+        self.after = after
+        self.loss = loss
     }
 
-    static func shape(_ node: Yams.Node, _ file: String, key: String) throws -> [Int] {
-        if let i = node.int, i > 0 { return [i] }
-        guard let seq = node.sequence, !seq.isEmpty else {
-            throw NeuralError.architecture(location: loc(file, node), message: "'\(key)': a shape is a list of positive integers, e.g. [64, 64, 3]")
-        }
-        return try seq.map {
-            guard let i = $0.int, i > 0 else { throw NeuralError.architecture(location: loc(file, $0), message: "'\(key)': shape entries must be positive integers") }
-            return i
-        }
+    /// One sequence of layers on one input of the shape given at build time (a bag model's `after`).
+    static func sequential(_ layers: [LayerSpec], file: String, location: String) -> Architecture {
+        Architecture(name: stem(file), file: file, inputs: [("input", nil)],
+                     blocks: [BlockSpec(name: "layers", from: ["input"], layers: layers, location: location)])
     }
 
-    static func layers(_ node: Yams.Node, _ file: String) throws -> [LayerSpec] {
-        guard let seq = node.sequence else {
-            throw NeuralError.architecture(location: loc(file, node), message: "'layers' must be a list, e.g. [{conv: {filters: 32, kernel: 3}}, relu]")
-        }
-        return try seq.map { item in
-            let kind: String, value: Yams.Node?, at: Yams.Node
-            if let s = item.string, item.scalar != nil {
-                kind = s; value = nil; at = item
-            } else if let m = item.mapping, m.count == 1, let k = m.keys.first!.string {
-                kind = k; value = m.values.first!; at = m.keys.first!
-            } else {
-                throw NeuralError.architecture(location: loc(file, item), message: "a layer is `kind` or `{kind: params}` with one key")
-            }
-            guard layerKinds.contains(kind) else {
-                let suggestion = layerKinds.min { editDistance($0, kind) < editDistance($1, kind) }!
-                throw NeuralError.architecture(location: loc(file, at), message: "unknown layer '\(kind)' (did you mean '\(suggestion)'?); known: \(layerKinds.joined(separator: ", "))")
-            }
-            var params = try LayerParams(kind: kind, value: value, location: loc(file, at), file: file)
-            let config = try LayerConfig(kind: kind, &params)
-            try params.finish()
-            return LayerSpec(kind: kind, value: value, location: loc(file, at), config: config)
-        }
-    }
+    static func stem(_ file: String) -> String { URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent }
 
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        var row = Array(0...b.count)
-        for i in 1...max(1, a.count) where !a.isEmpty {
-            var prev = row[0]
-            row[0] = i
-            for j in stride(from: 1, through: b.count, by: 1) {
-                let cur = row[j]
-                row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
-                prev = cur
-            }
-        }
-        return row[b.count]
+    /// The same network with its last layer, a `dense`, `units` wide (a head sized by its task);
+    /// nil when the last layer is not a dense one.
+    public func withOutputs(_ units: Int) -> Architecture? {
+        guard var block = blocks.last, let last = block.layers.last, case let .dense(_, bias, l2) = last.config else { return nil }
+        var layers = block.layers
+        layers[layers.count - 1] = LayerSpec(kind: last.kind, location: last.location, config: .dense(units: units, bias: bias, l2: l2))
+        block = BlockSpec(name: block.name, from: block.from, layers: layers, location: block.location)
+        return Architecture(name: name, file: file, inputs: inputs, blocks: blocks.dropLast() + [block], pool: pool, after: after, loss: loss)
     }
 
     /// Builds the network with seeded initialisation (same seed → same weights). `inputShapes` overrides
@@ -307,7 +227,7 @@ public enum LayerConfig: Sendable {
     case reshape([Int])
     case sampleGaussian
 
-    /// Reads the parameters of a `kind` layer; `finish()` then rejects the keys it did not ask for.
+    /// Reads the parameters of a `kind` layer; the decoder rejects the keys it did not ask for.
     init(kind: String, _ p: inout LayerParams) throws {
         switch kind {
         case "conv":
@@ -342,7 +262,7 @@ public enum LayerConfig: Sendable {
         case "flatten": self = .flatten
         case "reshape": self = .reshape(try p.shape("shape", primary: true))
         case "sample_gaussian": self = .sampleGaussian
-        default: throw p.fail("unknown layer", nil)
+        default: throw p.invalid(nil, "unknown layer '\(kind)'")
         }
     }
 }
@@ -352,61 +272,63 @@ extension Array {
 }
 
 /// The parameters of one layer entry: either a bare value (`leaky_relu: 0.2`, the primary parameter)
-/// or a mapping. Every key must be used, so a typo is an error rather than a silent default.
+/// or a mapping, whose keys the decoder checks (a typo is an error rather than a silent default).
 struct LayerParams {
     let kind: String
-    let location: String
-    let file: String
-    var mapping: [String: Yams.Node] = [:]
-    var keyNodes: [String: Yams.Node] = [:]
-    var scalar: Yams.Node?
-    var used: Set<String> = []
+    /// The entry's value: where errors about the layer as a whole point.
+    let decoder: Decoder
+    private var keyed: KeyedDecodingContainer<NameKey>?
+    private var scalar: Decoder?
+    private var primaryTaken = false
 
-    init(kind: String, value: Yams.Node?, location: String, file: String) throws {
+    /// `value` is the entry's value, nil for a bare kind (`- flatten`), written at `layer`.
+    init(kind: String, value: Decoder?, layer: Decoder) throws {
         self.kind = kind
-        self.location = location
-        self.file = file
-        guard let v = value else { return }
-        if let m = v.mapping {
-            for (k, val) in m {
-                guard let key = k.string else { throw NeuralError.architecture(location: location, message: "parameter names must be strings") }
-                mapping[key] = val
-                keyNodes[key] = k
-            }
-        } else if v.null != nil || v.string == "" {
+        decoder = value ?? layer
+        guard let value else { return }
+        if let mapping = try? value.container(keyedBy: NameKey.self) {
+            keyed = mapping
             return
-        } else {
-            scalar = v
         }
+        let single = try value.singleValueContainer()
+        if single.decodeNil() || (try? single.decode(String.self)) == "" { return }
+        scalar = value
     }
 
-    func fail(_ message: String, _ node: Yams.Node?) -> NeuralError {
-        let at = node?.mark.map { "\(file):\($0.line):\($0.column)" } ?? location
-        return .architecture(location: at, message: "\(kind): \(message)")
+    /// An error about `key`'s value (or the layer's, with nil); the decoder adds where.
+    func invalid(_ at: Decoder?, _ message: String, key: String? = nil) -> DecodingError {
+        let path = (at ?? decoder).codingPath
+        // A bare value's path ends at the layer kind, so the message names the parameter.
+        let named = key.map { path.last?.stringValue == $0 ? "" : "'\($0)' " } ?? ""
+        return .dataCorrupted(.init(codingPath: path, debugDescription: "\(named)\(message)"))
     }
 
-    /// A required key that is not written; a written key one typo away is pointed at instead.
-    func missing(_ key: String) -> NeuralError {
-        let typo = mapping.keys.filter { !used.contains($0) && Architecture.editDistance($0, key) <= 2 }
-            .min { Architecture.editDistance($0, key) < Architecture.editDistance($1, key) }
-        guard let typo else { return fail("missing '\(key)'", nil) }
-        return fail("missing '\(key)' ('\(typo)' is written: a typo?)", keyNodes[typo])
+    /// A required key that is not written; the decoder points at a written key one typo away.
+    func missing(_ key: String) -> DecodingError {
+        guard keyed != nil else { return invalid(nil, "\(kind): missing '\(key)'") }
+        return .keyNotFound(NameKey(key), .init(codingPath: decoder.codingPath, debugDescription: "missing '\(key)'"))
     }
 
-    mutating func node(_ key: String, primary: Bool) -> Yams.Node? {
-        used.insert(key)
-        if let n = mapping[key] { return n }
-        if primary, let s = scalar { return s }
+    mutating func value(_ key: String, primary: Bool) throws -> Decoder? {
+        if let keyed {
+            guard keyed.contains(NameKey(key)) else { return nil }
+            return try keyed.superDecoder(forKey: NameKey(key))
+        }
+        if primary, let scalar {
+            primaryTaken = true
+            return scalar
+        }
         return nil
     }
 
     mutating func int(_ key: String, default d: Int? = nil, primary: Bool = false) throws -> Int {
-        guard let n = node(key, primary: primary) else {
+        guard let v = try value(key, primary: primary) else {
             if let d { return d }
             throw missing(key)
         }
         // Every integer a layer takes (filters, units, kernel, stride, groups, factor) counts something.
-        guard let i = n.int, i > 0 else { throw fail("'\(key)' must be a positive integer", n) }
+        let i = try Int(from: v)
+        guard i > 0 else { throw invalid(v, "must be a positive integer, got \(i)", key: key) }
         return i
     }
 
@@ -414,9 +336,9 @@ struct LayerParams {
     /// `range` how to say so.
     mutating func float(_ key: String, default d: Float, primary: Bool = false,
                         within: (Double) -> Bool = { $0.isFinite }, range: String = "finite") throws -> Float {
-        guard let n = node(key, primary: primary) else { return d }
-        guard let f = n.float else { throw fail("'\(key)' must be a number", n) }
-        guard within(f) else { throw fail("'\(key)' must be \(range), got \(f)", n) }
+        guard let v = try value(key, primary: primary) else { return d }
+        let f = try Double(from: v)
+        guard within(f) else { throw invalid(v, "must be \(range), got \(f)", key: key) }
         return Float(f)
     }
 
@@ -425,45 +347,162 @@ struct LayerParams {
     }
 
     mutating func bool(_ key: String, default d: Bool) throws -> Bool {
-        guard let n = node(key, primary: false) else { return d }
-        guard let b = n.bool else { throw fail("'\(key)' must be true or false", n) }
-        return b
+        guard let v = try value(key, primary: false) else { return d }
+        return try Bool(from: v)
     }
 
     mutating func pair(_ key: String, default d: (Int, Int)?, primary: Bool = false) throws -> (Int, Int) {
-        guard let n = node(key, primary: primary) else {
+        guard let v = try value(key, primary: primary) else {
             if let d { return d }
             throw missing(key)
         }
-        if let i = n.int, i > 0 { return (i, i) }
-        if let s = n.sequence, s.count == 2, let a = s[0].int, let b = s[1].int, a > 0, b > 0 { return (a, b) }
-        throw fail("'\(key)' must be a positive integer or [h, w]", n)
+        if let i = try? Int(from: v), i > 0 { return (i, i) }
+        if let s = try? [Int](from: v), s.count == 2, s[0] > 0, s[1] > 0 { return (s[0], s[1]) }
+        throw invalid(v, "must be a positive integer or [h, w]", key: key)
     }
 
     mutating func shape(_ key: String, primary: Bool) throws -> [Int] {
-        guard let n = node(key, primary: primary) else { throw missing(key) }
-        guard let s = n.sequence, !s.isEmpty else { throw fail("'\(key)' must be a list of positive integers", n) }
-        return try s.map {
-            guard let i = $0.int, i > 0 else { throw fail("'\(key)' entries must be positive integers", $0) }
-            return i
-        }
+        guard let v = try value(key, primary: primary) else { throw missing(key) }
+        return try Architecture.Shape(from: v).dims
     }
 
     mutating func padding() throws -> Padding {
-        guard let n = node("padding", primary: false) else { return .valid }
-        guard let s = n.string, let p = Padding(rawValue: s) else { throw fail("'padding' must be valid or same", n) }
+        guard let v = try value("padding", primary: false) else { return .valid }
+        let s = try String(from: v)
+        guard let p = Padding(rawValue: s) else { throw invalid(v, "must be valid or same, got '\(s)'", key: "padding") }
         return p
     }
 
-    /// Rejects keys nobody asked for (typos such as `filter:` for `filters:`).
+    /// A bare value given to a layer that has no parameter to take it (`flatten: 3`).
     func finish() throws {
-        for key in mapping.keys.sorted() where !used.contains(key) {
-            let known = used.sorted()
-            let closest = known.min { Architecture.editDistance($0, key) < Architecture.editDistance($1, key) }
-            let hint = closest.flatMap { Architecture.editDistance($0, key) <= max(1, min(3, $0.count / 3)) ? " (did you mean '\($0)'?)" : nil } ?? ""
-            throw fail("unknown parameter '\(key)'\(hint)\(known.isEmpty ? "" : "; known: \(known.joined(separator: ", "))")", keyNodes[key])
+        if let scalar, !primaryTaken { throw invalid(scalar, "takes no value") }
+    }
+}
+
+extension Architecture: Decodable {
+    /// The top-level keys of an architecture file. A file kind may allow fewer (a head has no
+    /// `pool`): the decoder then reports the others as unknown. `kl_weight` in nodes/vae/encoder.yaml
+    /// records the paper's γ beside the encoder; the node's own `kl_weight` param is what trains,
+    /// and the key stays so that the file's content (its cache key) does not change.
+    public enum Key: String, CodingKey, CaseIterable, Sendable {
+        case name, description, input, inputs, layers, blocks, pool, after, loss
+        case klWeight = "kl_weight"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try self.init(from: decoder, keys: Set(Key.allCases))
+    }
+
+    public init(from decoder: Decoder, keys: Set<Key>) throws {
+        let c = try decoder.container(keyedBy: Key.self)
+        func ask<T: Decodable>(_ type: T.Type, _ key: Key) throws -> T? {
+            keys.contains(key) ? try c.decodeIfPresent(T.self, forKey: key) : nil
         }
-        if scalar != nil, used.isEmpty { throw fail("takes no value", scalar) }
+        let file = decoder.yamlLocation?.file ?? ""
+        _ = try ask(String.self, .description)
+        _ = try ask(Double.self, .klWeight)
+        var inputs: [(name: String, shape: [Int]?)] = []
+        if let shape = try ask(Shape.self, .input) { inputs = [("input", shape.dims)] }
+        if keys.contains(.inputs), c.contains(.inputs) {
+            let named = try c.nestedContainer(keyedBy: NameKey.self, forKey: .inputs)
+            for key in named.allKeys { inputs.append((key.stringValue, try named.decode(Shape.self, forKey: key).dims)) }
+        }
+        var blocks: [BlockSpec] = []
+        let hasLayers = c.contains(.layers), hasBlocks = keys.contains(.blocks) && c.contains(.blocks)
+        if hasLayers, hasBlocks {
+            throw DecodingError.dataCorruptedError(forKey: .blocks, in: c, debugDescription: "give either 'layers' (one sequence) or 'blocks', not both")
+        } else if hasBlocks {
+            var list = try c.nestedUnkeyedContainer(forKey: .blocks)
+            while !list.isAtEnd {
+                let item = try list.superDecoder()
+                let block = try item.container(keyedBy: BlockKey.self)
+                let name = try block.decode(String.self, forKey: .name)
+                let from = try block.decodeIfPresent(Names.self, forKey: .from)?.names ?? [blocks.last?.name ?? inputs.first?.name ?? "input"]
+                let layers = try block.decode([LayerSpec].self, forKey: .layers)
+                let known = Set(inputs.map(\.name)).union(blocks.map(\.name))
+                for source in from where !known.contains(source) {
+                    throw DecodingError.dataCorruptedError(forKey: .from, in: block, debugDescription:
+                        "block '\(name)' reads '\(source)', which is neither an input nor an earlier block (known: \(known.sorted().joined(separator: ", ")))")
+                }
+                if known.contains(name) { throw DecodingError.dataCorruptedError(forKey: .name, in: block, debugDescription: "block name '\(name)' is already used") }
+                blocks.append(BlockSpec(name: name, from: from, layers: layers, location: item.yamlLocation?.description ?? file))
+            }
+            if inputs.isEmpty { throw DecodingError.dataCorruptedError(forKey: .blocks, in: c, debugDescription: "'blocks' needs 'inputs'") }
+        } else {
+            let layers = try c.superDecoder(forKey: .layers)
+            guard hasLayers else { throw DecodingError.keyNotFound(Key.layers, .init(codingPath: c.codingPath, debugDescription: "missing 'layers'")) }
+            if inputs.isEmpty { inputs = [("input", nil)] }
+            guard inputs.count == 1 else {
+                throw DecodingError.dataCorruptedError(forKey: .layers, in: c, debugDescription: "'layers' takes one input; use 'blocks' with several inputs")
+            }
+            blocks = [BlockSpec(name: "layers", from: [inputs[0].name], layers: try [LayerSpec](from: layers), location: layers.yamlLocation?.description ?? file)]
+        }
+        var after: (layers: [LayerSpec], location: String)?
+        if keys.contains(.after), c.contains(.after) {
+            let written = try c.superDecoder(forKey: .after)
+            after = (try [LayerSpec](from: written), written.yamlLocation?.description ?? file)
+        }
+        self.init(name: try ask(String.self, .name) ?? Self.stem(file), file: file, inputs: inputs, blocks: blocks,
+                  pool: try ask(BagModel.PoolSpec.self, .pool), after: after, loss: try ask(LossSpec.self, .loss))
+    }
+
+    enum BlockKey: String, CodingKey { case name, from, layers }
+
+    /// `from: image` or `from: [image, code]`.
+    struct Names: Decodable {
+        let names: [String]
+        init(from decoder: Decoder) throws {
+            if let list = try? [String](from: decoder) { names = list } else { names = [try String(from: decoder)] }
+        }
+    }
+
+    /// A shape: a list of positive integers, or one for a vector.
+    struct Shape: Decodable {
+        let dims: [Int]
+        init(from decoder: Decoder) throws {
+            func wrong(_ path: [CodingKey], _ message: String) -> DecodingError { .dataCorrupted(.init(codingPath: path, debugDescription: message)) }
+            if var list = try? decoder.unkeyedContainer() {
+                var dims: [Int] = []
+                while !list.isAtEnd {
+                    let index = list.currentIndex
+                    let i = try list.decode(Int.self)
+                    guard i > 0 else { throw wrong(decoder.codingPath + [IndexKey(index)], "shape entries must be positive integers, got \(i)") }
+                    dims.append(i)
+                }
+                guard !dims.isEmpty else { throw wrong(decoder.codingPath, "a shape is a list of positive integers, e.g. [64, 64, 3]") }
+                self.dims = dims
+            } else if let i = try? Int(from: decoder), i > 0 {
+                dims = [i]
+            } else {
+                throw wrong(decoder.codingPath, "a shape is a list of positive integers, e.g. [64, 64, 3]")
+            }
+        }
+    }
+}
+
+extension Architecture.LayerSpec: Decodable {
+    /// `- flatten` or `- conv: {filters: 32, kernel: 3}` (one key: the kind).
+    public init(from decoder: Decoder) throws {
+        let kind: String, value: Decoder?, location: SourceLocation?
+        if let mapping = try? decoder.container(keyedBy: NameKey.self), mapping.allKeys.count == 1, let key = mapping.allKeys.first {
+            kind = key.stringValue
+            value = try mapping.superDecoder(forKey: key)
+            location = value?.yamlKeyLocation
+        } else if let name = try? String(from: decoder) {
+            kind = name
+            value = nil
+            location = decoder.yamlLocation
+        } else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a layer is `kind` or `{kind: params}` with one key"))
+        }
+        guard Architecture.layerKinds.contains(kind) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription:
+                "unknown layer '\(kind)'\(Suggest.hint(for: kind, among: Architecture.layerKinds)); known: \(Architecture.layerKinds.joined(separator: ", "))"))
+        }
+        var params = try LayerParams(kind: kind, value: value, layer: decoder)
+        let config = try LayerConfig(kind: kind, &params)
+        try params.finish()
+        self.init(kind: kind, location: location?.description ?? "", config: config)
     }
 }
 
@@ -476,68 +515,81 @@ public enum LossSpec: Equatable, Sendable {
     /// its cache key says so); the shipped nodes/heads/cox.yaml asks for `fold`.
     case cox(ties: CoxTies, riskSet: CoxRiskSet = .batch)
 
+    public static let types = ["mse", "binary_cross_entropy", "softmax_cross_entropy", "cox"]
+
+    /// The loss `architecture` names; a head without one cannot train.
     public init(_ architecture: Architecture) throws {
-        let file = architecture.file
-        guard let node = architecture.extra["loss"] else {
-            throw NeuralError.architecture(location: file, message: "a head needs 'loss:' (mse, binary_cross_entropy, softmax_cross_entropy or cox)")
+        guard let loss = architecture.loss else {
+            throw NeuralError.architecture(location: architecture.file, message: "a head needs 'loss:' (\(Self.types.joined(separator: ", ")))")
         }
-        let file_ = file
-        func fail(_ message: String, _ at: Yams.Node?) -> NeuralError {
-            .architecture(location: Architecture.loc(file_, at ?? node), message: "loss: \(message)")
-        }
-        let typeNode: Yams.Node?
-        var params: [(key: Yams.Node, value: Yams.Node)] = []
-        if node.scalar != nil {
-            typeNode = node
-        } else if let m = node.mapping {
-            params = m.filter { $0.key.string != "type" }
-            typeNode = m.first { $0.key.string == "type" }?.value
-            guard typeNode != nil else { throw fail("missing 'type' (mse, binary_cross_entropy, softmax_cross_entropy or cox)", node) }
-        } else {
-            throw fail("'loss' is a name (mse) or a mapping ({type: cox, ties: efron})", node)
-        }
-        let types = ["mse", "binary_cross_entropy", "softmax_cross_entropy", "cox"]
-        let known: [String: [String]] = ["mse": [], "binary_cross_entropy": ["positive_weight"],
-                                         "softmax_cross_entropy": ["class_weights"], "cox": ["ties", "risk_set"]]
-        guard let type = typeNode?.string, let allowed = known[type] else {
-            let written = typeNode?.string ?? "?"
-            let closest = types.min { Architecture.editDistance($0, written) < Architecture.editDistance($1, written) }!  // invariant: not empty
-            throw fail("unknown type '\(written)' (did you mean '\(closest)'?); known: \(types.joined(separator: ", "))", typeNode)
-        }
-        for (key, _) in params where !allowed.contains(key.string ?? "") {
-            let name = key.string ?? "?"
-            let closest = allowed.min { Architecture.editDistance($0, name) < Architecture.editDistance($1, name) }
-            let hint = closest.map { " (did you mean '\($0)'?)" } ?? ""
-            throw fail("unknown parameter '\(name)' for \(type)\(hint)\(allowed.isEmpty ? "" : "; known: \(allowed.joined(separator: ", "))")", key)
-        }
-        func value(_ key: String) -> Yams.Node? { params.first { $0.key.string == key }?.value }
-        func word<T: RawRepresentable>(_ key: String, default d: T, _ options: String) throws -> T where T.RawValue == String {
-            guard let n = value(key) else { return d }
-            guard n.scalar != nil, let s = n.string, let v = T(rawValue: s) else { throw fail("'\(key)' must be \(options), got \(n.string.map { "'\($0)'" } ?? "a \(n.mapping != nil ? "mapping" : "list")")", n) }
-            return v
+        self = loss
+    }
+}
+
+extension LossSpec: Decodable {
+    enum Key: String, CodingKey {
+        case type, ties
+        case positiveWeight = "positive_weight", classWeights = "class_weights", riskSet = "risk_set"
+    }
+
+    /// `mse`, or `{type: cox, ties: efron}`: each type asks only for its own keys.
+    public init(from decoder: Decoder) throws {
+        let entry = try TypedEntry(from: decoder, typeKey: Key.type, expected: "'loss' is a name (mse) or a mapping ({type: cox, ties: efron})")
+        let type = entry.type, c = entry.options
+        func number(_ key: Key) throws -> Double? { try c?.decodeIfPresent(Double.self, forKey: key) }
+        func word<T: RawRepresentable>(_ key: Key, default d: T, _ options: String) throws -> T where T.RawValue == String {
+            guard let c, let written = try c.decodeIfPresent(String.self, forKey: key) else { return d }
+            guard let value = T(rawValue: written) else { throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "must be \(options), got '\(written)'") }
+            return value
         }
         switch type {
         case "mse":
             self = .meanSquaredError
         case "binary_cross_entropy":
-            var w = 1.0
-            if let n = value("positive_weight") {
-                guard let f = n.float, f > 0, f.isFinite else { throw fail("'positive_weight' must be a positive number", n) }
-                w = f
+            let weight = try number(.positiveWeight) ?? 1
+            guard weight > 0, weight.isFinite else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [Key.positiveWeight], debugDescription: "must be a positive number, got \(weight)"))
             }
-            self = .binaryCrossEntropy(positiveWeight: Float(w))
+            self = .binaryCrossEntropy(positiveWeight: Float(weight))
         case "softmax_cross_entropy":
-            var weights: [Float]?
-            if let n = value("class_weights") {
-                guard let list = n.sequence?.map({ $0.float }), let ws = list as? [Double], ws.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
-                    throw fail("'class_weights' must be a list of numbers ≥ 0", n)
-                }
-                weights = ws.map(Float.init)
+            let weights = try c?.decodeIfPresent([Double].self, forKey: .classWeights)
+            if let weights, !weights.allSatisfy({ $0 >= 0 && $0.isFinite }) {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [Key.classWeights], debugDescription: "must be a list of numbers ≥ 0"))
             }
-            self = .softmaxCrossEntropy(classWeights: weights)
+            self = .softmaxCrossEntropy(classWeights: weights?.map(Float.init))
+        case "cox":
+            self = .cox(ties: try word(.ties, default: CoxTies.breslow, "breslow or efron"),
+                        riskSet: try word(.riskSet, default: CoxRiskSet.batch, "batch or fold"))
         default:
-            self = .cox(ties: try word("ties", default: CoxTies.breslow, "breslow or efron"),
-                        riskSet: try word("risk_set", default: CoxRiskSet.batch, "batch or fold"))
+            throw entry.unknownType("unknown type '\(type)'\(Suggest.hint(for: type, among: Self.types)); known: \(Self.types.joined(separator: ", "))")
         }
+    }
+}
+
+/// A kind written alone (`loss: mse`, `pool: mean`) or as the `type` of a mapping of its options
+/// (`{type: cox, ties: efron}`).
+struct TypedEntry<Key: CodingKey> {
+    let type: String
+    /// The options, nil when the kind is written alone.
+    let options: KeyedDecodingContainer<Key>?
+    private let typePath: [CodingKey]
+
+    init(from decoder: Decoder, typeKey: Key, expected: String) throws {
+        if let mapping = try? decoder.container(keyedBy: Key.self) {
+            options = mapping
+            type = try mapping.decode(String.self, forKey: typeKey)
+            typePath = decoder.codingPath + [typeKey]
+        } else if let name = try? String(from: decoder) {
+            options = nil
+            type = name
+            typePath = decoder.codingPath
+        } else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: expected))
+        }
+    }
+
+    /// An error at the written type.
+    func unknownType(_ message: String) -> DecodingError {
+        .dataCorrupted(.init(codingPath: typePath, debugDescription: message))
     }
 }

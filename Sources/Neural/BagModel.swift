@@ -1,6 +1,5 @@
 import NICBasics
 import Foundation
-import Yams
 
 /// A multiple-instance model: an instance network applied to every instance of a bag, a pooling
 /// (`BagPooling`) to one vector per bag, and a head. Described in YAML as an architecture whose
@@ -18,9 +17,30 @@ import Yams
 /// ```
 /// Tensor names: `instance.*`, `pool.attention_{a,b,c}…` (CLAM's layout), `after.*`, `head.*`.
 public final class BagModel {
-    public struct PoolSpec: Equatable, Sendable {
+    public struct PoolSpec: Equatable, Sendable, Decodable {
         public var kind: BagPooling.Kind
         public var dropout: Float
+
+        enum Key: String, CodingKey { case type, hidden, dropout }
+        static let types = ["mean", "attention", "gated_attention"]
+
+        /// `pool: mean`, or `pool: {type: gated_attention, hidden: 64, dropout: 0.25}`.
+        public init(from decoder: Decoder) throws {
+            let entry = try TypedEntry(from: decoder, typeKey: Key.type, expected: "'pool' is a mapping like {type: gated_attention, hidden: 64, dropout: 0.25}")
+            let type = entry.type, c = entry.options
+            let hidden = try c?.decodeIfPresent(Int.self, forKey: .hidden) ?? 64
+            guard hidden > 0 else { throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [Key.hidden], debugDescription: "must be a positive integer, got \(hidden)")) }
+            let dropout = try c?.decodeIfPresent(Double.self, forKey: .dropout) ?? 0
+            guard dropout >= 0, dropout < 1 else { throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [Key.dropout], debugDescription: "must be a number in [0, 1), got \(dropout)")) }
+            switch type {
+            case "mean": kind = .mean
+            case "attention": kind = .attention(hidden: hidden)
+            case "gated_attention": kind = .gatedAttention(hidden: hidden)
+            default:
+                throw entry.unknownType("must be mean, attention or gated_attention, got '\(type)'\(Suggest.hint(for: type, among: Self.types))")
+            }
+            self.dropout = Float(dropout)
+        }
     }
 
     public let instance: Network?
@@ -31,40 +51,9 @@ public final class BagModel {
     public let head: Network
     public let inputFeatures: Int
 
-    /// The `pool` entry of an architecture, or nil when it has none (then it is not a bag model).
-    public static func poolSpec(_ architecture: Architecture) throws -> PoolSpec? {
-        guard let node = architecture.extra["pool"] else { return nil }
-        func fail(_ message: String, _ at: Yams.Node?) -> NeuralError {
-            .architecture(location: Architecture.loc(architecture.file, at ?? node), message: message)
-        }
-        let map: Yams.Node.Mapping
-        if let name = node.string { map = Yams.Node.Mapping([(Yams.Node("type"), Yams.Node(name))]) }
-        else if let m = node.mapping { map = m }
-        else { throw fail("'pool' is a mapping like {type: gated_attention, hidden: 64, dropout: 0.25}", node) }
-        for key in map.keys.compactMap(\.string) where !["type", "hidden", "dropout"].contains(key) {
-            throw fail("unknown key '\(key)' in 'pool' (expected type, hidden, dropout)", map.keys.first { $0.string == key })
-        }
-        let hidden = map["hidden"]?.int ?? 64
-        if let h = map["hidden"], (h.int ?? 0) <= 0 { throw fail("'hidden' must be a positive integer", h) }
-        let dropout = map["dropout"].flatMap { $0.float } ?? 0
-        if let d = map["dropout"], !(d.float.map { $0 >= 0 && $0 < 1 } ?? false) { throw fail("'dropout' must be a number in [0, 1)", d) }
-        let kind: BagPooling.Kind
-        switch map["type"]?.string {
-        case "mean": kind = .mean
-        case "attention": kind = .attention(hidden: hidden)
-        case "gated_attention": kind = .gatedAttention(hidden: hidden)
-        case let other:
-            let kinds = ["mean", "attention", "gated_attention"]
-            let written = other ?? "?"
-            let closest = kinds.min { Architecture.editDistance($0, written) < Architecture.editDistance($1, written) }!  // invariant: not empty
-            throw fail("'pool.type' must be mean, attention or gated_attention, got '\(written)' (did you mean '\(closest)'?)", map["type"])
-        }
-        return PoolSpec(kind: kind, dropout: Float(dropout))
-    }
-
     /// Builds the instance network for `features`-long instances, the pooling and `headArchitecture`.
     public init(architecture: Architecture, features: Int, head headArchitecture: Architecture, seed: UInt64) throws {
-        guard let spec = try Self.poolSpec(architecture) else {
+        guard let spec = architecture.pool else {
             throw NeuralError.architecture(location: architecture.file, message: "a bag model needs a 'pool' entry")
         }
         if let declared = architecture.inputs.first?.shape, declared != [features] {
@@ -77,11 +66,11 @@ public final class BagModel {
             throw NeuralError.architecture(location: architecture.file, message: "the instance layers must give a vector per instance, not \(pooled)")
         }
         pooling = try BagPooling(kind: spec.kind, features: pooled[0], dropout: spec.dropout, seed: SeedStream(seed).derive(.bagPooling))
-        if let node = architecture.extra["after"] {
-            let afterArchitecture = try Architecture(node: .mapping(Yams.Node.Mapping([(Yams.Node("layers"), node)])), file: architecture.file)
+        if let written = architecture.after {
+            let afterArchitecture = Architecture.sequential(written.layers, file: architecture.file, location: written.location)
             let built = try afterArchitecture.build(seed: SeedStream(seed).derive(.bagAfterPooling), inputShapes: [pooled], prefix: "after")
             guard built.outputShape.count == 1 else {
-                throw NeuralError.architecture(location: Architecture.loc(architecture.file, node), message: "'after' must give a vector, not \(built.outputShape)")
+                throw NeuralError.architecture(location: written.location, message: "'after' must give a vector, not \(built.outputShape)")
             }
             after = built
         } else {

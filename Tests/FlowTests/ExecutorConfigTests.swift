@@ -1,5 +1,6 @@
 @testable import Flow
 import Foundation
+import NICBasics
 import XCTest
 
 /// The executor file: what it sets, every mistake at its line, and the job scripts built from it.

@@ -1,5 +1,6 @@
 import Flow
 import Foundation
+import NICBasics
 import XCTest
 
 /// Every bad spec must say what is wrong and point at the exact line:column.

@@ -104,10 +104,10 @@ final class CoxPlantedSignalTests: XCTestCase {
             ["patient": "C", "time": "8", "event": "0", "score": ""],
             ["patient": "D", "time": "1", "event": "1", "score": "9"],
         ]
-        let head = try Architecture.parse(yaml: "layers: [{dense: 1}]\nloss: {type: cox, ties: efron}\nauxiliary: {target: score, loss: mse, weight: 0.5}\n", file: "h.yaml")
-        let auxiliary = try XCTUnwrap(try Heads.auxiliary(head))
+        let head = try HeadFile.parse(text: "layers: [{dense: 1}]\nloss: {type: cox, ties: efron}\nauxiliary: {target: score, loss: mse, weight: 0.5}\n", file: "h.yaml")
+        let auxiliary = try XCTUnwrap(head.auxiliary)
         XCTAssertEqual(auxiliary.column, "score")
-        let targets = try PatientTargets(loss: try LossSpec(head), head: "h.yaml", columns: ["time", "event"], classes: [],
+        let targets = try PatientTargets(loss: head.loss, head: "h.yaml", columns: ["time", "event"], classes: [],
                                          slides: rows.enumerated().map { ("s\($0.offset)", $0.element) }, auxiliary: auxiliary)
         XCTAssertEqual(targets.networkOutputs, 2)
         let out = Tensor(shape: [4, 2], data: [0.2, 0.1, -0.3, 0.4, 0.5, 7, 1.0, -0.2])
@@ -124,12 +124,14 @@ final class CoxPlantedSignalTests: XCTestCase {
         XCTAssertEqual(r.gradient.data[5], 0, "C has no score: the auxiliary output gets no gradient")
         XCTAssertEqual(targets.prediction([0.7, 3]), [0.7], "only the risk is predicted")
         // A column nobody has is an error naming it.
-        let missing = try Architecture.parse(yaml: "layers: [{dense: 1}]\nloss: {type: cox}\nauxiliary: {target: ki67}\n", file: "h.yaml")
-        XCTAssertThrowsError(try PatientTargets(loss: try LossSpec(missing), head: "h.yaml", columns: ["time", "event"], classes: [],
-                                                slides: rows.enumerated().map { ("s\($0.offset)", $0.element) }, auxiliary: try Heads.auxiliary(missing))) {
+        let missing = try HeadFile.parse(text: "layers: [{dense: 1}]\nloss: {type: cox}\nauxiliary: {target: ki67}\n", file: "h.yaml")
+        XCTAssertThrowsError(try PatientTargets(loss: missing.loss, head: "h.yaml", columns: ["time", "event"], classes: [],
+                                                slides: rows.enumerated().map { ("s\($0.offset)", $0.element) }, auxiliary: missing.auxiliary)) {
             XCTAssertTrue("\($0)".contains("ki67"), "\($0)")
         }
-        XCTAssertThrowsError(try Heads.auxiliary(try Architecture.parse(yaml: "layers: [{dense: 1}]\nloss: mse\nauxiliary: {target: s, loss: hinge}\n", file: "h.yaml")))
+        XCTAssertThrowsError(try HeadFile.parse(text: "layers: [{dense: 1}]\nloss: mse\nauxiliary: {target: s, loss: hinge}\n", file: "h.yaml")) {
+            XCTAssertTrue("\($0)".hasPrefix("h.yaml:3:30: ") && "\($0)".contains("'auxiliary.loss'") && "\($0)".contains("hinge"), "\($0)")
+        }
     }
 
     /// The whole-fold risk set and a multi-task head through the patient_model node, for a bag model

@@ -58,7 +58,7 @@ final class NestedYAMLValidationTests: XCTestCase, SpecFolderTesting {
     func testTypoInAnArchitectureLayerIsLocatedInThatFile() throws {
         try write("arch.yaml", "input: [16, 16, 3]\nlayers:\n  - conv: {filters: 4, kernel: 3, strid: 2}\n  - flatten\n  - dense: 8\n")
         let found = try errors(encoder(tasks: "[tissue]"))
-        XCTAssertTrue(found.contains { $0.hasPrefix("arch.yaml:3:35: ") && $0.contains("unknown parameter 'strid'") && $0.contains("did you mean 'stride'?")
+        XCTAssertTrue(found.contains { $0.hasPrefix("arch.yaml:3:35: ") && $0.contains("unknown key 'strid'") && $0.contains("did you mean 'stride'?")
             && $0.contains("referenced from pipeline.yaml:8:") }, "\(found)")
     }
 
@@ -76,7 +76,7 @@ final class NestedYAMLValidationTests: XCTestCase, SpecFolderTesting {
         XCTAssertTrue(found.contains { $0.hasPrefix("heads/aux.yaml:4:28: ") && $0.contains("unknown key 'wieght'") && $0.contains("did you mean 'weight'?") }, "\(found)")
         try write("heads/aux.yaml", "layers:\n  - dense: {units: 1, bais: false}\nloss: mse\n")
         let layer = try errors("pipeline: p\nnodes:\n  m: {type: patient_model, params: {head: heads/aux.yaml, target: [score]}}\n")
-        XCTAssertTrue(layer.contains { $0.hasPrefix("heads/aux.yaml:2:23: ") && $0.contains("unknown parameter 'bais'") }, "\(layer)")
+        XCTAssertTrue(layer.contains { $0.hasPrefix("heads/aux.yaml:2:23: ") && $0.contains("unknown key 'bais'") }, "\(layer)")
     }
 
     func testTypoInARecipeIsLocatedInThatFile() throws {

@@ -1,5 +1,6 @@
 import Flow
 import Foundation
+import NICBasics
 import NICNodes
 import XCTest
 

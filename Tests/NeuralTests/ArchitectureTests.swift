@@ -85,16 +85,41 @@ final class ArchitectureTests: XCTestCase {
             } catch { return "\(error)" }
         }
         XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filters: 4, kernel: 3}\n  - leaky_relo: 0.2\n"),
-                       "a.yaml:4:5: error: unknown layer 'leaky_relo' (did you mean 'leaky_relu'?); known: \(Architecture.layerKinds.joined(separator: ", "))")
-        XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filter: 4, kernel: 3}\n"), "a.yaml:3:12: error: conv: missing 'filters' ('filter' is written: a typo?)")
+                       "a.yaml:4:5: error: 'layers[2]': unknown layer 'leaky_relo' (did you mean 'leaky_relu'?); known: \(Architecture.layerKinds.joined(separator: ", "))")
+        XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filter: 4, kernel: 3}\n"), "a.yaml:3:12: error: 'layers[1].conv': missing 'filters' ('filter' is written: a typo?)")
         XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - conv: {filters: 4, kernel: 3, strides: 2}\n"),
-                       "a.yaml:3:35: error: conv: unknown parameter 'strides' (did you mean 'stride'?); known: bias, filters, groups, kernel, l2, padding, stride")
+                       "a.yaml:3:35: error: unknown key 'strides' in 'layers[1].conv' (did you mean 'stride'?); expected 'bias', 'filters', 'groups', 'kernel', 'l2', 'padding', 'stride'")
         XCTAssertEqual(error("input: [8, 8, 3]\nlayers:\n  - flatten\n  - conv: {filters: 4, kernel: 3}\n"),
                        "a.yaml:4:5: error: layer 'layers.1': expected input [H, W, C] (conv needs an image), got shape [192]")
         XCTAssertEqual(error("input: [4, 4, 3]\nlayers:\n  - conv: {filters: 4, kernel: 5}\n"),
                        "a.yaml:3:5: error: layer 'layers.0': expected input at least 5×5 pixels for a 'valid' 5×5 kernel, got shape [4, 4, 3]")
-        XCTAssertEqual(error("input: [4]\nlayers:\n  - dense: {units: 2, bias: maybe}\n"), "a.yaml:3:29: error: dense: 'bias' must be true or false")
+        XCTAssertEqual(error("input: [4]\nlayers:\n  - dense: {units: 2, bias: maybe}\n"), "a.yaml:3:29: error: 'layers[1].dense.bias': expected true or false, found a string (\"maybe\")")
         XCTAssertTrue(error("layers: [{dense: 3}]").contains("input 'input' has no shape"))
+    }
+
+    /// The parts of a file only some networks read (a bag model's pool and after, a head's loss,
+    /// blocks) are decoded with the layers, so their typos are located too, and every typo of a
+    /// file is reported at once.
+    func testPoolLossAfterAndBlockErrorsAreLocated() {
+        func errors(_ yaml: String) -> [String] {
+            do {
+                _ = try Architecture.parse(yaml: yaml, file: "a.yaml")
+                return []
+            } catch let error as SpecErrors { return error.errors.map(\.description) }
+            catch { return ["\(error)"] }
+        }
+        XCTAssertEqual(errors("input: [4]\nlayers: [{dense: 4}]\npool: {type: gated_attention, hiden: 8}\n"),
+                       ["a.yaml:3:31: error: unknown key 'hiden' in 'pool' (did you mean 'hidden'?); expected 'dropout', 'hidden', 'type'"])
+        XCTAssertEqual(errors("input: [4]\nlayers: [{dense: 1}]\nloss: {type: cox, tie: efron}\n"),
+                       ["a.yaml:3:19: error: unknown key 'tie' in 'loss' (did you mean 'ties'?); expected 'risk_set', 'ties', 'type'"])
+        XCTAssertEqual(errors("input: [4]\nlayers: []\npool: mean\nafter: [{dense: 0}]\n"),
+                       ["a.yaml:4:17: error: 'after[1].dense': 'units' must be a positive integer, got 0"])
+        XCTAssertEqual(errors("inputs: {a: [2]}\nblocks:\n  - {name: b, form: [a], layers: [relu]}\n"),
+                       ["a.yaml:3:15: error: unknown key 'form' in 'blocks[1]' (did you mean 'from'?); expected 'from', 'layers', 'name'"])
+        let both = errors("input: [4]\nlayers: [{dense: {units: 4, bais: true}}, {leaky_relu: {alpah: 0.1}}]\n")
+        XCTAssertEqual(both.count, 2, "\(both)")
+        XCTAssertTrue(both.contains { $0.hasPrefix("a.yaml:2:29: ") && $0.contains("'bais'") && $0.contains("did you mean 'bias'?") }, "\(both)")
+        XCTAssertTrue(both.contains { $0.hasPrefix("a.yaml:2:57: ") && $0.contains("'alpah'") && $0.contains("did you mean 'alpha'?") }, "\(both)")
     }
 
     func testFlattenThenDenseExportsInPyTorchOrder() throws {

@@ -154,8 +154,7 @@ final class BagModelTests: XCTestCase {
     }
 
     func testPoolEntryErrorsAreLocated() throws {
-        let arch = try Architecture.parse(yaml: "input: [4]\nlayers: []\npool: {type: max}\n", file: "mil.yaml")
-        XCTAssertThrowsError(try BagModel.poolSpec(arch)) { error in
+        XCTAssertThrowsError(try Architecture.parse(yaml: "input: [4]\nlayers: []\npool: {type: max}\n", file: "mil.yaml")) { error in
             XCTAssertTrue("\(error)".contains("mil.yaml:3"), "\(error)")
             XCTAssertTrue("\(error)".contains("mean, attention or gated_attention"), "\(error)")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// Summary statistics of numeric columns, as JSON metrics.
 public struct DescribeTable: NodeType {

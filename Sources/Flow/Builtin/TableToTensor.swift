@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 import TensorStore
 
 /// Numeric columns of a table as a rows × columns zarr array: the bridge from tables to tensors.

@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 import Yams
 
 /// Turns a YAML value into a typed `ParamValue`, reporting a located error when it does not fit.
@@ -123,7 +124,3 @@ struct ParamCoercion {
     }
 }
 
-extension Yams.Node {
-    /// The YAML core-schema tag after implicit resolution (plain `3` is int, quoted "3" is str).
-    var tagName: Tag.Name { Tag.Name(rawValue: tag.rawValue) }
-}

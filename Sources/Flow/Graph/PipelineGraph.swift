@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 import Yams
 
 /// A node after checking: its type is known, every param is typed (defaults filled in), every input is

@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 
 /// The type of data flowing along an edge. The engine only compares names; node modules define the
 /// vocabulary (`Table`, `FileSet`, and later `PatchSet`, `Model`, `GridSet`, ...).

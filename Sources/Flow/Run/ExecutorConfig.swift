@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 import Yams
 
 /// Where nodes run. Never part of a cache key: a pipeline gives the same keys and results on either.

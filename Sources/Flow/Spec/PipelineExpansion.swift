@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 import Yams
 
 /// Which template an expanded node came from, and the value it took on each axis (in the order the

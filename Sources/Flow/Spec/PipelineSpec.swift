@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 import Yams
 
 /// A pipeline as written: names, types, wiring and raw parameter values with their source locations.
@@ -260,24 +261,7 @@ public enum SpecParser {
         }
     }
 
-    static func describeKind(_ node: Yams.Node) -> String {
-        switch node {
-        case .mapping: return "a mapping"
-        case .sequence: return "a list"
-        case .alias: return "an alias"
-        case .scalar(let s):
-            if s.style == .plain {
-                switch node.tagName {
-                case .null: return "nothing"
-                case .bool: return "a boolean (\(s.string))"
-                case .int: return "an integer (\(s.string))"
-                case .float: return "a number (\(s.string))"
-                default: break
-                }
-            }
-            return "a string (\"\(s.string)\")"
-        }
-    }
+    static func describeKind(_ node: Yams.Node) -> String { YAMLValueDecoder.describeKind(node) }
 
     static func yamlSyntaxError(_ error: YamlError, text: String, file: String) -> SpecError {
         func at(_ mark: Mark) -> SourceLocation { SourceLocation(file: file, line: mark.line, column: mark.column) }

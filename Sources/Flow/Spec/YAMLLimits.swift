@@ -1,4 +1,5 @@
 import Foundation
+import NICBasics
 import Yams
 
 /// Bounds on the YAML nic reads (pipelines and the files they reference), so that a small hostile

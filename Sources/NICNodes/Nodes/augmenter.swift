@@ -1,5 +1,6 @@
 import Flow
 import Foundation
+import NICBasics
 import Slides
 
 /// Reading augmentation recipes (YAML under nodes/augment/, parsed by the engine into a ParamValue):

@@ -18,7 +18,7 @@ public struct EncoderNode: NodeType {
     public enum Training: String, ParamChoice { case supervised, bigan, vae, contrastive, none }
 
     public struct Params: NodeParams {
-        @Param(doc: "encoder architecture, e.g. nodes/encoders/nic-encoder.yaml", schema: ArchitectureFile.self) var architecture: Reference
+        @Param(doc: "encoder architecture, e.g. nodes/encoders/nic-encoder.yaml", schema: Architecture.self) var architecture: Reference
         @Param(doc: "supervised: multi-task training on the PatchSet's tasks; bigan, vae, contrastive: unsupervised; none: weight-free encoders (mean-RGB)")
         var training = Training.supervised
         @ParamGroup(when: "training", is: Training.supervised.rawValue) var supervised = SupervisedTraining.Params()

@@ -36,7 +36,7 @@ public struct PatientModel: NodeType {
         PortSpec("model", .trainedModel, optional: true, doc: "the k fold models as an ensemble for `apply`: model.json (card), fold<k>.safetensors (on grids; empty for a 'features' table)"),
     ]
     public struct Params: NodeParams {
-        @Param(doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'", schema: ArchitectureFile.self)
+        @Param(doc: "CNN on grid crops, e.g. nodes/patient/nic-sepconv8.yaml (its input size is the crop size); not used with 'features'", schema: Architecture.self)
         var architecture: Reference? = nil
         @Param(doc: "with 'features': covariate columns (default: every numeric column but patient and targets)")
         var covariates: [String] = []
@@ -79,7 +79,7 @@ public struct PatientModel: NodeType {
         let gridSet = try GridSet(folder: try context.input("grids"))
         guard let architecture = params.architecture else { throw NodeError("param 'architecture' is required with 'grids'") }
         let trunkArchitecture = try Architecture(architecture)
-        let isBagModel = try BagModel.poolSpec(trunkArchitecture) != nil
+        let isBagModel = trunkArchitecture.pool != nil
         let aggregation: Aggregation = params.aggregation == .auto ? (isBagModel ? .patient : .slides) : params.aggregation
         if aggregation == .patient && !isBagModel {
             throw NodeError("param 'aggregation': 'patient' (one bag per patient) needs a bag model (an architecture with 'pool'); the CNN predicts each slide and averages, use 'slides'")
@@ -88,11 +88,11 @@ public struct PatientModel: NodeType {
         for column in ["patient"] + params.target where !gridSet.slideSet.labelColumns.contains(column) {
             throw NodeError("param 'target': the cohort's labels.csv has no column '\(column)'; it has \(gridSet.slideSet.labelColumns.joined(separator: ", "))")
         }
-        let headSpec = try Heads.architecture(params.head, outputs: 1)
-        let targets = try PatientTargets(loss: try LossSpec(headSpec), head: headURL.lastPathComponent,
+        let headFile = try HeadFile.decode(params.head)
+        let targets = try PatientTargets(loss: headFile.loss, head: headURL.lastPathComponent,
                                          columns: params.target, classes: params.classes,
                                          slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) },
-                                         auxiliary: try Heads.auxiliary(headSpec))
+                                         auxiliary: headFile.auxiliary)
         targets.reportDropped(context)
         let patients = targets.patients
         guard patients.count >= params.folds else {

@@ -56,7 +56,7 @@ public struct Probe: NodeType {
         for column in ["patient"] + params.target where !gridSet.slideSet.labelColumns.contains(column) {
             throw NodeError("param 'target': the cohort's labels.csv has no column '\(column)'; it has \(gridSet.slideSet.labelColumns.joined(separator: ", "))")
         }
-        let loss = try LossSpec(try Heads.architecture(params.head, outputs: 1))
+        let loss = try HeadFile.decode(params.head).loss
         let targets = try PatientTargets(loss: loss, head: params.head.url.lastPathComponent, columns: params.target, classes: params.classes,
                                          slides: gridSet.slideSet.slides.map { ($0.stem, $0.labels) })
         targets.reportDropped(context)

@@ -10,8 +10,8 @@ import Slides
 /// cross-entropy, (G, E) with the labels swapped. Adam lr 2e-4 (β₁ 0.5) by default, as the paper.
 final class BiGANTraining: EncoderTrainingMode {
     struct Params: NodeParams {
-        @Param(doc: "the generator", schema: ArchitectureFile.self) var generator: Reference? = Reference("nodes/bigan/generator.yaml")
-        @Param(doc: "the discriminator", schema: ArchitectureFile.self) var discriminator: Reference? = Reference("nodes/bigan/discriminator.yaml")
+        @Param(doc: "the generator", schema: Architecture.self) var generator: Reference? = Reference("nodes/bigan/generator.yaml")
+        @Param(doc: "the discriminator", schema: Architecture.self) var discriminator: Reference? = Reference("nodes/bigan/discriminator.yaml")
         @Param(doc: "one-sided label smoothing ε (the discriminator aims at 1 − ε for real pairs)", .within(0, 0.5))
         var labelSmoothing = 0.1
         @Param(doc: "generator and encoder updates per discriminator update (the D/G ratio; 2 or more slows a discriminator that wins early)", .within(1, 10))

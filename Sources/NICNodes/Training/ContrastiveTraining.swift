@@ -12,7 +12,7 @@ import Slides
 /// pairs with a second augmentation of itself.
 final class ContrastiveTraining: EncoderTrainingMode {
     struct Params: NodeParams {
-        @Param(doc: "the pair head", schema: ArchitectureFile.self) var contrastiveHead: Reference? = Reference("nodes/encoders/contrastive-head.yaml")
+        @Param(doc: "the pair head", schema: Architecture.self) var contrastiveHead: Reference? = Reference("nodes/encoders/contrastive-head.yaml")
         init() {}
     }
 

@@ -9,7 +9,7 @@ import Slides
 /// the reconstruction plus γ·KL(q(z|x) ‖ N(0, I)). The code used for compression is μ.
 struct VAETraining: EncoderTrainingMode {
     struct Params: NodeParams {
-        @Param(doc: "the decoder architecture", schema: ArchitectureFile.self) var decoder: Reference? = Reference("nodes/vae/decoder.yaml")
+        @Param(doc: "the decoder architecture", schema: Architecture.self) var decoder: Reference? = Reference("nodes/vae/decoder.yaml")
         @Param(doc: "weight γ of the KL term", .atLeast(0)) var klWeight = 5e-5
         init() {}
     }

@@ -26,7 +26,7 @@ public struct SpecError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The same error with `prefix` before its message (which value it is about).
-    func prefixed(_ prefix: String) -> SpecError { SpecError(prefix + message, at: location) }
+    public func prefixed(_ prefix: String) -> SpecError { SpecError(prefix + message, at: location) }
 
     public var description: String {
         if let location { return "\(location): error: \(message)" }
