@@ -20,6 +20,7 @@ struct ChunkCodec: Sendable {
     }
 
     func encode(_ chunk: UnsafeRawBufferPointer) throws -> [UInt8] {
+        // invariant: the one caller (ZarrArrayWriter.writeChunk) throws a located ZarrError on a wrong size first
         precondition(chunk.count == chunkByteCount)
         var current: [UInt8]? = swapsBytes ? Self.byteSwapped(chunk, elementSize: dataType.byteSize) : nil
         for codec in codecs.dropFirst() {
