@@ -27,11 +27,23 @@ enum Heads {
         try HeadFile.parse(text: text, file: file).architecture(outputs: outputs)
     }
 
-    /// Resolves a head name (`binary`) to `heads_dir/binary.yaml`, or takes a path ending in .yaml.
-    static func file(_ name: String, directory: URL) -> URL {
-        name.hasSuffix(".yaml") || name.hasSuffix(".yml")
-            ? URL(fileURLWithPath: name, relativeTo: directory.deletingLastPathComponent().deletingLastPathComponent()).standardizedFileURL
-            : directory.appendingPathComponent(name + ".yaml")
+    /// A head named in a task list, from the folder's text as keyed: a name (`binary`) is
+    /// `binary.yaml` in the folder; a path ending in .yaml (`nodes/heads/binary.yaml`, relative to the
+    /// folder's grandparent, the project root for `nodes/heads`) must lie inside the folder, since only
+    /// the folder's files enter the cache key. Returns the file's path (for messages) and its text.
+    static func definition(_ name: String, task: String, in folder: DefinitionFolder) throws -> (file: String, text: String) {
+        let root = folder.url.standardizedFileURL
+        let file = name.hasSuffix(".yaml") || name.hasSuffix(".yml")
+            ? URL(fileURLWithPath: name, relativeTo: root.deletingLastPathComponent().deletingLastPathComponent()).standardizedFileURL
+            : root.appendingPathComponent(name + ".yaml")
+        guard file.path.hasPrefix(root.path + "/") else {
+            throw NodeError("param 'tasks': head '\(name)' for task '\(task)' is \(file.path), outside param 'heads_dir' (\(root.path)); only that folder's files are keyed, so move the head there or point 'heads_dir' at its folder")
+        }
+        guard let text = folder.files[String(file.path.dropFirst(root.path.count + 1))] else {
+            let names = folder.files.keys.filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
+            throw NodeError("param 'tasks': head '\(name)' for task '\(task)' not found (\(file.path))\(Suggest.hint(for: name, among: names)); \(root.path) has \(Suggest.list(names))")
+        }
+        return (file.path, text)
     }
 
     /// A second target the patient model learns beside the head's own (multi-task): the head file's

@@ -1,5 +1,6 @@
 import Flow
 import Foundation
+import Neural
 import NICNodes
 import XCTest
 
@@ -40,5 +41,72 @@ final class KeyedContentTests: XCTestCase {
                                          cache: workspace.cache)
         XCTAssertNotEqual(replanned.node(named: "rgb")?.key, plan.node(named: "rgb")?.key)
         XCTAssertEqual(replanned.node(named: "tiles")?.key, plan.node(named: "tiles")?.key)
+    }
+
+    /// Heads named in an encoder's `tasks:` come from `heads_dir`, a folder keyed by its files' content:
+    /// the node gets those files' text as read at planning, so an edited head after planning changes
+    /// neither what this run trains nor the entry it is cached under.
+    func testEncoderTrainsTheHeadsItWasKeyedOnEvenIfTheFolderChangesBeforeItRuns() throws {
+        let workspace = try CohortWorkspace(patients: 2, size: 768, annotations: 6)
+        try workspace.writeTinyEncoder()
+        let originalHead = try String(contentsOf: workspace.root.appendingPathComponent("nodes/heads/classification.yaml"), encoding: .utf8)
+        let url = try workspace.write("pipeline.yaml", """
+        pipeline: keyed-heads
+        inputs:
+          cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+          annotations: {kind: table, path: cohort/patches.csv}
+        nodes:
+          tiles: {type: tile_sampler, in: {slides: cohort, annotations: annotations}, params: {mode: training, per_task: 12, seed: 1}}
+          mtl: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/tiny.yaml, tasks: {tissue: classification}, epochs: 1, batch_size: 8, validation: 0.5, seed: 3}}
+        """)
+        func plan() throws -> Plan {
+            try Planner.plan(try PipelineGraph.build(try SpecParser.parse(file: url, displayPath: "pipeline.yaml"), registry: PathologyNodes.registry), cache: workspace.cache)
+        }
+        let planned = try plan()
+        // The folder's key is the same hash a plain folder param would give: keys of existing encoders stay.
+        XCTAssertEqual(DefinitionFolder.hash(of: try Dictionary(uniqueKeysWithValues: FileHasher.listFiles(under: workspace.root.appendingPathComponent("nodes/heads")).map {
+            ($0, try String(contentsOf: workspace.root.appendingPathComponent("nodes/heads/\($0)"), encoding: .utf8))
+        })), try FileHasher(stateFile: nil).hash(directoryAt: workspace.root.appendingPathComponent("nodes/heads")))
+
+        // After planning the head gains a hidden layer: a node reading the folder now would train it.
+        let edited = "name: classification\nlayers:\n  - dense: 5\n  - relu\n  - dense: 9\nloss: {type: softmax_cross_entropy}\n"
+        try workspace.write("nodes/heads/classification.yaml", edited)
+        let summary = Executor(plan: planned, cache: workspace.cache, jobs: 1).run()
+        XCTAssertTrue(summary.succeeded, "\(summary.failures)")
+        let model = try workspace.output(summary, "mtl", "model")
+        XCTAssertEqual(try String(contentsOf: model.appendingPathComponent("heads/tissue.yaml"), encoding: .utf8), originalHead,
+                       "the model keeps the head the entry was keyed on")
+        let heads = try Safetensors.read(model.appendingPathComponent("heads.safetensors"))
+        XCTAssertEqual(heads.keys.filter { $0.hasPrefix("heads.tissue.") && $0.hasSuffix(".weight") }.count, 1,
+                       "one dense layer, as keyed, not the edited two: \(heads.keys.sorted())")
+
+        let replanned = try plan()
+        XCTAssertNotEqual(replanned.node(named: "mtl")?.key, planned.node(named: "mtl")?.key, "the edited folder is another key")
+        XCTAssertEqual(replanned.node(named: "tiles")?.key, planned.node(named: "tiles")?.key)
+    }
+
+    /// A head given as a path must lie inside `heads_dir` (only its files are keyed); a misspelt name
+    /// says which heads there are.
+    func testEncoderHeadsOutsideTheKeyedFolderOrMisspeltAreRefused() throws {
+        let workspace = try CohortWorkspace(patients: 2, size: 768, annotations: 6)
+        try workspace.writeTinyEncoder()
+        try workspace.write("elsewhere/heads/my.yaml", "layers:\n  - dense: 9\nloss: {type: softmax_cross_entropy}\n")
+        func failure(_ tasks: String) throws -> String {
+            let summary = try workspace.run("""
+            pipeline: refused-heads
+            inputs:
+              cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
+              annotations: {kind: table, path: cohort/patches.csv}
+            nodes:
+              tiles: {type: tile_sampler, in: {slides: cohort, annotations: annotations}, params: {mode: training, per_task: 12, seed: 1}}
+              mtl: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/tiny.yaml, tasks: \(tasks), epochs: 1, batch_size: 8, validation: 0.5}}
+            """, jobs: 1)
+            XCTAssertFalse(summary.succeeded)
+            return summary.failures.map(\.message).joined(separator: "\n")
+        }
+        let outside = try failure("{tissue: elsewhere/heads/my.yaml}")
+        XCTAssertTrue(outside.contains("outside param 'heads_dir'"), outside)
+        let misspelt = try failure("{tissue: clasification}")
+        XCTAssertTrue(misspelt.contains("did you mean 'classification'"), misspelt)
     }
 }

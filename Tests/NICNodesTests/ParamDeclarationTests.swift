@@ -43,7 +43,7 @@ final class ParamDeclarationTests: XCTestCase {
         case .list(let element): return wrongType(for: element).map { "[\($0)]" }
         case .string: return "{a: 1}"
         case .any: return nil
-        case .file, .directory, .reference: return "/no/such/path/anywhere"
+        case .file, .directory, .reference, .definitions: return "/no/such/path/anywhere"
         }
     }
 

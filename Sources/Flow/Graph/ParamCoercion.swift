@@ -63,13 +63,13 @@ struct ParamCoercion {
                 if let v = coerce(item, to: element, what: "\(what) item \(i + 1)") { out.append(v) } else { ok = false }
             }
             return ok ? .list(out) : nil
-        case .file, .directory, .reference:
+        case .file, .directory, .reference, .definitions:
             guard let scalar = node.scalar, !(scalar.style == .plain && node.tagName == .null), !scalar.string.isEmpty else { return wrong() }
             let url = resolve(scalar.string)
             var isDir: ObjCBool = false
             let exists = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir)
             let wantDir: Bool
-            if case .directory = type { wantDir = true } else { wantDir = false }
+            switch type { case .directory, .definitions: wantDir = true; default: wantDir = false }
             if !exists {
                 errors.append(SpecError("\(what): \(wantDir ? "folder" : "file") not found: \(url.path) (relative paths resolve against \(baseDirectory.path))", at: location(node)))
                 return nil

@@ -91,6 +91,10 @@ public struct PipelineGraph {
                 params[param.name] = value
                 paths[param.name] = taken.path
                 texts[param.name] = taken.text
+                if case .definitions = param.type, let url = taken.path {
+                    do { texts.merge(try Self.definitionTexts(url, param: param.name)) { _, new in new } }
+                    catch { errors.append(SpecError("\(what): \(error)", at: entry.valueLocation)) }
+                }
             }
             for param in type.params where !given.contains(param.name) {
                 if let defaultValue = param.defaultValue {
@@ -98,7 +102,7 @@ public struct PipelineGraph {
                     // A default path (e.g. `nodes/heads`) resolves like a written one and enters the key by content.
                     if let relative = defaultValue.stringValue {
                         switch param.type {
-                        case .file, .directory, .reference:
+                        case .file, .directory, .reference, .definitions:
                             let url = coercion.resolve(relative)
                             var isDir: ObjCBool = false
                             // A missing default is no error here: the node may not need it (it says so if it does).
@@ -116,6 +120,10 @@ public struct PipelineGraph {
                                     errors += Self.schemaProblems(param, loaded, url: url, what: "node '\(node.name)' param '\(param.name)' (default)", from: node.location)
                                 }
                                 catch let error as SpecError { errors.append(error) }
+                            }
+                            if case .definitions = param.type {
+                                do { texts.merge(try Self.definitionTexts(url, param: param.name)) { _, new in new } }
+                                catch { errors.append(SpecError("node '\(node.name)' param '\(param.name)' (default \(relative)): \(error)", at: node.location)) }
                             }
                         default: break
                         }
@@ -212,7 +220,7 @@ public struct PipelineGraph {
             problems += schema.problems(in: entry.value, file: entry.valueLocation.file).map { $0.prefixed("\(what): ") }
         }
         switch param.type {
-        case .file, .directory:
+        case .file, .directory, .definitions:
             return (value, URL(fileURLWithPath: value.stringValue!), nil, problems)  // invariant: file and folder params coerce to strings
         case .reference:
             let url = URL(fileURLWithPath: value.stringValue!)  // invariant: reference params coerce to strings
@@ -225,6 +233,21 @@ public struct PipelineGraph {
         default:
             return (value, nil, nil, problems)
         }
+    }
+
+    /// A definitions folder's files as read now, as `texts` entries named `param/relative path`: the
+    /// node reads these and the key hashes these, so an edit between planning and running cannot split them.
+    static func definitionTexts(_ url: URL, param: String) throws -> [String: String] {
+        let files: [String]
+        do { files = try FileHasher.listFiles(under: url) } catch { throw FlowError("cannot list \(url.path): \(error)") }
+        var texts: [String: String] = [:]
+        for relative in files {
+            let file = url.appendingPathComponent(relative)
+            guard let data = FileManager.default.contents(atPath: file.path) else { throw FlowError("cannot read \(file.path)") }
+            guard let text = String(data: data, encoding: .utf8) else { throw FlowError("\(file.path) is not UTF-8 text; a definitions folder holds YAML files only") }
+            texts[DefinitionFolder.textKey(param: param, relative: relative)] = text
+        }
+        return texts
     }
 
     /// A referenced file's problems against its param's schema, located in that file.

@@ -64,6 +64,7 @@ public enum Planner {
                 switch param.type {
                 case .file: keyParams[param.name] = .string("sha256:" + (try cache.fileHasher.hash(fileAt: url)))
                 case .directory: keyParams[param.name] = .string("sha256:" + (try cache.fileHasher.hash(directoryAt: url)))
+                case .definitions: keyParams[param.name] = .string("sha256:" + DefinitionFolder.hash(of: DefinitionFolder.files(param: param.name, in: node.texts)))
                 default: break  // references already hold their parsed content
                 }
             }

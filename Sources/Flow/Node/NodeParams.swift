@@ -192,6 +192,50 @@ public struct Reference: ParamConvertible, ExpressibleByStringLiteral, Sendable 
     }
 }
 
+/// A folder of small definitions a node picks from by name at run time (`heads_dir`): `run` gets every
+/// file's text as read when the node was keyed, and the key hashes exactly that text (the same hash as
+/// a `DirectoryParam` on those files, so switching a param between the two keeps keys).
+public struct DefinitionFolder: ParamConvertible, Sendable {
+    /// The folder's path (absolute once the spec is checked), for messages and for resolving names.
+    public let path: String
+    /// Relative path → text, as read when the node was keyed (empty before checking).
+    public let files: [String: String]
+    public init(_ path: String, files: [String: String] = [:]) { self.path = path; self.files = files }
+    public var url: URL { URL(fileURLWithPath: path) }
+    public static var paramType: ParamType { .definitions }
+    public static var placeholder: DefinitionFolder { DefinitionFolder("") }
+    /// Decoding sees `{"path", "files"}` (see `NodeParamsDecoding`); a declaration's default is a path.
+    public init?(paramValue value: ParamValue) {
+        if let s = value.stringValue { self.init(s); return }
+        guard let map = value.mapValue, let path = map["path"]?.stringValue else { return nil }
+        var files: [String: String] = [:]
+        for (name, text) in map["files"]?.mapValue ?? [:] {
+            guard let text = text.stringValue else { return nil }
+            files[name] = text
+        }
+        self.init(path, files: files)
+    }
+    public var paramValue: ParamValue { .string(path) }
+
+    /// How the graph names a file's text among a node's texts.
+    static func textKey(param: String, relative: String) -> String { param + "/" + relative }
+
+    /// The files of `param` among a node's texts.
+    static func files(param: String, in texts: [String: String]) -> [String: String] {
+        let prefix = param + "/"
+        return Dictionary(uniqueKeysWithValues: texts.filter { $0.key.hasPrefix(prefix) }.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
+    }
+
+    /// `FileHasher.hash(directoryAt:)` of a folder holding exactly these files.
+    public static func hash(of files: [String: String]) -> String {
+        var lines = ""
+        for (relative, text) in files.sorted(by: { $0.key < $1.key }) {
+            lines += relative + "\u{0}" + Hashing.sha256Hex(text) + "\n"
+        }
+        return Hashing.sha256Hex(lines)
+    }
+}
+
 // MARK: Checks
 
 /// A range or rule a param's value must satisfy, checked at validate time with a located error.
@@ -395,6 +439,9 @@ extension NodeParams {
                     var reference: [String: ParamValue] = ["path": .string(url.path), "content": value]
                     if let text = texts[spec.name] { reference["text"] = .string(text) }
                     value = .map(reference)
+                }
+                if case .definitions = spec.type, let url = paths[spec.name] {
+                    value = .map(["path": .string(url.path), "files": .map(DefinitionFolder.files(param: spec.name, in: texts).mapValues { .string($0) })])
                 }
                 byProperty[spec.propertyName ?? spec.name] = value
             }

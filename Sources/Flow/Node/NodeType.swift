@@ -46,13 +46,16 @@ public indirect enum ParamType: Sendable, CustomStringConvertible {
     /// A reusable YAML definition (an architecture, a recipe, usually under `nodes/`); the node gets the
     /// parsed content and the key covers that content, so comments and key order in it do not matter.
     case reference
+    /// A folder of small text definitions (e.g. `nodes/heads`) that a node picks from by name at run time;
+    /// keyed like a folder, and the node gets every file's text as read when it was keyed (never the disk again).
+    case definitions
     /// Any YAML value, taken as it is.
     case any
 
     /// A value written in the pipeline itself (not a path to something on disk).
     var isInline: Bool {
         switch self {
-        case .file, .directory, .reference: return false
+        case .file, .directory, .reference, .definitions: return false
         default: return true
         }
     }
@@ -68,6 +71,7 @@ public indirect enum ParamType: Sendable, CustomStringConvertible {
         case .file: return "file path"
         case .directory: return "directory path"
         case .reference: return "YAML file path"
+        case .definitions: return "folder of definitions"
         case .any: return "any value"
         }
     }

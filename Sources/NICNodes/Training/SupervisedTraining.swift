@@ -15,7 +15,7 @@ final class SupervisedTraining: EncoderTrainingMode {
     struct Params: NodeParams {
         @Param(doc: "task → head name (or {head, weight}); default: every task of the PatchSet, classification/regression heads", schema: EncoderTasks.self)
         var tasks: ParamValue = .null
-        @Param(doc: "folder of head definitions") var headsDir: DirectoryParam? = DirectoryParam("nodes/heads")
+        @Param(doc: "folder of head definitions; the heads are read from it once, when the node is keyed") var headsDir: DefinitionFolder? = DefinitionFolder("nodes/heads")
         @Param(doc: "what early stopping, the plateau and the best epoch watch. sum: the weighted sum of the tasks' validation losses. each_task: each task's validation loss on its own; training goes on (at its learning rate) while any task still improves, so a one-epoch spike in one task's loss cannot end or slow the training of the others, and the best epoch has the lowest mean of the tasks' losses, each relative to its first epoch", .unkeyedAtDefault)
         var monitor = Monitor.sum
         init() {}
@@ -162,7 +162,7 @@ final class SupervisedTraining: EncoderTrainingMode {
 
     /// The tasks to train, with their heads built for the right number of outputs.
     static func makeTasks(_ params: Params, patchSet: PatchSet, codeSize: Int, seed: UInt64) throws -> [Task] {
-        guard let headsDir = params.headsDir?.url else {
+        guard let headsDir = params.headsDir else {
             throw NodeError("param 'heads_dir': no folder of head definitions (the default nodes/heads does not exist here); give the param")
         }
         let requested: [(String, String?, Double)] = try EncoderTasks.decode(params.tasks, file: "param 'tasks'").requests?.map { ($0.task, $0.head, $0.weight) }
@@ -179,20 +179,16 @@ final class SupervisedTraining: EncoderTrainingMode {
             case .classification: kind = classes.count == 2 && headName == "binary" ? "binary" : "classification"
             }
             let head = headName ?? (kind == "regression" ? "regression" : "classification")
-            let file = Heads.file(head, directory: headsDir)
-            guard FileManager.default.fileExists(atPath: file.path) else {
-                throw NodeError("param 'tasks': head '\(head)' for task '\(name)' not found (\(file.path))")
-            }
+            let (file, headText) = try Heads.definition(head, task: name, in: headsDir)
             let outputs = kind == "classification" ? classes.count : 1
-            let headText = try Heads.text(file)
-            let architecture = try Heads.architecture(text: headText, file: file.path, outputs: outputs)
+            let architecture = try Heads.architecture(text: headText, file: file, outputs: outputs)
             let loss = try LossSpec(architecture)
             switch (kind, loss) {
             case ("regression", .meanSquaredError), ("binary", .binaryCrossEntropy), ("classification", .softmaxCrossEntropy): break
             default: throw NodeError("param 'tasks': head '\(head)' (\(loss)) does not fit \(kind) task '\(name)'")
             }
             let network = try architecture.build(seed: SeedStream(seed).derive(.taskHead, index), inputShapes: [[codeSize]], prefix: "heads.\(name)")
-            tasks.append(Task(info: .init(name: name, kind: kind, classes: patchTask.classes, head: file.path, weight: weight, mean: nil, std: nil),
+            tasks.append(Task(info: .init(name: name, kind: kind, classes: patchTask.classes, head: file, weight: weight, mean: nil, std: nil),
                               network: network, loss: loss, targets: try patchSet.labels(name), headText: headText))
         }
         return tasks

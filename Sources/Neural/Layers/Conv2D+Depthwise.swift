@@ -26,16 +26,10 @@ extension Conv2D {
                             for ow in 0..<g.wo {
                                 let yrow = out + ((n * g.ho + oh) * g.wo + ow) * C
                                 yrow.update(repeating: 0, count: C)
-                                for i in 0..<g.kh {
-                                    let ih = oh * g.s - g.pt + i
-                                    if ih < 0 || ih >= g.h { continue }
-                                    for j in 0..<g.kw {
-                                        let iw = ow * g.s - g.pl + j
-                                        if iw < 0 || iw >= g.w { continue }
-                                        let xpix = xb + ((n * g.h + ih) * g.w + iw) * C
-                                        let wtap = wb + (i * g.kw + j) * C
-                                        for c in 0..<C { yrow[c] += xpix[c] * wtap[c] }
-                                    }
+                                g.forEachTap(ofOutputRow: oh, column: ow) { tap, ih, iw in
+                                    let xpix = xb + ((n * g.h + ih) * g.w + iw) * C
+                                    let wtap = wb + tap * C
+                                    for c in 0..<C { yrow[c] += xpix[c] * wtap[c] }
                                 }
                             }
                         }
@@ -69,16 +63,10 @@ extension Conv2D {
                                     let n = t / g.ho, oh = t % g.ho
                                     for ow in 0..<g.wo {
                                         let drow = db + ((n * g.ho + oh) * g.wo + ow) * C
-                                        for i in 0..<g.kh {
-                                            let ih = oh * g.s - g.pt + i
-                                            if ih < 0 || ih >= g.h { continue }
-                                            for j in 0..<g.kw {
-                                                let iw = ow * g.s - g.pl + j
-                                                if iw < 0 || iw >= g.w { continue }
-                                                let xpix = xb + ((n * g.h + ih) * g.w + iw) * C
-                                                let a = acc + (i * g.kw + j) * C
-                                                for c in 0..<C { a[c] += xpix[c] * drow[c] }
-                                            }
+                                        g.forEachTap(ofOutputRow: oh, column: ow) { tap, ih, iw in
+                                            let xpix = xb + ((n * g.h + ih) * g.w + iw) * C
+                                            let a = acc + tap * C
+                                            for c in 0..<C { a[c] += xpix[c] * drow[c] }
                                         }
                                     }
                                 }

@@ -112,6 +112,21 @@ public final class Conv2D: SkipsInputGradient {
     struct Geometry {
         let n, h, w, c, ho, wo, pt, pl, kh, kw, s: Int
 
+        /// Calls `body(tap, ih, iw)` for every kernel tap (tap = i·kw + j) of output (oh, ow) whose input
+        /// pixel (ih, iw) lies inside the image: taps on the zero padding add nothing and are skipped.
+        @inline(__always)
+        func forEachTap(ofOutputRow oh: Int, column ow: Int, _ body: (_ tap: Int, _ ih: Int, _ iw: Int) -> Void) {
+            for i in 0..<kh {
+                let ih = oh * s - pt + i
+                if ih < 0 || ih >= h { continue }
+                for j in 0..<kw {
+                    let iw = ow * s - pl + j
+                    if iw < 0 || iw >= w { continue }
+                    body(i * kw + j, ih, iw)
+                }
+            }
+        }
+
         /// Calls `body(i, j, oh, ow)` for every kernel tap (i, j) whose output (oh, ow) reads input
         /// pixel (ih, iw): im2col's gather turned around, for gradients written once per input pixel.
         @inline(__always)
