@@ -37,11 +37,11 @@ enum Heads {
             ? URL(fileURLWithPath: name, relativeTo: root.deletingLastPathComponent().deletingLastPathComponent()).standardizedFileURL
             : root.appendingPathComponent(name + ".yaml")
         guard file.path.hasPrefix(root.path + "/") else {
-            throw NodeError("param 'tasks': head '\(name)' for task '\(task)' is \(file.path), outside param 'heads_dir' (\(root.path)); only that folder's files are keyed, so move the head there or point 'heads_dir' at its folder")
+            throw NodeError("head '\(name)' for task '\(task)' is \(file.path), outside param 'heads_dir' (\(root.path)); only that folder's files are keyed, so move the head there or point 'heads_dir' at its folder")
         }
         guard let text = folder.files[String(file.path.dropFirst(root.path.count + 1))] else {
             let names = folder.files.keys.filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
-            throw NodeError("param 'tasks': head '\(name)' for task '\(task)' not found (\(file.path))\(Suggest.hint(for: name, among: names)); \(root.path) has \(Suggest.list(names))")
+            throw NodeError("head '\(name)' for task '\(task)' not found (\(file.path))\(Suggest.hint(for: name, among: names)); \(root.path) has \(Suggest.list(names))")
         }
         return (file.path, text)
     }

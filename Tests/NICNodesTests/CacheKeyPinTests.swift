@@ -97,6 +97,7 @@ final class CacheKeyPinTests: XCTestCase {
         "nodes/heads/regression.yaml": "name: regression\nlayers:\n  - dense: 1\nloss: mse\n",
         "nodes/heads/binary.yaml": "name: binary\nlayers:\n  - dense: 1\nloss: binary_cross_entropy\n",
         "nodes/heads/cox.yaml": "name: cox\nlayers:\n  - dense: 1\nloss: {type: cox, ties: efron}\n",
+        "nodes/heads/classification.yaml": "name: classification\nlayers:\n  - dense: 9\nloss: {type: softmax_cross_entropy}\n",
         "nodes/patient/small.yaml": """
         name: small
         input: [16, 16, 16]
@@ -124,21 +125,25 @@ final class CacheKeyPinTests: XCTestCase {
     /// loader: chunk-order shuffle plus a `shuffle_buffer`, so trained weights change) moves the keys
     /// of both encoders (one node type, one version) and everything downstream. Re-pinned for issue 11:
     /// the tile sampler's version 2 (`jitter` leaves a binary task's negatives in place) moves the
-    /// tiles' key and everything downstream; the sources kept theirs.
+    /// tiles' key and everything downstream; the sources kept theirs. Re-pinned for issue 23: the
+    /// fixture gains nodes/heads/classification.yaml, which its `tissue: classification` task always
+    /// named (`nic validate` now refuses a head missing from heads_dir); the folder is in every
+    /// encoder's key, so both encoders and everything downstream move. With the fixture unchanged the
+    /// keys were equal after heads_dir became a keyed definitions folder (checked before adding the file).
     static let pinned: [String: String] = [
         "annotations": "511f00da43389ceb84c6643ef061d5ab37dd2385ee83fcb6800346de5c5ef633",
         "augmented": "cd821c1d0b140b92c67be0b886c37d3b6cf130253ab87adf639c89d921ac3dda",
         "cohort": "7150b38a2343827c5beda681efa4907039692382cf67b813f7b400073a7cbe90",
-        "eval_grade_rgb": "119b59dc53ec8def36936f5fcfb9fef63239154a8a0a0c9816e53fa545f631e2",
-        "eval_score_mtl": "9fee0a68a04d5da0fe6bd3f01045b489a14883d4bdfd65249d8d0a7ec948d1e3",
-        "eval_survival_mtl": "6d636d3c1aa9480173d80907ec3e2374018122d5e20ff4d4086b11064a93880b",
-        "grade_rgb": "84379ae46e8c5dfedca2e94fa46acc8fdad327d1e6ff1dd174c7106b8e8a4254",
-        "grids_mtl": "dd9bc565acd7f3b07729bbf359fcee35425baae83f51969b81c6f8aff1fc13b7",
-        "grids_rgb": "23367a27d30b55e1ec995eb97ecbab616ce3a0edf54519534c5541742384498b",
-        "mean_rgb": "0c14bdf2a50b9945d254a1c63458c59f5f2cc55ac8528ca0d61bff24702c464b",
-        "mtl": "e7115cfc1bd25f76b91f472b277de49e1f7cd921d98588c9b1cd22b3937b94ac",
-        "score_mtl": "de55fb37211316487ecb54947769c9431cee79e28127a529b8fdbd5245198552",
-        "survival_mtl": "6fd0f2b3211aa753254f1ab471984de1b2ef80ead007ec4fe6a9f92a46dc4be0",
+        "eval_grade_rgb": "e5ac803ffbbbcc6a8d1134d10bb881b1e504f2fd696c80e99670be961a650e50",
+        "eval_score_mtl": "3a2d1fe0ca72ee1a9aa9850c8d6038a39a2deea522f7e77b422384815d0114fd",
+        "eval_survival_mtl": "80028163a2add66c0ed5c3144e6a1d14d7c0a99394a47a04afaad7501d72df5b",
+        "grade_rgb": "655f975a2373fd909685c7fc0e8d3da82269df199ce2155e4d67fd7db0945f12",
+        "grids_mtl": "c989a5905292c36c24a26db9bbc5cf4bdf9bdb29754e9a7033693029f1365f09",
+        "grids_rgb": "496da798bfc6207b06c6397f79bf012f6720f50b9d5920640dc36108efb5d09f",
+        "mean_rgb": "a7f8b2744ab1e38d3f373c8ec643c113e022db7fe97693aef47663cb5d47599b",
+        "mtl": "3e4ac2cf29521516c7f7d359965ae3995c3f9b591b3ca4dfd9dbfdf8f50890a3",
+        "score_mtl": "a11a0cc69f907d849acb08ca4a89be0963cc7ba22624f749f5659a8f3a8bd376",
+        "survival_mtl": "1bc5c5ca2f84c1977bdf257a3f25f72cd2a9ea8e18bb5f23d81528901d862630",
         "tiles": "12cf687255af11f6b264e8d98901e9f08ddd2b8cf8d4d4f69902ee629e45e824",
     ]
 

@@ -84,29 +84,4 @@ final class KeyedContentTests: XCTestCase {
         XCTAssertNotEqual(replanned.node(named: "mtl")?.key, planned.node(named: "mtl")?.key, "the edited folder is another key")
         XCTAssertEqual(replanned.node(named: "tiles")?.key, planned.node(named: "tiles")?.key)
     }
-
-    /// A head given as a path must lie inside `heads_dir` (only its files are keyed); a misspelt name
-    /// says which heads there are.
-    func testEncoderHeadsOutsideTheKeyedFolderOrMisspeltAreRefused() throws {
-        let workspace = try CohortWorkspace(patients: 2, size: 768, annotations: 6)
-        try workspace.writeTinyEncoder()
-        try workspace.write("elsewhere/heads/my.yaml", "layers:\n  - dense: 9\nloss: {type: softmax_cross_entropy}\n")
-        func failure(_ tasks: String) throws -> String {
-            let summary = try workspace.run("""
-            pipeline: refused-heads
-            inputs:
-              cohort: {kind: slides, dir: cohort/slides, pattern: "*.tif", labels: cohort/labels.csv}
-              annotations: {kind: table, path: cohort/patches.csv}
-            nodes:
-              tiles: {type: tile_sampler, in: {slides: cohort, annotations: annotations}, params: {mode: training, per_task: 12, seed: 1}}
-              mtl: {type: encoder, in: {patches: tiles}, params: {architecture: nodes/encoders/tiny.yaml, tasks: \(tasks), epochs: 1, batch_size: 8, validation: 0.5}}
-            """, jobs: 1)
-            XCTAssertFalse(summary.succeeded)
-            return summary.failures.map(\.message).joined(separator: "\n")
-        }
-        let outside = try failure("{tissue: elsewhere/heads/my.yaml}")
-        XCTAssertTrue(outside.contains("outside param 'heads_dir'"), outside)
-        let misspelt = try failure("{tissue: clasification}")
-        XCTAssertTrue(misspelt.contains("did you mean 'classification'"), misspelt)
-    }
 }

@@ -48,6 +48,19 @@ final class NestedYAMLValidationTests: XCTestCase, SpecFolderTesting {
         XCTAssertTrue(found.contains { $0.hasPrefix("pipeline.yaml:9:39: ") && $0.contains("unknown key 'wieght'") && $0.contains("did you mean 'weight'?") }, "\(found)")
     }
 
+    /// A head named in `tasks` must be a file of `heads_dir` (the folder that is keyed): a misspelt
+    /// name or a path elsewhere fails `nic validate` at the tasks, naming the heads there are.
+    func testUnknownOrOutsideHeadIsLocatedAtValidate() throws {
+        try write("elsewhere/my.yaml", "layers:\n  - dense: 1\nloss: binary_cross_entropy\n")
+        func withHeads(_ tasks: String) -> String { encoder(tasks: tasks) + "\n      heads_dir: heads\n" }
+        XCTAssertTrue(try errors(withHeads("{mitosis: binary}")).allSatisfy { $0.contains("input port 'patches'") })
+        let misspelt = try errors(withHeads("{mitosis: binray}"))
+        XCTAssertTrue(misspelt.contains { $0.hasPrefix("pipeline.yaml:9:14: ") && $0.contains("head 'binray' for task 'mitosis' not found")
+                && $0.contains("did you mean 'binary'?") }, "\(misspelt)")
+        let outside = try errors(withHeads("{mitosis: {head: elsewhere/my.yaml}}"))
+        XCTAssertTrue(outside.contains { $0.hasPrefix("pipeline.yaml:9:14: ") && $0.contains("outside param 'heads_dir'") }, "\(outside)")
+    }
+
     func testOutOfRangeTaskWeightIsLocated() throws {
         let found = try errors(encoder(tasks: "{mitosis: {head: binary, weight: -1}}"))
         XCTAssertTrue(found.contains { $0.hasPrefix("pipeline.yaml:9:47: ") && $0.contains("weight must be a number ≥ 0") }, "\(found)")

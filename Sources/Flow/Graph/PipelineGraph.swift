@@ -53,6 +53,7 @@ public struct PipelineGraph {
         var applied = spec
         for (index, node) in spec.nodes.enumerated() {
             guard let type = typed[node.name] else { continue }
+            let errorsBefore = errors.count
             // Params.
             var params: [String: ParamValue] = [:]
             var paths: [String: URL] = [:]
@@ -137,6 +138,12 @@ public struct PipelineGraph {
                 guard let condition = declared[entry.name]?.readWhen, let chosen = params[condition.param]?.stringValue,
                       let refusal = condition.refusal(of: entry.name, chosen: chosen) else { continue }
                 errors.append(SpecError("node '\(node.name)': \(refusal)", at: entry.nameLocation))
+            }
+            if errors.count == errorsBefore {
+                for problem in type.problems(values: params, paths: paths, texts: texts) {
+                    let written = node.params.first { $0.name == problem.param }
+                    errors.append(SpecError("node '\(node.name)' param '\(problem.param)': \(problem.message)", at: written?.valueLocation ?? node.paramsLocation))
+                }
             }
             var node = node
             node.params.removeAll { $0.fromDefaults && unapplied.contains($0.name) }

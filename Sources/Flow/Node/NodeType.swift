@@ -170,6 +170,10 @@ public protocol NodeType: Sendable {
     /// gathered: a cluster executor computes the missing items as a job array before the node runs.
     static var splitsIntoItems: Bool { get }
 
+    /// Problems only the params together show (a name that must be a file of a folder another param
+    /// names), found at `nic validate`: param name → what is wrong. Called once each param passed its own checks.
+    static func problems(_ params: Params) -> [(param: String, message: String)]
+
     init()
     /// Reads inputs from `context`, writes every output port's folder. `params` are checked against
     /// their declarations before any node runs.
@@ -181,6 +185,14 @@ extension NodeType {
     public static var splitsIntoItems: Bool { false }
     /// The params the spec checker and `nic nodes` see, derived from `Params`.
     public static var params: [ParamSpec] { Params.declaredParams }
+
+    public static func problems(_ params: Params) -> [(param: String, message: String)] { [] }
+
+    /// `problems` of checked values; values that do not decode were reported already.
+    static func problems(values: [String: ParamValue], paths: [String: URL], texts: [String: String]) -> [(param: String, message: String)] {
+        guard let params = try? Params.decode(values, paths: paths, texts: texts) else { return [] }
+        return problems(params)
+    }
 
     /// Decodes the context's checked params and runs the node.
     func execute(_ context: NodeContext) throws {

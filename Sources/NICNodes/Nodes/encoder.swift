@@ -53,6 +53,10 @@ public struct EncoderNode: NodeType {
 
     public init() {}
 
+    public static func problems(_ params: Params) -> [(param: String, message: String)] {
+        params.training == .supervised ? SupervisedTraining.problems(params.supervised) : []
+    }
+
     public func run(_ context: NodeContext, _ params: Params) throws {
         let started = Stopwatch()
         let patchSet = try PatchSet(folder: try context.input("patches"))

@@ -160,6 +160,17 @@ final class SupervisedTraining: EncoderTrainingMode {
                                      definitions: tasks.map { ($0.headText, "heads/\($0.info.name).yaml") }, to: setup.out)
     }
 
+    /// Heads named in `tasks` that `heads_dir` does not hold, found at `nic validate` (which heads a
+    /// task without one gets depends on the PatchSet, known only when the node runs).
+    static func problems(_ params: Params) -> [(param: String, message: String)] {
+        guard let headsDir = params.headsDir, let requests = try? EncoderTasks.decode(params.tasks, file: "param 'tasks'").requests else { return [] }
+        return requests.compactMap { request in
+            guard let head = request.head else { return nil }
+            do { _ = try Heads.definition(head, task: request.task, in: headsDir); return nil }
+            catch { return ("tasks", "\(error)") }
+        }
+    }
+
     /// The tasks to train, with their heads built for the right number of outputs.
     static func makeTasks(_ params: Params, patchSet: PatchSet, codeSize: Int, seed: UInt64) throws -> [Task] {
         guard let headsDir = params.headsDir else {
@@ -179,7 +190,9 @@ final class SupervisedTraining: EncoderTrainingMode {
             case .classification: kind = classes.count == 2 && headName == "binary" ? "binary" : "classification"
             }
             let head = headName ?? (kind == "regression" ? "regression" : "classification")
-            let (file, headText) = try Heads.definition(head, task: name, in: headsDir)
+            let file: String, headText: String
+            do { (file, headText) = try Heads.definition(head, task: name, in: headsDir) }
+            catch let error as NodeError { throw NodeError("param 'tasks': \(error.message)") }
             let outputs = kind == "classification" ? classes.count : 1
             let architecture = try Heads.architecture(text: headText, file: file, outputs: outputs)
             let loss = try LossSpec(architecture)
