@@ -32,7 +32,8 @@ public final class Pool2D: Layer {
         let pt = convGeometry(input: h, kernel: kernel, stride: stride, padding: padding).padBefore
         let pl = convGeometry(input: w, kernel: kernel, stride: stride, padding: padding).padBefore
         var argmax = [Int32](repeating: 0, count: kind == .max && training ? n * ho * wo * C : 0)
-        let k = kernel, s = stride, isMax = kind == .max
+        let isMax = kind == .max
+        let g = Conv2D.Geometry(n: n, h: h, w: w, c: C, ho: ho, wo: wo, pt: pt, pl: pl, kh: kernel, kw: kernel, s: stride)
         let y = Tensor(uninitialized: [n, ho, wo, C]) { out, _ in
             x.data.withUnsafeBufferPointer { xp in
                 argmax.withUnsafeMutableBufferPointer { ap in
@@ -43,27 +44,21 @@ public final class Pool2D: Layer {
                             for ow in 0..<wo {
                                 let o = out + ((img * ho + oh) * wo + ow) * C
                                 var seen = 0
-                                for i in 0..<k {
-                                    let ih = oh * s - pt + i
-                                    if ih < 0 || ih >= h { continue }
-                                    for j in 0..<k {
-                                        let iw = ow * s - pl + j
-                                        if iw < 0 || iw >= w { continue }
-                                        let index = (img * h + ih) * w + iw
-                                        let src = xb + index * C
-                                        if seen == 0 {
-                                            o.update(from: src, count: C)
-                                            if let am { for c in 0..<C { am[(o - out) + c] = Int32(index) } }
-                                        } else if isMax {
-                                            for c in 0..<C where src[c] > o[c] {
-                                                o[c] = src[c]
-                                                if let am { am[(o - out) + c] = Int32(index) }
-                                            }
-                                        } else {
-                                            for c in 0..<C { o[c] += src[c] }
+                                g.forEachTap(ofOutputRow: oh, column: ow) { _, ih, iw in
+                                    let index = (img * h + ih) * w + iw
+                                    let src = xb + index * C
+                                    if seen == 0 {
+                                        o.update(from: src, count: C)
+                                        if let am { for c in 0..<C { am[(o - out) + c] = Int32(index) } }
+                                    } else if isMax {
+                                        for c in 0..<C where src[c] > o[c] {
+                                            o[c] = src[c]
+                                            if let am { am[(o - out) + c] = Int32(index) }
                                         }
-                                        seen += 1
+                                    } else {
+                                        for c in 0..<C { o[c] += src[c] }
                                     }
+                                    seen += 1
                                 }
                                 if !isMax { let inv = 1 / Float(seen); for c in 0..<C { o[c] *= inv } }
                             }
