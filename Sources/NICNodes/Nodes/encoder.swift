@@ -28,7 +28,7 @@ public struct EncoderNode: NodeType {
         @Param(doc: "the most epochs to train (with early stopping, a cap)", .within(1, 100_000), readWhen: Training.trained())
         var epochs = 8
         @Param(doc: "stop after this many epochs without a better validation loss, keeping the best epoch (0: train every epoch)", .atLeast(0),
-               readWhen: Training.trained())
+               readWhen: Training.trained(except: [.bigan: BiGANTraining.Ignored.earlyStopping]))
         var earlyStopping = 0
         @Param(doc: "patches per step (batch norm needs 2)", .within(2, 65536), readWhen: Training.trained()) var batchSize = 64
         @Param(doc: "Adam learning rate", .positive, readWhen: Training.trained()) var learningRate = 1e-3

@@ -24,6 +24,7 @@ final class BiGANTraining: EncoderTrainingMode {
         static let weightDecay = "its Adam optimisers (β₁ 0.5, as the paper's) take no weight decay"
         static let plateau = "it has no learning-rate plateau (adversarial losses do not measure progress)"
         static let validation = "it holds no patches out (adversarial losses do not rank epochs; the last one is kept)"
+        static let earlyStopping = "it trains every epoch and keeps the last (adversarial losses do not rank epochs)"
     }
 
     let setup: EncoderTrainingSetup
@@ -134,6 +135,7 @@ final class BiGANTraining: EncoderTrainingMode {
         // D and (G, E) each take their own step inside one training step, so the step applies them.
         var schedule = setup.params.schedule
         schedule.plateau = nil  // adversarial losses do not measure progress
+        schedule.earlyStopping = nil
         // Not `Trainer.encoder`: the BiGAN keeps its last epoch, so a divergence has nothing to fall back on.
         let trainer = Trainer(schedule: schedule, update: .byStep([dOptimizer, geOptimizer]), context: context)
         let outcome = try trainer.fit(
