@@ -89,6 +89,17 @@ final class CompressorTests: XCTestCase {
         XCTAssertEqual(gatheredTime, time)
     }
 
+    /// `shift_pool: max` with one window per cell has nothing to pool: refused at validate, at the param.
+    func testShiftPoolWithoutShiftsIsRefusedAtValidate() throws {
+        let ws = try CohortWorkspace(patients: 2, size: 768, annotations: 6)
+        XCTAssertThrowsError(try ws.run(CohortWorkspace.meanRGBGrids(pipeline: "pool") + """
+          pooled: {type: compressor, in: {slides: cohort, encoder: rgb}, params: {shift_pool: max}}
+
+        """)) { error in
+            XCTAssertTrue("\(error)".contains("node 'pooled' param 'shift_pool'") && "\(error)".contains("shifts is 1"), "\(error)")
+        }
+    }
+
     /// `shifts: 3`: each cell's code is the mean of the codes of 3 × 3 windows moved by −⅓, 0 and +⅓ of a
     /// cell in x and y (windows past the slide's edge read white), in every orientation; the grid set
     /// records the shifts, and without them it records none. `shift_pool: max` keeps each channel's

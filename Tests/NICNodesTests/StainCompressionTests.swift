@@ -68,11 +68,14 @@ final class StainCompressionTests: XCTestCase {
             XCTAssertEqual(try stained.patch(i), try StainNormalization.apply(try rawTiles.patch(i), from: source, to: target))
         }
 
-        let missing = try ws.run(CohortWorkspace.meanRGBGrids(pipeline: "stain2") + """
-          bad: {type: compressor, in: {slides: cohort, encoder: rgb}, params: {stain: macenko}}
+        // A stain without its reference (or the reference without a stain) is refused at validate, at the param.
+        for (params, param) in [("{stain: macenko}", "stain"), ("{stain_reference: reference/slides/P001-1.tif}", "stain_reference")] {
+            XCTAssertThrowsError(try ws.run(CohortWorkspace.meanRGBGrids(pipeline: "stain2") + """
+              bad: {type: compressor, in: {slides: cohort, encoder: rgb}, params: \(params)}
 
-        """)
-        XCTAssertFalse(missing.succeeded)
-        XCTAssertTrue(missing.failures.map(\.message).joined().contains("stain_reference"), "\(missing.failures)")
+            """)) { error in
+                XCTAssertTrue("\(error)".contains("node 'bad' param '\(param)'") && "\(error)".contains("stain_reference"), "\(error)")
+            }
+        }
     }
 }

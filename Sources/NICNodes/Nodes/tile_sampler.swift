@@ -54,6 +54,10 @@ public struct TileSampler: NodeType {
 
     public init() {}
 
+    public static func problems(_ params: Params) -> [(param: String, message: String)] {
+        Compressor.stainProblems(params.stain, reference: params.stainReference)
+    }
+
     public func run(_ context: NodeContext, _ params: Params) throws {
         let slides = try SlideSet.read(from: try context.input("slides"))
         let mpp = params.mpp, size = params.size
