@@ -61,6 +61,15 @@ final class NestedYAMLValidationTests: XCTestCase, SpecFolderTesting {
         XCTAssertTrue(outside.contains { $0.hasPrefix("pipeline.yaml:9:14: ") && $0.contains("outside param 'heads_dir'") }, "\(outside)")
     }
 
+    /// Every head of `heads_dir` is checked at validate, named in `tasks` or not (a task without a head
+    /// gets one from the folder when the node runs), and an error points into the head file.
+    func testTypoInAHeadOfHeadsDirIsLocatedInThatFile() throws {
+        try write("heads/classification.yaml", "layers:\n  - dense: 9\nloss: {type: softmax}\n")
+        let found = try errors(encoder(tasks: "[tissue]") + "\n      heads_dir: heads\n")
+        XCTAssertTrue(found.contains { $0.hasPrefix("heads/classification.yaml:3:14: ") && $0.contains("unknown type 'softmax'")
+                && $0.contains("node 'mtl' param 'heads_dir'") }, "\(found)")
+    }
+
     func testOutOfRangeTaskWeightIsLocated() throws {
         let found = try errors(encoder(tasks: "{mitosis: {head: binary, weight: -1}}"))
         XCTAssertTrue(found.contains { $0.hasPrefix("pipeline.yaml:9:47: ") && $0.contains("weight must be a number ≥ 0") }, "\(found)")

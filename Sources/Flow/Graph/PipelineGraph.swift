@@ -142,7 +142,9 @@ public struct PipelineGraph {
             if errors.count == errorsBefore {
                 for problem in type.problems(values: params, paths: paths, texts: texts) {
                     let written = node.params.first { $0.name == problem.param }
-                    errors.append(SpecError("node '\(node.name)' param '\(problem.param)': \(problem.message)", at: written?.valueLocation ?? node.paramsLocation))
+                    let at = problem.location ?? written?.valueLocation ?? node.paramsLocation
+                    let from = problem.location == nil ? "" : " (in a file of node '\(node.name)' param '\(problem.param)')"
+                    errors.append(SpecError(problem.location == nil ? "node '\(node.name)' param '\(problem.param)': \(problem.message)" : problem.message + from, at: at))
                 }
             }
             var node = node

@@ -153,6 +153,19 @@ public struct ParamCondition: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// What `NodeType.problems` found: the param it concerns, what is wrong, and where, when that is in a
+/// file the param names (else the error points at the param in the pipeline).
+public struct ParamProblem: Sendable {
+    public var param: String
+    public var message: String
+    public var location: SourceLocation?
+    public init(_ param: String, _ message: String, at location: SourceLocation? = nil) {
+        self.param = param
+        self.message = message
+        self.location = location
+    }
+}
+
 /// A kind of node a pipeline can use. Implementations are stateless: everything a run needs comes
 /// through the context, so the engine can cache, retry and run them in parallel.
 public protocol NodeType: Sendable {
@@ -171,8 +184,8 @@ public protocol NodeType: Sendable {
     static var splitsIntoItems: Bool { get }
 
     /// Problems only the params together show (a name that must be a file of a folder another param
-    /// names), found at `nic validate`: param name → what is wrong. Called once each param passed its own checks.
-    static func problems(_ params: Params) -> [(param: String, message: String)]
+    /// names, a definition in a folder), found at `nic validate`. Called once each param passed its own checks.
+    static func problems(_ params: Params) -> [ParamProblem]
 
     init()
     /// Reads inputs from `context`, writes every output port's folder. `params` are checked against
@@ -186,10 +199,10 @@ extension NodeType {
     /// The params the spec checker and `nic nodes` see, derived from `Params`.
     public static var params: [ParamSpec] { Params.declaredParams }
 
-    public static func problems(_ params: Params) -> [(param: String, message: String)] { [] }
+    public static func problems(_ params: Params) -> [ParamProblem] { [] }
 
     /// `problems` of checked values; values that do not decode were reported already.
-    static func problems(values: [String: ParamValue], paths: [String: URL], texts: [String: String]) -> [(param: String, message: String)] {
+    static func problems(values: [String: ParamValue], paths: [String: URL], texts: [String: String]) -> [ParamProblem] {
         guard let params = try? Params.decode(values, paths: paths, texts: texts) else { return [] }
         return problems(params)
     }

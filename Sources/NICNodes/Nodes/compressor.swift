@@ -65,21 +65,21 @@ public struct Compressor: NodeType {
     public init() {}
 
     /// Params that mean nothing without another: refused at `nic validate` rather than ignored.
-    public static func problems(_ params: Params) -> [(param: String, message: String)] {
-        var found: [(param: String, message: String)] = []
+    public static func problems(_ params: Params) -> [ParamProblem] {
+        var found: [ParamProblem] = []
         if params.shiftPool != .mean && params.shifts == 1 {
-            found.append(("shift_pool", "pools the windows of 'shifts', and shifts is 1 (one window per cell, nothing to pool); set shifts to 2 or more, or drop shift_pool"))
+            found.append(ParamProblem("shift_pool", "pools the windows of 'shifts', and shifts is 1 (one window per cell, nothing to pool); set shifts to 2 or more, or drop shift_pool"))
         }
         return found + stainProblems(params.stain, reference: params.stainReference)
     }
 
     /// `stain` and `stain_reference` go together (here and in the tile sampler).
-    static func stainProblems(_ stain: StainOption, reference: FileParam?) -> [(param: String, message: String)] {
+    static func stainProblems(_ stain: StainOption, reference: FileParam?) -> [ParamProblem] {
         if stain == .none, reference != nil {
-            return [("stain_reference", "is the slide 'stain' normalises to, and stain is none; set stain to macenko or reinhard, or drop stain_reference")]
+            return [ParamProblem("stain_reference", "is the slide 'stain' normalises to, and stain is none; set stain to macenko or reinhard, or drop stain_reference")]
         }
         if stain != .none, reference == nil {
-            return [("stain", "'stain: \(stain.rawValue)' normalises to a reference slide; give its path as stain_reference")]
+            return [ParamProblem("stain", "'stain: \(stain.rawValue)' normalises to a reference slide; give its path as stain_reference")]
         }
         return []
     }

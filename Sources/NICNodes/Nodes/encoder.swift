@@ -53,7 +53,7 @@ public struct EncoderNode: NodeType {
 
     public init() {}
 
-    public static func problems(_ params: Params) -> [(param: String, message: String)] {
+    public static func problems(_ params: Params) -> [ParamProblem] {
         params.training == .supervised ? SupervisedTraining.problems(params.supervised) : []
     }
 

@@ -54,7 +54,7 @@ public struct TileSampler: NodeType {
 
     public init() {}
 
-    public static func problems(_ params: Params) -> [(param: String, message: String)] {
+    public static func problems(_ params: Params) -> [ParamProblem] {
         Compressor.stainProblems(params.stain, reference: params.stainReference)
     }
 

@@ -4,6 +4,7 @@ import Foundation
 import Neural
 import Slides
 import Stats
+import Yams
 
 /// Supervised multi-task encoder training (the MTL-NIC method): one shared trunk (the encoder), one
 /// head per task (`tasks`: task → head name in `heads_dir`, or `{head, weight}`); the loss is the
@@ -160,15 +161,32 @@ final class SupervisedTraining: EncoderTrainingMode {
                                      definitions: tasks.map { ($0.headText, "heads/\($0.info.name).yaml") }, to: setup.out)
     }
 
-    /// Heads named in `tasks` that `heads_dir` does not hold, found at `nic validate` (which heads a
-    /// task without one gets depends on the PatchSet, known only when the node runs).
-    static func problems(_ params: Params) -> [(param: String, message: String)] {
-        guard let headsDir = params.headsDir, let requests = try? EncoderTasks.decode(params.tasks, file: "param 'tasks'").requests else { return [] }
-        return requests.compactMap { request in
-            guard let head = request.head else { return nil }
-            do { _ = try Heads.definition(head, task: request.task, in: headsDir); return nil }
-            catch { return ("tasks", "\(error)") }
+    /// Found at `nic validate`: a head file of `heads_dir` that is not a head (every one is checked: the
+    /// folder is keyed, and a task without a named head gets one from it by the PatchSet's task kinds,
+    /// known only when the node runs), and a head named in `tasks` that the folder does not hold.
+    static func problems(_ params: Params) -> [ParamProblem] {
+        guard let headsDir = params.headsDir else { return [] }
+        var found: [ParamProblem] = []
+        let cwd = FileManager.default.currentDirectoryPath + "/"
+        for (relative, text) in headsDir.files.sorted(by: { $0.key < $1.key }) where relative.hasSuffix(".yaml") || relative.hasSuffix(".yml") {
+            let path = headsDir.url.appendingPathComponent(relative).path
+            let shown = path.hasPrefix(cwd) ? String(path.dropFirst(cwd.count)) : path
+            do {
+                guard let node = try Yams.compose(yaml: text) else {
+                    found.append(ParamProblem("heads_dir", "\(shown) is empty; a head needs 'layers' and 'loss'"))
+                    continue
+                }
+                found += HeadFile.problems(in: node, file: shown).map { ParamProblem("heads_dir", $0.message, at: $0.location) }
+            } catch {
+                found.append(ParamProblem("heads_dir", "\(shown) is not valid YAML: \(error)"))
+            }
         }
+        for request in (try? EncoderTasks.decode(params.tasks, file: "param 'tasks'").requests ?? []) ?? [] {
+            guard let head = request.head else { continue }
+            do { _ = try Heads.definition(head, task: request.task, in: headsDir) }
+            catch { found.append(ParamProblem("tasks", "\(error)")) }
+        }
+        return found
     }
 
     /// The tasks to train, with their heads built for the right number of outputs.
