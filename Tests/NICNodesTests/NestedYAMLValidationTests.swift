@@ -67,7 +67,7 @@ final class NestedYAMLValidationTests: XCTestCase, SpecFolderTesting {
         try write("heads/classification.yaml", "layers:\n  - dense: 9\nloss: {type: softmax}\n")
         let found = try errors(encoder(tasks: "[tissue]") + "\n      heads_dir: heads\n")
         XCTAssertTrue(found.contains { $0.hasPrefix("heads/classification.yaml:3:14: ") && $0.contains("unknown type 'softmax'")
-                && $0.contains("node 'mtl' param 'heads_dir'") }, "\(found)")
+                && $0.contains("(a file of param 'heads_dir' of node 'mtl')") }, "\(found)")
     }
 
     func testOutOfRangeTaskWeightIsLocated() throws {

@@ -50,6 +50,8 @@ public struct PipelineGraph {
 
         var built: [String: GraphNode] = [:]
         var reportedDefaultErrors = Set<SpecError>()
+        // A problem inside a shared file (a head of heads_dir) is reported once, naming every node it reaches.
+        var fileProblems: [(message: String, location: SourceLocation, nodes: [String])] = []
         var applied = spec
         for (index, node) in spec.nodes.enumerated() {
             guard let type = typed[node.name] else { continue }
@@ -141,10 +143,17 @@ public struct PipelineGraph {
             }
             if errors.count == errorsBefore {
                 for problem in type.problems(values: params, paths: paths, texts: texts) {
-                    let written = node.params.first { $0.name == problem.param }
-                    let at = problem.location ?? written?.valueLocation ?? node.paramsLocation
-                    let from = problem.location == nil ? "" : " (in a file of node '\(node.name)' param '\(problem.param)')"
-                    errors.append(SpecError(problem.location == nil ? "node '\(node.name)' param '\(problem.param)': \(problem.message)" : problem.message + from, at: at))
+                    guard let location = problem.location else {
+                        let written = node.params.first { $0.name == problem.param }
+                        errors.append(SpecError("node '\(node.name)' param '\(problem.param)': \(problem.message)", at: written?.valueLocation ?? node.paramsLocation))
+                        continue
+                    }
+                    let message = problem.message + " (a file of param '\(problem.param)'"
+                    if let i = fileProblems.firstIndex(where: { $0.message == message && $0.location == location }) {
+                        fileProblems[i].nodes.append(node.name)
+                    } else {
+                        fileProblems.append((message, location, [node.name]))
+                    }
                 }
             }
             var node = node
@@ -203,6 +212,10 @@ public struct PipelineGraph {
             let first = specByName[cycle[0]]!  // invariant: cycle members come from specByName
             let binding = first.inputs.first { $0.sourceNode == cycle[1 % cycle.count] }
             errors.append(SpecError("cycle: \((cycle + [cycle[0]]).joined(separator: " -> ")); a node cannot depend on its own output", at: binding?.sourceLocation ?? first.location))
+        }
+        for problem in fileProblems {
+            let nodes = problem.nodes.count == 1 ? "node '\(problem.nodes[0])'" : "nodes " + problem.nodes.map { "'\($0)'" }.joined(separator: ", ")
+            errors.append(SpecError(problem.message + " of \(nodes))", at: problem.location))
         }
         if !errors.isEmpty {
             errors = Self.collapsingInstances(errors)
