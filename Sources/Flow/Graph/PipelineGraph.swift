@@ -51,7 +51,9 @@ public struct PipelineGraph {
         var built: [String: GraphNode] = [:]
         var reportedDefaultErrors = Set<SpecError>()
         // A problem inside a shared file (a head of heads_dir) is reported once, naming every node it reaches.
-        var fileProblems: [(message: String, location: SourceLocation, nodes: [String])] = []
+        var fileProblems: [(problem: ParamProblem, nodes: [String])] = []
+        // A definitions folder is read once per check, so every node naming it gets the same texts.
+        var definitionFolders: [URL: Result<[String: String], Error>] = [:]
         var applied = spec
         for (index, node) in spec.nodes.enumerated() {
             guard let type = typed[node.name] else { continue }
@@ -94,10 +96,6 @@ public struct PipelineGraph {
                 params[param.name] = value
                 paths[param.name] = taken.path
                 texts[param.name] = taken.text
-                if case .definitions = param.type, let url = taken.path {
-                    do { texts.merge(try Self.definitionTexts(url, param: param.name)) { _, new in new } }
-                    catch { errors.append(SpecError("\(what): \(error)", at: entry.valueLocation)) }
-                }
             }
             for param in type.params where !given.contains(param.name) {
                 if let defaultValue = param.defaultValue {
@@ -124,10 +122,6 @@ public struct PipelineGraph {
                                 }
                                 catch let error as SpecError { errors.append(error) }
                             }
-                            if case .definitions = param.type {
-                                do { texts.merge(try Self.definitionTexts(url, param: param.name)) { _, new in new } }
-                                catch { errors.append(SpecError("node '\(node.name)' param '\(param.name)' (default \(relative)): \(error)", at: node.location)) }
-                            }
                         default: break
                         }
                     }
@@ -141,6 +135,18 @@ public struct PipelineGraph {
                       let refusal = condition.refusal(of: entry.name, chosen: chosen) else { continue }
                 errors.append(SpecError("node '\(node.name)': \(refusal)", at: entry.nameLocation))
             }
+            for param in type.params {
+                guard case .definitions = param.type, let url = paths[param.name] else { continue }
+                let read = definitionFolders[url] ?? Result { try Self.definitionTexts(url) }
+                definitionFolders[url] = read
+                switch read {
+                case .success(let files):
+                    for (relative, text) in files { texts[DefinitionFolder.textKey(param: param.name, relative: relative)] = text }
+                case .failure(let error):
+                    let written = node.params.first { $0.name == param.name }
+                    errors.append(SpecError("node '\(node.name)' param '\(param.name)': \(error)", at: written?.valueLocation ?? node.location))
+                }
+            }
             if errors.count == errorsBefore {
                 for problem in type.problems(values: params, paths: paths, texts: texts) {
                     guard let location = problem.location else {
@@ -148,11 +154,10 @@ public struct PipelineGraph {
                         errors.append(SpecError("node '\(node.name)' param '\(problem.param)': \(problem.message)", at: written?.valueLocation ?? node.paramsLocation))
                         continue
                     }
-                    let message = problem.message + " (a file of param '\(problem.param)'"
-                    if let i = fileProblems.firstIndex(where: { $0.message == message && $0.location == location }) {
+                    if let i = fileProblems.firstIndex(where: { $0.problem.message == problem.message && $0.problem.param == problem.param && $0.problem.location == location }) {
                         fileProblems[i].nodes.append(node.name)
                     } else {
-                        fileProblems.append((message, location, [node.name]))
+                        fileProblems.append((problem, [node.name]))
                     }
                 }
             }
@@ -213,9 +218,9 @@ public struct PipelineGraph {
             let binding = first.inputs.first { $0.sourceNode == cycle[1 % cycle.count] }
             errors.append(SpecError("cycle: \((cycle + [cycle[0]]).joined(separator: " -> ")); a node cannot depend on its own output", at: binding?.sourceLocation ?? first.location))
         }
-        for problem in fileProblems {
-            let nodes = problem.nodes.count == 1 ? "node '\(problem.nodes[0])'" : "nodes " + problem.nodes.map { "'\($0)'" }.joined(separator: ", ")
-            errors.append(SpecError(problem.message + " of \(nodes))", at: problem.location))
+        for (problem, nodes) in fileProblems {
+            let named = nodes.count == 1 ? "node '\(nodes[0])'" : "nodes " + nodes.map { "'\($0)'" }.joined(separator: ", ")
+            errors.append(SpecError("\(problem.message) (a file of param '\(problem.param)' of \(named))", at: problem.location))
         }
         if !errors.isEmpty {
             errors = Self.collapsingInstances(errors)
@@ -257,9 +262,9 @@ public struct PipelineGraph {
         }
     }
 
-    /// A definitions folder's files as read now, as `texts` entries named `param/relative path`: the
-    /// node reads these and the key hashes these, so an edit between planning and running cannot split them.
-    static func definitionTexts(_ url: URL, param: String) throws -> [String: String] {
+    /// A definitions folder's files as read now, by relative path: the node reads these and the key
+    /// hashes these, so an edit between planning and running cannot split them.
+    static func definitionTexts(_ url: URL) throws -> [String: String] {
         let files: [String]
         do { files = try FileHasher.listFiles(under: url) } catch { throw FlowError("cannot list \(url.path): \(error)") }
         var texts: [String: String] = [:]
@@ -267,7 +272,7 @@ public struct PipelineGraph {
             let file = url.appendingPathComponent(relative)
             guard let data = FileManager.default.contents(atPath: file.path) else { throw FlowError("cannot read \(file.path)") }
             guard let text = String(data: data, encoding: .utf8) else { throw FlowError("\(file.path) is not UTF-8 text; a definitions folder holds YAML files only") }
-            texts[DefinitionFolder.textKey(param: param, relative: relative)] = text
+            texts[relative] = text
         }
         return texts
     }
