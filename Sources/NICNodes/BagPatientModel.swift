@@ -35,7 +35,6 @@ enum BagPatientModel {
 
     static func run(_ context: NodeContext, _ params: PatientModel.Params, gridSet: GridSet, architecture: Architecture,
                     targets: PatientTargets, aggregation: PatientModel.Aggregation) throws {
-        let headURL = params.head.url
         let headArchitecture = try Heads.architecture(params.head, outputs: targets.networkOutputs)
         let channels = gridSet.info.codeSize
         let (slides, empty) = try load(gridSet, patients: Set(targets.patients))
